@@ -1,0 +1,83 @@
+"""``open_engine``: an engine with its journal and store, running in a nursery of its own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import trio
+
+from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD, Engine
+from stockade.errors import InvalidRequest
+from stockade.persistence.journal import Durability, Journal, Store
+from stockade.persistence.memory import MemoryStore
+
+__all__ = ["open_engine"]
+
+
+def _store_for(database: str | None) -> Store:
+    if database is None or database == "memory://":
+        return MemoryStore()
+    scheme = database.split(":", 1)[0] if ":" in database else ""
+    if scheme in ("sqlite", "postgresql", "postgres"):
+        raise InvalidRequest(f"the {scheme} store is not available in this version of stockade")
+    raise InvalidRequest(
+        f"unsupported database URL {database!r}: use None (memory), sqlite:///path "
+        "or postgresql://..."
+    )
+
+
+@asynccontextmanager
+async def open_engine(
+    database: str | None = None,
+    *,
+    store: Store | None = None,
+    durability: Durability | None = None,
+    mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+    journal_size: int = 100_000,
+    idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
+    max_hold: timedelta = DEFAULT_MAX_HOLD,
+    shutdown_grace: float = 30.0,
+) -> AsyncIterator[Engine]:
+    """Open an engine over ``database`` (``None``: memory) and yield it; close it on exit.
+
+    Start-up loads the store's state (products, orders, open holds, idempotency keys); holds
+    that lapsed while nothing ran expire at once. ``durability`` is ``"durable"`` (a call returns
+    once its change is committed) or ``"fast"`` (at once; a crash may lose what is buffered).
+    It defaults to durable for a database and to fast in memory, where there is nothing to
+    wait for. ``store`` passes a store object instead of a URL (tests).
+
+    On exit new calls fail with EngineClosed, calls in flight are answered, and the journal
+    commits everything; after ``shutdown_grace`` seconds of that (a database that stays down),
+    the rest is abandoned and the context exits anyway.
+    """
+    if store is None:
+        store = _store_for(database)
+    elif database is not None:
+        raise InvalidRequest("pass either a database URL or a store, not both")
+    if durability is None:
+        durability = "fast" if isinstance(store, MemoryStore) else "durable"
+    snapshot = await store.load()
+    journal = Journal(
+        store, durability=durability, max_buffered=journal_size, start_seq=snapshot.last_seq
+    )
+    engine = Engine(
+        journal, mailbox_size=mailbox_size, idempotency_ttl=idempotency_ttl, max_hold=max_hold
+    )
+    engine.restore(snapshot.products, snapshot.orders, snapshot.key_times)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await nursery.start(engine.run)
+            try:
+                yield engine
+            finally:
+                with trio.move_on_after(shutdown_grace, shield=True) as grace:
+                    await engine.aclose()
+                    await journal.aclose()
+                if grace.cancelled_caught:
+                    nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()

@@ -1,0 +1,1 @@
+"""The HTTP order API (to come: quart-trio on hypercorn)."""

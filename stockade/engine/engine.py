@@ -1,0 +1,427 @@
+"""The engine: the public async API over product actors, the order book and the journal.
+
+Everything runs on one trio thread. The engine decides an order move synchronously in the
+:class:`~stockade.engine.orders.OrderBook` (so two moves of one order never interleave), journals
+it, and hands the stock movements to the product actors. What reaches the journal and when is
+chosen so that every committed prefix is a state without oversell (see
+:mod:`stockade.engine.events`):
+
+* a new order's takes are journaled with its ``OrderPlaced`` record, after every line was taken;
+* everything that frees stock (cancel, return, expiry) and every merchant change is journaled no
+  later than its actor applies it, so nothing that relies on it can commit before it.
+
+In ``durable`` mode each call returns once the batch holding its change has committed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import trio
+
+from stockade.engine.actors import Dispatcher, Waiter
+from stockade.engine.commands import (
+    Adjust,
+    Confirm,
+    GiveBack,
+    Read,
+    Release,
+    Return,
+    SetStock,
+    Take,
+)
+from stockade.engine.events import Event
+from stockade.engine.expiry import ExpiryScheduler
+from stockade.engine.journal import JournalSink
+from stockade.engine.ledger import ProductLedger
+from stockade.engine.models import Order, StockLevel
+from stockade.engine.orders import OrderBook
+from stockade.engine.validation import (
+    MAX_STOCK,
+    check_hold,
+    check_idempotency_key,
+    check_lines,
+    check_sku,
+    check_stock_value,
+)
+from stockade.errors import EngineClosed, InvalidRequest, OutOfStock, Overloaded, UnknownProduct
+
+__all__ = ["Engine"]
+
+DEFAULT_MAILBOX_SIZE = 10_000
+DEFAULT_KEY_TTL = timedelta(hours=24)
+DEFAULT_MAX_HOLD = timedelta(days=1)
+
+
+class _OrderIds:
+    """Unguessable 128-bit order ids, cut from one ``os.urandom`` read per 1024 ids."""
+
+    __slots__ = ("_hex", "_pos")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._pos = 0
+
+    def next(self) -> str:
+        pos = self._pos
+        if pos >= len(self._hex):
+            self._hex = os.urandom(16 * 1024).hex()
+            pos = 0
+        self._pos = pos + 32
+        return self._hex[pos : pos + 32]
+
+
+class Engine:
+    """Sells stock under any concurrency without overselling. Build it with
+    :func:`stockade.open_engine`; every method is safe to call from many tasks at once.
+
+    Each call is checked before anything changes: a refused call changes nothing. A call
+    may raise Overloaded (a full mailbox or journal: retry later) or EngineClosed (shutting
+    down). Waiting for actors cannot be cancelled (it is bounded by one dispatcher pass); waiting
+    for durability can be, and the change then still commits, unacknowledged.
+    """
+
+    def __init__(
+        self,
+        journal: JournalSink,
+        *,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
+        max_hold: timedelta = DEFAULT_MAX_HOLD,
+    ) -> None:
+        if mailbox_size < 1:
+            raise InvalidRequest("mailbox_size must be at least 1")
+        self._journal = journal
+        self._epoch = time.time() - trio.current_time()
+        self._ledgers: dict[str, ProductLedger] = {}
+        self._book = OrderBook(idempotency_ttl.total_seconds())
+        self._max_hold_s = max_hold.total_seconds()
+        self._dispatcher = Dispatcher(self._ledgers, self._clock, journal.append, mailbox_size)
+        self._expiry = ExpiryScheduler(self._clock, self._to_trio, self._expire)
+        self._ids = _OrderIds()
+        self._placing: dict[str, trio.Event] = {}  # idempotency keys of orders being placed
+        self._calls = 0
+        self._closing = False
+        self._idle = trio.Event()
+        self._finished = trio.Event()
+        self.counters = {"placed": 0, "out_of_stock": 0, "confirmed": 0, "cancelled": 0,
+                         "expired": 0, "replayed": 0}  # fmt: skip
+
+    # -- clock --------------------------------------------------------------------------------
+
+    def _clock(self) -> float:
+        """Now, as UNIX seconds, advancing with trio's clock (so MockClock drives it)."""
+        return self._epoch + trio.current_time()
+
+    def _to_trio(self, unix_time: float) -> float:
+        return unix_time - self._epoch
+
+    # -- merchant calls -----------------------------------------------------------------------
+
+    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
+        """Create the product or overwrite its on-hand. Refused (InvalidRequest) below what is
+        reserved by open holds, or outside 0..MAX_STOCK."""
+        check_sku(sku)
+        check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
+        self._enter()
+        try:
+            self._journal.admit()
+            if sku not in self._ledgers:
+                self._ledgers[sku] = ProductLedger(sku)
+            level, seq = await self._dispatcher.ask(sku, SetStock(on_hand))
+            await self._journal.wait_durable(seq)
+            return level  # type: ignore[no-any-return]
+        finally:
+            self._leave()
+
+    async def adjust_stock(self, sku: str, delta: int, reason: str = "") -> StockLevel:
+        """Move on-hand by ``delta`` (non-zero). Refused (InvalidRequest) if on-hand would fall
+        below what is reserved (or below zero)."""
+        self._known(sku)
+        check_stock_value("delta", delta, low=-MAX_STOCK, high=MAX_STOCK)
+        if delta == 0:
+            raise InvalidRequest("delta must not be zero")
+        if not isinstance(reason, str) or len(reason) > 1000:
+            raise InvalidRequest("reason must be a string of at most 1000 characters")
+        self._enter()
+        try:
+            self._journal.admit()
+            level, seq = await self._dispatcher.ask(sku, Adjust(delta, reason))
+            await self._journal.wait_durable(seq)
+            return level  # type: ignore[no-any-return]
+        finally:
+            self._leave()
+
+    # -- orders -------------------------------------------------------------------------------
+
+    async def place_order(
+        self,
+        lines: Mapping[str, int],
+        *,
+        hold_for: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        """Take every line or none. With ``hold_for`` the units are held (``reserved``) until
+        confirmed, cancelled or expired; without, the order is ``confirmed`` at once.
+
+        Raises OutOfStock (with every short line) after giving back lines already taken,
+        UnknownProduct, InvalidRequest, IdempotencyConflict. The same ``idempotency_key`` with
+        the same lines returns the original order and takes nothing.
+        """
+        checked = check_lines(lines, self._ledgers)
+        hold_s = check_hold(hold_for, self._max_hold_s)
+        key = check_idempotency_key(idempotency_key)
+        for sku in checked:
+            if sku not in self._ledgers:
+                raise UnknownProduct(sku)
+        self._enter()
+        try:
+            if key is None:
+                return await self._place(checked, hold_s, None)
+            return await self._place_once(checked, hold_s, key)
+        finally:
+            self._leave()
+
+    async def _place_once(self, lines: dict[str, int], hold_s: float | None, key: str) -> Order:
+        while True:
+            existing = self._book.by_key(key, lines, self._clock())
+            if existing is not None:
+                self.counters["replayed"] += 1
+                await trio.lowlevel.checkpoint()
+                return existing
+            placing = self._placing.get(key)
+            if placing is None:
+                break
+            await placing.wait()  # the same key is in flight: use its outcome
+        done = self._placing[key] = trio.Event()
+        try:
+            return await self._place(lines, hold_s, key)
+        finally:
+            del self._placing[key]
+            done.set()
+
+    async def _place(self, lines: dict[str, int], hold_s: float | None, key: str | None) -> Order:
+        self._journal.admit()
+        dispatcher = self._dispatcher
+        if not dispatcher.has_room(lines):
+            raise self._overloaded(lines)
+        order_id = self._ids.next()
+        hold = hold_s is not None
+        waiter = Waiter(len(lines))
+        for index, (sku, qty) in enumerate(lines.items()):
+            dispatcher.post(sku, Take(order_id, qty, hold), waiter, index)
+        replies = await waiter.wait()
+        if replies.count(None) != len(replies):
+            await self._give_back(order_id, lines, replies, hold)
+        now = dispatcher.now
+        order, event = self._book.place(
+            order_id,
+            lines,
+            now,
+            dispatcher.now_datetime(),
+            now + hold_s if hold_s is not None else None,
+            key,
+        )
+        seq = self._journal.append((event,))
+        if hold_s is not None:
+            self._expiry.add(now + hold_s, order_id)
+        self.counters["placed"] += 1
+        await self._journal.wait_durable(seq)
+        return order
+
+    async def _give_back(
+        self, order_id: str, lines: dict[str, int], replies: list[Any], hold: bool
+    ) -> None:
+        """Return the lines that were taken, wait until they are back, raise OutOfStock."""
+        shortages: dict[str, tuple[int, int]] = {}
+        taken = [(sku, qty) for (sku, qty), r in zip(lines.items(), replies, strict=True)
+                 if r is None]  # fmt: skip
+        for (sku, qty), reply in zip(lines.items(), replies, strict=True):
+            if reply is not None:
+                if isinstance(reply, BaseException):
+                    raise reply
+                shortages[sku] = (qty, reply)
+        if taken:
+            waiter = Waiter(len(taken))
+            for index, (sku, qty) in enumerate(taken):
+                self._dispatcher.post(sku, GiveBack(order_id, qty, hold), waiter, index, True)
+            await waiter.wait()
+        self.counters["out_of_stock"] += 1
+        raise OutOfStock(shortages)
+
+    def _overloaded(self, skus: Mapping[str, int]) -> Overloaded:
+        return Overloaded(f"a product mailbox is full ({', '.join(skus)}); retry later")
+
+    async def confirm(self, order_id: str) -> Order:
+        """Turn a hold into a sale. Idempotent: a confirmed order is returned as it is.
+        Raises InvalidTransition for a cancelled or expired order (including one whose
+        ``expires_at`` has passed), OrderNotFound for an unknown id."""
+        self._enter()
+        try:
+            now = self._clock()
+            self._expire(order_id, now)  # a lapsed hold is expired here, even before its timer
+            order = self._book.get(order_id)
+            if order.status == "reserved":
+                self._journal.admit()
+            order, event = self._book.confirm(order_id, now)
+            if event is not None:
+                self.counters["confirmed"] += 1
+                await self._move(event, [(sku, Confirm(order_id)) for sku in order.lines])
+            else:
+                await trio.lowlevel.checkpoint()
+            return order
+        finally:
+            self._leave()
+
+    async def cancel(self, order_id: str) -> Order:
+        """Cancel an order: release its hold, or for a confirmed order take the units back on
+        hand (a return). Idempotent: a cancelled or expired order is returned as it is."""
+        self._enter()
+        try:
+            now = self._clock()
+            self._expire(order_id, now)
+            order = self._book.get(order_id)
+            if order.status in ("reserved", "confirmed"):
+                self._journal.admit()
+            order, event = self._book.cancel(order_id, now)
+            if event is None:
+                await trio.lowlevel.checkpoint()
+                return order
+            self.counters["cancelled"] += 1
+            if event.was == "reserved":
+                await self._move(event, [(sku, Release(order_id)) for sku in order.lines])
+            else:
+                returns = [(sku, Return(order_id, qty)) for sku, qty in order.lines.items()]
+                await self._move(event, returns)
+            return order
+        finally:
+            self._leave()
+
+    async def _move(self, event: Event, commands: list[tuple[str, Any]]) -> None:
+        """Journal a decided move, hand its commands to the actors (they cannot be refused),
+        and wait until it is durable. Later reads through the mailboxes see the move."""
+        seq = self._journal.append((event,))
+        for sku, command in commands:
+            self._dispatcher.post(sku, command, None, 0, True)
+        await self._journal.wait_durable(seq)
+
+    def _expire(self, order_id: str, now: float) -> None:
+        """Expire ``order_id`` if its hold has lapsed (timer or read time); else nothing."""
+        if type(order_id) is not str:
+            return
+        result = self._book.expire(order_id, now)
+        if result is None:
+            return
+        order, event = result
+        self.counters["expired"] += 1
+        self._journal.append((event,))
+        for sku in order.lines:
+            self._dispatcher.post(sku, Release(order_id), None, 0, True)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get_order(self, order_id: str) -> Order:
+        """The order as it is now (a lapsed hold shows as expired). Raises OrderNotFound."""
+        self._enter()
+        try:
+            self._expire(order_id, self._clock())
+            await trio.lowlevel.checkpoint()
+            return self._book.get(order_id)
+        finally:
+            self._leave()
+
+    async def stock(self, sku: str) -> StockLevel:
+        """The product's StockLevel, ordered after every change already sent to it."""
+        self._known(sku)
+        self._enter()
+        try:
+            return await self._dispatcher.ask(sku, Read())  # type: ignore[no-any-return]
+        finally:
+            self._leave()
+
+    def statistics(self) -> dict[str, int]:
+        """A snapshot of counters: orders by outcome, products, actors, open holds."""
+        return {
+            **self.counters,
+            "products": len(self._ledgers),
+            "orders": len(self._book.orders),
+            "scheduled_expiries": len(self._expiry),
+            **self._dispatcher.statistics(),
+        }
+
+    def _known(self, sku: str) -> None:
+        if not (type(sku) is str and sku in self._ledgers):
+            check_sku(sku)
+            raise UnknownProduct(sku)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        if self._closing:
+            raise EngineClosed("the engine is shutting down")
+        self._calls += 1
+
+    def _leave(self) -> None:
+        self._calls -= 1
+        if self._closing and self._calls == 0:
+            self._idle.set()
+
+    def restore(
+        self,
+        products: Mapping[str, tuple[int, int]],
+        orders: list[Order],
+        key_times: dict[str, float],
+    ) -> None:
+        """Load a store's state before :meth:`run`: ``products`` maps sku to ``(on_hand,
+        reserved)``. The holds of reserved orders must add up to each product's ``reserved``;
+        if they do not, the store is corrupt and ValueError is raised."""
+        ledgers = self._ledgers
+        for sku, (on_hand, reserved) in products.items():
+            ledgers[sku] = ProductLedger(sku, on_hand, reserved)
+        self._book.restore(orders, key_times)
+        held: dict[str, int] = {}
+        for order in orders:
+            if order.status != "reserved":
+                continue
+            for sku, qty in order.lines.items():
+                ledger = ledgers[sku]
+                if ledger.holds is None:
+                    ledger.holds = {}
+                ledger.holds[order.id] = qty
+                held[sku] = held.get(sku, 0) + qty
+        for sku, ledger in ledgers.items():
+            if held.get(sku, 0) != ledger.reserved or not 0 <= ledger.reserved <= ledger.on_hand:
+                raise ValueError(
+                    f"store is inconsistent for {sku!r}: on_hand {ledger.on_hand}, reserved "
+                    f"{ledger.reserved}, open holds {held.get(sku, 0)}"
+                )
+        for deadline, order_id in self._book.open_holds():
+            self._expiry.add(deadline, order_id)  # lapsed ones expire as soon as run() starts
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the actors and the expiry timer until :meth:`aclose` has finished every call;
+        then stop the timer, let the actors empty their mailboxes, and return."""
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._expiry.run)
+                await nursery.start(self._dispatcher.run)
+                task_status.started()
+                await self._idle.wait()
+                self._expiry.stop()
+                self._dispatcher.close()
+        finally:
+            self._closing = True
+            self._finished.set()
+
+    async def aclose(self) -> None:
+        """Stop taking new calls, answer every call in flight, stop the actors and the expiry
+        timer, then return. Blocks until the in-flight calls (including their durability waits)
+        have finished and :meth:`run` has returned."""
+        self._closing = True
+        if self._calls == 0:
+            self._idle.set()
+        await self._finished.wait()

@@ -1,0 +1,26 @@
+"""What the engine needs from a journal; :mod:`stockade.persistence` provides implementations."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from stockade.engine.events import Event
+
+__all__ = ["JournalSink"]
+
+
+class JournalSink(Protocol):
+    """The engine's view of the journal.
+
+    ``append`` is synchronous and never refuses: what is appended is committed in order, in
+    batches. ``admit`` is the back-pressure check made *before* new work changes anything: it
+    raises Overloaded when the buffer is full. ``wait_durable`` returns once every event up to
+    ``seq`` is committed (at once in ``fast`` durability); it may be cancelled, and the change
+    is then still committed, only unacknowledged.
+    """
+
+    def admit(self) -> None: ...
+
+    def append(self, events: tuple[Event, ...]) -> int: ...
+
+    async def wait_durable(self, seq: int) -> None: ...

@@ -1,0 +1,1 @@
+"""The journal and its stores (memory now; SQLite and PostgreSQL to come)."""

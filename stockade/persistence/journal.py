@@ -1,0 +1,224 @@
+"""The write-behind journal: one writer task commits the engine's events, in order, in batches.
+
+The engine appends events synchronously; the writer takes everything buffered whenever it is
+free and commits it as one batch (group commit: one commit serves every caller that arrived
+while the previous one ran). Batches carry sequence numbers so a store can refuse to apply one
+twice. In ``durable`` mode a caller's answer waits for the batch holding its change; in ``fast``
+mode it does not, and a crash may lose what was buffered (at most ``max_buffered`` events, or
+what arrived during one commit).
+
+A store that is unreachable raises :class:`StoreUnavailable`; the writer then retries the same
+batch with exponential backoff and jitter, forever, while ``healthy`` reports False. Any other
+exception from a store is a bug or corrupt data and stops the journal loudly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Literal, Protocol
+
+import msgspec
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+
+from stockade.engine.events import Event
+from stockade.engine.models import Order
+from stockade.errors import Overloaded
+
+__all__ = ["Batch", "Durability", "Journal", "Snapshot", "Store", "StoreUnavailable"]
+
+Durability = Literal["durable", "fast"]
+
+
+class StoreUnavailable(Exception):
+    """Raised by a store when it cannot be reached right now; the journal retries."""
+
+
+class Batch(msgspec.Struct, frozen=True, gc=False):
+    """Events ``first_seq..last_seq`` (inclusive), to commit in one transaction."""
+
+    first_seq: int
+    last_seq: int
+    events: list[Event]
+
+
+class Snapshot(msgspec.Struct, gc=False):
+    """What a store holds, for the engine to start from: ``products`` maps sku to
+    ``(on_hand, reserved)``; ``key_times`` maps order id to when its idempotency key was used."""
+
+    products: dict[str, tuple[int, int]]
+    orders: list[Order]
+    key_times: dict[str, float]
+    last_seq: int
+
+
+class Store(Protocol):
+    """Where batches end up. ``commit`` must apply a batch atomically and skip one whose
+    ``last_seq`` it has already applied."""
+
+    async def load(self) -> Snapshot: ...
+
+    async def commit(self, batch: Batch) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Durable:
+    __slots__ = ("seq", "task")
+
+    def __init__(self, seq: int, task: Task | None) -> None:
+        self.seq = seq
+        self.task = task
+
+
+class Journal:
+    """Buffers events and commits them through ``store`` from :meth:`run`.
+
+    ``max_buffered`` bounds the events waiting for the writer: past it, :meth:`admit` raises
+    Overloaded so new work is refused rather than queued without bound. ``max_batch`` bounds
+    one transaction.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        durability: Durability = "durable",
+        max_buffered: int = 100_000,
+        max_batch: int = 10_000,
+        start_seq: int = 0,
+    ) -> None:
+        if durability not in ("durable", "fast"):
+            raise ValueError(f"durability must be 'durable' or 'fast', not {durability!r}")
+        self.store = store
+        self.durability: Durability = durability
+        self.max_buffered = max_buffered
+        self.max_batch = max_batch
+        self._buffer: list[Event] = []
+        self._seq = start_seq
+        self._committed = start_seq
+        self._waiting: deque[_Durable] = deque()
+        self._writer: Task | None = None
+        self._writer_parked = False
+        self._closing = False
+        self._stopped = trio.Event()
+        self.healthy = True
+        self.batches = 0
+        self.events_committed = 0
+        self.store_errors = 0
+        self.last_batch_size = 0
+        self.last_error: str | None = None
+
+    # -- the engine's side --------------------------------------------------------------------
+
+    def admit(self) -> None:
+        if len(self._buffer) >= self.max_buffered:
+            raise Overloaded("the journal is full (is the database down?); retry later")
+
+    def append(self, events: tuple[Event, ...]) -> int:
+        self._buffer.extend(events)
+        self._seq += len(events)
+        if self._writer_parked:
+            self._writer_parked = False
+            assert self._writer is not None
+            reschedule(self._writer)
+        return self._seq
+
+    async def wait_durable(self, seq: int) -> None:
+        """Return once event ``seq`` is committed (``durable``) or at once (``fast``).
+        Cancellable: the change still commits, only the caller stops waiting."""
+        if self.durability == "fast" or seq <= self._committed:
+            return
+        entry = _Durable(seq, current_task())
+        self._waiting.append(entry)
+
+        def abort(_: object) -> Abort:
+            entry.task = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    @property
+    def committed_seq(self) -> int:
+        return self._committed
+
+    @property
+    def buffered(self) -> int:
+        """Events appended and not yet committed."""
+        return self._seq - self._committed
+
+    def statistics(self) -> dict[str, int | bool]:
+        return {
+            "buffered": self.buffered,
+            "batches": self.batches,
+            "events_committed": self.events_committed,
+            "last_batch_size": self.last_batch_size,
+            "store_errors": self.store_errors,
+            "healthy": self.healthy,
+        }
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit batches until :meth:`aclose` and the buffer is empty."""
+        self._writer = current_task()
+        task_status.started()
+        try:
+            while True:
+                if not self._buffer:
+                    if self._closing:
+                        return
+                    self._writer_parked = True
+                    await wait_task_rescheduled(self._unpark)
+                    continue
+                events = self._buffer[: self.max_batch]
+                del self._buffer[: self.max_batch]
+                first = self._committed + 1
+                batch = Batch(first, first + len(events) - 1, events)
+                await self._commit(batch)
+                self._committed = batch.last_seq
+                self.batches += 1
+                self.events_committed += len(events)
+                self.last_batch_size = len(events)
+                self._wake(batch.last_seq)
+        finally:
+            self._writer = None
+            self._writer_parked = False
+            self._stopped.set()
+
+    def _unpark(self, _: object) -> Abort:
+        self._writer_parked = False
+        return Abort.SUCCEEDED
+
+    async def _commit(self, batch: Batch) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self.store.commit(batch)
+            except StoreUnavailable as exc:
+                self.healthy = False
+                self.store_errors += 1
+                self.last_error = str(exc)
+                await trio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+            else:
+                self.healthy = True
+                return
+
+    def _wake(self, committed: int) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0].seq <= committed:
+            task = waiting.popleft().task
+            if task is not None:
+                reschedule(task)
+
+    async def aclose(self) -> None:
+        """Let the writer commit everything appended so far, then stop it. Blocks until then
+        (for as long as the store stays unreachable); cancel it to give up."""
+        self._closing = True
+        if self._writer_parked:
+            self._writer_parked = False
+            assert self._writer is not None
+            reschedule(self._writer)
+        await self._stopped.wait()
