@@ -331,9 +331,10 @@ async def test_full_journal_is_overloaded(autojump_clock):
 
     store = StalledStore()
     async with stockade.open_engine(store=store, journal_size=3, durability="fast") as engine:
-        for sku in "abc":
-            await engine.set_stock(sku, 5)  # 3 events wait behind the stalled first commit
-        await engine.set_stock("d", 5)
+        await engine.set_stock("a", 5)
+        await trio.testing.wait_all_tasks_blocked()  # the writer is stuck committing "a"
+        for sku in "bcd":
+            await engine.set_stock(sku, 5)  # 3 events wait behind the stalled commit
         with pytest.raises(Overloaded):
             await engine.place_order({"a": 1})
         assert (await engine.stock("a")).on_hand == 5
