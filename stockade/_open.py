@@ -18,7 +18,7 @@ __all__ = ["open_engine"]
 
 def _store_for(database: str | None) -> Store:
     if database is None or database == "memory://":
-        return MemoryStore()
+        return MemoryStore(keep_state=False)
     scheme = database.split(":", 1)[0] if ":" in database else ""
     if scheme in ("sqlite", "postgresql", "postgres"):
         raise InvalidRequest(f"the {scheme} store is not available in this version of stockade")

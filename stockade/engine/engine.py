@@ -22,8 +22,9 @@ from datetime import timedelta
 from typing import Any
 
 import trio
+from trio.lowlevel import wait_task_rescheduled
 
-from stockade.engine.actors import Dispatcher, Waiter
+from stockade.engine.actors import Dispatcher, Waiter, _cannot_abort
 from stockade.engine.commands import (
     Adjust,
     Confirm,
@@ -57,24 +58,6 @@ DEFAULT_KEY_TTL = timedelta(hours=24)
 DEFAULT_MAX_HOLD = timedelta(days=1)
 
 
-class _OrderIds:
-    """Unguessable 128-bit order ids, cut from one ``os.urandom`` read per 1024 ids."""
-
-    __slots__ = ("_hex", "_pos")
-
-    def __init__(self) -> None:
-        self._hex = ""
-        self._pos = 0
-
-    def next(self) -> str:
-        pos = self._pos
-        if pos >= len(self._hex):
-            self._hex = os.urandom(16 * 1024).hex()
-            pos = 0
-        self._pos = pos + 32
-        return self._hex[pos : pos + 32]
-
-
 class Engine:
     """Sells stock under any concurrency without overselling. Build it with
     :func:`stockade.open_engine`; every method is safe to call from many tasks at once.
@@ -102,13 +85,14 @@ class Engine:
         self._max_hold_s = max_hold.total_seconds()
         self._dispatcher = Dispatcher(self._ledgers, self._clock, journal.append, mailbox_size)
         self._expiry = ExpiryScheduler(self._clock, self._to_trio, self._expire)
-        self._ids = _OrderIds()
+        self._ids: list[str] = []
+        self.placed = 0
         self._placing: dict[str, trio.Event] = {}  # idempotency keys of orders being placed
         self._calls = 0
         self._closing = False
         self._idle = trio.Event()
         self._finished = trio.Event()
-        self.counters = {"placed": 0, "out_of_stock": 0, "confirmed": 0, "cancelled": 0,
+        self.counters = {"out_of_stock": 0, "confirmed": 0, "cancelled": 0,
                          "expired": 0, "replayed": 0}  # fmt: skip
 
     # -- clock --------------------------------------------------------------------------------
@@ -133,7 +117,8 @@ class Engine:
             if sku not in self._ledgers:
                 self._ledgers[sku] = ProductLedger(sku)
             level, seq = await self._dispatcher.ask(sku, SetStock(on_hand))
-            await self._journal.wait_durable(seq)
+            if not self._journal.is_durable(seq):
+                await self._journal.wait_durable(seq)
             return level  # type: ignore[no-any-return]
         finally:
             self._leave()
@@ -151,7 +136,8 @@ class Engine:
         try:
             self._journal.admit()
             level, seq = await self._dispatcher.ask(sku, Adjust(delta, reason))
-            await self._journal.wait_durable(seq)
+            if not self._journal.is_durable(seq):
+                await self._journal.wait_durable(seq)
             return level  # type: ignore[no-any-return]
         finally:
             self._leave()
@@ -172,21 +158,59 @@ class Engine:
         UnknownProduct, InvalidRequest, IdempotencyConflict. The same ``idempotency_key`` with
         the same lines returns the original order and takes nothing.
         """
-        checked = check_lines(lines, self._ledgers)
-        hold_s = check_hold(hold_for, self._max_hold_s)
-        key = check_idempotency_key(idempotency_key)
+        # One coroutine per order, deliberately flat: this is the engine's hot path.
+        ledgers = self._ledgers
+        checked = check_lines(lines, ledgers)
+        hold_s = None if hold_for is None else check_hold(hold_for, self._max_hold_s)
+        key = None if idempotency_key is None else check_idempotency_key(idempotency_key)
         for sku in checked:
-            if sku not in self._ledgers:
+            if sku not in ledgers:
                 raise UnknownProduct(sku)
         self._enter()
         try:
-            if key is None:
-                return await self._place(checked, hold_s, None)
-            return await self._place_once(checked, hold_s, key)
+            if key is not None:
+                existing = await self._claim_key(key, checked)
+                if existing is not None:
+                    return existing
+            try:
+                journal = self._journal
+                journal.admit()
+                dispatcher = self._dispatcher
+                if len(checked) > 1 and not dispatcher.has_room(checked):
+                    raise self._overloaded(checked)
+                order_id = self._ids.pop() if self._ids else self._more_ids()
+                hold = hold_s is not None
+                waiter = Waiter(len(checked))
+                index = 0
+                for sku, qty in checked.items():  # a full mailbox refuses a lone line here
+                    dispatcher.post(sku, Take(order_id, qty, hold), waiter, index)
+                    index += 1
+                await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
+                replies = waiter.replies
+                if replies.count(None) != index:
+                    await self._give_back(order_id, checked, replies, hold)
+                now = dispatcher.now
+                expires_at = None if hold_s is None else now + hold_s
+                order, event = self._book.place(
+                    order_id, checked, now, dispatcher.now_datetime(), expires_at, key
+                )
+                seq = journal.append((event,))
+                if expires_at is not None:
+                    self._expiry.add(expires_at, order_id)
+                self.placed += 1
+            finally:
+                if key is not None:
+                    self._placing.pop(key).set()
+            if not journal.is_durable(seq):
+                await journal.wait_durable(seq)
+            return order
         finally:
             self._leave()
 
-    async def _place_once(self, lines: dict[str, int], hold_s: float | None, key: str) -> Order:
+    async def _claim_key(self, key: str, lines: dict[str, int]) -> Order | None:
+        """The order already placed with ``key`` (IdempotencyConflict if its lines differ), or
+        None once this caller holds the key. A caller finding the key in flight waits for that
+        attempt's outcome first."""
         while True:
             existing = self._book.by_key(key, lines, self._clock())
             if existing is not None:
@@ -195,43 +219,15 @@ class Engine:
                 return existing
             placing = self._placing.get(key)
             if placing is None:
-                break
-            await placing.wait()  # the same key is in flight: use its outcome
-        done = self._placing[key] = trio.Event()
-        try:
-            return await self._place(lines, hold_s, key)
-        finally:
-            del self._placing[key]
-            done.set()
+                self._placing[key] = trio.Event()
+                return None
+            await placing.wait()
 
-    async def _place(self, lines: dict[str, int], hold_s: float | None, key: str | None) -> Order:
-        self._journal.admit()
-        dispatcher = self._dispatcher
-        if not dispatcher.has_room(lines):
-            raise self._overloaded(lines)
-        order_id = self._ids.next()
-        hold = hold_s is not None
-        waiter = Waiter(len(lines))
-        for index, (sku, qty) in enumerate(lines.items()):
-            dispatcher.post(sku, Take(order_id, qty, hold), waiter, index)
-        replies = await waiter.wait()
-        if replies.count(None) != len(replies):
-            await self._give_back(order_id, lines, replies, hold)
-        now = dispatcher.now
-        order, event = self._book.place(
-            order_id,
-            lines,
-            now,
-            dispatcher.now_datetime(),
-            now + hold_s if hold_s is not None else None,
-            key,
-        )
-        seq = self._journal.append((event,))
-        if hold_s is not None:
-            self._expiry.add(now + hold_s, order_id)
-        self.counters["placed"] += 1
-        await self._journal.wait_durable(seq)
-        return order
+    def _more_ids(self) -> str:
+        """Refill the pool of unguessable 128-bit order ids: one ``os.urandom`` per 1024."""
+        pool = os.urandom(16 * 1024).hex()
+        self._ids = [pool[i : i + 32] for i in range(32, len(pool), 32)]
+        return pool[:32]
 
     async def _give_back(
         self, order_id: str, lines: dict[str, int], replies: list[Any], hold: bool
@@ -307,7 +303,10 @@ class Engine:
         seq = self._journal.append((event,))
         for sku, command in commands:
             self._dispatcher.post(sku, command, None, 0, True)
-        await self._journal.wait_durable(seq)
+        if self._journal.is_durable(seq):
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._journal.wait_durable(seq)
 
     def _expire(self, order_id: str, now: float) -> None:
         """Expire ``order_id`` if its hold has lapsed (timer or read time); else nothing."""
@@ -346,6 +345,7 @@ class Engine:
     def statistics(self) -> dict[str, int]:
         """A snapshot of counters: orders by outcome, products, actors, open holds."""
         return {
+            "placed": self.placed,
             **self.counters,
             "products": len(self._ledgers),
             "orders": len(self._book.orders),

@@ -58,7 +58,7 @@ class ProductLedger:
         """
         # Ordered by frequency: a Take is by far the most common message.
         if type(command) is Take:
-            return self._take(command.order_id, command.qty, command.hold)
+            return self.take(command.order_id, command.qty, command.hold)
         if type(command) is Confirm:
             qty = self._pop_hold(command.order_id)
             self.reserved -= qty
@@ -84,7 +84,8 @@ class ProductLedger:
             return self._adjust(command.delta, command.reason, now)
         raise TypeError(f"not a ledger command: {command!r}")
 
-    def _take(self, order_id: str, qty: int, hold: bool) -> int | None:
+    def take(self, order_id: str, qty: int, hold: bool) -> int | None:
+        """Take ``qty`` units for an order: None if taken, else the units available."""
         if self.on_hand - self.reserved < qty:
             return self.on_hand - self.reserved
         if hold:

@@ -57,6 +57,10 @@ def check_lines(lines: object, known: Mapping[str, object]) -> dict[str, int]:
     twice is refused). ``known`` is the product table: a sku found there is already valid, which
     keeps the regular expression off the hot path.
     """
+    if type(lines) is dict and len(lines) == 1:  # the hot path: one line of a known product
+        ((sku, qty),) = lines.items()
+        if type(sku) is str and sku in known and type(qty) is int and 1 <= qty <= MAX_QTY:
+            return {sku: qty}
     if isinstance(lines, Mapping):
         pairs: Iterable[object] = lines.items()
         count = len(lines)

@@ -93,6 +93,7 @@ class Journal:
             raise ValueError(f"durability must be 'durable' or 'fast', not {durability!r}")
         self.store = store
         self.durability: Durability = durability
+        self._fast = durability == "fast"
         self.max_buffered = max_buffered
         self.max_batch = max_batch
         self._buffer: list[Event] = []
@@ -125,10 +126,13 @@ class Journal:
             reschedule(self._writer)
         return self._seq
 
+    def is_durable(self, seq: int) -> bool:
+        return self._fast or seq <= self._committed
+
     async def wait_durable(self, seq: int) -> None:
         """Return once event ``seq`` is committed (``durable``) or at once (``fast``).
         Cancellable: the change still commits, only the caller stops waiting."""
-        if self.durability == "fast" or seq <= self._committed:
+        if self._fast or seq <= self._committed:
             return
         entry = _Durable(seq, current_task())
         self._waiting.append(entry)

@@ -97,17 +97,26 @@ class StoreState:
 
 class MemoryStore:
     """Keeps committed state in this process. Reusable across engines in one process, so a
-    second ``open_engine(store=...)`` starts from what the first committed."""
+    second ``open_engine(store=...)`` starts from what the first committed.
 
-    def __init__(self, *, keep_movements: bool = False) -> None:
+    With ``keep_state=False`` (what ``open_engine(None)`` uses) it keeps nothing and only counts
+    the events: the engine itself already holds the state, and copying it would only slow a
+    store that cannot survive the process anyway.
+    """
+
+    def __init__(self, *, keep_state: bool = True, keep_movements: bool = False) -> None:
         self.state = StoreState(keep_movements=keep_movements)
+        self.keep_state = keep_state
 
     async def load(self) -> Snapshot:
         await trio.lowlevel.checkpoint()
         return self.state.snapshot()
 
     async def commit(self, batch: Batch) -> None:
-        self.state.apply_batch(batch)
+        if self.keep_state:
+            self.state.apply_batch(batch)
+        else:
+            self.state.last_seq = batch.last_seq
         await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
