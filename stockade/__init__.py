@@ -2,6 +2,8 @@
 order. See ``open_engine`` to embed it."""
 
 from stockade._open import open_engine
+from stockade.embedding.aio import AsyncioEngine, open_asyncio_engine
+from stockade.embedding.thread import BlockingEngine, EngineThread, run_in_thread
 from stockade.engine.engine import Engine
 from stockade.engine.models import Order, OrderStatus, StockLevel
 from stockade.errors import (
@@ -20,8 +22,11 @@ from stockade.persistence.memory import MemoryStore
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncioEngine",
+    "BlockingEngine",
     "Engine",
     "EngineClosed",
+    "EngineThread",
     "IdempotencyConflict",
     "InvalidRequest",
     "InvalidTransition",
@@ -34,5 +39,7 @@ __all__ = [
     "StockLevel",
     "StockadeError",
     "UnknownProduct",
+    "open_asyncio_engine",
     "open_engine",
+    "run_in_thread",
 ]

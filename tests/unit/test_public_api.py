@@ -5,8 +5,11 @@ import stockade
 
 def test_public_names_are_pinned():
     assert sorted(stockade.__all__) == [
+        "AsyncioEngine",
+        "BlockingEngine",
         "Engine",
         "EngineClosed",
+        "EngineThread",
         "IdempotencyConflict",
         "InvalidRequest",
         "InvalidTransition",
@@ -19,7 +22,9 @@ def test_public_names_are_pinned():
         "StockLevel",
         "StockadeError",
         "UnknownProduct",
+        "open_asyncio_engine",
         "open_engine",
+        "run_in_thread",
     ]
     for name in stockade.__all__:
         assert hasattr(stockade, name)

@@ -1,0 +1,1 @@
+"""Running an engine for programs that are not trio: blocking threads and asyncio."""

@@ -1,0 +1,326 @@
+"""An engine on a thread of its own, for programs that do not run trio.
+
+:class:`EngineThread` runs :func:`stockade.open_engine` under ``trio.run`` in a dedicated thread.
+Host threads and event loops hand it calls through the thread's trio token: each call becomes a
+task in the engine's nursery, and its outcome comes back on a ``concurrent.futures.Future``.
+:class:`BlockingEngine` waits on that future; the asyncio handle in
+:mod:`stockade.embedding.aio` awaits it.
+
+Giving up on a call (a timeout, a cancelled asyncio task, an abandoned thread) only abandons the
+future: the engine finishes the call. An order is therefore either placed in full or not at
+all, never half-taken; a caller that gave up can find out which by retrying with the same
+idempotency key.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar
+
+import trio
+
+from stockade._open import open_engine
+from stockade.engine.engine import Engine
+from stockade.engine.models import Order, StockLevel
+from stockade.errors import EngineClosed
+
+__all__ = ["BlockingEngine", "EngineThread", "FutureReply", "Reply", "ThreadReply", "run_in_thread"]
+
+T = TypeVar("T")
+
+
+class EngineThread:
+    """Owns a thread running an engine. ``options`` are :func:`stockade.open_engine`'s;
+    ``clock`` is passed to ``trio.run`` (tests use ``trio.testing.MockClock``).
+
+    Start it with :meth:`start` (or use :func:`run_in_thread`); :meth:`stop` closes the engine,
+    which answers the calls in flight and commits the journal, and joins the thread. An error
+    that stops the engine thread is raised by :meth:`stop` and is the cause of the
+    EngineClosed that later calls get.
+    """
+
+    def __init__(
+        self, database: str | None = None, *, clock: trio.abc.Clock | None = None, **options: Any
+    ) -> None:
+        self._database = database
+        self._options = options
+        self._clock = clock
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._engine: Engine | None = None
+        self._nursery: trio.Nursery | None = None
+        self._stopping: trio.Event | None = None
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._inbox: deque[tuple[str, tuple[Any, ...], dict[str, Any], Reply]] = deque()
+        self._wake_pending = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread and block until the engine is open (its store loaded). Raises
+        whatever stopped it from opening, e.g. InvalidRequest for a bad database URL."""
+        if self._thread is not None:
+            raise RuntimeError("this EngineThread was already started")
+        self._thread = threading.Thread(target=self._run, name="stockade-engine", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Close the engine (calls in flight are answered, the journal is committed) and join
+        the thread. Idempotent. Raises the error that crashed the engine thread, if any."""
+        thread = self._thread
+        if thread is None:
+            return
+        if not self._stopped and self._token is not None:
+            self._stopped = True
+            with suppress(trio.RunFinishedError):  # already stopped by itself
+                self._token.run_sync_soon(self._request_stop)
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError("the engine thread did not stop in time")
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopped
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main, clock=self._clock)
+        except BaseException as exc:
+            lone = isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1
+            self._error = exc.exceptions[0] if lone else exc  # type: ignore[attr-defined]
+        finally:
+            while self._inbox:  # calls that arrived as the engine stopped
+                self._inbox.popleft()[3].settle(None, self._closed())
+            self._ready.set()
+
+    async def _main(self) -> None:
+        # The nursery closes first (every call task has finished), then open_engine commits
+        # the journal.
+        async with (
+            open_engine(self._database, **self._options) as engine,
+            trio.open_nursery() as nursery,
+        ):
+            self._engine = engine
+            self._nursery = nursery
+            self._stopping = trio.Event()
+            self._token = trio.lowlevel.current_trio_token()
+            self._ready.set()
+            await self._stopping.wait()
+
+    def _request_stop(self) -> None:
+        assert self._stopping is not None
+        self._drain_inbox()  # calls made before stop() are still served
+        self._stopping.set()
+
+    # -- calls --------------------------------------------------------------------------------
+    #
+    # Calls cross into the trio thread through ``_inbox``: a deque (appends are atomic) plus one
+    # ``run_sync_soon`` wake-up per batch, not per call. Each call then runs as a task in the
+    # engine's nursery and settles its ``Reply`` from the trio thread.
+
+    def enqueue(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply
+    ) -> None:
+        """Start ``engine.<method>(*args, **kwargs)`` on the engine thread; ``reply.settle`` is
+        called there with its result or exception. Never blocks; raises EngineClosed when the
+        engine is not running."""
+        token = self._token
+        if token is None or self._stopped:
+            raise self._closed()
+        self._inbox.append((method, args, kwargs, reply))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                token.run_sync_soon(self._drain_inbox)
+            except trio.RunFinishedError:
+                raise self._closed() from self._error
+
+    def submit(self, method: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Start ``engine.<method>(*args, **kwargs)`` and return a future for its outcome (a
+        result, a StockadeError, or EngineClosed if the engine stops first)."""
+        reply = FutureReply()
+        self.enqueue(method, args, kwargs, reply)
+        return reply.future
+
+    def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run ``engine.<method>`` and block the calling thread for its result. On ``timeout``
+        raise TimeoutError; the call itself still completes on the engine thread."""
+        reply = ThreadReply()
+        self.enqueue(method, args, kwargs, reply)
+        return reply.wait(timeout)
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the engine thread and return its result; blocks until then.
+        For reading engine state consistently, or driving a test clock."""
+        if self._token is None:
+            raise self._closed()
+        try:
+            return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+        except trio.RunFinishedError:
+            raise self._closed() from self._error
+
+    def statistics(self) -> dict[str, int]:
+        """The engine's counters, read on its own thread."""
+        if self._engine is None:
+            raise self._closed()
+        return self.run_sync(self._engine.statistics)
+
+    def _drain_inbox(self) -> None:
+        self._wake_pending = False  # before popping: a call appended from now on wakes again
+        inbox = self._inbox
+        stopping = self._stopping
+        nursery = self._nursery
+        while inbox:
+            method, args, kwargs, reply = inbox.popleft()
+            if stopping is None or stopping.is_set() or nursery is None:
+                reply.settle(None, self._closed())
+            else:
+                nursery.start_soon(self._call, method, args, kwargs, reply)
+
+    async def _call(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply
+    ) -> None:
+        assert self._engine is not None
+        try:
+            result = await getattr(self._engine, method)(*args, **kwargs)
+        except trio.Cancelled:
+            reply.settle(None, self._closed())
+            raise
+        except Exception as exc:  # handed to the host, where the caller sees it
+            reply.settle(None, exc)
+        else:
+            reply.settle(result, None)
+
+    def _closed(self) -> EngineClosed:
+        error = EngineClosed("the engine thread is not running")
+        error.__cause__ = self._error
+        return error
+
+
+class Reply(Protocol):
+    """Where a call's outcome goes; ``settle`` runs on the engine thread and must not block."""
+
+    def settle(self, result: Any, error: BaseException | None) -> None: ...
+
+
+class ThreadReply:
+    """A blocked host thread's reply: a lock taken at creation and released by ``settle``."""
+
+    __slots__ = ("_done", "error", "result")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def settle(self, result: Any, error: BaseException | None) -> None:
+        self.result = result
+        self.error = error
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> Any:
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError("the engine did not answer in time (the call still completes)")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class FutureReply:
+    """A reply delivered to a ``concurrent.futures.Future`` (ignored if the host cancelled it)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def settle(self, result: Any, error: BaseException | None) -> None:
+        try:
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+        except concurrent.futures.InvalidStateError:
+            pass  # the host gave up on it
+
+
+class BlockingEngine:
+    """The engine's API as blocking calls, safe from any number of threads at once.
+
+    Same names, arguments, results and errors as :class:`stockade.Engine`. With ``timeout`` a
+    call that takes longer raises TimeoutError; it still completes on the engine thread.
+    """
+
+    def __init__(self, thread: EngineThread, *, timeout: float | None = None) -> None:
+        self.thread = thread
+        self.timeout = timeout
+
+    def set_stock(self, sku: str, on_hand: int) -> StockLevel:
+        return self.thread.call("set_stock", sku, on_hand, timeout=self.timeout)  # type: ignore[no-any-return]
+
+    def adjust_stock(self, sku: str, delta: int, reason: str = "") -> StockLevel:
+        return self.thread.call("adjust_stock", sku, delta, reason, timeout=self.timeout)  # type: ignore[no-any-return]
+
+    def place_order(
+        self,
+        lines: Mapping[str, int],
+        *,
+        hold_for: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        return self.thread.call(  # type: ignore[no-any-return]
+            "place_order",
+            lines,
+            hold_for=hold_for,
+            idempotency_key=idempotency_key,
+            timeout=self.timeout,
+        )
+
+    def confirm(self, order_id: str) -> Order:
+        return self.thread.call("confirm", order_id, timeout=self.timeout)  # type: ignore[no-any-return]
+
+    def cancel(self, order_id: str) -> Order:
+        return self.thread.call("cancel", order_id, timeout=self.timeout)  # type: ignore[no-any-return]
+
+    def get_order(self, order_id: str) -> Order:
+        return self.thread.call("get_order", order_id, timeout=self.timeout)  # type: ignore[no-any-return]
+
+    def stock(self, sku: str) -> StockLevel:
+        return self.thread.call("stock", sku, timeout=self.timeout)  # type: ignore[no-any-return]
+
+    def statistics(self) -> dict[str, int]:
+        return self.thread.statistics()
+
+
+@contextmanager
+def run_in_thread(
+    database: str | None = None, *, timeout: float | None = None, **options: Any
+) -> Iterator[BlockingEngine]:
+    """Run an engine on its own thread for the ``with`` block and yield its blocking handle::
+
+        with stockade.run_in_thread("sqlite:///stock.db") as engine:
+            order = engine.place_order({"sku-1": 1})
+
+    Leaving the block closes the engine (committing the journal) and joins the thread; an error
+    that crashed the engine thread is raised there. ``options`` are ``open_engine``'s.
+    """
+    thread = EngineThread(database, **options)
+    thread.start()
+    try:
+        yield BlockingEngine(thread, timeout=timeout)
+    finally:
+        thread.stop()
