@@ -15,6 +15,7 @@ from stockade.errors import (
     OutOfStock,
     Overloaded,
     StockadeError,
+    StoreInUse,
     UnknownProduct,
 )
 from stockade.persistence.memory import MemoryStore
@@ -38,6 +39,7 @@ __all__ = [
     "Overloaded",
     "StockLevel",
     "StockadeError",
+    "StoreInUse",
     "UnknownProduct",
     "open_asyncio_engine",
     "open_engine",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -12,15 +13,20 @@ from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAUL
 from stockade.errors import InvalidRequest
 from stockade.persistence.journal import Durability, Journal, Store
 from stockade.persistence.memory import MemoryStore
+from stockade.persistence.sqlite import SQLiteStore
 
 __all__ = ["open_engine"]
 
 
-def _store_for(database: str | None) -> Store:
+def _store_for(database: str | None, durability: Durability) -> Store:
     if database is None or database == "memory://":
         return MemoryStore(keep_state=False)
+    if not isinstance(database, str):
+        raise InvalidRequest(f"database must be a URL string or None, not {database!r}")
+    if database.startswith("sqlite:///") and len(database) > len("sqlite:///"):
+        return SQLiteStore(database[len("sqlite:///") :], durable=durability == "durable")
     scheme = database.split(":", 1)[0] if ":" in database else ""
-    if scheme in ("sqlite", "postgresql", "postgres"):
+    if scheme in ("postgresql", "postgres"):
         raise InvalidRequest(f"the {scheme} store is not available in this version of stockade")
     raise InvalidRequest(
         f"unsupported database URL {database!r}: use None (memory), sqlite:///path "
@@ -39,31 +45,43 @@ async def open_engine(
     idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
     max_hold: timedelta = DEFAULT_MAX_HOLD,
     shutdown_grace: float = 30.0,
+    wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Engine]:
-    """Open an engine over ``database`` (``None``: memory) and yield it; close it on exit.
+    """Open an engine over ``database`` (``None``: memory; ``sqlite:///path/to/file.db``, a
+    relative path, or ``sqlite:////absolute/path.db``) and yield it; close it on exit.
 
     Start-up loads the store's state (products, orders, open holds, idempotency keys); holds
     that lapsed while nothing ran expire at once. ``durability`` is ``"durable"`` (a call returns
     once its change is committed) or ``"fast"`` (at once; a crash may lose what is buffered).
     It defaults to durable for a database and to fast in memory, where there is nothing to
-    wait for. ``store`` passes a store object instead of a URL (tests).
+    wait for. ``store`` passes a store object instead of a URL (tests). ``wall_clock`` gives
+    UNIX time once, at start; from then on the engine's time advances with trio's clock.
 
     On exit new calls fail with EngineClosed, calls in flight are answered, and the journal
     commits everything; after ``shutdown_grace`` seconds of that (a database that stays down),
     the rest is abandoned and the context exits anyway.
     """
+    if durability not in (None, "durable", "fast"):
+        raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
     if store is None:
-        store = _store_for(database)
+        memory = database is None or database == "memory://"
+        if durability is None:
+            durability = "fast" if memory else "durable"
+        store = _store_for(database, durability)
     elif database is not None:
         raise InvalidRequest("pass either a database URL or a store, not both")
-    if durability is None:
+    elif durability is None:
         durability = "fast" if isinstance(store, MemoryStore) else "durable"
     snapshot = await store.load()
     journal = Journal(
         store, durability=durability, max_buffered=journal_size, start_seq=snapshot.last_seq
     )
     engine = Engine(
-        journal, mailbox_size=mailbox_size, idempotency_ttl=idempotency_ttl, max_hold=max_hold
+        journal,
+        mailbox_size=mailbox_size,
+        idempotency_ttl=idempotency_ttl,
+        max_hold=max_hold,
+        wall_clock=wall_clock,
     )
     engine.restore(snapshot.products, snapshot.orders, snapshot.key_times)
     try:

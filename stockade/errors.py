@@ -11,7 +11,8 @@ raised, and none of them leaves any state changed::
     ├── InvalidRequest        (bad input: sku syntax, qty, lines, stock levels; also a ValueError)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
-    └── EngineClosed          (the engine is shutting down or has shut down)
+    ├── EngineClosed          (the engine is shutting down or has shut down)
+    └── StoreInUse            (another process owns the store)
 
 Foreign exceptions (sqlite3, asyncpg) are translated at the store boundary and never escape
 through the engine's API.
@@ -30,6 +31,7 @@ __all__ = [
     "OutOfStock",
     "Overloaded",
     "StockadeError",
+    "StoreInUse",
     "UnknownProduct",
 ]
 
@@ -105,3 +107,8 @@ class Overloaded(StockadeError):
 
 class EngineClosed(StockadeError):
     """Raised for calls made while the engine is shutting down or after it has shut down."""
+
+
+class StoreInUse(StockadeError):
+    """Raised by ``open_engine`` when another process already owns the store (holds the SQLite
+    file's lock). Two processes must never sell the same stock."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -75,11 +75,13 @@ class Engine:
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
         idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
         max_hold: timedelta = DEFAULT_MAX_HOLD,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if mailbox_size < 1:
             raise InvalidRequest("mailbox_size must be at least 1")
         self._journal = journal
-        self._epoch = time.time() - trio.current_time()
+        # Wall time is read once; from then on the engine's clock advances with trio's.
+        self._epoch = wall_clock() - trio.current_time()
         self._ledgers: dict[str, ProductLedger] = {}
         self._book = OrderBook(idempotency_ttl.total_seconds())
         self._max_hold_s = max_hold.total_seconds()
@@ -343,7 +345,9 @@ class Engine:
             self._leave()
 
     def statistics(self) -> dict[str, int]:
-        """A snapshot of counters: orders by outcome, products, actors, open holds."""
+        """A snapshot of counters: orders by outcome, products, actors, open holds, and the
+        journal's (``journal_*``: buffered events, batches, last batch size, store errors,
+        healthy as 0/1)."""
         return {
             "placed": self.placed,
             **self.counters,
@@ -351,6 +355,7 @@ class Engine:
             "orders": len(self._book.orders),
             "scheduled_expiries": len(self._expiry),
             **self._dispatcher.statistics(),
+            **{f"journal_{k}": int(v) for k, v in self._journal.statistics().items()},
         }
 
     def _known(self, sku: str) -> None:
@@ -399,8 +404,12 @@ class Engine:
                     f"store is inconsistent for {sku!r}: on_hand {ledger.on_hand}, reserved "
                     f"{ledger.reserved}, open holds {held.get(sku, 0)}"
                 )
+        now = self._clock()
         for deadline, order_id in self._book.open_holds():
-            self._expiry.add(deadline, order_id)  # lapsed ones expire as soon as run() starts
+            if deadline <= now:
+                self._expire(order_id, now)  # lapsed while stopped: released before any call
+            else:
+                self._expiry.add(deadline, order_id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the actors and the expiry timer until :meth:`aclose` has finished every call;

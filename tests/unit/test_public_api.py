@@ -21,6 +21,7 @@ def test_public_names_are_pinned():
         "Overloaded",
         "StockLevel",
         "StockadeError",
+        "StoreInUse",
         "UnknownProduct",
         "open_asyncio_engine",
         "open_engine",

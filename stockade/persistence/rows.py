@@ -1,0 +1,147 @@
+"""What a batch writes to an SQL store, worked out once for every dialect (pure, no I/O).
+
+A batch becomes: the movements (one row per sku an event moves, keyed by ``(seq, sku)`` so a
+replayed batch cannot double one), each product's summed deltas (a product's final values once
+per batch), and each order's final state (a new order inserted once, with its last status;
+an older order's status updated once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from stockade.engine.events import (
+    Adjusted,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderExpired,
+    OrderPlaced,
+    StockSet,
+    movements,
+)
+from stockade.engine.models import Order
+from stockade.engine.orders import from_timestamp
+from stockade.persistence.journal import Batch
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "BatchRows", "batch_rows", "order_from_row"]
+
+SCHEMA_VERSION = 1
+
+#: The same tables in SQLite and PostgreSQL (both read these types the same way).
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS stockade_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        schema_version INTEGER NOT NULL,
+        last_seq BIGINT NOT NULL,
+        owner_epoch BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS products (
+        sku TEXT PRIMARY KEY,
+        on_hand BIGINT NOT NULL CHECK (on_hand >= 0),
+        reserved BIGINT NOT NULL CHECK (reserved >= 0 AND reserved <= on_hand)
+    )""",
+    """CREATE TABLE IF NOT EXISTS orders (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        lines TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION,
+        idempotency_key TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS movements (
+        seq BIGINT NOT NULL,
+        sku TEXT NOT NULL,
+        order_id TEXT,
+        kind TEXT NOT NULL,
+        d_on_hand BIGINT NOT NULL,
+        d_reserved BIGINT NOT NULL,
+        reason TEXT,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (seq, sku)
+    )""",
+]
+
+_KIND = {
+    StockSet: "set",
+    Adjusted: "adjusted",
+    OrderPlaced: "placed",
+    OrderConfirmed: "confirmed",
+    OrderCancelled: "cancelled",
+    OrderExpired: "expired",
+}
+_STATUS = {OrderConfirmed: "confirmed", OrderCancelled: "cancelled", OrderExpired: "expired"}
+_lines_encoder = msgspec.json.Encoder()
+_lines_decoder = msgspec.json.Decoder(dict[str, int])
+
+
+class BatchRows(msgspec.Struct, gc=False):
+    first_seq: int
+    last_seq: int
+    movements: list[tuple[int, str, str | None, str, int, int, str | None, float]]
+    product_deltas: list[tuple[str, int, int]]
+    new_orders: list[tuple[str, str, str, float, float | None, str | None]]
+    status_updates: list[tuple[str, str]]
+
+
+def batch_rows(batch: Batch) -> BatchRows:
+    moves: list[tuple[int, str, str | None, str, int, int, str | None, float]] = []
+    deltas: dict[str, list[int]] = {}
+    placed: dict[str, Order] = {}
+    status: dict[str, str] = {}
+    seq = batch.first_seq
+    for event in batch.events:
+        kind = _KIND[type(event)]
+        reason = event.reason if type(event) is Adjusted else None
+        for sku, order_id, d_on_hand, d_reserved in movements(event):
+            moves.append((seq, sku, order_id, kind, d_on_hand, d_reserved, reason, event.at))
+            total = deltas.get(sku)
+            if total is None:
+                deltas[sku] = [d_on_hand, d_reserved]
+            else:
+                total[0] += d_on_hand
+                total[1] += d_reserved
+        if type(event) is OrderPlaced:
+            placed[event.order.id] = event.order
+        elif type(event) in _STATUS:
+            order_id = event.order_id  # type: ignore[union-attr]
+            if order_id in placed:
+                placed[order_id] = msgspec.structs.replace(
+                    placed[order_id], status=_STATUS[type(event)]
+                )
+            else:
+                status[order_id] = _STATUS[type(event)]
+        seq += 1
+    return BatchRows(
+        batch.first_seq,
+        batch.last_seq,
+        moves,
+        [(sku, d[0], d[1]) for sku, d in deltas.items()],
+        [_order_row(order) for order in placed.values()],
+        list(status.items()),
+    )
+
+
+def _order_row(order: Order) -> tuple[str, str, str, float, float | None, str | None]:
+    return (
+        order.id,
+        order.status,
+        _lines_encoder.encode(order.lines).decode(),
+        order.created_at.timestamp(),
+        None if order.expires_at is None else order.expires_at.timestamp(),
+        order.idempotency_key,
+    )
+
+
+def order_from_row(row: Any) -> Order:
+    """An Order from ``(id, status, lines, created_at, expires_at, idempotency_key)``."""
+    order_id, status, lines, created_at, expires_at, key = row
+    return Order(
+        order_id,
+        status,
+        _lines_decoder.decode(lines),
+        from_timestamp(created_at),
+        None if expires_at is None else from_timestamp(expires_at),
+        key,
+    )

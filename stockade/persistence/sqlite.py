@@ -1,0 +1,165 @@
+"""The SQLite store: the embedded default. WAL mode, one connection, one worker thread.
+
+Blocking ``sqlite3`` calls never run on the trio thread: each goes to a worker thread through
+``trio.to_thread.run_sync``, one at a time. In ``durable`` mode every commit is fsynced
+(``synchronous=FULL``); in ``fast`` mode SQLite syncs at checkpoints only (``NORMAL``), so a
+power loss (not a process crash) can lose the last commits.
+
+Only one process may own a database file: the store takes an exclusive ``flock`` on
+``<path>.lock`` and a second opener gets :class:`~stockade.errors.StoreInUse` at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from typing import Any
+
+import trio
+
+from stockade.errors import StoreInUse
+from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
+from stockade.persistence.rows import SCHEMA, SCHEMA_VERSION, BatchRows, batch_rows, order_from_row
+
+__all__ = ["SQLiteStore"]
+
+
+class SQLiteStore:
+    """A store in the SQLite file at ``path`` (created if missing)."""
+
+    def __init__(self, path: str, *, durable: bool = True) -> None:
+        self.path = path
+        self.durable = durable
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    # -- opening ------------------------------------------------------------------------------
+
+    async def load(self) -> Snapshot:
+        """Take the file lock, open the database, apply the schema, read everything back."""
+        await self._run(self._open)
+        snapshot: Snapshot = await self._run(self._load)
+        return snapshot
+
+    def _open(self) -> None:
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreInUse(f"{self.path} is owned by another stockade process") from None
+        self._lock_fd = fd
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA:
+                conn.execute(statement)
+            row = conn.execute("SELECT schema_version FROM stockade_state").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO stockade_state VALUES (1, ?, 0, 0)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has schema version {row[0]}, newer than this stockade "
+                    f"({SCHEMA_VERSION}): upgrade stockade"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            self._release_lock()
+            raise
+        self._conn = conn
+
+    def _load(self) -> Snapshot:
+        conn = self._connection()
+        products = {
+            sku: (on_hand, reserved)
+            for sku, on_hand, reserved in conn.execute(
+                "SELECT sku, on_hand, reserved FROM products"
+            )
+        }
+        orders = [
+            order_from_row(row)
+            for row in conn.execute(
+                "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
+            )
+        ]
+        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
+        (last_seq,) = conn.execute("SELECT last_seq FROM stockade_state").fetchone()
+        return Snapshot(products, orders, key_times, last_seq)
+
+    # -- committing ---------------------------------------------------------------------------
+
+    async def commit(self, batch: Batch) -> None:
+        rows = batch_rows(batch)
+        await self._run(self._commit, rows)
+
+    def _commit(self, rows: BatchRows) -> None:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (last_seq,) = conn.execute("SELECT last_seq FROM stockade_state").fetchone()
+                if rows.last_seq <= last_seq:
+                    conn.execute("ROLLBACK")
+                    return  # already committed: a replay must not double anything
+                if rows.first_seq != last_seq + 1:
+                    raise RuntimeError(f"batch {rows.first_seq} does not follow {last_seq}")
+                conn.executemany(
+                    "INSERT INTO movements VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.movements
+                )
+                # Two steps, because SQLite checks CHECK constraints on an upsert's candidate
+                # row (a bare delta) before resolving the conflict: create at zero, then add.
+                conn.executemany(
+                    "INSERT INTO products VALUES (?, 0, 0) ON CONFLICT (sku) DO NOTHING",
+                    [(sku,) for sku, _, _ in rows.product_deltas],
+                )
+                conn.executemany(
+                    "UPDATE products SET on_hand = on_hand + ?, reserved = reserved + ? "
+                    "WHERE sku = ?",
+                    [
+                        (d_on_hand, d_reserved, sku)
+                        for sku, d_on_hand, d_reserved in rows.product_deltas
+                    ],
+                )
+                conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)", rows.new_orders)
+                conn.executemany(
+                    "UPDATE orders SET status = ? WHERE id = ?",
+                    [(status, order_id) for order_id, status in rows.status_updates],
+                )
+                conn.execute("UPDATE stockade_state SET last_seq = ?", (rows.last_seq,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:  # disk full, I/O error, busy: worth retrying
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+    # -- closing ------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self._run(self._close)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the SQLite store is not open")
+        return self._conn
