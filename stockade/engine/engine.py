@@ -115,10 +115,13 @@ class Engine:
         check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
         self._enter()
         try:
-            self._journal.admit()
-            if sku not in self._ledgers:
-                self._ledgers[sku] = ProductLedger(sku)
-            level, seq = await self._dispatcher.ask(sku, SetStock(on_hand))
+            self._journal.reserve()  # the dispatcher appends the event after an await
+            try:
+                if sku not in self._ledgers:
+                    self._ledgers[sku] = ProductLedger(sku)
+                level, seq = await self._dispatcher.ask(sku, SetStock(on_hand))
+            finally:
+                self._journal.release()
             if not self._journal.is_durable(seq):
                 await self._journal.wait_durable(seq)
             return level  # type: ignore[no-any-return]
@@ -136,8 +139,11 @@ class Engine:
             raise InvalidRequest("reason must be a string of at most 1000 characters")
         self._enter()
         try:
-            self._journal.admit()
-            level, seq = await self._dispatcher.ask(sku, Adjust(delta, reason))
+            self._journal.reserve()
+            try:
+                level, seq = await self._dispatcher.ask(sku, Adjust(delta, reason))
+            finally:
+                self._journal.release()
             if not self._journal.is_durable(seq):
                 await self._journal.wait_durable(seq)
             return level  # type: ignore[no-any-return]
@@ -174,9 +180,13 @@ class Engine:
                 existing = await self._claim_key(key, checked)
                 if existing is not None:
                     return existing
+            journal = self._journal
+            reserved = False
             try:
-                journal = self._journal
-                journal.admit()
+                # A place in the journal is held from here to the append, across the take:
+                # otherwise a burst of callers would all pass the check before any appends.
+                journal.reserve()
+                reserved = True
                 dispatcher = self._dispatcher
                 if len(checked) > 1 and not dispatcher.has_room(checked):
                     raise self._overloaded(checked)
@@ -197,10 +207,14 @@ class Engine:
                     order_id, checked, now, dispatcher.now_datetime(), expires_at, key
                 )
                 seq = journal.append((event,))
+                journal.release()
+                reserved = False
                 if expires_at is not None:
                     self._expiry.add(expires_at, order_id)
                 self.placed += 1
             finally:
+                if reserved:
+                    journal.release()
                 if key is not None:
                     self._placing.pop(key).set()
             if not journal.is_durable(seq):

@@ -75,7 +75,7 @@ class _Durable:
 class Journal:
     """Buffers events and commits them through ``store`` from :meth:`run`.
 
-    ``max_buffered`` bounds the events waiting for the writer: past it, :meth:`admit` raises
+    ``max_buffered`` bounds the events not yet committed: past it, :meth:`admit` raises
     Overloaded so new work is refused rather than queued without bound. ``max_batch`` bounds
     one transaction.
     """
@@ -99,6 +99,7 @@ class Journal:
         self._buffer: list[Event] = []
         self._seq = start_seq
         self._committed = start_seq
+        self._reserved = 0
         self._waiting: deque[_Durable] = deque()
         self._writer: Task | None = None
         self._writer_parked = False
@@ -114,8 +115,17 @@ class Journal:
     # -- the engine's side --------------------------------------------------------------------
 
     def admit(self) -> None:
-        if len(self._buffer) >= self.max_buffered:
+        # Everything not yet committed counts, including a batch stuck in a failing commit,
+        # and so do the places reserved by callers that will append.
+        if self._seq - self._committed + self._reserved >= self.max_buffered:
             raise Overloaded("the journal is full (is the database down?); retry later")
+
+    def reserve(self) -> None:
+        self.admit()
+        self._reserved += 1
+
+    def release(self) -> None:
+        self._reserved -= 1
 
     def append(self, events: tuple[Event, ...]) -> int:
         self._buffer.extend(events)
