@@ -25,9 +25,10 @@ def _store_for(database: str | None, durability: Durability) -> Store:
         raise InvalidRequest(f"database must be a URL string or None, not {database!r}")
     if database.startswith("sqlite:///") and len(database) > len("sqlite:///"):
         return SQLiteStore(database[len("sqlite:///") :], durable=durability == "durable")
-    scheme = database.split(":", 1)[0] if ":" in database else ""
-    if scheme in ("postgresql", "postgres"):
-        raise InvalidRequest(f"the {scheme} store is not available in this version of stockade")
+    if database.startswith(("postgresql://", "postgres://")):
+        from stockade.persistence.postgres import PostgresStore  # imports asyncpg: only if used
+
+        return PostgresStore(database, durable=durability == "durable")
     raise InvalidRequest(
         f"unsupported database URL {database!r}: use None (memory), sqlite:///path "
         "or postgresql://..."
@@ -48,7 +49,8 @@ async def open_engine(
     wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Engine]:
     """Open an engine over ``database`` (``None``: memory; ``sqlite:///path/to/file.db``, a
-    relative path, or ``sqlite:////absolute/path.db``) and yield it; close it on exit.
+    relative path, or ``sqlite:////absolute/path.db``; ``postgresql://user@host/db``, where
+    ``?search_path=schema`` picks the schema) and yield it; close it on exit.
 
     Start-up loads the store's state (products, orders, open holds, idempotency keys); holds
     that lapsed while nothing ran expire at once. ``durability`` is ``"durable"`` (a call returns

@@ -57,3 +57,34 @@ def state_from_rows(products: Any, orders: Any, movements: Any, last_seq: int) -
     state.movements = [Movement(*row) for row in movements]
     state.last_seq = last_seq
     return state
+
+
+def postgres_kind(dsn: str) -> StoreKind:
+    from stockade.persistence.postgres import PostgresStore
+
+    return StoreKind("postgresql", lambda: PostgresStore(dsn), lambda: read_postgres(dsn))
+
+
+def read_postgres(dsn: str) -> StoreState:
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> StoreState:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return state_from_rows(
+                await conn.fetch("SELECT sku, on_hand, reserved FROM products"),
+                await conn.fetch(
+                    "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
+                ),
+                await conn.fetch(
+                    "SELECT seq, sku, order_id, kind, d_on_hand, d_reserved, at "
+                    "FROM movements ORDER BY seq"
+                ),
+                await conn.fetchval("SELECT last_seq FROM stockade_state"),
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from stockade import StockLevel
+from stockade.persistence.memory import StoreState
 from tests.books import assert_books_balance, assert_store_matches
-from tests.integration.stores import read_sqlite
+from tests.integration.stores import read_postgres, read_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What an acknowledged status may have become by the time of the crash.
@@ -45,15 +46,25 @@ def run_and_kill(database: str, seconds: float) -> list[tuple[str, str]]:
     return acked
 
 
-@pytest.mark.parametrize("seed", [1])
-def test_sqlite_survives_kill_9_under_load(tmp_path, seed):
-    rng = random.Random(seed)
-    path = tmp_path / "crash.db"
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_survives_kill_9_under_load(request, tmp_path, store):
+    rng = random.Random(1)
+    if store == "sqlite":
+        database = f"sqlite:///{tmp_path / 'crash.db'}"
+
+        def read() -> StoreState:
+            return read_sqlite(database[len("sqlite:///") :])
+    else:
+        database = request.getfixturevalue("postgres_dsn")
+
+        def read() -> StoreState:
+            return read_postgres(database)
+
     acked: dict[str, str] = {}
     for _cycle in range(4):
-        for order_id, status in run_and_kill(f"sqlite:///{path}", rng.uniform(0.3, 1.2)):
+        for order_id, status in run_and_kill(database, rng.uniform(0.3, 1.2)):
             acked[order_id] = status
-        state = read_sqlite(str(path))
+        state = read()
         missing = [oid for oid in acked if oid not in state.orders]
         assert not missing, f"{len(missing)} acknowledged orders lost"
         for order_id, status in acked.items():

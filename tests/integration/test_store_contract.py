@@ -14,13 +14,15 @@ from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch
 from tests.books import assert_books_balance, assert_store_matches
-from tests.integration.stores import StoreKind, memory_kind, sqlite_kind
+from tests.integration.stores import StoreKind, memory_kind, postgres_kind, sqlite_kind
 
-KINDS = ["memory", "sqlite"]
+KINDS = ["memory", "sqlite", "postgresql"]
 
 
 @pytest.fixture(params=KINDS)
 def kind(request, tmp_path) -> StoreKind:
+    if request.param == "postgresql":
+        return postgres_kind(request.getfixturevalue("postgres_dsn"))
     return {"memory": memory_kind, "sqlite": lambda: sqlite_kind(tmp_path)}[request.param]()
 
 
