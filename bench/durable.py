@@ -1,0 +1,241 @@
+"""Durable throughput: stockade against the row-lock approach, on PostgreSQL and SQLite.
+
+    ./dev bench durable [--orders N] [--baseline-orders N] [--callers N] [--dsn DSN]
+
+Every contender sells out a hot product with ``callers`` concurrent callers placing
+single-line direct purchases, each acknowledged only once durable:
+
+* stockade on PostgreSQL and on SQLite, durable mode (group commit);
+* the usual approach on PostgreSQL: one transaction per order, ``UPDATE stock SET on_hand =
+  on_hand - 1 WHERE sku = $1 AND on_hand >= 1`` plus the order ``INSERT``, through an asyncpg
+  pool, from the same number of asyncio tasks;
+* the same on SQLite (one writer at a time is all SQLite allows: one connection, in a loop).
+
+Printed per contender: orders/s, rows written per transaction, p50/p99 acknowledgement latency,
+and the ratio to its database's baseline. Afterwards each is verified against its own database:
+units gone == orders acknowledged == order rows, stock never below zero. Tables live in
+``stockade_bench*`` schemas (PostgreSQL, dropped first) and a temporary directory (SQLite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+
+import asyncpg
+import trio
+
+import stockade
+
+DEFAULT_DSN = os.environ.get("STOCKADE_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1/test")
+
+
+class Result:
+    def __init__(self, name: str, orders: int, seconds: float, latencies: list[float]) -> None:
+        self.name = name
+        self.orders = orders
+        self.rate = orders / seconds
+        latencies.sort()
+        self.p50_ms = statistics.median(latencies) * 1000
+        self.p99_ms = latencies[int(len(latencies) * 0.99) - 1] * 1000
+        self.rows_per_tx = 0.0
+
+
+def with_schema(dsn: str, schema: str) -> str:
+    return f"{dsn}{'&' if '?' in dsn else '?'}search_path={schema}"
+
+
+async def reset_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+
+
+# -- stockade ---------------------------------------------------------------------------------
+
+
+def run_stockade(name: str, url: str, units: int, callers: int) -> Result:
+    async def main() -> Result:
+        async with stockade.open_engine(url, journal_size=1_000_000) as engine:
+            await engine.set_stock("hot", units)
+            before = engine.statistics()
+            latencies: list[float] = []
+
+            async def buyer() -> None:
+                while True:
+                    start = time.perf_counter()
+                    try:
+                        await engine.place_order({"hot": 1})
+                    except stockade.OutOfStock:
+                        return
+                    latencies.append(time.perf_counter() - start)
+
+            start = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for _ in range(callers):
+                    nursery.start_soon(buyer)
+            result = Result(name, len(latencies), time.perf_counter() - start, latencies)
+            after = engine.statistics()
+            batches = after["journal_batches"] - before["journal_batches"]
+            # per order: a movement row and an order row; per batch: the product row and state
+            result.rows_per_tx = (2 * result.orders + 2 * batches) / max(batches, 1)
+        return result
+
+    return trio.run(main)
+
+
+async def verify_stockade_postgres(dsn: str, units: int, acknowledged: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        on_hand = await conn.fetchval("SELECT on_hand FROM products WHERE sku = 'hot'")
+        rows = await conn.fetchval("SELECT count(*) FROM orders")
+    finally:
+        await conn.close()
+    check(units, on_hand, rows, acknowledged)
+
+
+def verify_stockade_sqlite(path: str, units: int, acknowledged: int) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        (on_hand,) = conn.execute("SELECT on_hand FROM products WHERE sku = 'hot'").fetchone()
+        (rows,) = conn.execute("SELECT count(*) FROM orders").fetchone()
+    finally:
+        conn.close()
+    check(units, on_hand, rows, acknowledged)
+
+
+def check(units: int, on_hand: int, rows: int, acknowledged: int) -> None:
+    if on_hand < 0 or units - on_hand != acknowledged or rows != acknowledged:
+        raise AssertionError(
+            f"FAILED verification: units gone {units - on_hand}, orders acknowledged "
+            f"{acknowledged}, order rows {rows}, on_hand {on_hand}"
+        )
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+BASELINE_TABLES = [
+    "CREATE TABLE stock (sku TEXT PRIMARY KEY, on_hand BIGINT NOT NULL)",
+    "CREATE TABLE orders (id BIGSERIAL PRIMARY KEY, sku TEXT NOT NULL, qty INT NOT NULL)",
+]
+
+
+async def run_postgres_baseline(dsn: str, units: int, callers: int) -> Result:
+    conn = await asyncpg.connect(dsn)
+    for statement in BASELINE_TABLES:
+        await conn.execute(statement)
+    await conn.execute("INSERT INTO stock VALUES ('hot', $1)", units)
+    await conn.close()
+    pool = await asyncpg.create_pool(dsn, min_size=50, max_size=50)
+    latencies: list[float] = []
+
+    async def buyer() -> None:
+        while True:
+            start = time.perf_counter()
+            async with pool.acquire() as c, c.transaction():
+                updated = await c.execute(
+                    "UPDATE stock SET on_hand = on_hand - 1 WHERE sku = 'hot' AND on_hand >= 1"
+                )
+                if updated == "UPDATE 0":
+                    return
+                await c.execute("INSERT INTO orders (sku, qty) VALUES ('hot', 1)")
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(buyer() for _ in range(callers)))
+    result = Result("row lock, PostgreSQL", len(latencies), time.perf_counter() - start, latencies)
+    result.rows_per_tx = 2
+    async with pool.acquire() as c:
+        on_hand = await c.fetchval("SELECT on_hand FROM stock")
+        rows = await c.fetchval("SELECT count(*) FROM orders")
+    await pool.close()
+    check(units, on_hand, rows, result.orders)
+    return result
+
+
+def run_sqlite_baseline(path: str, units: int) -> Result:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, on_hand INTEGER NOT NULL)")
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT, qty INTEGER)")
+    conn.execute("INSERT INTO stock VALUES ('hot', ?)", (units,))
+    latencies: list[float] = []
+    start = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute(
+            "UPDATE stock SET on_hand = on_hand - 1 WHERE sku = 'hot' AND on_hand >= 1"
+        )
+        if cur.rowcount == 0:
+            conn.execute("ROLLBACK")
+            break
+        conn.execute("INSERT INTO orders (sku, qty) VALUES ('hot', 1)")
+        conn.execute("COMMIT")
+        latencies.append(time.perf_counter() - t)
+    result = Result("row lock, SQLite", len(latencies), time.perf_counter() - start, latencies)
+    result.rows_per_tx = 2
+    (on_hand,) = conn.execute("SELECT on_hand FROM stock").fetchone()
+    (rows,) = conn.execute("SELECT count(*) FROM orders").fetchone()
+    conn.close()
+    check(units, on_hand, rows, result.orders)
+    return result
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def main(dsn: str, orders: int, baseline_orders: int, callers: int) -> None:
+    results: list[tuple[Result, Result | None]] = []
+    try:
+        asyncio.run(reset_schema(dsn, "stockade_bench"))
+        asyncio.run(reset_schema(dsn, "stockade_bench_baseline"))
+        postgres = True
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"PostgreSQL at {dsn} skipped: {exc!r}")
+        postgres = False
+    if postgres:
+        baseline = asyncio.run(
+            run_postgres_baseline(
+                with_schema(dsn, "stockade_bench_baseline"), baseline_orders, callers
+            )
+        )
+        url = with_schema(dsn, "stockade_bench")
+        ours = run_stockade("stockade, PostgreSQL", url, orders, callers)
+        asyncio.run(verify_stockade_postgres(url, orders, ours.orders))
+        results += [(baseline, None), (ours, baseline)]
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = run_sqlite_baseline(os.path.join(tmp, "baseline.db"), baseline_orders)
+        path = os.path.join(tmp, "stockade.db")
+        ours = run_stockade("stockade, SQLite", f"sqlite:///{path}", orders, callers)
+        verify_stockade_sqlite(path, orders, ours.orders)
+        results += [(baseline, None), (ours, baseline)]
+
+    print(f"durable single-line orders on one hot product, {callers} concurrent callers")
+    print(f"{'contender':<24}{'orders':>8}{'orders/s':>11}{'rows/tx':>9}{'p50 ms':>9}"
+          f"{'p99 ms':>9}{'ratio':>8}  verified")  # fmt: skip
+    for result, base in results:
+        ratio = f"{result.rate / base.rate:.1f}x" if base else "1.0x"
+        print(f"{result.name:<24}{result.orders:>8}{result.rate:>11,.0f}{result.rows_per_tx:>9.1f}"
+              f"{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{ratio:>8}  yes")  # fmt: skip
+    if postgres:
+        asyncio.run(reset_schema(dsn, "stockade_bench"))
+        asyncio.run(reset_schema(dsn, "stockade_bench_baseline"))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=60_000)
+    parser.add_argument("--baseline-orders", type=int, default=5_000)
+    parser.add_argument("--callers", type=int, default=1000)
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    args = parser.parse_args()
+    main(args.dsn, args.orders, args.baseline_orders, args.callers)
