@@ -25,13 +25,18 @@ LATER = {
 }
 
 
-def run_and_kill(database: str, seconds: float) -> list[tuple[str, str]]:
-    worker = subprocess.Popen(
+def spawn_worker(database: str) -> subprocess.Popen[str]:
+    """Start crash_worker.py on ``database``; it prints "ready" once its engine is open."""
+    return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.crash_worker", database],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def run_and_kill(database: str, seconds: float) -> list[tuple[str, str]]:
+    worker = spawn_worker(database)
     assert worker.stdout is not None
     assert worker.stdout.readline() == "ready\n"
     time.sleep(seconds)

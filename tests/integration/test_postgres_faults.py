@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -18,7 +16,7 @@ from stockade import Overloaded
 from stockade.persistence.postgres import PostgresStore, StoreLost
 from tests.integration.proxy import Proxy
 from tests.integration.stores import read_postgres
-from tests.integration.test_crash import ROOT
+from tests.integration.test_crash import spawn_worker
 
 pytestmark = pytest.mark.usefixtures("postgres_dsn")
 
@@ -115,13 +113,7 @@ async def test_outage_loses_nothing_and_service_resumes(postgres_dsn):
 
 
 async def test_a_second_postgres_instance_waits_then_takes_over(postgres_dsn):
-    # Popen only forks; the worker's output is read in a thread below.
-    worker = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-m", "tests.integration.crash_worker", postgres_dsn],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    worker = spawn_worker(postgres_dsn)  # its output is read in a thread below
     try:
         assert worker.stdout is not None
         assert await trio.to_thread.run_sync(worker.stdout.readline) == "ready\n"

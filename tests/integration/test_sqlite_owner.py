@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pytest
 import trio
 
 import stockade
 from stockade import StoreInUse
-from tests.integration.test_crash import ROOT
+from tests.integration.test_crash import spawn_worker
 
 
 async def test_a_second_engine_on_the_same_file_is_refused(tmp_path):
@@ -28,13 +26,7 @@ async def test_a_second_engine_on_the_same_file_is_refused(tmp_path):
 
 async def test_another_process_is_refused_until_the_owner_is_killed(tmp_path):
     url = f"sqlite:///{tmp_path / 'stock.db'}"
-    # Popen only forks; its output is read in a thread.
-    owner = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-m", "tests.integration.crash_worker", url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    owner = spawn_worker(url)  # its output is read in a thread below
     try:
         assert owner.stdout is not None
         assert await trio.to_thread.run_sync(owner.stdout.readline) == "ready\n"
