@@ -74,19 +74,19 @@ async def open_engine(
         raise InvalidRequest("pass either a database URL or a store, not both")
     elif durability is None:
         durability = "fast" if isinstance(store, MemoryStore) else "durable"
-    snapshot = await store.load()
-    journal = Journal(
-        store, durability=durability, max_buffered=journal_size, start_seq=snapshot.last_seq
-    )
-    engine = Engine(
-        journal,
-        mailbox_size=mailbox_size,
-        idempotency_ttl=idempotency_ttl,
-        max_hold=max_hold,
-        wall_clock=wall_clock,
-    )
-    engine.restore(snapshot.products, snapshot.orders, snapshot.key_times)
-    try:
+    try:  # the store is closed however opening ends, or it may keep holding its lock
+        snapshot = await store.load()
+        journal = Journal(
+            store, durability=durability, max_buffered=journal_size, start_seq=snapshot.last_seq
+        )
+        engine = Engine(
+            journal,
+            mailbox_size=mailbox_size,
+            idempotency_ttl=idempotency_ttl,
+            max_hold=max_hold,
+            wall_clock=wall_clock,
+        )
+        engine.restore(snapshot.products, snapshot.orders, snapshot.key_times)
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             await nursery.start(engine.run)
