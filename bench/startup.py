@@ -24,7 +24,7 @@ import trio
 
 import stockade
 from bench.durable import DEFAULT_DSN, reset_schema, with_schema
-from stockade.persistence.rows import SCHEMA, SCHEMA_VERSION
+from stockade.persistence.schema import MIGRATIONS, SCHEMA_VERSION, STATE_TABLE
 
 
 def product_rows(products: int, holds: int) -> Iterator[tuple[str, int, int]]:
@@ -41,7 +41,7 @@ def fill_sqlite(path: str, products: int, holds: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("BEGIN")
-    for statement in SCHEMA:
+    for statement in [STATE_TABLE, *(sql for step in MIGRATIONS for sql in step)]:
         conn.execute(statement)
     conn.execute("INSERT INTO stockade_state VALUES (1, ?, 0, 0)", (SCHEMA_VERSION,))
     conn.executemany("INSERT INTO products VALUES (?, ?, ?)", product_rows(products, holds))
@@ -53,7 +53,7 @@ def fill_sqlite(path: str, products: int, holds: int) -> None:
 async def fill_postgres(dsn: str, products: int, holds: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        for statement in SCHEMA:
+        for statement in [STATE_TABLE, *(sql for step in MIGRATIONS for sql in step)]:
             await conn.execute(statement)
         await conn.execute("INSERT INTO stockade_state VALUES (1, $1, 0, 0)", SCHEMA_VERSION)
         await conn.copy_records_to_table("products", records=list(product_rows(products, holds)))

@@ -25,7 +25,8 @@ import asyncpg
 import trio
 
 from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
-from stockade.persistence.rows import SCHEMA, SCHEMA_VERSION, BatchRows, batch_rows, order_from_row
+from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
+from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
 __all__ = ["PostgresStore", "StoreLost"]
 
@@ -122,18 +123,14 @@ class PostgresStore:
         conn = self._conn = await self._connect()
         await conn.execute(_LOCK)  # blocks while another instance owns the store
         async with conn.transaction():
-            for statement in SCHEMA:
-                await conn.execute(statement)
+            await conn.execute(STATE_TABLE)
             await conn.execute(
-                "INSERT INTO stockade_state VALUES (1, $1, 0, 0) ON CONFLICT (id) DO NOTHING",
-                SCHEMA_VERSION,
+                "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
             )
             version = await conn.fetchval("SELECT schema_version FROM stockade_state")
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the database has schema version {version}, newer than this stockade "
-                    f"({SCHEMA_VERSION}): upgrade stockade"
-                )
+            for statement in migrations_after(version):
+                await conn.execute(statement)
+            await conn.execute("UPDATE stockade_state SET schema_version = $1", SCHEMA_VERSION)
             self._epoch = await conn.fetchval(
                 "UPDATE stockade_state SET owner_epoch = owner_epoch + 1 RETURNING owner_epoch"
             )

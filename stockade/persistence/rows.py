@@ -25,43 +25,7 @@ from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "BatchRows", "batch_rows", "order_from_row"]
-
-SCHEMA_VERSION = 1
-
-#: The same tables in SQLite and PostgreSQL (both read these types the same way).
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS stockade_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        schema_version INTEGER NOT NULL,
-        last_seq BIGINT NOT NULL,
-        owner_epoch BIGINT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS products (
-        sku TEXT PRIMARY KEY,
-        on_hand BIGINT NOT NULL CHECK (on_hand >= 0),
-        reserved BIGINT NOT NULL CHECK (reserved >= 0 AND reserved <= on_hand)
-    )""",
-    """CREATE TABLE IF NOT EXISTS orders (
-        id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        lines TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        expires_at DOUBLE PRECISION,
-        idempotency_key TEXT
-    )""",
-    """CREATE TABLE IF NOT EXISTS movements (
-        seq BIGINT NOT NULL,
-        sku TEXT NOT NULL,
-        order_id TEXT,
-        kind TEXT NOT NULL,
-        d_on_hand BIGINT NOT NULL,
-        d_reserved BIGINT NOT NULL,
-        reason TEXT,
-        at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (seq, sku)
-    )""",
-]
+__all__ = ["BatchRows", "batch_rows", "order_from_row"]
 
 _KIND = {
     StockSet: "set",

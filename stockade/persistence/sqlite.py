@@ -21,7 +21,8 @@ import trio
 
 from stockade.errors import StoreInUse
 from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
-from stockade.persistence.rows import SCHEMA, SCHEMA_VERSION, BatchRows, batch_rows, order_from_row
+from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
+from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
 __all__ = ["SQLiteStore"]
 
@@ -57,21 +58,24 @@ class SQLiteStore:
         self._lock_fd = fd
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except BaseException:
+            self._release_lock()
+            raise
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             conn.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA:
+            conn.execute(STATE_TABLE)
+            conn.execute(
+                "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
+            )
+            (version,) = conn.execute("SELECT schema_version FROM stockade_state").fetchone()
+            for statement in migrations_after(version):
                 conn.execute(statement)
-            row = conn.execute("SELECT schema_version FROM stockade_state").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO stockade_state VALUES (1, ?, 0, 0)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has schema version {row[0]}, newer than this stockade "
-                    f"({SCHEMA_VERSION}): upgrade stockade"
-                )
+            conn.execute("UPDATE stockade_state SET schema_version = ?", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
+            conn.close()
             self._release_lock()
             raise
         self._conn = conn

@@ -13,6 +13,7 @@ from stockade.engine.events import OrderPlaced, StockSet
 from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch
+from stockade.persistence.schema import SCHEMA_VERSION
 from tests.books import assert_books_balance, assert_store_matches
 from tests.integration.stores import StoreKind, memory_kind, postgres_kind, sqlite_kind
 
@@ -101,3 +102,44 @@ async def test_many_concurrent_orders_commit_in_few_batches(kind):
     assert len(sold) == 300 and level.on_hand == 0
     assert stats["journal_batches"] < 100  # group commit: one commit serves many callers
     assert_store_matches(kind.read(), {"hot": level}, sold)
+
+
+def set_schema_version(kind: StoreKind, version: int, database: str) -> None:
+    if kind.name == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(database)
+        with conn:
+            conn.execute("UPDATE stockade_state SET schema_version = ?", (version,))
+        conn.close()
+    else:
+        import asyncio
+
+        import asyncpg
+
+        async def bump() -> None:
+            conn = await asyncpg.connect(database)
+            await conn.execute("UPDATE stockade_state SET schema_version = $1", version)
+            await conn.close()
+
+        asyncio.run(bump())
+
+
+@pytest.mark.parametrize("name", ["sqlite", "postgresql"])
+async def test_a_newer_schema_is_refused_and_left_alone(name, request, tmp_path):
+    if name == "sqlite":
+        database = str(tmp_path / "stock.db")
+        kind = sqlite_kind(tmp_path)
+    else:
+        database = request.getfixturevalue("postgres_dsn")
+        kind = postgres_kind(database)
+    async with stockade.open_engine(store=kind.make()) as engine:
+        await engine.set_stock("a", 3)
+    assert kind.read().products["a"] == (3, 0)  # migrated from an empty database
+    set_schema_version(kind, SCHEMA_VERSION + 1, database)
+    with pytest.raises(RuntimeError, match="newer than this stockade"):
+        async with stockade.open_engine(store=kind.make()):
+            pass  # pragma: no cover
+    set_schema_version(kind, SCHEMA_VERSION, database)
+    async with stockade.open_engine(store=kind.make()) as engine:  # and nothing was changed
+        assert (await engine.stock("a")).on_hand == 3
