@@ -1,1 +1,1 @@
-"""The HTTP order API (to come: quart-trio on hypercorn)."""
+"""The HTTP order API: quart-trio on hypercorn, over an engine."""

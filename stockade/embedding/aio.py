@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
 from stockade.embedding.thread import EngineThread
 from stockade.engine.models import Order, StockLevel
+from stockade.engine.validation import Lines
 
 __all__ = ["AsyncioEngine", "open_asyncio_engine"]
 
@@ -94,7 +95,7 @@ class AsyncioEngine:
 
     async def place_order(
         self,
-        lines: Mapping[str, int],
+        lines: Lines,
         *,
         hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None,

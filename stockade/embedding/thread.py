@@ -17,7 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
@@ -27,6 +27,7 @@ import trio
 from stockade._open import open_engine
 from stockade.engine.engine import Engine
 from stockade.engine.models import Order, StockLevel
+from stockade.engine.validation import Lines
 from stockade.errors import EngineClosed
 
 __all__ = ["BlockingEngine", "EngineThread", "FutureReply", "Reply", "ThreadReply", "run_in_thread"]
@@ -277,7 +278,7 @@ class BlockingEngine:
 
     def place_order(
         self,
-        lines: Mapping[str, int],
+        lines: Lines,
         *,
         hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None,

@@ -15,6 +15,7 @@ In ``durable`` mode each call returns once the batch holding its change has comm
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ from stockade.engine.models import Order, StockLevel
 from stockade.engine.orders import OrderBook
 from stockade.engine.validation import (
     MAX_STOCK,
+    Lines,
     check_hold,
     check_idempotency_key,
     check_lines,
@@ -83,6 +85,7 @@ class Engine:
         # Wall time is read once; from then on the engine's clock advances with trio's.
         self._epoch = wall_clock() - trio.current_time()
         self._ledgers: dict[str, ProductLedger] = {}
+        self._sorted_skus: list[str] | None = None  # for paging; rebuilt when products are added
         self._book = OrderBook(idempotency_ttl.total_seconds())
         self._max_hold_s = max_hold.total_seconds()
         self._dispatcher = Dispatcher(self._ledgers, self._clock, journal.append, mailbox_size)
@@ -154,7 +157,7 @@ class Engine:
 
     async def place_order(
         self,
-        lines: Mapping[str, int],
+        lines: Lines,
         *,
         hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None,
@@ -357,6 +360,21 @@ class Engine:
             return await self._dispatcher.ask(sku, Read())  # type: ignore[no-any-return]
         finally:
             self._leave()
+
+    def has_product(self, sku: str) -> bool:
+        """Whether ``sku`` has been given stock (never blocks)."""
+        return type(sku) is str and sku in self._ledgers
+
+    def products(self, after: str | None = None, limit: int = 100) -> list[StockLevel]:
+        """Up to ``limit`` products in sku order, starting after ``after``: a page of a listing.
+        Read at one instant (no actor is asked), so changes still in mailboxes are not shown."""
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be from 1 to 1000")
+        if self._sorted_skus is None or len(self._sorted_skus) != len(self._ledgers):
+            self._sorted_skus = sorted(self._ledgers)
+        skus = self._sorted_skus
+        start = 0 if after is None else bisect.bisect_right(skus, after)
+        return [self._ledgers[sku].level() for sku in skus[start : start + limit]]
 
     def statistics(self) -> dict[str, int]:
         """A snapshot of counters: orders by outcome, products, actors, open holds, and the

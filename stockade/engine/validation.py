@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
 from stockade.errors import InvalidRequest
 
 __all__ = [
     "MAX_LINES",
+    "Lines",
     "MAX_QTY",
     "MAX_STOCK",
     "check_hold",
@@ -18,6 +19,9 @@ __all__ = [
     "check_sku",
     "check_stock_value",
 ]
+
+#: An order's lines: ``{sku: qty}``, or ``(sku, qty)`` pairs (where a repeated sku is refused).
+Lines = Mapping[str, int] | Sequence[tuple[str, int]]
 
 MAX_LINES = 100
 MAX_QTY = 1_000_000

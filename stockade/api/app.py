@@ -1,0 +1,159 @@
+"""The HTTP order API: an app factory over an engine, a blueprint per resource.
+
+Merchant routes need ``Authorization: Bearer <token>`` (compared in constant time). Bodies are
+JSON (else 415), at most ``max_body_bytes`` (else 413), decoded and validated by msgspec once.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import msgspec
+from quart import Blueprint, Response, current_app, request
+from quart_trio import QuartTrio
+
+from stockade.api.problems import Problem, register_error_handlers
+from stockade.api.schemas import Adjustment, PlaceOrder, PutStock, decoder
+from stockade.engine.engine import Engine
+from stockade.engine.validation import check_sku
+
+__all__ = ["ApiSettings", "create_app"]
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+class ApiSettings(msgspec.Struct, frozen=True):
+    admin_token: str
+    max_body_bytes: int = 64 * 1024
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(value), status=status, content_type="application/json")
+
+
+def _engine() -> Engine:
+    engine: Engine = current_app.config["STOCKADE_ENGINE"]
+    return engine
+
+
+async def _body(kind: type[T]) -> T:
+    if request.mimetype != "application/json":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      "send the body as application/json")  # fmt: skip
+    data = await request.get_data(as_text=False)
+    return decoder(kind).decode(data)
+
+
+def merchant(route: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """Refuse the call without the admin token: 401 without credentials, 403 with wrong ones."""
+
+    @wraps(route)
+    async def checked(*args: Any, **kwargs: Any) -> Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(401, "unauthorized", "Unauthorized",
+                          "send Authorization: Bearer <admin token>")  # fmt: skip
+        expected = current_app.config["STOCKADE_SETTINGS"].admin_token.encode()
+        if not hmac.compare_digest(token.encode(), expected):
+            raise Problem(403, "forbidden", "Forbidden", "the admin token is not valid")
+        return await route(*args, **kwargs)
+
+    return checked
+
+
+products = Blueprint("products", __name__, url_prefix="/v1/products")
+orders = Blueprint("orders", __name__, url_prefix="/v1/orders")
+health = Blueprint("health", __name__)
+
+
+@products.put("/<sku>")
+@merchant
+async def put_product(sku: str) -> Response:
+    body = await _body(PutStock)
+    engine = _engine()
+    created = not engine.has_product(sku)
+    return _json(await engine.set_stock(sku, body.on_hand), 201 if created else 200)
+
+
+@products.post("/<sku>/adjustments")
+@merchant
+async def adjust_product(sku: str) -> Response:
+    body = await _body(Adjustment)
+    return _json(await _engine().adjust_stock(sku, body.delta, body.reason))
+
+
+@products.get("")
+async def list_products() -> Response:
+    after = request.args.get("after")
+    if after is not None:
+        check_sku(after)
+    try:
+        limit = int(request.args.get("limit", "100"))
+    except ValueError:
+        raise Problem(
+            422, "invalid-request", "Invalid request", "limit must be an integer"
+        ) from None
+    items = _engine().products(after, limit)
+    next_after = items[-1].sku if len(items) == limit else None
+    return _json({"items": items, "next_after": next_after})
+
+
+@products.get("/<sku>")
+async def get_product(sku: str) -> Response:
+    return _json(await _engine().stock(sku))
+
+
+@orders.post("")
+async def place_order() -> Response:
+    body = await _body(PlaceOrder)
+    order = await _engine().place_order(
+        [(line.sku, line.qty) for line in body.lines],
+        hold_for=body.hold_seconds,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    return _json(order, 201)
+
+
+@orders.get("/<order_id>")
+async def get_order(order_id: str) -> Response:
+    return _json(await _engine().get_order(order_id))
+
+
+@orders.post("/<order_id>/confirm")
+async def confirm_order(order_id: str) -> Response:
+    return _json(await _engine().confirm(order_id))
+
+
+@orders.post("/<order_id>/cancel")
+async def cancel_order(order_id: str) -> Response:
+    return _json(await _engine().cancel(order_id))
+
+
+@health.get("/healthz")
+async def healthz() -> Response:
+    return _json({"status": "ok"})
+
+
+@health.get("/readyz")
+async def readyz() -> Response:
+    stats = _engine().statistics()
+    ready = bool(stats["journal_healthy"])
+    return _json({"ready": ready, "journal_buffered": stats["journal_buffered"]},
+                 200 if ready else 503)  # fmt: skip
+
+
+def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
+    """Build the app for ``engine``; nothing is global, so tests can make as many as they like."""
+    app = QuartTrio(__name__)
+    app.config["STOCKADE_ENGINE"] = engine
+    app.config["STOCKADE_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    for blueprint in (products, orders, health):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,118 @@
+"""Errors as RFC 9457 ``application/problem+json`` responses, registered in one place."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import msgspec
+from quart import Quart, Response
+from werkzeug.exceptions import HTTPException
+
+from stockade.errors import (
+    EngineClosed,
+    IdempotencyConflict,
+    InvalidRequest,
+    InvalidTransition,
+    OrderNotFound,
+    OutOfStock,
+    Overloaded,
+    StockadeError,
+    UnknownProduct,
+)
+
+__all__ = ["Problem", "problem", "register_error_handlers"]
+
+log = logging.getLogger("stockade.api")
+_encoder = msgspec.json.Encoder()
+
+#: error class -> (status, type slug, title)
+_ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
+    OutOfStock: (409, "out-of-stock", "Out of stock"),
+    UnknownProduct: (404, "unknown-product", "Unknown product"),
+    OrderNotFound: (404, "order-not-found", "Order not found"),
+    InvalidTransition: (409, "invalid-transition", "Invalid order transition"),
+    IdempotencyConflict: (409, "idempotency-conflict", "Idempotency key reused"),
+    InvalidRequest: (422, "invalid-request", "Invalid request"),
+    Overloaded: (503, "overloaded", "Overloaded"),
+    EngineClosed: (503, "shutting-down", "Shutting down"),
+}
+
+
+class Problem(Exception):
+    """Raised by a route to answer with a problem document."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:  # fmt: skip
+    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return Response(
+        _encoder.encode(body),
+        status=status,
+        content_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def _from_stockade(error: StockadeError) -> Response:
+    status, slug, title = next(
+        (v for cls, v in _ERRORS.items() if isinstance(error, cls)),
+        (500, "internal", "Internal error"),
+    )
+    extra: dict[str, Any] = {}
+    headers = None
+    if isinstance(error, OutOfStock):
+        extra["shortages"] = [
+            {"sku": sku, "requested": want, "available": have}
+            for sku, (want, have) in sorted(error.shortages.items())
+        ]
+    elif isinstance(error, Overloaded | EngineClosed):
+        headers = {"Retry-After": "1"}
+    return problem(status, slug, title, str(error), headers, **extra)
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(Problem)
+    async def on_problem(error: Problem) -> Response:
+        return problem(error.status, error.slug, error.title, error.detail, **error.extra)
+
+    @app.errorhandler(StockadeError)
+    async def on_stockade(error: StockadeError) -> Response:
+        return _from_stockade(error)
+
+    @app.errorhandler(msgspec.DecodeError)
+    async def on_malformed(error: msgspec.DecodeError) -> Response:
+        if isinstance(error, msgspec.ValidationError):
+            return problem(422, "invalid-request", "Invalid request", str(error))
+        return problem(400, "malformed-json", "Malformed JSON", str(error))
+
+    @app.errorhandler(HTTPException)
+    async def on_http(error: HTTPException) -> Response:
+        status = error.code or 500
+        slug = (error.name or "error").lower().replace(" ", "-")
+        headers = dict(error.get_headers()) if status == 405 else None
+        if headers is not None:
+            headers.pop("Content-Type", None)
+        return problem(status, slug, error.name or "Error", error.description or "", headers)
+
+    @app.errorhandler(Exception)
+    async def on_unexpected(error: Exception) -> Response:
+        request_id = secrets.token_hex(8)
+        log.exception("unexpected error", extra={"request_id": request_id})
+        return problem(
+            500, "internal", "Internal error",
+            f"an unexpected error occurred; quote request id {request_id}",
+            request_id=request_id,
+        )  # fmt: skip

@@ -1,0 +1,139 @@
+"""The real server, started as a subprocess on SQLite, driven over HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+TOKEN = "integration-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "STOCKADE_ADMIN_TOKEN": TOKEN, "STOCKADE_PORT": str(self.port)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stockade", "serve"],
+            cwd=self.workdir,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        for line in self.process.stderr:  # JSON lifecycle lines; wait for "listening"
+            if '"listening"' in line:
+                return
+        raise AssertionError(f"server exited with {self.process.wait()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return code
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[Server]:
+    server = Server(tmp_path)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.stop(signal.SIGKILL)
+
+
+async def test_last_unit_rush_over_http(server):
+    limits = httpx.Limits(max_connections=400)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+        put = await client.put("/v1/products/hot", json={"on_hand": 100}, headers=ADMIN)
+        assert put.status_code == 201
+        codes: list[int] = []
+
+        async def buyer():
+            r = await client.post("/v1/orders", json={"lines": [{"sku": "hot", "qty": 1}]})
+            codes.append(r.status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(400):
+                nursery.start_soon(buyer)
+        assert sorted(codes) == [201] * 100 + [409] * 300
+        stock = (await client.get("/v1/products/hot")).json()
+        assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
+    assert server.stop() == 0  # SIGTERM: a clean exit
+
+
+async def test_auth_and_bad_input_change_nothing(server):
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.put("/v1/products/a", json={"on_hand": 5})).status_code == 401
+        wrong = {"Authorization": "Bearer wrong"}
+        assert (
+            await client.put("/v1/products/a", json={"on_hand": 5}, headers=wrong)
+        ).status_code == 403
+        assert (
+            await client.put("/v1/products/a", json={"on_hand": 5}, headers=ADMIN)
+        ).status_code == 201
+        bodies: list[object] = [
+            [],
+            {"lines": []},
+            {"lines": [{"sku": "a", "qty": 0}]},
+            "x" * 99_999,
+        ]
+        for body in bodies:
+            r = await client.post("/v1/orders", json=body)
+            assert 400 <= r.status_code < 500, (body, r.status_code)
+        r = await client.post(
+            "/v1/orders", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400
+        assert (await client.get("/v1/products/a")).json()["available"] == 5
+
+
+async def test_acknowledged_orders_survive_kill_9(server):
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await client.put("/v1/products/a", json={"on_hand": 50}, headers=ADMIN)
+        acked = []
+        for n in range(20):
+            r = await client.post(
+                "/v1/orders",
+                json={"lines": [{"sku": "a", "qty": 1}], "hold_seconds": 600 if n % 2 else None},
+                headers={"Idempotency-Key": f"k{n}"},
+            )
+            assert r.status_code == 201
+            acked.append(r.json())
+    server.stop(signal.SIGKILL)
+    server.start()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for order in acked:
+            assert (await client.get(f"/v1/orders/{order['id']}")).json() == order
+        replay = await client.post(
+            "/v1/orders",
+            json={"lines": [{"sku": "a", "qty": 1}]},
+            headers={"Idempotency-Key": "k0"},
+        )
+        assert replay.json()["id"] == acked[0]["id"]
+        assert (await client.get("/v1/products/a")).json() == {
+            "sku": "a", "on_hand": 40, "reserved": 10, "available": 30,
+        }  # fmt: skip
