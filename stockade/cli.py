@@ -42,7 +42,8 @@ async def _demo(units: int, buyers: int) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from stockade.api.server import ServerSettings, log_event, serve
+    from stockade.api.logs import log_event
+    from stockade.api.server import ServerSettings, serve
 
     token = os.environ.get("STOCKADE_ADMIN_TOKEN", "")
     if not token:

@@ -7,14 +7,20 @@ JSON (else 415), at most ``max_body_bytes`` (else 413), decoded and validated by
 from __future__ import annotations
 
 import hmac
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
 import msgspec
-from quart import Blueprint, Response, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
+from stockade.api.logs import log_event
+from stockade.api.metrics import Metrics
+from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.problems import Problem, register_error_handlers
 from stockade.api.schemas import Adjustment, PlaceOrder, PutStock, decoder
 from stockade.engine.engine import Engine
@@ -29,6 +35,7 @@ _encoder = msgspec.json.Encoder()
 class ApiSettings(msgspec.Struct, frozen=True):
     admin_token: str
     max_body_bytes: int = 64 * 1024
+    log_requests: bool = True
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -139,6 +146,23 @@ async def healthz() -> Response:
     return _json({"status": "ok"})
 
 
+@health.get("/metrics")
+async def metrics() -> Response:
+    registry = current_app.config["STOCKADE_METRICS"].registry
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@health.get("/openapi.json")
+async def openapi() -> Response:
+    return _json(current_app.config["STOCKADE_OPENAPI"])
+
+
+@health.get("/docs")
+async def docs() -> Response:
+    page = docs_page(current_app.config["STOCKADE_OPENAPI"])
+    return Response(page, content_type="text/html; charset=utf-8")
+
+
 @health.get("/readyz")
 async def readyz() -> Response:
     stats = _engine().statistics()
@@ -153,7 +177,29 @@ def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
     app.config["STOCKADE_ENGINE"] = engine
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["STOCKADE_METRICS"] = observed = Metrics(engine)
+    app.config["STOCKADE_OPENAPI"] = openapi_document()
     for blueprint in (products, orders, health):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+
+    @app.before_request
+    async def start_clock() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+
+    @app.after_request
+    async def account(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        observed.requests.labels(route, str(response.status_code)).inc()
+        if route == "/v1/orders" and request.method == "POST":
+            outcome = "placed" if response.status_code == 201 else str(response.status_code)
+            observed.order_latency.labels(outcome).observe(seconds)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        if settings.log_requests:
+            log_event("request", id=g.get("request_id"), method=request.method, route=route,
+                      status=response.status_code, ms=round(seconds * 1000, 2))  # fmt: skip
+        return response
+
     return app

@@ -8,9 +8,6 @@ Lifecycle events are written to stderr as one JSON object per line.
 from __future__ import annotations
 
 import signal
-import sys
-import time
-from typing import Any
 
 import msgspec
 import trio
@@ -19,11 +16,10 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from stockade._open import open_engine
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
 
-__all__ = ["ServerSettings", "log_event", "serve"]
-
-_encoder = msgspec.json.Encoder()
+__all__ = ["ServerSettings", "serve"]
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
@@ -33,12 +29,6 @@ class ServerSettings(msgspec.Struct, frozen=True):
     durability: Durability = "durable"
     admin_token: str = ""
     grace_s: float = 10.0
-
-
-def log_event(event: str, **fields: Any) -> None:
-    line = _encoder.encode({"ts": round(time.time(), 3), "event": event, **fields})
-    sys.stderr.write(line.decode() + "\n")
-    sys.stderr.flush()
 
 
 async def _until_signalled() -> None:

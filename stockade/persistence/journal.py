@@ -110,6 +110,7 @@ class Journal:
         self.events_committed = 0
         self.store_errors = 0
         self.last_batch_size = 0
+        self.commit_ms_total = 0  # time spent in successful commits, for flush latency
         self.last_error: str | None = None
 
     # -- the engine's side --------------------------------------------------------------------
@@ -168,6 +169,7 @@ class Journal:
             "batches": self.batches,
             "events_committed": self.events_committed,
             "last_batch_size": self.last_batch_size,
+            "commit_ms_total": self.commit_ms_total,
             "store_errors": self.store_errors,
             "healthy": self.healthy,
         }
@@ -190,7 +192,9 @@ class Journal:
                 del self._buffer[: self.max_batch]
                 first = self._committed + 1
                 batch = Batch(first, first + len(events) - 1, events)
+                started = trio.current_time()
                 await self._commit(batch)
+                self.commit_ms_total += round((trio.current_time() - started) * 1000)
                 self._committed = batch.last_seq
                 self.batches += 1
                 self.events_committed += len(events)

@@ -157,3 +157,37 @@ async def test_health_and_readiness(client):
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and (await ready.get_json())["ready"] is True
+
+
+async def test_metrics_count_orders_and_engine_state(client):
+    await put_stock(client, "a", 1)
+    await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]})
+    await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]})
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    text = (await response.get_data()).decode()
+    assert "stockade_orders_placed_total 1.0" in text
+    assert "stockade_orders_out_of_stock_total 1.0" in text
+    assert 'stockade_order_latency_seconds_count{outcome="placed"} 1.0' in text
+    assert 'stockade_order_latency_seconds_count{outcome="409"} 1.0' in text
+    assert "stockade_journal_healthy 1.0" in text
+    assert "stockade_products 1.0" in text
+
+
+async def test_openapi_is_generated_from_the_types(client):
+    document = await (await client.get("/openapi.json")).get_json()
+    assert document["openapi"] == "3.1.0"
+    schemas = document["components"]["schemas"]
+    assert schemas["PlaceOrder"]["properties"]["lines"]["maxItems"] == 100
+    assert set(schemas["Order"]["required"]) >= {"id", "status", "lines", "created_at"}
+    assert "409" in document["paths"]["/v1/orders"]["post"]["responses"]
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    html = (await page.get_data()).decode()
+    assert "/v1/orders/{order_id}/confirm" in html and "http" not in html.split("<body>")[1]
+
+
+async def test_requests_carry_an_id(client):
+    mine = await client.get("/healthz", headers={"X-Request-Id": "abc123"})
+    assert mine.headers["X-Request-Id"] == "abc123"
+    assert len((await client.get("/healthz")).headers["X-Request-Id"]) == 16

@@ -1,0 +1,65 @@
+"""Prometheus metrics: the engine's counters read at scrape time, plus per-request ones.
+
+Each app gets its own ``CollectorRegistry`` (no process-wide state), rendered by prometheus-client
+in the text exposition format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from stockade.engine.engine import Engine
+
+__all__ = ["Metrics"]
+
+#: engine statistic -> (metric name, help, kind)
+_ENGINE = {
+    "placed": ("stockade_orders_placed", "Orders placed (all lines taken)", "counter"),
+    "out_of_stock": ("stockade_orders_out_of_stock", "Orders refused as out of stock", "counter"),
+    "replayed": ("stockade_orders_replayed", "Orders answered from an idempotency key", "counter"),
+    "confirmed": ("stockade_holds_confirmed", "Holds confirmed", "counter"),
+    "cancelled": ("stockade_orders_cancelled", "Orders cancelled (releases, returns)", "counter"),
+    "expired": ("stockade_holds_expired", "Holds expired", "counter"),
+    "products": ("stockade_products", "Products in the catalogue", "gauge"),
+    "scheduled_expiries": ("stockade_holds_scheduled", "Hold deadlines scheduled", "gauge"),
+    "active_actors": ("stockade_active_actors", "Product actors with mail", "gauge"),
+    "queued_messages": ("stockade_mailbox_depth", "Messages waiting in mailboxes", "gauge"),
+    "journal_buffered": ("stockade_journal_queue_depth", "Events not yet committed", "gauge"),
+    "journal_batches": ("stockade_journal_batches", "Batches committed", "counter"),
+    "journal_last_batch_size": ("stockade_journal_batch_size", "Events in the last batch", "gauge"),
+    "journal_commit_ms_total": ("stockade_journal_commit_ms", "Time committing", "counter"),
+    "journal_store_errors": ("stockade_store_errors", "Failed commits (retried)", "counter"),
+    "journal_healthy": ("stockade_journal_healthy", "1 while the store accepts commits", "gauge"),
+}  # fmt: skip
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.engine.statistics()
+        for key, (name, doc, kind) in _ENGINE.items():
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, doc, value=stats.get(key, 0))
+
+
+class Metrics:
+    """The registry of one app."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_EngineCollector(engine))
+        self.requests = Counter(
+            "stockade_http_requests", "HTTP requests by route and status",
+            ["route", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.order_latency = Histogram(
+            "stockade_order_latency_seconds", "POST /v1/orders latency by outcome",
+            ["outcome"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )  # fmt: skip

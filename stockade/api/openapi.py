@@ -1,0 +1,159 @@
+"""The OpenAPI 3.1 document, its schemas generated from the msgspec types the API uses."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import msgspec
+
+from stockade.api.schemas import Adjustment, PlaceOrder, PutStock
+from stockade.engine.models import Order, StockLevel
+
+__all__ = ["docs_page", "openapi_document"]
+
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem document; ``shortages`` only for out-of-stock."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+class Shortage(msgspec.Struct):
+    sku: str
+    requested: int
+    available: int
+
+
+class OutOfStockProblem(Problem):
+    shortages: list[Shortage]
+
+
+class ProductPage(msgspec.Struct):
+    items: list[StockLevel]
+    next_after: str | None
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    journal_buffered: int
+
+
+_TYPES = (PutStock, Adjustment, PlaceOrder, StockLevel, Order, Problem, OutOfStockProblem,
+          ProductPage, Health, Readiness)  # fmt: skip
+
+
+def _ref(kind: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{kind.__name__}"}
+
+
+def _answer(kind: type, description: str, media: str = "application/json") -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": _ref(kind)}}}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    described = {
+        400: "malformed JSON", 401: "no admin token", 403: "wrong admin token",
+        404: "not found", 409: "conflict", 413: "body too large",
+        415: "body not JSON", 422: "invalid input", 503: "overloaded, retry later",
+    }  # fmt: skip
+    out = {str(c): _answer(Problem, described[c], "application/problem+json") for c in codes}
+    if 409 in codes:
+        out["409"] = _answer(OutOfStockProblem, "conflict", "application/problem+json")
+    return out
+
+
+def _body(kind: type) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(kind)}}}
+
+
+_SKU = {"name": "sku", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}  # fmt: skip
+_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
+_WRITE = (400, 413, 415, 422, 503)
+
+
+def openapi_document() -> dict[str, Any]:
+    (_, components) = msgspec.json.schema_components(
+        _TYPES, ref_template="#/components/schemas/{name}"
+    )
+    order_change = {"parameters": [_ID], "responses": {
+        "200": _answer(Order, "the order as it is now"), **_problems(404, 409, 503)}}  # fmt: skip
+    paths = {
+        "/v1/products": {"get": {
+            "summary": "List products in sku order (paged)",
+            "parameters": [
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            ],
+            "responses": {"200": _answer(ProductPage, "a page"), **_problems(422)}}},
+        "/v1/products/{sku}": {
+            "get": {"summary": "A product's stock", "parameters": [_SKU],
+                    "responses": {"200": _answer(StockLevel, "stock"), **_problems(404, 422)}},
+            "put": {"summary": "Create a product or overwrite its on-hand (merchant)",
+                    "parameters": [_SKU], "security": _ADMIN, "requestBody": _body(PutStock),
+                    "responses": {"200": _answer(StockLevel, "updated"),
+                                  "201": _answer(StockLevel, "created"),
+                                  **_problems(401, 403, *_WRITE)}}},
+        "/v1/products/{sku}/adjustments": {"post": {
+            "summary": "Move on-hand by delta (merchant)", "parameters": [_SKU],
+            "security": _ADMIN, "requestBody": _body(Adjustment),
+            "responses": {"200": _answer(StockLevel, "adjusted"),
+                          **_problems(401, 403, 404, *_WRITE)}}},
+        "/v1/orders": {"post": {
+            "summary": "Place an order: every line or none",
+            "parameters": [{"name": "Idempotency-Key", "in": "header",
+                            "schema": {"type": "string", "maxLength": 255}}],
+            "requestBody": _body(PlaceOrder),
+            "responses": {"201": _answer(Order, "placed"), **_problems(404, 409, *_WRITE)}}},
+        "/v1/orders/{order_id}": {"get": {"summary": "An order", "parameters": [_ID],
+            "responses": {"200": _answer(Order, "the order"), **_problems(404)}}},
+        "/v1/orders/{order_id}/confirm": {"post": {"summary": "Confirm a hold", **order_change}},
+        "/v1/orders/{order_id}/cancel": {"post": {"summary": "Cancel or return", **order_change}},
+        "/healthz": {"get": {"summary": "Liveness",
+                             "responses": {"200": _answer(Health, "alive")}}},
+        "/readyz": {"get": {"summary": "Readiness: the store keeps up", "responses": {
+            "200": _answer(Readiness, "ready"), "503": _answer(Readiness, "not ready")}}},
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "stockade",
+            "version": "1",
+            "description": "Stock reservations that never oversell.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def docs_page(document: dict[str, Any]) -> str:
+    """A self-contained HTML page listing the operations (no scripts, no external assets)."""
+    rows = []
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            codes = ", ".join(op.get("responses", {}))
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
+                f"</code></td><td>{html.escape(op.get('summary', ''))}</td><td>{codes}</td></tr>"
+            )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>stockade API</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td{padding:.3em 1em}</style></head>"
+        "<body><h1>stockade API</h1><p>The full description: "
+        "<a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1). Merchant routes need "
+        "<code>Authorization: Bearer &lt;token&gt;</code>.</p><table><tr><th>method</th>"
+        "<th>path</th><th>what</th><th>answers</th></tr>" + "".join(rows) + "</table></body></html>"
+    )
