@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
+        self._drain = threading.Thread()
 
     def start(self) -> None:
         env = {**os.environ, "STOCKADE_ADMIN_TOKEN": TOKEN, "STOCKADE_PORT": str(self.port)}
@@ -44,6 +46,9 @@ class Server:
         assert self.process.stderr is not None
         for line in self.process.stderr:  # JSON lifecycle lines; wait for "listening"
             if '"listening"' in line:
+                # Keep reading: a full pipe would block the server's per-request log lines.
+                self._drain = threading.Thread(target=self.process.stderr.read, daemon=True)
+                self._drain.start()
                 return
         raise AssertionError(f"server exited with {self.process.wait()}")
 
@@ -51,6 +56,7 @@ class Server:
         assert self.process is not None
         self.process.send_signal(sig)
         code = self.process.wait(timeout=30)
+        self._drain.join(5)
         if self.process.stderr is not None:
             self.process.stderr.close()
         return code

@@ -1,0 +1,152 @@
+"""HTTP throughput: POST /v1/orders against GET /healthz on the same server, with wrk.
+
+    ./dev bench http [--connections N] [--seconds S]
+
+Starts ``stockade serve`` (durable, SQLite in a temporary directory) on a free loopback port,
+then runs wrk (Debian package ``wrk``: ``apt-get install wrk``) twice, one after the other:
+GET /healthz (the baseline: the HTTP stack alone) and POST /v1/orders direct purchases of one
+unit of one product. Prints requests/s, p50/p99 latency and the ratio, and verifies that units
+sold equal the orders the server placed (its /metrics), that wrk read all but at most one 201 per
+connection (those in flight when it stopped), and that nothing else was answered. Bounded:
+each run lasts ``seconds``; the server is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TOKEN = "bench-token"
+UNITS = 10**9
+
+COUNT_STATUSES = """
+-- Each wrk thread runs its own Lua state: count there, add up in done() via thread:get.
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) counts = {} end
+response = function(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+done = function(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("counts")) do total[status] = (total[status] or 0) + n end
+  end
+  local parts = {}
+  for status, n in pairs(total) do parts[#parts + 1] = '"' .. status .. '":' .. n end
+  io.write("STATUSES {" .. table.concat(parts, ",") .. "}\\n")
+  io.write(string.format("P50 %f\\nP99 %f\\n", latency:percentile(50) / 1000,
+                         latency:percentile(99) / 1000))
+end
+"""
+ORDER = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' \
+        'wrk.body = \'{"lines": [{"sku": "hot", "qty": 1}]}\'\n'  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def call(url: str, method: str = "GET", body: object = None) -> dict[str, int]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {TOKEN}")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as response:
+        result: dict[str, int] = json.loads(response.read())
+        return result
+
+
+def wait_listening(log_path: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(log_path) as log:
+            if '"listening"' in log.read():
+                return
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError("the server did not start in 30 s")
+
+
+def wrk(url: str, script: str, connections: int, seconds: int, workdir: str) -> dict[str, float]:
+    path = os.path.join(workdir, "script.lua")
+    with open(path, "w") as f:
+        f.write(script + COUNT_STATUSES)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", path, url],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    statuses = json.loads(re.search(r"STATUSES (\{.*\})", out).group(1))  # type: ignore[union-attr]
+    return {
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": float(re.search(r"P50 ([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p99_ms": float(re.search(r"P99 ([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        **{f"status_{k}": float(v) for k, v in statuses.items()},
+    }
+
+
+def main(connections: int, seconds: int) -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as workdir:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "STOCKADE_ADMIN_TOKEN": TOKEN, "STOCKADE_PORT": str(port)}
+        log_path = os.path.join(workdir, "server.log")
+        with open(log_path, "w") as log:  # a file, not a pipe: per-request logs never block
+            server = subprocess.Popen(
+                [sys.executable, "-m", "stockade", "serve"], cwd=workdir, env=env, stderr=log
+            )
+        try:
+            wait_listening(log_path, server)
+            call(f"{base}/v1/products/hot", "PUT", {"on_hand": UNITS})
+            health = wrk(f"{base}/healthz", "", connections, seconds, workdir)
+            orders = wrk(f"{base}/v1/orders", ORDER, connections, seconds, workdir)
+            level = call(f"{base}/v1/products/hot")
+            with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+                metrics = response.read().decode()
+            placed = int(float(re.search(r"^stockade_orders_placed_total (\S+)$", metrics,
+                                         re.M).group(1)))  # type: ignore[union-attr]  # fmt: skip
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+    acknowledged = int(orders.get("status_201", 0))
+    others = {k: v for k, v in orders.items() if k.startswith("status_") and k != "status_201"}
+    sold = UNITS - level["on_hand"]
+    # wrk stops with up to one request in flight per connection: those orders were placed
+    # (and answered) but wrk never read the answer.
+    in_flight = placed - acknowledged
+    verified = sold == placed and 0 <= in_flight <= connections and not others
+    print(f"stockade HTTP bench: durable SQLite server, wrk {connections} connections, "
+          f"{seconds}s per run")  # fmt: skip
+    print(f"{'route':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
+    for label, r in (("GET /healthz", health), ("POST /v1/orders", orders)):
+        ratio = r["rate"] / health["rate"]
+        print(f"{label:<22}{r['rate']:>10,.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{ratio:>8.2f}")
+    print(f"units sold {sold:,}, orders placed {placed:,} (201s read by wrk {acknowledged:,}, "
+          f"{in_flight} in flight at the stop), other answers {others}: "
+          + ("verified" if verified else "FAILED"))  # fmt: skip
+    return 0 if verified else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    sys.exit(main(args.connections, args.seconds))
