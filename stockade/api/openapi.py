@@ -91,7 +91,7 @@ def openapi_document() -> dict[str, Any]:
         "/v1/products": {"get": {
             "summary": "List products in sku order (paged)",
             "parameters": [
-                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {"name": "after", "in": "query", "schema": _SKU["schema"]},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
             ],
