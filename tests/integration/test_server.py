@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,35 +31,30 @@ class Server:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[str] | None = None
-        self._drain = threading.Thread()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "server.log"
 
     def start(self) -> None:
         env = {**os.environ, "STOCKADE_ADMIN_TOKEN": TOKEN, "STOCKADE_PORT": str(self.port)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stockade", "serve"],
-            cwd=self.workdir,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        for line in self.process.stderr:  # JSON lifecycle lines; wait for "listening"
-            if '"listening"' in line:
-                # Keep reading: a full pipe would block the server's per-request log lines.
-                self._drain = threading.Thread(target=self.process.stderr.read, daemon=True)
-                self._drain.start()
+        self.log = self.workdir / "server.log"
+        seen = self.log.stat().st_size if self.log.exists() else 0  # an earlier run's lines
+        with open(self.log, "a") as log:  # a file, not a pipe: the server never blocks on it
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stockade", "serve"], cwd=self.workdir, env=env, stderr=log
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if '"listening"' in self.log.read_text()[seen:]:
                 return
-        raise AssertionError(f"server exited with {self.process.wait()}")
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None
         self.process.send_signal(sig)
-        code = self.process.wait(timeout=30)
-        self._drain.join(5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return code
+        return self.process.wait(timeout=30)
 
 
 @pytest.fixture
