@@ -20,6 +20,7 @@ import msgspec
 from stockade.engine.models import Order
 
 __all__ = [
+    "MOVEMENT_KIND",
     "Adjusted",
     "Event",
     "OrderCancelled",
@@ -83,6 +84,17 @@ class OrderExpired(msgspec.Struct, frozen=True, gc=False, tag=True):
 
 
 Event = StockSet | Adjusted | OrderPlaced | OrderConfirmed | OrderCancelled | OrderExpired
+
+
+#: The movements ledger's name for what each kind of event did.
+MOVEMENT_KIND: dict[type, str] = {
+    StockSet: "set",
+    Adjusted: "adjusted",
+    OrderPlaced: "placed",
+    OrderConfirmed: "confirmed",
+    OrderCancelled: "cancelled",
+    OrderExpired: "expired",
+}
 
 
 def movements(event: Event) -> Iterator[tuple[str, str | None, int, int]]:

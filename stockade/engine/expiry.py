@@ -34,7 +34,6 @@ class ExpiryScheduler:
         self._heap: list[tuple[float, str]] = []
         self._sleep: trio.CancelScope | None = None
         self._stopped = trio.CancelScope()
-        self.fired = 0
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -69,4 +68,3 @@ class ExpiryScheduler:
             while heap and self._to_trio(heap[0][0]) <= now_trio:
                 deadline, order_id = heapq.heappop(heap)
                 self._expire(order_id, max(self._clock(), deadline))
-                self.fired += 1

@@ -10,6 +10,7 @@ import msgspec
 import trio
 
 from stockade.engine.events import (
+    MOVEMENT_KIND,
     Event,
     OrderCancelled,
     OrderConfirmed,
@@ -35,16 +36,6 @@ class Movement(msgspec.Struct, frozen=True, gc=False):
     at: float
 
 
-_KINDS = {
-    "StockSet": "set",
-    "Adjusted": "adjusted",
-    "OrderPlaced": "placed",
-    "OrderConfirmed": "confirmed",
-    "OrderCancelled": "cancelled",
-    "OrderExpired": "expired",
-}
-
-
 class StoreState:
     """Products, orders and (if ``keep_movements``) the movements, as events left them."""
 
@@ -57,7 +48,7 @@ class StoreState:
 
     def apply(self, event: Event, seq: int) -> None:
         products = self.products
-        kind = _KINDS[type(event).__name__]
+        kind = MOVEMENT_KIND[type(event)]
         for sku, order_id, d_on_hand, d_reserved in movements(event):
             on_hand, reserved = products.get(sku, (0, 0))
             products[sku] = (on_hand + d_on_hand, reserved + d_reserved)

@@ -13,12 +13,12 @@ from typing import Any
 import msgspec
 
 from stockade.engine.events import (
+    MOVEMENT_KIND,
     Adjusted,
     OrderCancelled,
     OrderConfirmed,
     OrderExpired,
     OrderPlaced,
-    StockSet,
     movements,
 )
 from stockade.engine.models import Order
@@ -27,14 +27,6 @@ from stockade.persistence.journal import Batch
 
 __all__ = ["BatchRows", "batch_rows", "order_from_row"]
 
-_KIND = {
-    StockSet: "set",
-    Adjusted: "adjusted",
-    OrderPlaced: "placed",
-    OrderConfirmed: "confirmed",
-    OrderCancelled: "cancelled",
-    OrderExpired: "expired",
-}
 _STATUS = {OrderConfirmed: "confirmed", OrderCancelled: "cancelled", OrderExpired: "expired"}
 _lines_encoder = msgspec.json.Encoder()
 _lines_decoder = msgspec.json.Decoder(dict[str, int])
@@ -56,7 +48,7 @@ def batch_rows(batch: Batch) -> BatchRows:
     status: dict[str, str] = {}
     seq = batch.first_seq
     for event in batch.events:
-        kind = _KIND[type(event)]
+        kind = MOVEMENT_KIND[type(event)]
         reason = event.reason if type(event) is Adjusted else None
         for sku, order_id, d_on_hand, d_reserved in movements(event):
             moves.append((seq, sku, order_id, kind, d_on_hand, d_reserved, reason, event.at))
