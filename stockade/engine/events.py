@@ -21,6 +21,7 @@ from stockade.engine.models import Order
 
 __all__ = [
     "MOVEMENT_KIND",
+    "STATUS_AFTER",
     "Adjusted",
     "Event",
     "OrderCancelled",
@@ -91,6 +92,14 @@ MOVEMENT_KIND: dict[type, str] = {
     StockSet: "set",
     Adjusted: "adjusted",
     OrderPlaced: "placed",
+    OrderConfirmed: "confirmed",
+    OrderCancelled: "cancelled",
+    OrderExpired: "expired",
+}
+
+
+#: The status an order has after each order-move event.
+STATUS_AFTER: dict[type, str] = {
     OrderConfirmed: "confirmed",
     OrderCancelled: "cancelled",
     OrderExpired: "expired",

@@ -11,10 +11,8 @@ import trio
 
 from stockade.engine.events import (
     MOVEMENT_KIND,
+    STATUS_AFTER,
     Event,
-    OrderCancelled,
-    OrderConfirmed,
-    OrderExpired,
     OrderPlaced,
     movements,
 )
@@ -56,21 +54,17 @@ class StoreState:
                 self.movements.append(
                     Movement(seq, sku, order_id, kind, d_on_hand, d_reserved, event.at)
                 )
-        match event:
-            case OrderPlaced(order=order, at=at):
-                self.orders[order.id] = order
-                if order.idempotency_key is not None:
-                    self.key_times[order.id] = at
-            case OrderConfirmed(order_id=oid):
-                self._status(oid, "confirmed")
-            case OrderCancelled(order_id=oid):
-                self._status(oid, "cancelled")
-            case OrderExpired(order_id=oid):
-                self._status(oid, "expired")
+        if type(event) is OrderPlaced:
+            order = event.order
+            self.orders[order.id] = order
+            if order.idempotency_key is not None:
+                self.key_times[order.id] = event.at
+        elif type(event) in STATUS_AFTER:
+            order_id = event.order_id  # type: ignore[union-attr]
+            self.orders[order_id] = msgspec.structs.replace(
+                self.orders[order_id], status=STATUS_AFTER[type(event)]
+            )
         self.last_seq = seq
-
-    def _status(self, order_id: str, status: str) -> None:
-        self.orders[order_id] = msgspec.structs.replace(self.orders[order_id], status=status)
 
     def apply_batch(self, batch: Batch) -> None:
         if batch.last_seq <= self.last_seq:

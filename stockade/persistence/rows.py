@@ -14,10 +14,8 @@ import msgspec
 
 from stockade.engine.events import (
     MOVEMENT_KIND,
+    STATUS_AFTER,
     Adjusted,
-    OrderCancelled,
-    OrderConfirmed,
-    OrderExpired,
     OrderPlaced,
     movements,
 )
@@ -27,7 +25,6 @@ from stockade.persistence.journal import Batch
 
 __all__ = ["BatchRows", "batch_rows", "order_from_row"]
 
-_STATUS = {OrderConfirmed: "confirmed", OrderCancelled: "cancelled", OrderExpired: "expired"}
 _lines_encoder = msgspec.json.Encoder()
 _lines_decoder = msgspec.json.Decoder(dict[str, int])
 
@@ -60,14 +57,14 @@ def batch_rows(batch: Batch) -> BatchRows:
                 total[1] += d_reserved
         if type(event) is OrderPlaced:
             placed[event.order.id] = event.order
-        elif type(event) in _STATUS:
+        elif type(event) in STATUS_AFTER:
             order_id = event.order_id  # type: ignore[union-attr]
             if order_id in placed:
                 placed[order_id] = msgspec.structs.replace(
-                    placed[order_id], status=_STATUS[type(event)]
+                    placed[order_id], status=STATUS_AFTER[type(event)]
                 )
             else:
-                status[order_id] = _STATUS[type(event)]
+                status[order_id] = STATUS_AFTER[type(event)]
         seq += 1
     return BatchRows(
         batch.first_seq,
