@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import trio
+import trio.testing
 
 import stockade
 from stockade.api.app import ApiSettings, create_app
@@ -191,3 +193,28 @@ async def test_requests_carry_an_id(client):
     mine = await client.get("/healthz", headers={"X-Request-Id": "abc123"})
     assert mine.headers["X-Request-Id"] == "abc123"
     assert len((await client.get("/healthz")).headers["X-Request-Id"]) == 16
+
+
+async def test_a_full_journal_is_503_with_retry_after(autojump_clock):
+    stalled = trio.Event()
+
+    class StalledStore(stockade.MemoryStore):
+        async def commit(self, batch):
+            await stalled.wait()
+            await super().commit(batch)
+
+    async with stockade.open_engine(
+        store=StalledStore(), journal_size=2, durability="fast"
+    ) as engine:
+        app = create_app(engine, ApiSettings(admin_token=TOKEN, log_requests=False))
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            await put_stock(client, "a", 5)
+            await trio.testing.wait_all_tasks_blocked()  # the writer is stuck on "a"
+            await put_stock(client, "b", 5)  # with "a", the journal of 2 is now full
+            refused = await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]})
+            await assert_problem(refused, 503, "overloaded")
+            assert refused.headers["Retry-After"] == "1"
+            ready = await client.get("/readyz")
+            assert (await ready.get_json())["journal_buffered"] == 2
+            stalled.set()
