@@ -118,16 +118,7 @@ class Engine:
         check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
         self._enter()
         try:
-            self._journal.reserve()  # the dispatcher appends the event after an await
-            try:
-                if sku not in self._ledgers:
-                    self._ledgers[sku] = ProductLedger(sku)
-                level, seq = await self._dispatcher.ask(sku, SetStock(on_hand))
-            finally:
-                self._journal.release()
-            if not self._journal.is_durable(seq):
-                await self._journal.wait_durable(seq)
-            return level  # type: ignore[no-any-return]
+            return await self._change_product(sku, SetStock(on_hand), create=True)
         finally:
             self._leave()
 
@@ -142,16 +133,26 @@ class Engine:
             raise InvalidRequest("reason must be a string of at most 1000 characters")
         self._enter()
         try:
-            self._journal.reserve()
-            try:
-                level, seq = await self._dispatcher.ask(sku, Adjust(delta, reason))
-            finally:
-                self._journal.release()
-            if not self._journal.is_durable(seq):
-                await self._journal.wait_durable(seq)
-            return level  # type: ignore[no-any-return]
+            return await self._change_product(sku, Adjust(delta, reason))
         finally:
             self._leave()
+
+    async def _change_product(
+        self, sku: str, command: SetStock | Adjust, create: bool = False
+    ) -> StockLevel:
+        """A merchant change: the actor applies it and journals its event after an await, so a
+        place in the journal is held until then; the answer waits until it is durable. With
+        ``create`` a missing product is made, only once the journal has admitted the change."""
+        self._journal.reserve()
+        try:
+            if create and sku not in self._ledgers:
+                self._ledgers[sku] = ProductLedger(sku)
+            level, seq = await self._dispatcher.ask(sku, command)
+        finally:
+            self._journal.release()
+        if not self._journal.is_durable(seq):
+            await self._journal.wait_durable(seq)
+        return level  # type: ignore[no-any-return]
 
     # -- orders -------------------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ class Journal:
     async def wait_durable(self, seq: int) -> None:
         """Return once event ``seq`` is committed (``durable``) or at once (``fast``).
         Cancellable: the change still commits, only the caller stops waiting."""
-        if self._fast or seq <= self._committed:
+        if self.is_durable(seq):
             return
         entry = _Durable(seq, current_task())
         self._waiting.append(entry)
