@@ -10,6 +10,7 @@ import trio.testing
 
 import stockade
 from stockade.api.app import ApiSettings, create_app
+from tests.fakes import StalledStore
 
 TOKEN = "s3cret-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -196,16 +197,8 @@ async def test_requests_carry_an_id(client):
 
 
 async def test_a_full_journal_is_503_with_retry_after(autojump_clock):
-    stalled = trio.Event()
-
-    class StalledStore(stockade.MemoryStore):
-        async def commit(self, batch):
-            await stalled.wait()
-            await super().commit(batch)
-
-    async with stockade.open_engine(
-        store=StalledStore(), journal_size=2, durability="fast"
-    ) as engine:
+    store = StalledStore()
+    async with stockade.open_engine(store=store, journal_size=2, durability="fast") as engine:
         app = create_app(engine, ApiSettings(admin_token=TOKEN, log_requests=False))
         async with app.test_app() as test_app:
             client = test_app.test_client()
@@ -217,4 +210,4 @@ async def test_a_full_journal_is_503_with_retry_after(autojump_clock):
             assert refused.headers["Retry-After"] == "1"
             ready = await client.get("/readyz")
             assert (await ready.get_json())["journal_buffered"] == 2
-            stalled.set()
+            store.resume()

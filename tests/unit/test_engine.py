@@ -18,6 +18,7 @@ from stockade import (
     UnknownProduct,
 )
 from tests.books import assert_books_balance, assert_store_matches
+from tests.fakes import StalledStore
 
 
 async def test_the_design_walkthrough(engine):
@@ -322,13 +323,6 @@ async def test_full_mailbox_is_overloaded_not_unbounded(autojump_clock):
 
 
 async def test_full_journal_is_overloaded(autojump_clock):
-    stalled = trio.Event()
-
-    class StalledStore(stockade.MemoryStore):
-        async def commit(self, batch):
-            await stalled.wait()
-            await super().commit(batch)
-
     store = StalledStore()
     async with stockade.open_engine(store=store, journal_size=3, durability="fast") as engine:
         await engine.set_stock("a", 5)
@@ -338,7 +332,7 @@ async def test_full_journal_is_overloaded(autojump_clock):
         with pytest.raises(Overloaded):
             await engine.place_order({"a": 1})
         assert (await engine.stock("a")).on_hand == 5
-        stalled.set()
+        store.resume()
     assert store.state.products["c"] == (5, 0)  # closing drained the journal
 
 

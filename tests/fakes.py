@@ -1,0 +1,23 @@
+"""Fakes the tests share (fakes over mocks: real stores with one behaviour changed)."""
+
+from __future__ import annotations
+
+import trio
+
+from stockade import MemoryStore
+from stockade.persistence.journal import Batch
+
+
+class StalledStore(MemoryStore):
+    """A memory store whose commits wait until :meth:`resume`: a database that hangs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
+    async def commit(self, batch: Batch) -> None:
+        await self._resumed.wait()
+        await super().commit(batch)
