@@ -18,13 +18,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
+from pathlib import Path
+
+from bench.server import Server
 
 TOKEN = "bench-token"
 UNITS = 10**9
@@ -53,13 +53,6 @@ ORDER = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n
         'wrk.body = \'{"lines": [{"sku": "hot", "qty": 1}]}\'\n'  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def call(url: str, method: str = "GET", body: object = None) -> dict[str, int]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
@@ -68,18 +61,6 @@ def call(url: str, method: str = "GET", body: object = None) -> dict[str, int]:
     with urllib.request.urlopen(req, timeout=10) as response:
         result: dict[str, int] = json.loads(response.read())
         return result
-
-
-def wait_listening(log_path: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with open(log_path) as log:
-            if '"listening"' in log.read():
-                return
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        time.sleep(0.05)
-    raise RuntimeError("the server did not start in 30 s")
 
 
 def wrk(url: str, script: str, connections: int, seconds: int, workdir: str) -> dict[str, float]:
@@ -104,16 +85,10 @@ def main(connections: int, seconds: int) -> int:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as workdir:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "STOCKADE_ADMIN_TOKEN": TOKEN, "STOCKADE_PORT": str(port)}
-        log_path = os.path.join(workdir, "server.log")
-        with open(log_path, "w") as log:  # a file, not a pipe: per-request logs never block
-            server = subprocess.Popen(
-                [sys.executable, "-m", "stockade", "serve"], cwd=workdir, env=env, stderr=log
-            )
+        server = Server(Path(workdir), TOKEN)
+        server.start()
+        base = server.url
         try:
-            wait_listening(log_path, server)
             call(f"{base}/v1/products/hot", "PUT", {"on_hand": UNITS})
             health = wrk(f"{base}/healthz", "", connections, seconds, workdir)
             orders = wrk(f"{base}/v1/orders", ORDER, connections, seconds, workdir)
@@ -123,8 +98,7 @@ def main(connections: int, seconds: int) -> int:
             placed = int(float(re.search(r"^stockade_orders_placed_total (\S+)$", metrics,
                                          re.M).group(1)))  # type: ignore[union-attr]  # fmt: skip
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+            server.stop()
     acknowledged = int(orders.get("status_201", 0))
     others = {k: v for k, v in orders.items() if k.startswith("status_") and k != "status_201"}
     sold = UNITS - level["on_hand"]

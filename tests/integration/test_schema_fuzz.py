@@ -15,13 +15,14 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from tests.integration.test_server import ADMIN, Server
+from bench.server import Server
+from tests.integration.test_server import ADMIN, TOKEN
 
 EXAMPLES = 25
 
 
 def test_every_operation_conforms(tmp_path):
-    server = Server(tmp_path)
+    server = Server(tmp_path, TOKEN)
     server.start()
     try:
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")

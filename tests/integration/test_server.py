@@ -2,68 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
+from bench.server import Server
+
 TOKEN = "integration-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Server:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = workdir / "server.log"
-
-    def start(self) -> None:
-        env = {**os.environ, "STOCKADE_ADMIN_TOKEN": TOKEN, "STOCKADE_PORT": str(self.port)}
-        self.log = self.workdir / "server.log"
-        seen = self.log.stat().st_size if self.log.exists() else 0  # an earlier run's lines
-        with open(self.log, "a") as log:  # a file, not a pipe: the server never blocks on it
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stockade", "serve"], cwd=self.workdir, env=env, stderr=log
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if '"listening"' in self.log.read_text()[seen:]:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
-
-
 @pytest.fixture
 def server(tmp_path) -> Iterator[Server]:
-    server = Server(tmp_path)
+    server = Server(tmp_path, TOKEN)
     server.start()
     yield server
-    if server.process is not None and server.process.poll() is None:
-        server.stop(signal.SIGKILL)
+    server.kill()
 
 
 async def test_last_unit_rush_over_http(server):
