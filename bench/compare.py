@@ -1,0 +1,159 @@
+"""The comparison sweep: every contender, workload and concurrency, one run after another.
+
+    python -m bench [--quick] [--contenders a,b] [--workloads a,b] [--callers 1,16,...]
+                    [--seconds S] [--out DIR]
+
+Writes ``results.json``, ``throughput.png`` and ``latency.png`` to ``--out`` (default
+``docs/bench``) and, for the default output, regenerates the results section of
+``docs/benchmarks.md``. Exits 1 when any run FAILED verification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.contenders import CONTENDERS, Contender
+from bench.progress import Progress
+from bench.report import Meta, print_table, write_outputs
+from bench.runner import RunResult, run_one
+from bench.workloads import WORKLOADS, Workload
+
+__all__ = ["main", "sweep"]
+
+FULL_CALLERS = (1, 16, 64, 256, 1024)
+FULL_SECONDS = 2.0
+QUICK_CALLERS = (16,)
+QUICK_SECONDS = 0.3
+#: the rate a contender is assumed to reach before its first run (sizes the first run's stock)
+FIRST_GUESS_RATE = 2000.0
+DEFAULT_OUT = Path("docs/bench")
+
+
+def sweep(
+    contenders: Sequence[Contender],
+    workloads: Sequence[Workload],
+    callers: Sequence[int],
+    seconds: float,
+    progress: Progress,
+) -> list[RunResult]:
+    """Run everything; a contender that cannot start is reported skipped, with the reason."""
+    results: list[RunResult] = []
+    run_number = 0
+    for contender in contenders:
+        try:
+            skipped = contender.prepare()
+        except Exception as exc:  # a server that would not start: report, go on
+            skipped = f"could not start: {type(exc).__name__}: {exc}"
+            results += [
+                RunResult(contender.name, w.name, c, problems=[skipped])
+                for w in workloads
+                for c in callers
+            ]
+            progress.advance(len(workloads) * len(callers), f"{contender.name} FAILED")
+            continue
+        if skipped is not None:
+            results += [
+                RunResult(contender.name, w.name, c, skipped=skipped)
+                for w in workloads
+                for c in callers
+            ]
+            progress.advance(len(workloads) * len(callers), f"{contender.name} skipped")
+            continue
+        rate = FIRST_GUESS_RATE
+        try:
+            for workload in workloads:
+                for n in callers:
+                    run_number += 1
+                    progress.show(f"{contender.name} {workload.name} x{n}")
+                    result = run_one(contender, workload, n, seconds, rate, f"r{run_number}")
+                    rate = result.rate or rate
+                    results.append(result)
+                    progress.advance(1, f"{contender.name} {workload.name} x{n}: {result.status}")
+        finally:
+            contender.finish()
+    progress.close()
+    return results
+
+
+def parse_list(text: str, known: Sequence[str], what: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise SystemExit(
+            f"unknown {what}: {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(known)}"
+        )
+    return names
+
+
+def parse_callers(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--callers takes numbers separated by commas, not {text!r}") from None
+    if not values or any(not 1 <= v <= 4096 for v in values):
+        raise SystemExit("--callers: each count must be from 1 to 4096")
+    return values
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Compare stockade with the usual approaches, verified oversell-free.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: {QUICK_SECONDS}s per run, callers "
+        f"{','.join(map(str, QUICK_CALLERS))}, output to a temporary "
+        "directory unless --out is given",
+    )
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--callers", help="concurrency levels, e.g. 1,16,64,256,1024")
+    parser.add_argument("--seconds", type=float, help="length of each run")
+    parser.add_argument("--out", type=Path, help=f"output directory (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+
+    contenders = [
+        CONTENDERS[n]() for n in parse_list(args.contenders, list(CONTENDERS), "contender")
+    ]
+    workloads = [WORKLOADS[n] for n in parse_list(args.workloads, list(WORKLOADS), "workload")]
+    callers = (
+        parse_callers(args.callers)
+        if args.callers
+        else list(QUICK_CALLERS if args.quick else FULL_CALLERS)
+    )
+    seconds = args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS)
+    if not 0 < seconds <= 60:
+        raise SystemExit("--seconds must be above 0 and at most 60")
+    out = args.out or (
+        Path(tempfile.mkdtemp(prefix="stockade-bench-")) if args.quick else DEFAULT_OUT
+    )
+
+    started = time.time()
+    progress = Progress(len(contenders) * len(workloads) * len(callers))
+    results = sweep(contenders, workloads, callers, seconds, progress)
+    meta = Meta.now(["python", "-m", "bench", *argv], started, seconds)
+    print_table(results)
+    markdown = Path("docs/benchmarks.md") if out == DEFAULT_OUT else None
+    write_outputs(out, meta, results, markdown)
+    print(
+        f"results: {out}/results.json, plots: {out}/throughput.png, {out}/latency.png"
+        + (f", table: {markdown}" if markdown else "")
+    )
+    failed = [r for r in results if r.status == "FAILED"]
+    if failed:
+        print(f"\n{len(failed)} run(s) FAILED verification:", file=sys.stderr)
+        for r in failed:
+            print(
+                f"  FAILED {r.contender} {r.workload} x{r.callers}: {'; '.join(r.problems)}",
+                file=sys.stderr,
+            )
+        return 1
+    return 0
