@@ -31,8 +31,7 @@ import asyncpg
 import trio
 
 import stockade
-
-DEFAULT_DSN = os.environ.get("STOCKADE_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1/test")
+from bench.contenders.postgres import POSTGRES_DSN, reset_schema, with_schema
 
 
 class Result:
@@ -44,18 +43,6 @@ class Result:
         self.p50_ms = statistics.median(latencies) * 1000
         self.p99_ms = latencies[int(len(latencies) * 0.99) - 1] * 1000
         self.rows_per_tx = 0.0
-
-
-def with_schema(dsn: str, schema: str) -> str:
-    return f"{dsn}{'&' if '?' in dsn else '?'}search_path={schema}"
-
-
-async def reset_schema(dsn: str, schema: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
-    finally:
-        await conn.close()
 
 
 # -- stockade ---------------------------------------------------------------------------------
@@ -236,6 +223,6 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=60_000)
     parser.add_argument("--baseline-orders", type=int, default=5_000)
     parser.add_argument("--callers", type=int, default=1000)
-    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--dsn", default=POSTGRES_DSN)
     args = parser.parse_args()
     main(args.dsn, args.orders, args.baseline_orders, args.callers)

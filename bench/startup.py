@@ -23,7 +23,7 @@ import asyncpg
 import trio
 
 import stockade
-from bench.durable import DEFAULT_DSN, reset_schema, with_schema
+from bench.contenders.postgres import POSTGRES_DSN, reset_schema, with_schema
 from stockade.persistence.schema import MIGRATIONS, SCHEMA_VERSION, STATE_TABLE
 
 
@@ -121,6 +121,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--products", type=int, default=1_000_000)
     parser.add_argument("--holds", type=int, default=100_000)
-    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--dsn", default=POSTGRES_DSN)
     args = parser.parse_args()
     main(args.products, args.holds, args.dsn)

@@ -1,0 +1,54 @@
+"""The comparison bench and the flash-sale simulation, in their quick modes, as a user runs
+them: every contender runs (or says why it was skipped) and every run verifies. No timing is
+asserted; these are smoke tests of the bench itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import POSTGRES_DSN
+
+ON_CI = os.environ.get("CI") == "true"
+
+
+def bench(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STOCKADE_BENCH_POSTGRES_DSN": POSTGRES_DSN}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        capture_output=True, text=True, env=env, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def test_quick_comparison_verifies_every_contender(tmp_path):
+    done = bench("--quick", "--out", str(tmp_path), timeout_s=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "results.json").read_text())
+    results = data["results"]
+    contenders = {r["contender"] for r in results}
+    assert contenders == {
+        "stockade-memory", "stockade-sqlite", "stockade-postgres", "stockade-http",
+        "pg-rowlock", "redis-lua",
+    }  # fmt: skip
+    assert {r["workload"] for r in results} == {"hot", "zipf", "multi"}
+    for r in results:
+        if r["skipped"] is not None:
+            # this machine has PostgreSQL and Redis: CI must exercise both
+            assert not ON_CI, f"{r['contender']} skipped under CI: {r['skipped']}"
+            continue
+        assert r["verified"] and r["problems"] == [], r
+        assert r["placed"] > 0 and r["rate"] > 0, r
+    assert "verified" in done.stdout and "FAILED" not in done.stdout
+    assert (tmp_path / "throughput.png").stat().st_size > 1000
+    assert (tmp_path / "latency.png").stat().st_size > 1000
+    assert data["meta"]["command"] == f"python -m bench --quick --out {tmp_path}"
+
+
+def test_quick_flash_sale_checks_itself():
+    done = bench("flash-sale", "--quick", timeout_s=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("verified: sold <= units") == 2, done.stdout
+    assert "flash sale, embedded (memory)" in done.stdout
+    assert "flash sale, HTTP" in done.stdout
