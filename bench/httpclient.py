@@ -2,7 +2,9 @@
 
 General-purpose clients (httpx) spend more CPU per request than the server under test on this
 2-core machine, so the bench would measure its own client. This one sends a request and reads
-one ``Content-Length`` response on a persistent connection; it runs on trio or asyncio alike.
+one ``Content-Length`` response on a persistent connection, and opens a new one when the
+server says ``Connection: close`` (hypercorn does after 1,000 requests on a connection); it runs
+on trio or asyncio alike.
 It understands only what stockade's server answers (no chunked bodies, no redirects): anything
 else raises :class:`HttpError`.
 """
@@ -37,17 +39,26 @@ class Response:
 class HttpConnection:
     """One persistent connection. Not safe for concurrent use: one request at a time."""
 
-    def __init__(self, stream: SocketStream, host: str, token: str | None) -> None:
+    def __init__(self, stream: SocketStream, host: str, port: int, token: str | None) -> None:
+        self._host = host
+        self._port = port
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
-        self._prefix = f"Host: {host}\r\n"
+        self._closing = False  # the server said Connection: close
+        self._prefix = f"Host: {host}:{port}\r\n"
         if token is not None:
             self._prefix += f"Authorization: Bearer {token}\r\n"
 
     @classmethod
     async def open(cls, host: str, port: int, token: str | None = None) -> HttpConnection:
         stream = await anyio.connect_tcp(host, port)
-        return cls(stream, f"{host}:{port}", token)
+        return cls(stream, host, port, token)
+
+    async def _reopen(self) -> None:
+        await self._stream.aclose()
+        self._stream = await anyio.connect_tcp(self._host, self._port)
+        self._reader = BufferedByteReceiveStream(self._stream)
+        self._closing = False
 
     async def request(self, method: str, path: str, body: object = None) -> Response:
         """Send ``body`` (JSON-encoded unless bytes) and read the answer."""
@@ -60,9 +71,11 @@ class HttpConnection:
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
         try:
+            if self._closing:
+                await self._reopen()
             await self._stream.send((head + "\r\n").encode() + payload)
             raw = await self._reader.receive_until(b"\r\n\r\n", MAX_HEAD_BYTES)
-            status, length = self._parse_head(raw)
+            status, length, self._closing = self._parse_head(raw)
             data = await self._reader.receive_exactly(length) if length else b""
         except (
             anyio.EndOfStream,
@@ -75,22 +88,26 @@ class HttpConnection:
         return Response(status, data)
 
     @staticmethod
-    def _parse_head(raw: bytes) -> tuple[int, int]:
+    def _parse_head(raw: bytes) -> tuple[int, int, bool]:
+        """(status, content length, whether the server closes the connection after this)."""
         lines = raw.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             raise HttpError(f"not an HTTP/1.x status line: {lines[0]!r}")
         length = None
+        closing = False
         for line in lines[1:]:
             name, _, value = line.partition(":")
             name = name.strip().lower()
             if name == "content-length":
                 length = int(value.strip())
+            elif name == "connection":
+                closing = "close" in value.lower()
             elif name == "transfer-encoding":
                 raise HttpError(f"unsupported transfer-encoding {value.strip()!r}")
         if length is None:
             raise HttpError("the response has no Content-Length")
-        return int(parts[1]), length
+        return int(parts[1]), length, closing
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -150,9 +150,11 @@ def markdown_section(meta: Meta, results: list[RunResult], images: str) -> str:
         "",
         f"Produced by `{meta.command}` on {meta.date} ({meta.machine}); "
         f"{meta.seconds_per_run:g} s per run, {meta.total_seconds:g} s in all. "
-        "Closed-loop callers, each order one unit per line; stock sized to about 80% of the "
-        "expected demand, so the busiest products sell out during a run. `orders/s` counts "
-        "orders answered (placed or refused out of stock); `placed` those acknowledged. "
+        "Closed-loop callers, each order one unit per line. Before each run a calibration run "
+        "with unlimited stock measures the contender's rate; the run's stock is 80% of the "
+        "demand that rate predicts, so the busiest products sell out near the end of the run. "
+        "`orders/s` counts orders answered (placed or refused out of stock); `placed` those "
+        "acknowledged. "
         "`verified`: after the run the contender's own store was read back: no stock below "
         "zero, units gone equal units acknowledged per product, orders stored equal orders "
         "acknowledged.",

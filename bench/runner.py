@@ -30,6 +30,8 @@ __all__ = ["RunResult", "Tally", "drive", "percentile", "run_one", "verify"]
 
 #: At most this many answers per run, whatever the rate: bounds the latency list.
 MAX_ORDERS_PER_RUN = 2_000_000
+#: stock per product in a calibration run: more than MAX_ORDERS_PER_RUN orders can take
+UNLIMITED_STOCK = 10**9
 
 
 @dataclass
@@ -174,14 +176,18 @@ def run_one(
     workload: Workload,
     callers: int,
     seconds: float,
-    expected_rate: float,
+    expected_rate: float | None,
     run: str,
     seed: int = 0,
 ) -> RunResult:
     """One run in a fresh event loop of the contender's kind; never raises for the
-    contender's failures (they make the result FAILED)."""
+    contender's failures (they make the result FAILED). Stock is sized for ``expected_rate``
+    orders/s; None stocks every product with more than any run can sell (a calibration run)."""
     skus = workload.skus(f"{run}-")
-    stock = workload.initial_stock(skus, expected_rate * seconds)
+    if expected_rate is None:
+        stock = dict.fromkeys(skus, UNLIMITED_STOCK)
+    else:
+        stock = workload.initial_stock(skus, expected_rate * seconds)
     result = RunResult(contender.name, workload.name, callers)
 
     async def main() -> tuple[Tally, StoreReport]:

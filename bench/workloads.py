@@ -2,9 +2,10 @@
 product starts with.
 
 Every order line asks for one unit. Stock is sized from the demand a run is expected to see
-(the contender's rate in its previous run times the run's length), so that the busiest
-products sell out before the run ends: the never-oversell check then has a boundary to guard,
-and every contender is asked to refuse orders as well as to take them.
+(the rate the contender reached in a short calibration run just before, with unlimited stock,
+times the run's length), so that the busiest products sell out around four fifths into the
+run: the never-oversell check then has a boundary to guard, every contender is asked to refuse
+orders as well as to take them, and all do so at about the same point of their runs.
 """
 
 from __future__ import annotations
