@@ -153,8 +153,10 @@ def markdown_section(meta: Meta, results: list[RunResult], images: str) -> str:
         "Closed-loop callers, each order one unit per line. Before each run a calibration run "
         "with unlimited stock measures the contender's rate; the run's stock is 80% of the "
         "demand that rate predicts, so the busiest products sell out near the end of the run. "
-        "`orders/s` counts orders answered (placed or refused out of stock); `placed` those "
-        "acknowledged. "
+        "`orders/s` is orders placed per second while there was stock to sell (placed / time "
+        "of the last placement); `placed` is how many were acknowledged; latencies are those of "
+        "placed orders (refusals after a sell-out are cheap and would flatter whoever sold out "
+        "first). "
         "`verified`: after the run the contender's own store was read back: no stock below "
         "zero, units gone equal units acknowledged per product, orders stored equal orders "
         "acknowledged.",

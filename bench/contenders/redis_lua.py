@@ -21,9 +21,6 @@ __all__ = ["RedisLua"]
 
 REDIS_HOST = os.environ.get("STOCKADE_BENCH_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("STOCKADE_BENCH_REDIS_PORT", "6379"))
-#: as many connections as concurrent callers (opened on demand): redis-py's blocking pool is
-#: not fair, and a smaller one starved some callers for seconds (p99 ~1.9 s at 256 callers)
-POOL_SIZE = 4096
 
 #: KEYS: one stock counter per line, then the orders list; ARGV: each line's qty, then the
 #: order. Returns 1 when placed, 0 when some line is short (nothing changed).
@@ -54,44 +51,55 @@ class RedisLua(Contender):
 
     @asynccontextmanager
     async def market(self, run: str, stock: dict[str, int]) -> AsyncIterator[Market]:
-        pool = redis.BlockingConnectionPool(
-            host=self.host, port=self.port, max_connections=POOL_SIZE, timeout=60
-        )
-        client = redis.Redis(connection_pool=pool)
-        market = RedisMarket(client, f"stockade_bench:{run}:")
+        market = RedisMarket(self.host, self.port, f"stockade_bench:{run}:", list(stock))
+        admin = await market.connect()
         try:
-            await client.mset({market.key(sku): units for sku, units in stock.items()})
-            market.skus = list(stock)
+            await admin.mset({market.key(sku): units for sku, units in stock.items()})
             yield market
         finally:
-            await client.delete(*[market.key(sku) for sku in stock], market.orders)
-            await client.aclose()
-            await pool.aclose()
+            await admin.delete(*[market.key(sku) for sku in stock], market.orders)
+            for client in market.clients:
+                await client.aclose()
 
 
 class RedisMarket(Market):
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
-        self.client = client
+    """Each caller has a connection of its own, opened before the clock starts, like the HTTP
+    contender's callers. (A shared redis-py pool is worse for Redis: its blocking pool is not
+    fair, and with 64 connections for 256 callers some waited ~1.9 s; one that grows on demand
+    opens connections one at a time under a lock while callers wait.)"""
+
+    def __init__(self, host: str, port: int, namespace: str, skus: list[str]) -> None:
+        self.host = host
+        self.port = port
         self.namespace = namespace
         self.orders = f"{namespace}orders"
-        self.script = client.register_script(RESERVE)
-        self.skus: list[str] = []
+        self.skus = skus
+        self.clients: list[redis.Redis] = []
+
+    async def connect(self) -> redis.Redis:
+        client = redis.Redis(host=self.host, port=self.port, single_connection_client=True)
+        self.clients.append(client)
+        await client.ping()
+        return client
 
     def key(self, sku: str) -> str:
         return f"{self.namespace}stock:{sku}"
 
     async def caller(self) -> Place:
-        return self.place
+        script = (await self.connect()).register_script(RESERVE)
 
-    async def place(self, lines: Lines) -> Outcome:
-        keys = [self.key(sku) for sku, _ in lines]
-        args = [qty for _, qty in lines]
-        placed = await self.script(keys=[*keys, self.orders], args=[*args, json.dumps(lines)])
-        return Outcome.PLACED if placed == 1 else Outcome.OUT_OF_STOCK
+        async def place(lines: Lines) -> Outcome:
+            keys = [self.key(sku) for sku, _ in lines]
+            args = [qty for _, qty in lines]
+            placed = await script(keys=[*keys, self.orders], args=[*args, json.dumps(lines)])
+            return Outcome.PLACED if placed == 1 else Outcome.OUT_OF_STOCK
+
+        return place
 
     async def report(self) -> StoreReport:
-        values = await self.client.mget([self.key(sku) for sku in self.skus])
-        orders = await self.client.llen(self.orders)
+        client = self.clients[0]
+        values = await client.mget([self.key(sku) for sku in self.skus])
+        orders = await client.llen(self.orders)
         return StoreReport(
             {sku: int(v) for sku, v in zip(self.skus, values, strict=True) if v is not None},
             int(orders),
