@@ -216,6 +216,7 @@ def plot(out: Path, results: list[RunResult]) -> None:
     measured = [r for r in results if r.skipped is None and r.rate > 0]
     workloads = list(dict.fromkeys(r.workload for r in measured))
     contenders = list(dict.fromkeys(r.contender for r in measured))
+    callers = sorted({r.callers for r in measured})
     if not workloads:
         return
     specs = (
@@ -242,12 +243,19 @@ def plot(out: Path, results: list[RunResult]) -> None:
                         xs, ys = zip(*points, strict=True)
                         ax.plot(xs, ys, marker="o", label=contender)
                 ax.set_xscale("log", base=2)
+                ax.set_xticks(callers, [str(n) for n in callers])
+                ax.minorticks_off()
                 ax.set_yscale("log")
                 ax.set_xlabel("concurrent callers")
                 ax.set_ylabel(label)
                 ax.set_title(workload)
                 ax.grid(True, which="both", alpha=0.3)
         axes[0][0].legend(fontsize="small")
+        fig.suptitle(
+            "orders placed per second"
+            if filename == "throughput.png"
+            else "latency of placed orders (log scale)"
+        )
         fig.tight_layout()
         fig.savefig(out / filename, dpi=90)
         plt.close(fig)

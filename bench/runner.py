@@ -109,14 +109,14 @@ async def drive(
 ) -> Tally:
     """Run ``callers`` closed-loop callers for ``seconds`` and tally what they were told."""
     places = [await market.caller() for _ in range(callers)]  # connect before the clock
+    sampler = workload.sampler(skus)
     tally = Tally()
     deadline = started = 0.0
 
     async def caller(place: Place, rng: random.Random) -> None:
-        sampler = workload.sampler(skus, rng)
         latencies = tally.latencies_s
         while time.perf_counter() < deadline and tally.answered < max_orders:
-            lines = sampler.draw()
+            lines = sampler.draw(rng)
             start = time.perf_counter()
             try:
                 outcome = await place(lines)

@@ -43,8 +43,10 @@ class Workload:
         total = sum(raw)
         return [w / total for w in raw]
 
-    def sampler(self, skus: list[str], rng: random.Random) -> OrderSampler:
-        return OrderSampler(skus, self.weights(), self.lines, rng)
+    def sampler(self, skus: list[str]) -> OrderSampler:
+        """Draws orders over ``skus``; build it once per run, before the clock starts (it sums
+        the weights), and give each caller its own random generator."""
+        return OrderSampler(skus, self.weights(), self.lines)
 
     def initial_stock(self, skus: list[str], expected_orders: float) -> dict[str, int]:
         """Stock per sku: :data:`STOCK_SHARE` of the units ``expected_orders`` would ask of it,
@@ -59,26 +61,23 @@ class Workload:
 class OrderSampler:
     """Draws orders of ``lines`` distinct skus by popularity, each line one unit."""
 
-    def __init__(
-        self, skus: list[str], weights: list[float], lines: int, rng: random.Random
-    ) -> None:
+    def __init__(self, skus: list[str], weights: list[float], lines: int) -> None:
         if lines > len(skus):
             raise ValueError(f"{lines} distinct lines need at least {lines} products")
         self._skus = skus
         self._cumulative = list(itertools.accumulate(weights))
         self._lines = lines
-        self._rng = rng
 
-    def _one(self) -> str:
-        index = bisect.bisect_left(self._cumulative, self._rng.random() * self._cumulative[-1])
+    def _one(self, rng: random.Random) -> str:
+        index = bisect.bisect_left(self._cumulative, rng.random() * self._cumulative[-1])
         return self._skus[min(index, len(self._skus) - 1)]
 
-    def draw(self) -> Lines:
+    def draw(self, rng: random.Random) -> Lines:
         if self._lines == 1:
-            return [(self._one(), 1)]
+            return [(self._one(rng), 1)]
         chosen: set[str] = set()
         while len(chosen) < self._lines:
-            chosen.add(self._one())
+            chosen.add(self._one(rng))
         return [(sku, 1) for sku in sorted(chosen)]
 
 
