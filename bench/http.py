@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -63,6 +64,28 @@ def call(url: str, method: str = "GET", body: object = None) -> dict[str, int]:
         return result
 
 
+def placed_orders(base: str) -> int:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    found = re.search(r"^stockade_orders_placed_total (\S+)$", metrics, re.M)
+    assert found is not None, "no stockade_orders_placed_total in /metrics"
+    return int(float(found.group(1)))
+
+
+def settled(base: str) -> tuple[dict[str, int], int]:
+    """The product's level and the orders placed, once the server has finished the requests
+    still in flight when wrk stopped (two reads in a row agree; at most 10 s)."""
+    deadline = time.monotonic() + 10
+    last = (call(f"{base}/v1/products/hot"), placed_orders(base))
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = (call(f"{base}/v1/products/hot"), placed_orders(base))
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def wrk(url: str, script: str, connections: int, seconds: int, workdir: str) -> dict[str, float]:
     path = os.path.join(workdir, "script.lua")
     with open(path, "w") as f:
@@ -92,11 +115,7 @@ def main(connections: int, seconds: int) -> int:
             call(f"{base}/v1/products/hot", "PUT", {"on_hand": UNITS})
             health = wrk(f"{base}/healthz", "", connections, seconds, workdir)
             orders = wrk(f"{base}/v1/orders", ORDER, connections, seconds, workdir)
-            level = call(f"{base}/v1/products/hot")
-            with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
-                metrics = response.read().decode()
-            placed = int(float(re.search(r"^stockade_orders_placed_total (\S+)$", metrics,
-                                         re.M).group(1)))  # type: ignore[union-attr]  # fmt: skip
+            level, placed = settled(base)
         finally:
             server.stop()
     acknowledged = int(orders.get("status_201", 0))

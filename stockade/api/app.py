@@ -11,13 +11,14 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
+from stockade.api.fastpath import ASGIApp, OrderFastPath
 from stockade.api.logs import log_event
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
@@ -202,4 +203,9 @@ def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
                       status=response.status_code, ms=round(seconds * 1000, 2))  # fmt: skip
         return response
 
+    # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
+    app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
+        cast(ASGIApp, app.asgi_app), engine, observed, settings.max_body_bytes,
+        settings.log_requests,
+    )  # fmt: skip
     return app

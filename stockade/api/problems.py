@@ -22,7 +22,7 @@ from stockade.errors import (
     UnknownProduct,
 )
 
-__all__ = ["Problem", "problem", "register_error_handlers"]
+__all__ = ["Problem", "problem", "problem_document", "register_error_handlers", "stockade_problem"]
 
 log = logging.getLogger("stockade.api")
 _encoder = msgspec.json.Encoder()
@@ -52,14 +52,18 @@ class Problem(Exception):
         self.extra = extra
 
 
+def problem_document(status: int, slug: str, title: str, detail: str, **extra: Any) -> bytes:
+    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return _encoder.encode(body)
+
+
 def problem(
     status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:  # fmt: skip
-    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
-    body.update(extra)
     return Response(
-        _encoder.encode(body),
+        problem_document(status, slug, title, detail, **extra),
         status=status,
         content_type="application/problem+json",
         headers=headers,
@@ -67,6 +71,13 @@ def problem(
 
 
 def _from_stockade(error: StockadeError) -> Response:
+    status, document, headers = stockade_problem(error)
+    return Response(document, status=status, content_type="application/problem+json",
+                    headers=headers)  # fmt: skip
+
+
+def stockade_problem(error: StockadeError) -> tuple[int, bytes, dict[str, str] | None]:
+    """The status, problem document and extra headers that answer ``error``."""
     status, slug, title = next(
         (v for cls, v in _ERRORS.items() if isinstance(error, cls)),
         (500, "internal", "Internal error"),
@@ -80,7 +91,7 @@ def _from_stockade(error: StockadeError) -> Response:
         ]
     elif isinstance(error, Overloaded | EngineClosed):
         headers = {"Retry-After": "1"}
-    return problem(status, slug, title, str(error), headers, **extra)
+    return status, problem_document(status, slug, title, str(error), **extra), headers
 
 
 def register_error_handlers(app: Quart) -> None:

@@ -1,0 +1,131 @@
+"""POST /v1/orders at the ASGI level: it must answer exactly as the Quart route does.
+
+A request sent without Content-Length (chunked) is passed to the Quart route, so sending the
+same order both ways compares the two paths over one engine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+
+import stockade
+from stockade.api.app import ApiSettings, create_app
+
+TOKEN = "fast-token"
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[Any]:
+    async with stockade.open_engine(None) as engine:
+        await engine.set_stock("tee", 5)
+        app = create_app(engine, ApiSettings(admin_token=TOKEN, max_body_bytes=4096,
+                                             log_requests=False))  # fmt: skip
+        app.config["TEST_ENGINE"] = engine
+        async with app.test_app():
+            yield app
+
+
+async def asgi_post(
+    app, body: bytes, *, chunked: bool = False, headers=()
+) -> tuple[int, dict[str, str], Any]:
+    """POST /v1/orders straight to the ASGI app: (status, headers, JSON body)."""
+    head = [(b"content-type", b"application/json"), *headers]
+    if chunked:
+        messages = [{"type": "http.request", "body": body[:5], "more_body": True},
+                    {"type": "http.request", "body": body[5:], "more_body": False}]  # fmt: skip
+    else:
+        head.append((b"content-length", str(len(body)).encode()))
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/orders", "raw_path": b"/v1/orders", "query_string": b"",
+        "root_path": "", "headers": head, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+        "extensions": {},
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await trio.sleep_forever()  # the client waits for its answer
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    answer_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], answer_headers, json.loads(body_out)
+
+
+def order(lines, hold_seconds=None) -> bytes:
+    return json.dumps({"lines": [{"sku": s, "qty": q} for s, q in lines],
+                       "hold_seconds": hold_seconds}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        order([("nope", 1)]),  # unknown product: 404
+        order([("tee", 99)]),  # out of stock: 409 with shortages
+        order([("tee", 1)], hold_seconds=10**9),  # hold too long: 422
+        order([("tee", 1), ("tee", 1)]),  # duplicate lines: 422
+        b'{"lines": [{"sku": "tee", "qty": 0}]}',  # schema violation: 422
+        b'{"lines": [',  # malformed: 400
+    ],
+)
+async def test_errors_match_the_quart_route(app, body):
+    fast = await asgi_post(app, body)
+    slow = await asgi_post(app, body, chunked=True)
+    assert fast[0] == slow[0] and 400 <= fast[0] < 500
+    assert fast[1]["content-type"] == slow[1]["content-type"] == "application/problem+json"
+    assert fast[2] == slow[2]
+    assert (await app.config["TEST_ENGINE"].stock("tee")).available == 5  # nothing changed
+
+
+async def test_placed_orders_match_the_quart_route(app):
+    fast = await asgi_post(app, order([("tee", 1)], 60), headers=[(b"x-request-id", b"r-1")])
+    slow = await asgi_post(app, order([("tee", 1)], 60), chunked=True)
+    assert fast[0] == slow[0] == 201
+    assert fast[1]["content-type"] == slow[1]["content-type"] == "application/json"
+    assert fast[1]["x-request-id"] == "r-1" and slow[1]["x-request-id"]
+    assert fast[2].keys() == slow[2].keys()
+    assert fast[2]["status"] == slow[2]["status"] == "reserved"
+    assert (await app.config["TEST_ENGINE"].stock("tee")).reserved == 2
+
+
+async def test_idempotency_key_on_the_fast_path(app):
+    key = [(b"idempotency-key", b"cart-7")]
+    first = await asgi_post(app, order([("tee", 2)]), headers=key)
+    again = await asgi_post(app, order([("tee", 2)]), headers=key)
+    assert first[2]["id"] == again[2]["id"]
+    conflict = await asgi_post(app, order([("tee", 1)]), headers=key)
+    assert conflict[0] == 409 and conflict[2]["type"] == "/problems/idempotency-conflict"
+    assert (await app.config["TEST_ENGINE"].stock("tee")).on_hand == 3
+
+
+async def test_an_unexpected_error_is_a_500_with_a_request_id(app, monkeypatch, caplog):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app.config["TEST_ENGINE"], "place_order", broken)
+    status, headers, body = await asgi_post(app, order([("tee", 1)]))
+    assert status == 500 and headers["content-type"] == "application/problem+json"
+    assert "boom" not in json.dumps(body) and body["request_id"] in body["detail"]
+    assert "unexpected error" in caplog.text
+
+
+async def test_the_fast_path_is_counted_in_metrics(app):
+    await asgi_post(app, order([("tee", 1)]))
+    await asgi_post(app, order([("tee", 99)]))
+    client = app.test_client()
+    metrics = await (await client.get("/metrics")).get_data(as_text=True)
+    assert 'stockade_http_requests_total{route="/v1/orders",status="201"} 1.0' in metrics
+    assert 'stockade_http_requests_total{route="/v1/orders",status="409"} 1.0' in metrics
+    assert 'stockade_order_latency_seconds_count{outcome="placed"} 1.0' in metrics
