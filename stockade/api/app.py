@@ -193,10 +193,7 @@ def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
     async def account(response: Response) -> Response:
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        observed.requests.labels(route, str(response.status_code)).inc()
-        if route == "/v1/orders" and request.method == "POST":
-            outcome = "placed" if response.status_code == 201 else str(response.status_code)
-            observed.order_latency.labels(outcome).observe(seconds)
+        observed.record(request.method, route, response.status_code, seconds)
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if settings.log_requests:
             log_event("request", id=g.get("request_id"), method=request.method, route=route,

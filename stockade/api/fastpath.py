@@ -122,9 +122,7 @@ class OrderFastPath:
         return b"".join(chunks), more
 
     def _account(self, status: int, seconds: float, request_id: str) -> None:
-        self.metrics.requests.labels(ROUTE, str(status)).inc()
-        outcome = "placed" if status == 201 else str(status)
-        self.metrics.order_latency.labels(outcome).observe(seconds)
+        self.metrics.record("POST", ROUTE, status, seconds)
         if self.log_requests:
             log_event("request", id=request_id, method="POST", route=ROUTE, status=status,
                       ms=round(seconds * 1000, 2))  # fmt: skip

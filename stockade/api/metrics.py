@@ -63,3 +63,10 @@ class Metrics:
             ["outcome"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )  # fmt: skip
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request (and time it, for POST /v1/orders)."""
+        self.requests.labels(route, str(status)).inc()
+        if route == "/v1/orders" and method == "POST":
+            outcome = "placed" if status == 201 else str(status)
+            self.order_latency.labels(outcome).observe(seconds)
