@@ -214,8 +214,8 @@ def main(dsn: str, orders: int, baseline_orders: int, callers: int) -> None:
         print(f"{result.name:<24}{result.orders:>8}{result.rate:>11,.0f}{result.rows_per_tx:>9.1f}"
               f"{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{ratio:>8}  yes")  # fmt: skip
     if postgres:
-        asyncio.run(reset_schema(dsn, "stockade_bench"))
-        asyncio.run(reset_schema(dsn, "stockade_bench_baseline"))
+        asyncio.run(reset_schema(dsn, "stockade_bench", create=False))
+        asyncio.run(reset_schema(dsn, "stockade_bench_baseline", create=False))
 
 
 if __name__ == "__main__":

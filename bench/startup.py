@@ -110,7 +110,7 @@ def main(products: int, holds: int, dsn: str) -> None:
         asyncio.run(fill_postgres(url, products, holds))
         base = asyncio.run(baseline_postgres(url))
         rows.append(("PostgreSQL", time_engine(url, products, holds), base))
-        asyncio.run(reset_schema(dsn, "stockade_bench"))
+        asyncio.run(reset_schema(dsn, "stockade_bench", create=False))
     print(f"start-up with {products:,} products and {holds:,} open holds")
     print(f"{'store':<12}{'engine s':>10}{'read-only baseline s':>22}{'ratio':>8}")
     for name, engine_s, base_s in rows:

@@ -7,6 +7,7 @@ and the report reads that database directly (SQL), not the engine.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
@@ -154,7 +155,7 @@ class StockadePostgres(Contender):
         return postgres_unavailable(self.dsn)
 
     def finish(self) -> None:
-        anyio.run(in_asyncio, lambda: reset_schema(self.dsn, self.schema, create=False))
+        asyncio.run(reset_schema(self.dsn, self.schema, create=False))
 
     @asynccontextmanager
     async def market(self, run: str, stock: dict[str, int]) -> AsyncIterator[Market]:
