@@ -142,10 +142,12 @@ def main(argv: list[str]) -> int:
     workloads = [WORKLOADS[n] for n in parse_list(args.workloads, list(WORKLOADS), "workload")]
     callers = (
         parse_callers(args.callers)
-        if args.callers
+        if args.callers is not None
         else list(QUICK_CALLERS if args.quick else FULL_CALLERS)
     )
-    seconds = args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS)
+    seconds = args.seconds
+    if seconds is None:
+        seconds = QUICK_SECONDS if args.quick else FULL_SECONDS
     if not 0 < seconds <= 60:
         raise SystemExit("--seconds must be above 0 and at most 60")
     out = args.out or (

@@ -473,9 +473,9 @@ def main(argv: list[str]) -> int:
     quick = SaleConfig(shoppers=1_000, units=100, hold_s=1, burst_s=0.2)
     base = quick if args.quick else defaults
     config = SaleConfig(
-        shoppers=args.shoppers or base.shoppers,
-        units=args.units or base.units,
-        hold_s=args.hold_s or base.hold_s,
+        shoppers=base.shoppers if args.shoppers is None else args.shoppers,
+        units=base.units if args.units is None else args.units,
+        hold_s=base.hold_s if args.hold_s is None else args.hold_s,
         burst_s=base.burst_s,
         fail=args.fail,
         abandon=args.abandon,

@@ -7,6 +7,7 @@ real runner drives it and the real verification reads its "store" back.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -269,3 +270,23 @@ def test_the_flash_sale_catches_late_confirms_and_stuck_holds():
     assert "late payments were accepted" in text
     assert "units still reserved after every hold ended" in text
     assert "'expired -> reserved'" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seconds", "0"], "--seconds must be above 0"),
+        (["--seconds", "61"], "--seconds must be above 0"),
+        (["--callers", ""], "--callers takes numbers"),
+        (["--callers", "0,16"], "each count must be from 1 to 4096"),
+        (["--contenders", "stockade-memory,nope"], "unknown contender: nope"),
+        (["--workloads", ""], "unknown workload: (none given)"),
+        (["flash-sale", "--units", "0"], "must be at least 1"),
+        (["flash-sale", "--fail", "0.9", "--abandon", "0.5"], "summing to <= 1"),
+    ],
+)
+def test_bad_bench_arguments_stop_before_anything_runs(argv, message):
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        main(argv)
