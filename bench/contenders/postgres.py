@@ -24,7 +24,14 @@ import asyncpg
 from bench.contenders.base import Contender, Market, Outcome, Place, StoreReport, reachable
 from bench.workloads import Lines
 
-__all__ = ["POSTGRES_DSN", "RowLockPostgres", "in_asyncio", "reset_schema", "with_schema"]
+__all__ = [
+    "POSTGRES_DSN",
+    "PostgresContender",
+    "RowLockPostgres",
+    "in_asyncio",
+    "reset_schema",
+    "with_schema",
+]
 
 POSTGRES_DSN = os.environ.get(
     "STOCKADE_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -78,11 +85,11 @@ async def _ping(dsn: str) -> None:
     await conn.close()
 
 
-class RowLockPostgres(Contender):
-    name = "pg-rowlock"
-    description = "PostgreSQL row lock: conditional UPDATE + INSERT per order, asyncpg pool"
-    backend = "asyncio"
-    schema = "stockade_bench_rowlock"
+class PostgresContender(Contender):
+    """A contender whose runs each get a fresh ``schema`` in the PostgreSQL at ``dsn``; skipped
+    when none answers, the schema dropped after the last run."""
+
+    schema: str
 
     def __init__(self, dsn: str = POSTGRES_DSN) -> None:
         self.dsn = dsn
@@ -92,6 +99,13 @@ class RowLockPostgres(Contender):
 
     def finish(self) -> None:
         asyncio.run(reset_schema(self.dsn, self.schema, create=False))
+
+
+class RowLockPostgres(PostgresContender):
+    name = "pg-rowlock"
+    description = "PostgreSQL row lock: conditional UPDATE + INSERT per order, asyncpg pool"
+    backend = "asyncio"
+    schema = "stockade_bench_rowlock"
 
     @asynccontextmanager
     async def market(self, run: str, stock: dict[str, int]) -> AsyncIterator[Market]:

@@ -7,7 +7,6 @@ and the report reads that database directly (SQL), not the engine.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
@@ -19,13 +18,7 @@ import asyncpg
 
 import stockade
 from bench.contenders.base import Contender, Market, Outcome, Place, StoreReport
-from bench.contenders.postgres import (
-    POSTGRES_DSN,
-    in_asyncio,
-    postgres_unavailable,
-    reset_schema,
-    with_schema,
-)
+from bench.contenders.postgres import PostgresContender, in_asyncio, reset_schema, with_schema
 from bench.workloads import Lines
 
 __all__ = ["StockadeMemory", "StockadePostgres", "StockadeSQLite", "read_sqlite"]
@@ -142,20 +135,11 @@ class PostgresMarket(EngineMarket):
         return await in_asyncio(read)
 
 
-class StockadePostgres(Contender):
+class StockadePostgres(PostgresContender):
     name = "stockade-postgres"
     description = "stockade embedded, durable on PostgreSQL (group commit through asyncpg)"
     backend = "trio"
     schema = "stockade_bench_engine"
-
-    def __init__(self, dsn: str = POSTGRES_DSN) -> None:
-        self.dsn = dsn
-
-    def prepare(self) -> str | None:
-        return postgres_unavailable(self.dsn)
-
-    def finish(self) -> None:
-        asyncio.run(reset_schema(self.dsn, self.schema, create=False))
 
     @asynccontextmanager
     async def market(self, run: str, stock: dict[str, int]) -> AsyncIterator[Market]:
