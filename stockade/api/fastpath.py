@@ -6,8 +6,7 @@ straight from the ASGI messages with the same decoder, engine call, problem docu
 request id and log line as the Quart route. Anything it does not handle itself goes to Quart
 unchanged, with the body it already read replayed: a body that is not JSON, too large, sent
 without a length, or does not decode (Quart then gives the same 400/413/415/422 as before).
-Every other route is Quart's. The Quart route stays, and serves the test client when this
-wrapper is not installed.
+Every other route is Quart's; the Quart order route stays, for the requests handed over.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import msgspec
 
 from stockade.api.logs import log_event
 from stockade.api.metrics import Metrics
-from stockade.api.problems import problem_document, stockade_problem
+from stockade.api.problems import internal_error, stockade_problem
 from stockade.api.schemas import PlaceOrder, decoder
 from stockade.engine.engine import Engine
 from stockade.errors import StockadeError
@@ -94,11 +93,7 @@ class OrderFastPath:
         except Exception:
             log.exception("unexpected error", extra={"request_id": request_id})
             status, content = 500, b"application/problem+json"
-            document = problem_document(
-                500, "internal", "Internal error",
-                f"an unexpected error occurred; quote request id {request_id}",
-                request_id=request_id,
-            )  # fmt: skip
+            document = internal_error(request_id)
         else:
             status, content, document = 201, b"application/json", _encoder.encode(placed)
         headers += [(b"content-type", content), (b"content-length", b"%d" % len(document))]

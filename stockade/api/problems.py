@@ -22,7 +22,14 @@ from stockade.errors import (
     UnknownProduct,
 )
 
-__all__ = ["Problem", "problem", "problem_document", "register_error_handlers", "stockade_problem"]
+__all__ = [
+    "Problem",
+    "internal_error",
+    "problem",
+    "problem_document",
+    "register_error_handlers",
+    "stockade_problem",
+]
 
 log = logging.getLogger("stockade.api")
 _encoder = msgspec.json.Encoder()
@@ -56,6 +63,15 @@ def problem_document(status: int, slug: str, title: str, detail: str, **extra: A
     body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
     body.update(extra)
     return _encoder.encode(body)
+
+
+def internal_error(request_id: str) -> bytes:
+    """The 500 document: no internals, only the request id to quote (the log has the rest)."""
+    return problem_document(
+        500, "internal", "Internal error",
+        f"an unexpected error occurred; quote request id {request_id}",
+        request_id=request_id,
+    )  # fmt: skip
 
 
 def problem(
@@ -122,8 +138,5 @@ def register_error_handlers(app: Quart) -> None:
     async def on_unexpected(error: Exception) -> Response:
         request_id = secrets.token_hex(8)
         log.exception("unexpected error", extra={"request_id": request_id})
-        return problem(
-            500, "internal", "Internal error",
-            f"an unexpected error occurred; quote request id {request_id}",
-            request_id=request_id,
-        )  # fmt: skip
+        return Response(internal_error(request_id), status=500,
+                        content_type="application/problem+json")  # fmt: skip
