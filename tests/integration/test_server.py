@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 import trio
 
 from bench.server import Server
+from stockade.api.server import GC_YOUNG_THRESHOLD
 
 TOKEN = "integration-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,6 +43,13 @@ async def test_last_unit_rush_over_http(server):
         stock = (await client.get("/v1/products/hot")).json()
         assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
     assert server.stop() == 0  # SIGTERM: a clean exit
+
+
+def test_server_tunes_its_gc_once_listening(server):
+    lines = [json.loads(line) for line in server.log.read_text().splitlines()]
+    (listening,) = [line for line in lines if line.get("event") == "listening"]
+    assert listening["gc_threshold"][0] == GC_YOUNG_THRESHOLD
+    assert listening["gc_frozen"] > 0
 
 
 async def test_auth_and_bad_input_change_nothing(server):
