@@ -3,9 +3,11 @@
     python -m bench [--quick] [--contenders a,b] [--workloads a,b] [--callers 1,16,...]
                     [--seconds S] [--out DIR]
 
-Writes ``results.json``, ``throughput.png`` and ``latency.png`` to ``--out`` (default
-``docs/bench``) and, for the default output, regenerates the results section of
-``docs/benchmarks.md``. Exits 1 when any run FAILED verification.
+Writes ``results.json``, ``throughput.png`` and ``latency.png`` to ``--out``. Without
+``--out``, the full default sweep writes to ``docs/bench`` and regenerates the results section of
+``docs/benchmarks.md``; any other run (``--quick``, or fewer contenders, workloads, callers, or
+other seconds) writes to a temporary directory, so a partial run never replaces the published
+figures. Exits 1 when any run FAILED verification.
 """
 
 from __future__ import annotations
@@ -96,6 +98,24 @@ def calibrate(
     return result
 
 
+def is_full_sweep(
+    quick: bool,
+    contenders: Sequence[str],
+    workloads: Sequence[str],
+    callers: Sequence[int],
+    seconds: float,
+) -> bool:
+    """True for the run whose results are published in docs/ (every contender and workload at
+    every default concurrency, default length): only it may replace them by default."""
+    return (
+        not quick
+        and list(contenders) == list(CONTENDERS)
+        and list(workloads) == list(WORKLOADS)
+        and tuple(callers) == FULL_CALLERS
+        and seconds == FULL_SECONDS
+    )
+
+
 def parse_list(text: str, known: Sequence[str], what: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
@@ -125,21 +145,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"a smoke run: {QUICK_SECONDS}s per run, callers "
-        f"{','.join(map(str, QUICK_CALLERS))}, output to a temporary "
-        "directory unless --out is given",
+        help=f"a smoke run: {QUICK_SECONDS}s per run, callers {','.join(map(str, QUICK_CALLERS))}",
     )
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--callers", help="concurrency levels, e.g. 1,16,64,256,1024")
     parser.add_argument("--seconds", type=float, help="length of each run")
-    parser.add_argument("--out", type=Path, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"output directory (default: {DEFAULT_OUT} and docs/benchmarks.md for the full "
+        "default sweep, else a temporary directory)",
+    )
     args = parser.parse_args(argv)
 
-    contenders = [
-        CONTENDERS[n]() for n in parse_list(args.contenders, list(CONTENDERS), "contender")
-    ]
-    workloads = [WORKLOADS[n] for n in parse_list(args.workloads, list(WORKLOADS), "workload")]
+    contender_names = parse_list(args.contenders, list(CONTENDERS), "contender")
+    workload_names = parse_list(args.workloads, list(WORKLOADS), "workload")
+    contenders = [CONTENDERS[n]() for n in contender_names]
+    workloads = [WORKLOADS[n] for n in workload_names]
     callers = (
         parse_callers(args.callers)
         if args.callers is not None
@@ -150,9 +173,8 @@ def main(argv: list[str]) -> int:
         seconds = QUICK_SECONDS if args.quick else FULL_SECONDS
     if not 0 < seconds <= 60:
         raise SystemExit("--seconds must be above 0 and at most 60")
-    out = args.out or (
-        Path(tempfile.mkdtemp(prefix="stockade-bench-")) if args.quick else DEFAULT_OUT
-    )
+    full = is_full_sweep(args.quick, contender_names, workload_names, callers, seconds)
+    out = args.out or (DEFAULT_OUT if full else Path(tempfile.mkdtemp(prefix="stockade-bench-")))
 
     started = time.time()
     progress = Progress(len(contenders) * len(workloads) * len(callers))

@@ -290,3 +290,20 @@ def test_bad_bench_arguments_stop_before_anything_runs(argv, message):
 
     with pytest.raises(SystemExit, match=re.escape(message)):
         main(argv)
+
+
+def test_only_the_full_default_sweep_replaces_the_published_results():
+    from bench.compare import FULL_CALLERS, FULL_SECONDS, is_full_sweep
+    from bench.contenders import CONTENDERS
+
+    everyone, every_workload = list(CONTENDERS), list(WORKLOADS)
+    assert is_full_sweep(False, everyone, every_workload, FULL_CALLERS, FULL_SECONDS)
+    partial = [
+        (True, everyone, every_workload, FULL_CALLERS, FULL_SECONDS),
+        (False, everyone[:1], every_workload, FULL_CALLERS, FULL_SECONDS),
+        (False, everyone, every_workload[:1], FULL_CALLERS, FULL_SECONDS),
+        (False, everyone, every_workload, FULL_CALLERS[:2], FULL_SECONDS),
+        (False, everyone, every_workload, FULL_CALLERS, 0.5),
+    ]
+    for args in partial:
+        assert not is_full_sweep(*args), args
