@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.contenders import CONTENDERS, Contender
 from bench.progress import Progress
-from bench.report import Meta, print_table, write_outputs
+from bench.report import PUBLISHED_MARKDOWN, PUBLISHED_OUT, Meta, print_table, write_outputs
 from bench.runner import RunResult, run_one
 from bench.workloads import WORKLOADS, Workload
 
@@ -33,7 +33,6 @@ QUICK_CALLERS = (16,)
 QUICK_SECONDS = 0.3
 #: a calibration run this much shorter than the measured run precedes each one
 CALIBRATION_SHARE = 0.25
-DEFAULT_OUT = Path("docs/bench")
 
 
 def sweep(
@@ -154,7 +153,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        help=f"output directory (default: {DEFAULT_OUT} and docs/benchmarks.md for the full "
+        help=f"output directory (default: {PUBLISHED_OUT} and {PUBLISHED_MARKDOWN} for the full "
         "default sweep, else a temporary directory)",
     )
     args = parser.parse_args(argv)
@@ -174,14 +173,14 @@ def main(argv: list[str]) -> int:
     if not 0 < seconds <= 60:
         raise SystemExit("--seconds must be above 0 and at most 60")
     full = is_full_sweep(args.quick, contender_names, workload_names, callers, seconds)
-    out = args.out or (DEFAULT_OUT if full else Path(tempfile.mkdtemp(prefix="stockade-bench-")))
+    out = args.out or (PUBLISHED_OUT if full else Path(tempfile.mkdtemp(prefix="stockade-bench-")))
 
     started = time.time()
     progress = Progress(len(contenders) * len(workloads) * len(callers))
     results = sweep(contenders, workloads, callers, seconds, progress)
     meta = Meta.now(["python", "-m", "bench", *argv], started, seconds)
     print_table(results)
-    markdown = Path("docs/benchmarks.md") if out == DEFAULT_OUT else None
+    markdown = PUBLISHED_MARKDOWN if out == PUBLISHED_OUT else None
     write_outputs(out, meta, results, markdown)
     print(
         f"results: {out}/results.json, plots: {out}/throughput.png, {out}/latency.png"
