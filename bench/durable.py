@@ -70,7 +70,7 @@ def run_stockade(name: str, url: str, units: int, callers: int) -> Result:
                     nursery.start_soon(buyer)
             result = Result(name, len(latencies), time.perf_counter() - start, latencies)
             after = engine.statistics()
-            batches = after["journal_batches"] - before["journal_batches"]
+            batches = after.journal.batches - before.journal.batches
             # per order: a movement row and an order row; per batch: the product row and state
             result.rows_per_tx = (2 * result.orders + 2 * batches) / max(batches, 1)
         return result
@@ -81,7 +81,7 @@ def run_stockade(name: str, url: str, units: int, callers: int) -> Result:
 async def verify_stockade_postgres(dsn: str, units: int, acknowledged: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        on_hand = await conn.fetchval("SELECT on_hand FROM products WHERE sku = 'hot'")
+        on_hand = await conn.fetchval("SELECT sum(on_hand) FROM stock WHERE sku = 'hot'")
         rows = await conn.fetchval("SELECT count(*) FROM orders")
     finally:
         await conn.close()
@@ -91,7 +91,7 @@ async def verify_stockade_postgres(dsn: str, units: int, acknowledged: int) -> N
 def verify_stockade_sqlite(path: str, units: int, acknowledged: int) -> None:
     conn = sqlite3.connect(path)
     try:
-        (on_hand,) = conn.execute("SELECT on_hand FROM products WHERE sku = 'hot'").fetchone()
+        (on_hand,) = conn.execute("SELECT sum(on_hand) FROM stock WHERE sku = 'hot'").fetchone()
         (rows,) = conn.execute("SELECT count(*) FROM orders").fetchone()
     finally:
         conn.close()

@@ -70,7 +70,7 @@ def time_engine(url: str, products: int, holds: int) -> float:
             level = await engine.stock(f"sku-{0:08d}")
             stats = engine.statistics()
             assert level.reserved == (1 if holds else 0), level
-            assert stats["products"] == products and stats["scheduled_expiries"] == holds, stats
+            assert stats.products == products and stats.scheduled_expiries == holds, stats
         return seconds
 
     return trio.run(main)
@@ -79,7 +79,7 @@ def time_engine(url: str, products: int, holds: int) -> float:
 def baseline_sqlite(path: str) -> float:
     start = time.perf_counter()
     conn = sqlite3.connect(path)
-    conn.execute("SELECT sku, on_hand, reserved FROM products").fetchall()
+    conn.execute("SELECT sku, location, on_hand, reserved FROM stock").fetchall()
     conn.execute("SELECT * FROM orders").fetchall()
     conn.close()
     return time.perf_counter() - start
@@ -88,7 +88,7 @@ def baseline_sqlite(path: str) -> float:
 async def baseline_postgres(dsn: str) -> float:
     start = time.perf_counter()
     conn = await asyncpg.connect(dsn)
-    await conn.fetch("SELECT sku, on_hand, reserved FROM products")
+    await conn.fetch("SELECT sku, location, on_hand, reserved FROM stock")
     await conn.fetch("SELECT * FROM orders")
     await conn.close()
     return time.perf_counter() - start

@@ -4,9 +4,19 @@ order. See ``open_engine`` to embed it."""
 from stockade._open import open_engine
 from stockade.embedding.aio import AsyncioEngine, open_asyncio_engine
 from stockade.embedding.thread import BlockingEngine, EngineThread, run_in_thread
-from stockade.engine.engine import Engine
-from stockade.engine.models import Order, OrderStatus, StockLevel
+from stockade.engine.engine import Engine, EngineStatistics
+from stockade.engine.journal import JournalStatistics
+from stockade.engine.models import (
+    Channel,
+    Location,
+    LocationLevel,
+    Movement,
+    Order,
+    OrderStatus,
+    StockLevel,
+)
 from stockade.errors import (
+    CorruptStore,
     EngineClosed,
     IdempotencyConflict,
     InvalidRequest,
@@ -15,7 +25,12 @@ from stockade.errors import (
     OutOfStock,
     Overloaded,
     StockadeError,
+    StoreError,
     StoreInUse,
+    StoreLost,
+    StoreUnavailable,
+    UnknownChannel,
+    UnknownLocation,
     UnknownProduct,
 )
 from stockade.persistence.memory import MemoryStore
@@ -25,13 +40,20 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncioEngine",
     "BlockingEngine",
+    "Channel",
+    "CorruptStore",
     "Engine",
     "EngineClosed",
+    "EngineStatistics",
     "EngineThread",
     "IdempotencyConflict",
     "InvalidRequest",
     "InvalidTransition",
+    "JournalStatistics",
+    "Location",
+    "LocationLevel",
     "MemoryStore",
+    "Movement",
     "Order",
     "OrderNotFound",
     "OrderStatus",
@@ -39,7 +61,12 @@ __all__ = [
     "Overloaded",
     "StockLevel",
     "StockadeError",
+    "StoreError",
     "StoreInUse",
+    "StoreLost",
+    "StoreUnavailable",
+    "UnknownChannel",
+    "UnknownLocation",
     "UnknownProduct",
     "open_asyncio_engine",
     "open_engine",

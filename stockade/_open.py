@@ -9,7 +9,14 @@ from datetime import timedelta
 
 import trio
 
-from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD, Engine
+from stockade.engine.allocation import Strategy
+from stockade.engine.engine import (
+    DEFAULT_KEY_TTL,
+    DEFAULT_MAILBOX_SIZE,
+    DEFAULT_MAX_HOLD,
+    DEFAULT_MAX_HOLD_LIFETIME,
+    Engine,
+)
 from stockade.errors import InvalidRequest
 from stockade.persistence.journal import Durability, Journal, Store
 from stockade.persistence.memory import MemoryStore
@@ -45,6 +52,8 @@ async def open_engine(
     journal_size: int = 100_000,
     idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
     max_hold: timedelta = DEFAULT_MAX_HOLD,
+    max_hold_lifetime: timedelta = DEFAULT_MAX_HOLD_LIFETIME,
+    allocation: Strategy = "priority",
     shutdown_grace: float = 30.0,
     wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Engine]:
@@ -52,12 +61,19 @@ async def open_engine(
     relative path, or ``sqlite:////absolute/path.db``; ``postgresql://user@host/db``, where
     ``?search_path=schema`` picks the schema) and yield it; close it on exit.
 
-    Start-up loads the store's state (products, orders, open holds, idempotency keys); holds
-    that lapsed while nothing ran expire at once. ``durability`` is ``"durable"`` (a call returns
-    once its change is committed) or ``"fast"`` (at once; a crash may lose what is buffered).
-    It defaults to durable for a database and to fast in memory, where there is nothing to
-    wait for. ``store`` passes a store object instead of a URL (tests). ``wall_clock`` gives
-    UNIX time once, at start; from then on the engine's time advances with trio's clock.
+    Start-up loads the store's state (products and their stock per location, locations,
+    channels, open holds, and the orders and idempotency keys inside the idempotency window;
+    never the whole history); holds that lapsed while nothing ran expire at once. Finished
+    orders leave memory once their idempotency window has passed and are read back from the
+    store when asked for. ``max_hold`` bounds one hold (``hold_for``); ``max_hold_lifetime``
+    bounds how far ``extend`` may push a hold from when it was placed. ``allocation`` is
+    ``"priority"`` or ``"most_available"`` (see design.md §7).
+
+    ``durability`` is ``"durable"`` (a call returns once its change is committed) or
+    ``"fast"`` (at once; a crash may lose what is buffered). It defaults to durable for a
+    database and to fast in memory, where there is nothing to wait for. ``store`` passes a
+    store object instead of a URL (tests). ``wall_clock`` gives UNIX time once, at start; from
+    then on the engine's time advances with trio's clock.
 
     On exit new calls fail with EngineClosed, calls in flight are answered, and the journal
     commits everything; after ``shutdown_grace`` seconds of that (a database that stays down),
@@ -75,18 +91,21 @@ async def open_engine(
     elif durability is None:
         durability = "fast" if isinstance(store, MemoryStore) else "durable"
     try:  # the store is closed however opening ends, or it may keep holding its lock
-        snapshot = await store.load()
+        snapshot = await store.load(wall_clock() - idempotency_ttl.total_seconds())
         journal = Journal(
             store, durability=durability, max_buffered=journal_size, start_seq=snapshot.last_seq
         )
         engine = Engine(
             journal,
+            history=store if store.keeps_history else None,
             mailbox_size=mailbox_size,
             idempotency_ttl=idempotency_ttl,
             max_hold=max_hold,
+            max_hold_lifetime=max_hold_lifetime,
+            allocation=allocation,
             wall_clock=wall_clock,
         )
-        engine.restore(snapshot.products, snapshot.orders, snapshot.key_times)
+        engine.restore(snapshot)
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             await nursery.start(engine.run)

@@ -6,13 +6,19 @@ raised, and none of them leaves any state changed::
     StockadeError
     ├── OutOfStock            (an order line asks for more than is available; carries shortages)
     ├── UnknownProduct        (a sku that has never been given stock)
+    ├── UnknownLocation       (a location id that was never created)
+    ├── UnknownChannel        (a sales channel id that was never created)
     ├── OrderNotFound         (an order id the engine does not know)
     ├── InvalidTransition     (confirming a cancelled or expired order)
     ├── InvalidRequest        (bad input: sku syntax, qty, lines, stock levels; also a ValueError)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── EngineClosed          (the engine is shutting down or has shut down)
-    └── StoreInUse            (another process owns the store)
+    ├── StoreInUse            (another process owns the store)
+    └── StoreError            (the store failed: see its subclasses)
+        ├── StoreUnavailable  (the database cannot be reached right now; retried)
+        ├── StoreLost         (another process took the store over: this one stops)
+        └── CorruptStore      (the store's contents break the invariants or the schema)
 
 Foreign exceptions (sqlite3, asyncpg) are translated at the store boundary and never escape
 through the engine's API.
@@ -31,7 +37,13 @@ __all__ = [
     "OutOfStock",
     "Overloaded",
     "StockadeError",
+    "CorruptStore",
+    "StoreError",
     "StoreInUse",
+    "StoreLost",
+    "StoreUnavailable",
+    "UnknownChannel",
+    "UnknownLocation",
     "UnknownProduct",
 ]
 
@@ -64,6 +76,24 @@ class UnknownProduct(StockadeError):
         super().__init__(f"unknown product {sku!r}")
 
 
+class UnknownLocation(StockadeError):
+    """Raised when a location id is well formed but no location of that id was created with
+    ``set_location`` (the location ``default`` always exists)."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        super().__init__(f"unknown location {location!r}")
+
+
+class UnknownChannel(StockadeError):
+    """Raised when a channel id is well formed but no channel of that id was created with
+    ``set_channel``."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        super().__init__(f"unknown channel {channel!r}")
+
+
 class OrderNotFound(StockadeError):
     """Raised when an order id is not known to the engine."""
 
@@ -75,13 +105,16 @@ class OrderNotFound(StockadeError):
 class InvalidTransition(StockadeError):
     """Raised when an order cannot make the requested move: confirming an order that was
     cancelled or whose hold expired (including a confirm arriving after ``expires_at`` before
-    the expiry timer ran). Repeating a move that already happened is not an error."""
+    the expiry timer ran); changing or extending an order that is not reserved; extending a
+    hold already at its maximum lifetime (``why`` says so). Repeating a move that already
+    happened is not an error."""
 
-    def __init__(self, order_id: str, status: str, action: str) -> None:
+    def __init__(self, order_id: str, status: str, action: str, why: str | None = None) -> None:
         self.order_id = order_id
         self.status = status
         self.action = action
-        super().__init__(f"cannot {action} order {order_id!r}: it is {status}")
+        self.why = why
+        super().__init__(f"cannot {action} order {order_id!r}: {why or f'it is {status}'}")
 
 
 class InvalidRequest(StockadeError, ValueError):
@@ -112,3 +145,23 @@ class EngineClosed(StockadeError):
 class StoreInUse(StockadeError):
     """Raised by ``open_engine`` when another process already owns the store (holds the SQLite
     file's lock). Two processes must never sell the same stock."""
+
+
+class StoreError(StockadeError):
+    """Base class of the errors a store raises about itself (not about a caller's input)."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised by a store when the database cannot be reached right now (connection refused or
+    dropped, disk I/O error, busy); the journal retries the same batch with backoff."""
+
+
+class StoreLost(StoreError):
+    """Raised when another instance has taken the store over (its owner epoch moved): this one
+    must stop writing, and does, loudly."""
+
+
+class CorruptStore(StoreError):
+    """Raised at start-up or on commit when the store's contents break the invariants (reserved
+    holds that do not add up, a batch that does not follow the last one committed, a schema
+    newer than this stockade)."""

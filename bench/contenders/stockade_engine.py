@@ -46,7 +46,7 @@ class EngineMarket(Market):
         levels = [await self.engine.stock(sku) for sku in self.skus]
         return StoreReport(
             {level.sku: level.on_hand for level in levels},
-            self.engine.statistics()["orders"],
+            self.engine.statistics().orders,
             {level.sku: level.reserved for level in levels},
         )
 
@@ -76,7 +76,8 @@ def read_sqlite(path: Path, prefix: str = "") -> StoreReport:
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute(
-            "SELECT sku, on_hand, reserved FROM products WHERE substr(sku, 1, ?) = ?",
+            "SELECT sku, sum(on_hand), sum(reserved) FROM stock WHERE substr(sku, 1, ?) = ? "
+            "GROUP BY sku",
             (len(prefix), prefix),
         ).fetchall()
         (orders,) = conn.execute(
@@ -120,7 +121,10 @@ class PostgresMarket(EngineMarket):
         async def read() -> StoreReport:
             conn = await asyncpg.connect(self.dsn)
             try:
-                rows = await conn.fetch("SELECT sku, on_hand, reserved FROM products")
+                rows = await conn.fetch(
+                    "SELECT sku, sum(on_hand)::bigint AS on_hand, "
+                    "sum(reserved)::bigint AS reserved FROM stock GROUP BY sku"
+                )
                 orders = await conn.fetchval(
                     "SELECT count(*) FROM orders WHERE status = 'confirmed'"
                 )

@@ -166,9 +166,9 @@ async def docs() -> Response:
 
 @health.get("/readyz")
 async def readyz() -> Response:
-    stats = _engine().statistics()
-    ready = bool(stats["journal_healthy"])
-    return _json({"ready": ready, "journal_buffered": stats["journal_buffered"]},
+    journal = _engine().statistics().journal
+    ready = journal.healthy
+    return _json({"ready": ready, "journal_buffered": journal.buffered},
                  200 if ready else 503)  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -24,6 +25,14 @@ _ENGINE = {
     "confirmed": ("stockade_holds_confirmed", "Holds confirmed", "counter"),
     "cancelled": ("stockade_orders_cancelled", "Orders cancelled (releases, returns)", "counter"),
     "expired": ("stockade_holds_expired", "Holds expired", "counter"),
+    "changed": ("stockade_orders_changed", "Held orders whose lines were changed", "counter"),
+    "extended": ("stockade_holds_extended", "Holds extended", "counter"),
+    "extend_refused": ("stockade_hold_extensions_refused",
+                       "Extensions refused: the hold was at its maximum lifetime", "counter"),
+    "transfers": ("stockade_transfers", "Stock transfers between locations", "counter"),
+    "locations": ("stockade_locations", "Stock locations", "gauge"),
+    "orders": ("stockade_orders_in_memory", "Orders kept in memory", "gauge"),
+    "retired": ("stockade_orders_retired", "Finished orders dropped from memory", "counter"),
     "products": ("stockade_products", "Products in the catalogue", "gauge"),
     "scheduled_expiries": ("stockade_holds_scheduled", "Hold deadlines scheduled", "gauge"),
     "active_actors": ("stockade_active_actors", "Product actors with mail", "gauge"),
@@ -43,9 +52,14 @@ class _EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.engine.statistics()
+        journal = msgspec.structs.asdict(stats.journal)
+        values = {
+            **msgspec.structs.asdict(stats),
+            **{f"journal_{k}": v for k, v in journal.items()},
+        }
         for key, (name, doc, kind) in _ENGINE.items():
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            yield family(name, doc, value=stats.get(key, 0))
+            yield family(name, doc, value=int(values[key]))
 
 
 class Metrics:

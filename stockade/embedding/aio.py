@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from stockade.embedding.thread import EngineThread
+from stockade.engine.engine import EngineStatistics
 from stockade.engine.models import Order, StockLevel
 from stockade.engine.validation import Lines
 
@@ -116,7 +117,7 @@ class AsyncioEngine:
     async def stock(self, sku: str) -> StockLevel:
         return await self._call("stock", sku)  # type: ignore[no-any-return]
 
-    async def statistics(self) -> dict[str, int]:
+    async def statistics(self) -> EngineStatistics:
         return await asyncio.to_thread(self.thread.statistics)
 
 

@@ -27,6 +27,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 from stockade.engine.commands import Command, Take
 from stockade.engine.events import Event
 from stockade.engine.ledger import ProductLedger
+from stockade.engine.locations import LocationTable
 from stockade.engine.orders import from_timestamp
 from stockade.errors import EngineClosed, Overloaded, StockadeError
 
@@ -83,11 +84,13 @@ class Dispatcher:
     def __init__(
         self,
         ledgers: dict[str, ProductLedger],
+        table: LocationTable,
         clock: Callable[[], float],
         journal_append: Callable[[tuple[Event, ...]], int],
         mailbox_size: int,
     ) -> None:
         self._ledgers = ledgers
+        self._table = table
         self._clock = clock
         self._journal_append = journal_append
         self.mailbox_size = mailbox_size
@@ -113,7 +116,7 @@ class Dispatcher:
         return True
 
     def post(
-        self, sku: str, command: Command, waiter: Waiter | None, index: int, force: bool = False
+        self, sku: str, command: Command, waiter: Waiter | None, index: int, *, force: bool = False
     ) -> None:
         """Queue ``command`` for ``sku``'s actor, activating it if it was idle. The reply goes to
         ``waiter.replies[index]`` (nowhere if ``waiter`` is None)."""
@@ -152,13 +155,15 @@ class Dispatcher:
             self._now_dt = from_timestamp(self._now)
         return self._now_dt
 
-    def statistics(self) -> dict[str, int]:
-        return {
-            "active_actors": len(self._active),
-            "queued_messages": sum(len(a.mailbox) for a in self._active.values()),
-            "messages": self.messages,
-            "passes": self.passes,
-        }
+    @property
+    def active_actors(self) -> int:
+        """Products with mail right now."""
+        return len(self._active)
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages waiting in mailboxes right now."""
+        return sum(len(a.mailbox) for a in self._active.values())
 
     # -- the dispatcher task ------------------------------------------------------------------
 
@@ -202,6 +207,7 @@ class Dispatcher:
         self._now_dt = None
         self.passes += 1
         ready = self._ready
+        table = self._table
         for _ in range(len(ready)):
             sku, actor = ready.popleft()
             ledger = actor.ledger
@@ -211,13 +217,15 @@ class Dispatcher:
             for _ in range(count):
                 command, waiter, index = mailbox.popleft()
                 if type(command) is Take and waiter is not None:  # the hot path, unrolled
-                    waiter.replies[index] = ledger.take(command.order_id, command.qty, command.hold)
+                    waiter.replies[index] = ledger.take(
+                        command.order_id, command.qty, command.hold, command.where, table
+                    )
                     waiter.pending -= 1
                     if not waiter.pending:
                         reschedule(waiter.task)
                     continue
                 try:
-                    reply: Any = ledger.apply(command, now)
+                    reply: Any = ledger.apply(command, now, table)
                 except StockadeError as exc:
                     reply = exc
                 except BaseException as exc:  # a bug: the caller hears it, then the engine stops

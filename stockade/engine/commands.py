@@ -1,8 +1,13 @@
-"""Commands a product actor accepts: imperative, one per kind of change or read."""
+"""Commands a product actor accepts: imperative, one per kind of change or read.
+
+Allocations (``{location: units}``) in commands are never mutated by the ledger.
+"""
 
 from __future__ import annotations
 
 import msgspec
+
+from stockade.engine.locations import DEFAULT_LOCATION, Where
 
 __all__ = [
     "Adjust",
@@ -10,63 +15,104 @@ __all__ = [
     "Confirm",
     "GiveBack",
     "Read",
+    "ReadLocations",
     "Release",
     "Return",
     "SetStock",
     "Take",
+    "Transfer",
 ]
 
 
 class Take(msgspec.Struct, frozen=True, gc=False):
-    """Take ``qty`` units for an order being placed: held (``hold``) or sold outright."""
+    """Take ``qty`` units for an order: held (``hold``) or sold outright, from the active
+    locations in ``where`` (None: any active location). For an order that already holds units
+    of the product (a cart edit), the new units are added to its hold. Answered with the
+    allocation taken, or with the units available (an int) when short."""
 
     order_id: str
     qty: int
     hold: bool
+    where: Where = None
 
 
 class GiveBack(msgspec.Struct, frozen=True, gc=False):
-    """Undo a Take of an order that could not be placed (another line was short)."""
+    """Undo a Take that succeeded for an order that could not go ahead (another line was
+    short): ``allocation`` is what that Take answered."""
 
     order_id: str
-    qty: int
+    allocation: dict[str, int]
     hold: bool
 
 
 class Confirm(msgspec.Struct, frozen=True, gc=False):
-    """Turn the order's hold into a sale: the units leave on-hand."""
+    """Turn the order's hold into a sale: the units leave on-hand where they were held."""
 
     order_id: str
 
 
 class Release(msgspec.Struct, frozen=True, gc=False):
-    """Drop the order's hold (cancelled or expired): the units become available."""
+    """Drop the order's hold (cancelled or expired), or only ``part`` of it (a cart edit that
+    shrank a line): the units become available."""
 
     order_id: str
+    part: dict[str, int] | None = None
 
 
 class Return(msgspec.Struct, frozen=True, gc=False):
-    """Put ``qty`` units of a cancelled, confirmed order back on hand."""
+    """Put a cancelled, confirmed order's units back on hand where they came from."""
 
     order_id: str
-    qty: int
+    allocation: dict[str, int]
 
 
 class SetStock(msgspec.Struct, frozen=True, gc=False):
-    """Overwrite on-hand (a stock count); refused below what is reserved."""
+    """Overwrite on-hand at ``location`` (a stock count); refused below what is reserved
+    there."""
 
     on_hand: int
+    location: str = DEFAULT_LOCATION
 
 
 class Adjust(msgspec.Struct, frozen=True, gc=False):
-    """Move on-hand by ``delta``; refused if it would fall below what is reserved."""
+    """Move on-hand at ``location`` by ``delta``; refused if it would fall below what is
+    reserved there."""
 
     delta: int
+    reason: str
+    location: str = DEFAULT_LOCATION
+
+
+class Transfer(msgspec.Struct, frozen=True, gc=False):
+    """Move ``qty`` units on hand from ``source`` to ``destination``; refused (OutOfStock)
+    when ``source`` has fewer available (on hand and not reserved)."""
+
+    qty: int
+    source: str
+    destination: str
     reason: str
 
 
 class Read(msgspec.Struct, frozen=True, gc=False):
-    """Answer the current StockLevel, ordered after every change already in the mailbox."""
+    """Answer the current StockLevel (over ``where``'s locations only, for a channel's view),
+    ordered after every change already in the mailbox."""
+
+    where: Where = None
 
 
-Command = Take | GiveBack | Confirm | Release | Return | SetStock | Adjust | Read
+class ReadLocations(msgspec.Struct, frozen=True, gc=False):
+    """Answer the product's LocationLevel at every location that ever had its stock."""
+
+
+Command = (
+    Take
+    | GiveBack
+    | Confirm
+    | Release
+    | Return
+    | SetStock
+    | Adjust
+    | Transfer
+    | Read
+    | ReadLocations
+)

@@ -1,66 +1,68 @@
 """The engine: the public async API over product actors, the order book and the journal.
 
-Everything runs on one trio thread. The engine decides an order move synchronously in the
-:class:`~stockade.engine.orders.OrderBook` (so two moves of one order never interleave), journals
-it, and hands the stock movements to the product actors. What reaches the journal and when is
-chosen so that every committed prefix is a state without oversell (see
-:mod:`stockade.engine.events`):
-
-* a new order's takes are journaled with its ``OrderPlaced`` record, after every line was taken;
-* everything that frees stock (cancel, return, expiry) and every merchant change is journaled no
-  later than its actor applies it, so nothing that relies on it can commit before it.
-
+The calls live in mixins by subject — :mod:`placing <stockade.engine.placing>` (orders),
+:mod:`carts <stockade.engine.carts>` (changing and extending holds),
+:mod:`merchant <stockade.engine.merchant>` (stock, locations, channels, reads) — over the shared
+machinery of :mod:`core <stockade.engine.core>`, which explains what reaches the journal when.
 In ``durable`` mode each call returns once the batch holding its change has committed.
 """
 
 from __future__ import annotations
 
-import bisect
-import os
-import time
-from collections.abc import Callable, Mapping
-from datetime import timedelta
-from typing import Any
+from datetime import datetime
 
-import trio
-from trio.lowlevel import wait_task_rescheduled
+import msgspec
 
-from stockade.engine.actors import Dispatcher, Waiter, _cannot_abort
-from stockade.engine.commands import (
-    Adjust,
-    Confirm,
-    GiveBack,
-    Read,
-    Release,
-    Return,
-    SetStock,
-    Take,
+from stockade.engine.carts import Carts
+from stockade.engine.core import (
+    DEFAULT_KEY_TTL,
+    DEFAULT_MAILBOX_SIZE,
+    DEFAULT_MAX_HOLD,
+    DEFAULT_MAX_HOLD_LIFETIME,
 )
-from stockade.engine.events import Event
-from stockade.engine.expiry import ExpiryScheduler
-from stockade.engine.journal import JournalSink
-from stockade.engine.ledger import ProductLedger
-from stockade.engine.models import Order, StockLevel
-from stockade.engine.orders import OrderBook
-from stockade.engine.validation import (
-    MAX_STOCK,
-    Lines,
-    check_hold,
-    check_idempotency_key,
-    check_lines,
-    check_sku,
-    check_stock_value,
-)
-from stockade.errors import EngineClosed, InvalidRequest, OutOfStock, Overloaded, UnknownProduct
+from stockade.engine.journal import JournalStatistics, OrderQuery
+from stockade.engine.merchant import Merchant
+from stockade.engine.models import Movement, Order, OrderStatus
+from stockade.errors import InvalidRequest
 
-__all__ = ["Engine"]
+__all__ = [
+    "DEFAULT_KEY_TTL",
+    "DEFAULT_MAILBOX_SIZE",
+    "DEFAULT_MAX_HOLD",
+    "DEFAULT_MAX_HOLD_LIFETIME",
+    "Engine",
+    "EngineStatistics",
+]
 
-DEFAULT_MAILBOX_SIZE = 10_000
-DEFAULT_KEY_TTL = timedelta(hours=24)
-DEFAULT_MAX_HOLD = timedelta(days=1)
+_STATUSES = ("reserved", "confirmed", "cancelled", "expired")
 
 
-class Engine:
+class EngineStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of the engine's counters (see :meth:`Engine.statistics`)."""
+
+    placed: int
+    out_of_stock: int
+    confirmed: int
+    cancelled: int
+    expired: int
+    replayed: int
+    changed: int
+    extended: int
+    extend_refused: int
+    transfers: int
+    products: int
+    locations: int
+    orders: int
+    retired: int
+    scheduled_expiries: int
+    active_actors: int
+    queued_messages: int
+    messages: int
+    passes: int
+    journal: JournalStatistics
+
+
+class Engine(Carts, Merchant):
     """Sells stock under any concurrency without overselling. Build it with
     :func:`stockade.open_engine`; every method is safe to call from many tasks at once.
 
@@ -70,400 +72,114 @@ class Engine:
     for durability can be, and the change then still commits, unacknowledged.
     """
 
-    def __init__(
+    # -- history ------------------------------------------------------------------------------
+
+    async def list_orders(
         self,
-        journal: JournalSink,
-        *,
-        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
-        idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
-        max_hold: timedelta = DEFAULT_MAX_HOLD,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        if mailbox_size < 1:
-            raise InvalidRequest("mailbox_size must be at least 1")
-        self._journal = journal
-        # Wall time is read once; from then on the engine's clock advances with trio's.
-        self._epoch = wall_clock() - trio.current_time()
-        self._ledgers: dict[str, ProductLedger] = {}
-        self._sorted_skus: list[str] | None = None  # for paging; rebuilt when products are added
-        self._book = OrderBook(idempotency_ttl.total_seconds())
-        self._max_hold_s = max_hold.total_seconds()
-        self._dispatcher = Dispatcher(self._ledgers, self._clock, journal.append, mailbox_size)
-        self._expiry = ExpiryScheduler(self._clock, self._to_trio, self._expire)
-        self._ids: list[str] = []
-        self.placed = 0
-        self._placing: dict[str, trio.Event] = {}  # idempotency keys of orders being placed
-        self._calls = 0
-        self._closing = False
-        self._idle = trio.Event()
-        self._finished = trio.Event()
-        self.counters = {"out_of_stock": 0, "confirmed": 0, "cancelled": 0,
-                         "expired": 0, "replayed": 0}  # fmt: skip
-
-    # -- clock --------------------------------------------------------------------------------
-
-    def _clock(self) -> float:
-        """Now, as UNIX seconds, advancing with trio's clock (so MockClock drives it)."""
-        return self._epoch + trio.current_time()
-
-    def _to_trio(self, unix_time: float) -> float:
-        return unix_time - self._epoch
-
-    # -- merchant calls -----------------------------------------------------------------------
-
-    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
-        """Create the product or overwrite its on-hand. Refused (InvalidRequest) below what is
-        reserved by open holds, or outside 0..MAX_STOCK."""
-        check_sku(sku)
-        check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
-        self._enter()
-        try:
-            return await self._change_product(sku, SetStock(on_hand), create=True)
-        finally:
-            self._leave()
-
-    async def adjust_stock(self, sku: str, delta: int, reason: str = "") -> StockLevel:
-        """Move on-hand by ``delta`` (non-zero). Refused (InvalidRequest) if on-hand would fall
-        below what is reserved (or below zero)."""
-        self._known(sku)
-        check_stock_value("delta", delta, low=-MAX_STOCK, high=MAX_STOCK)
-        if delta == 0:
-            raise InvalidRequest("delta must not be zero")
-        if not isinstance(reason, str) or len(reason) > 1000:
-            raise InvalidRequest("reason must be a string of at most 1000 characters")
-        self._enter()
-        try:
-            return await self._change_product(sku, Adjust(delta, reason))
-        finally:
-            self._leave()
-
-    async def _change_product(
-        self, sku: str, command: SetStock | Adjust, create: bool = False
-    ) -> StockLevel:
-        """A merchant change: the actor applies it and journals its event after an await, so a
-        place in the journal is held until then; the answer waits until it is durable. With
-        ``create`` a missing product is made, only once the journal has admitted the change."""
-        self._journal.reserve()
-        try:
-            if create and sku not in self._ledgers:
-                self._ledgers[sku] = ProductLedger(sku)
-            level, seq = await self._dispatcher.ask(sku, command)
-        finally:
-            self._journal.release()
-        if not self._journal.is_durable(seq):
-            await self._journal.wait_durable(seq)
-        return level  # type: ignore[no-any-return]
-
-    # -- orders -------------------------------------------------------------------------------
-
-    async def place_order(
-        self,
-        lines: Lines,
-        *,
-        hold_for: timedelta | float | None = None,
-        idempotency_key: str | None = None,
-    ) -> Order:
-        """Take every line or none. With ``hold_for`` the units are held (``reserved``) until
-        confirmed, cancelled or expired; without, the order is ``confirmed`` at once.
-
-        Raises OutOfStock (with every short line) after giving back lines already taken,
-        UnknownProduct, InvalidRequest, IdempotencyConflict. The same ``idempotency_key`` with
-        the same lines returns the original order and takes nothing.
-        """
-        # One coroutine per order, deliberately flat: this is the engine's hot path.
-        ledgers = self._ledgers
-        checked = check_lines(lines, ledgers)
-        hold_s = None if hold_for is None else check_hold(hold_for, self._max_hold_s)
-        key = None if idempotency_key is None else check_idempotency_key(idempotency_key)
-        for sku in checked:
-            if sku not in ledgers:
-                raise UnknownProduct(sku)
-        self._enter()
-        try:
-            if key is not None:
-                existing = await self._claim_key(key, checked)
-                if existing is not None:
-                    return existing
-            journal = self._journal
-            reserved = False
-            try:
-                # A place in the journal is held from here to the append, across the take:
-                # otherwise a burst of callers would all pass the check before any appends.
-                journal.reserve()
-                reserved = True
-                dispatcher = self._dispatcher
-                if len(checked) > 1 and not dispatcher.has_room(checked):
-                    raise self._overloaded(checked)
-                order_id = self._ids.pop() if self._ids else self._more_ids()
-                hold = hold_s is not None
-                waiter = Waiter(len(checked))
-                index = 0
-                for sku, qty in checked.items():  # a full mailbox refuses a lone line here
-                    dispatcher.post(sku, Take(order_id, qty, hold), waiter, index)
-                    index += 1
-                await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
-                replies = waiter.replies
-                if replies.count(None) != index:
-                    await self._give_back(order_id, checked, replies, hold)
-                now = dispatcher.now
-                expires_at = None if hold_s is None else now + hold_s
-                order, event = self._book.place(
-                    order_id, checked, now, dispatcher.now_datetime(), expires_at, key
-                )
-                seq = journal.append((event,))
-                journal.release()
-                reserved = False
-                if expires_at is not None:
-                    self._expiry.add(expires_at, order_id)
-                self.placed += 1
-            finally:
-                if reserved:
-                    journal.release()
-                if key is not None:
-                    self._placing.pop(key).set()
-            if not journal.is_durable(seq):
-                await journal.wait_durable(seq)
-            return order
-        finally:
-            self._leave()
-
-    async def _claim_key(self, key: str, lines: dict[str, int]) -> Order | None:
-        """The order already placed with ``key`` (IdempotencyConflict if its lines differ), or
-        None once this caller holds the key. A caller finding the key in flight waits for that
-        attempt's outcome first."""
-        while True:
-            existing = self._book.by_key(key, lines, self._clock())
-            if existing is not None:
-                self.counters["replayed"] += 1
-                await trio.lowlevel.checkpoint()
-                return existing
-            placing = self._placing.get(key)
-            if placing is None:
-                self._placing[key] = trio.Event()
-                return None
-            await placing.wait()
-
-    def _more_ids(self) -> str:
-        """Refill the pool of unguessable 128-bit order ids: one ``os.urandom`` per 1024."""
-        pool = os.urandom(16 * 1024).hex()
-        self._ids = [pool[i : i + 32] for i in range(32, len(pool), 32)]
-        return pool[:32]
-
-    async def _give_back(
-        self, order_id: str, lines: dict[str, int], replies: list[Any], hold: bool
-    ) -> None:
-        """Return the lines that were taken, wait until they are back, raise OutOfStock."""
-        shortages: dict[str, tuple[int, int]] = {}
-        taken = [(sku, qty) for (sku, qty), r in zip(lines.items(), replies, strict=True)
-                 if r is None]  # fmt: skip
-        for (sku, qty), reply in zip(lines.items(), replies, strict=True):
-            if reply is not None:
-                if isinstance(reply, BaseException):
-                    raise reply
-                shortages[sku] = (qty, reply)
-        if taken:
-            waiter = Waiter(len(taken))
-            for index, (sku, qty) in enumerate(taken):
-                self._dispatcher.post(sku, GiveBack(order_id, qty, hold), waiter, index, True)
-            await waiter.wait()
-        self.counters["out_of_stock"] += 1
-        raise OutOfStock(shortages)
-
-    def _overloaded(self, skus: Mapping[str, int]) -> Overloaded:
-        return Overloaded(f"a product mailbox is full ({', '.join(skus)}); retry later")
-
-    async def confirm(self, order_id: str) -> Order:
-        """Turn a hold into a sale. Idempotent: a confirmed order is returned as it is.
-        Raises InvalidTransition for a cancelled or expired order (including one whose
-        ``expires_at`` has passed), OrderNotFound for an unknown id."""
-        self._enter()
-        try:
-            now = self._clock()
-            self._expire(order_id, now)  # a lapsed hold is expired here, even before its timer
-            order = self._book.get(order_id)
-            if order.status == "reserved":
-                self._journal.admit()
-            order, event = self._book.confirm(order_id, now)
-            if event is not None:
-                self.counters["confirmed"] += 1
-                await self._move(event, [(sku, Confirm(order_id)) for sku in order.lines])
-            else:
-                await trio.lowlevel.checkpoint()
-            return order
-        finally:
-            self._leave()
-
-    async def cancel(self, order_id: str) -> Order:
-        """Cancel an order: release its hold, or for a confirmed order take the units back on
-        hand (a return). Idempotent: a cancelled or expired order is returned as it is."""
-        self._enter()
-        try:
-            now = self._clock()
-            self._expire(order_id, now)
-            order = self._book.get(order_id)
-            if order.status in ("reserved", "confirmed"):
-                self._journal.admit()
-            order, event = self._book.cancel(order_id, now)
-            if event is None:
-                await trio.lowlevel.checkpoint()
-                return order
-            self.counters["cancelled"] += 1
-            if event.was == "reserved":
-                await self._move(event, [(sku, Release(order_id)) for sku in order.lines])
-            else:
-                returns = [(sku, Return(order_id, qty)) for sku, qty in order.lines.items()]
-                await self._move(event, returns)
-            return order
-        finally:
-            self._leave()
-
-    async def _move(self, event: Event, commands: list[tuple[str, Any]]) -> None:
-        """Journal a decided move, hand its commands to the actors (they cannot be refused),
-        and wait until it is durable. Later reads through the mailboxes see the move."""
-        seq = self._journal.append((event,))
-        for sku, command in commands:
-            self._dispatcher.post(sku, command, None, 0, True)
-        if self._journal.is_durable(seq):
-            await trio.lowlevel.checkpoint()
-        else:
-            await self._journal.wait_durable(seq)
-
-    def _expire(self, order_id: str, now: float) -> None:
-        """Expire ``order_id`` if its hold has lapsed (timer or read time); else nothing."""
-        if type(order_id) is not str:
-            return
-        result = self._book.expire(order_id, now)
-        if result is None:
-            return
-        order, event = result
-        self.counters["expired"] += 1
-        self._journal.append((event,))
-        for sku in order.lines:
-            self._dispatcher.post(sku, Release(order_id), None, 0, True)
-
-    # -- reads --------------------------------------------------------------------------------
-
-    async def get_order(self, order_id: str) -> Order:
-        """The order as it is now (a lapsed hold shows as expired). Raises OrderNotFound."""
-        self._enter()
-        try:
-            self._expire(order_id, self._clock())
-            await trio.lowlevel.checkpoint()
-            return self._book.get(order_id)
-        finally:
-            self._leave()
-
-    async def stock(self, sku: str) -> StockLevel:
-        """The product's StockLevel, ordered after every change already sent to it."""
-        self._known(sku)
-        self._enter()
-        try:
-            return await self._dispatcher.ask(sku, Read())  # type: ignore[no-any-return]
-        finally:
-            self._leave()
-
-    def has_product(self, sku: str) -> bool:
-        """Whether ``sku`` has been given stock (never blocks)."""
-        return type(sku) is str and sku in self._ledgers
-
-    def products(self, after: str | None = None, limit: int = 100) -> list[StockLevel]:
-        """Up to ``limit`` products in sku order, starting after ``after``: a page of a listing.
-        Read at one instant (no actor is asked), so changes still in mailboxes are not shown."""
-        if not 1 <= limit <= 1000:
+        status: OrderStatus | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        """A page of orders, newest first, read from the store (every change made so far is
+        committed first, so a caller sees its own orders). ``after`` is the id of the last
+        order of the previous page. Raises InvalidRequest for a bad filter; with a memory store
+        that keeps nothing, the orders still in memory are listed."""
+        if status is not None and status not in _STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(_STATUSES)}, not {status!r}")
+        for name, value in (("created_after", created_after), ("created_before", created_before)):
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise InvalidRequest(f"{name} must be a timezone-aware datetime")
+        if after is not None and (type(after) is not str or not 1 <= len(after) <= 64):
+            raise InvalidRequest("after must be an order id")
+        if type(limit) is not int or not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be from 1 to 1000")
-        if self._sorted_skus is None or len(self._sorted_skus) != len(self._ledgers):
-            self._sorted_skus = sorted(self._ledgers)
-        skus = self._sorted_skus
-        start = 0 if after is None else bisect.bisect_right(skus, after)
-        return [self._ledgers[sku].level() for sku in skus[start : start + limit]]
-
-    def statistics(self) -> dict[str, int]:
-        """A snapshot of counters: orders by outcome, products, actors, open holds, and the
-        journal's (``journal_*``: buffered events, batches, last batch size, store errors,
-        healthy as 0/1)."""
-        return {
-            "placed": self.placed,
-            **self.counters,
-            "products": len(self._ledgers),
-            "orders": len(self._book.orders),
-            "scheduled_expiries": len(self._expiry),
-            **self._dispatcher.statistics(),
-            **{f"journal_{k}": int(v) for k, v in self._journal.statistics().items()},
-        }
-
-    def _known(self, sku: str) -> None:
-        if not (type(sku) is str and sku in self._ledgers):
-            check_sku(sku)
-            raise UnknownProduct(sku)
-
-    # -- lifecycle ----------------------------------------------------------------------------
-
-    def _enter(self) -> None:
-        if self._closing:
-            raise EngineClosed("the engine is shutting down")
-        self._calls += 1
-
-    def _leave(self) -> None:
-        self._calls -= 1
-        if self._closing and self._calls == 0:
-            self._idle.set()
-
-    def restore(
-        self,
-        products: Mapping[str, tuple[int, int]],
-        orders: list[Order],
-        key_times: dict[str, float],
-    ) -> None:
-        """Load a store's state before :meth:`run`: ``products`` maps sku to ``(on_hand,
-        reserved)``. The holds of reserved orders must add up to each product's ``reserved``;
-        if they do not, the store is corrupt and ValueError is raised."""
-        ledgers = self._ledgers
-        for sku, (on_hand, reserved) in products.items():
-            ledgers[sku] = ProductLedger(sku, on_hand, reserved)
-        self._book.restore(orders, key_times)
-        held: dict[str, int] = {}
-        for order in orders:
-            if order.status != "reserved":
-                continue
-            for sku, qty in order.lines.items():
-                ledger = ledgers[sku]
-                if ledger.holds is None:
-                    ledger.holds = {}
-                ledger.holds[order.id] = qty
-                held[sku] = held.get(sku, 0) + qty
-        for sku, ledger in ledgers.items():
-            if held.get(sku, 0) != ledger.reserved or not 0 <= ledger.reserved <= ledger.on_hand:
-                raise ValueError(
-                    f"store is inconsistent for {sku!r}: on_hand {ledger.on_hand}, reserved "
-                    f"{ledger.reserved}, open holds {held.get(sku, 0)}"
-                )
-        now = self._clock()
-        for deadline, order_id in self._book.open_holds():
-            if deadline <= now:
-                self._expire(order_id, now)  # lapsed while stopped: released before any call
-            else:
-                self._expiry.add(deadline, order_id)
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the actors and the expiry timer until :meth:`aclose` has finished every call;
-        then stop the timer, let the actors empty their mailboxes, and return."""
+        query = OrderQuery(
+            status,
+            None if created_after is None else created_after.timestamp(),
+            None if created_before is None else created_before.timestamp(),
+            after,
+            limit,
+        )
+        self._enter()
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self._expiry.run)
-                await nursery.start(self._dispatcher.run)
-                task_status.started()
-                await self._idle.wait()
-                self._expiry.stop()
-                self._dispatcher.close()
+            if self._history is None:
+                return _page_in_memory(list(self._book.orders.values()), query)
+            await self._journal.flush()
+            return await self._history.orders(query)
         finally:
-            self._closing = True
-            self._finished.set()
+            self._leave()
 
-    async def aclose(self) -> None:
-        """Stop taking new calls, answer every call in flight, stop the actors and the expiry
-        timer, then return. Blocks until the in-flight calls (including their durability waits)
-        have finished and :meth:`run` has returned."""
-        self._closing = True
-        if self._calls == 0:
-            self._idle.set()
-        await self._finished.wait()
+    async def movements(
+        self, sku: str, after: int | None = None, limit: int = 100
+    ) -> list[Movement]:
+        """A page of ``sku``'s movements ledger in ``seq`` order, after ``after`` (the ``seq``
+        of the last movement of the previous page). Every change made so far is committed
+        first. Raises UnknownProduct, InvalidRequest; with a memory store that keeps nothing,
+        the ledger is empty."""
+        self._known(sku)
+        if after is not None and (type(after) is not int or after < 0):
+            raise InvalidRequest("after must be a movement seq (a non-negative integer)")
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be from 1 to 1000")
+        self._enter()
+        try:
+            if self._history is None:
+                return []
+            await self._journal.flush()
+            return await self._history.movements(sku, after, limit)
+        finally:
+            self._leave()
+
+    # -- statistics ---------------------------------------------------------------------------
+
+    def statistics(self) -> EngineStatistics:
+        """A snapshot of counters: orders by outcome, products, locations, orders in memory
+        and retired, actors and mailboxes, and the journal's (never blocks)."""
+        counters = self.counters
+        dispatcher = self._dispatcher
+        return EngineStatistics(
+            placed=self.placed,
+            out_of_stock=counters["out_of_stock"],
+            confirmed=counters["confirmed"],
+            cancelled=counters["cancelled"],
+            expired=counters["expired"],
+            replayed=counters["replayed"],
+            changed=counters["changed"],
+            extended=counters["extended"],
+            extend_refused=counters["extend_refused"],
+            transfers=counters["transfers"],
+            products=len(self._ledgers),
+            locations=len(self._table.locations),
+            orders=len(self._book.orders),
+            retired=self._book.retired,
+            scheduled_expiries=len(self._expiry),
+            active_actors=dispatcher.active_actors,
+            queued_messages=dispatcher.queued_messages,
+            messages=dispatcher.messages,
+            passes=dispatcher.passes,
+            journal=self._journal.statistics(),
+        )
+
+
+def _page_in_memory(orders: list[Order], query: OrderQuery) -> list[Order]:
+    """:meth:`Engine.list_orders` over orders in memory (a store that keeps nothing)."""
+    orders.sort(key=lambda o: (o.created_at.timestamp(), o.id), reverse=True)
+    if query.after is not None:
+        ids = [o.id for o in orders]
+        start = ids.index(query.after) + 1 if query.after in ids else len(orders)
+        orders = orders[start:]
+    out = []
+    for order in orders:
+        t = order.created_at.timestamp()
+        if query.status is not None and order.status != query.status:
+            continue
+        if query.created_after is not None and t <= query.created_after:
+            continue
+        if query.created_before is not None and t >= query.created_before:
+            continue
+        out.append(order)
+        if len(out) == query.limit:
+            break
+    return out

@@ -1,13 +1,14 @@
 """Change events: the journal's vocabulary, past tense, one per state change.
 
-Every event implies stock *movements*, deltas of ``on_hand`` and ``reserved`` per sku (see
-:func:`movements`). The journal stores deltas rather than absolute values on purpose: an order's
-takes are journaled together with its ``OrderPlaced`` record, after all its lines were taken, so
-they may reach the journal after later changes to the same product. Deltas commute, so the
-stored values are still exact; and since a delayed take only ever *removes* availability, every
-prefix of the journal is a state without oversell.
+Every event implies stock *movements*, deltas of ``on_hand`` and ``reserved`` per (sku,
+location) (see :func:`movements`). The journal stores deltas rather than absolute values on
+purpose: an order's takes are journaled together with its ``OrderPlaced`` record, after all its
+lines were taken, so they may reach the journal after later changes to the same product. Deltas
+commute, so the stored values are still exact; and since a delayed take only ever *removes*
+availability, every prefix of the journal is a state without oversell.
 
-Times (``at``) are UNIX seconds.
+Order events carry the order's snapshot *after* the move, so a store writes the order as it now
+is and the change feed can publish it. Times (``at``) are UNIX seconds.
 """
 
 from __future__ import annotations
@@ -17,110 +18,188 @@ from typing import Literal
 
 import msgspec
 
-from stockade.engine.models import Order
+from stockade.engine.models import Channel, KeyUse, Location, Order
 
 __all__ = [
     "MOVEMENT_KIND",
-    "STATUS_AFTER",
     "Adjusted",
+    "ChannelSet",
     "Event",
+    "KeyUsed",
+    "LocationSet",
     "OrderCancelled",
+    "OrderChanged",
     "OrderConfirmed",
+    "OrderEvent",
     "OrderExpired",
+    "OrderExtended",
     "OrderPlaced",
     "StockSet",
+    "Transferred",
     "movements",
 ]
 
 
 class StockSet(msgspec.Struct, frozen=True, gc=False, tag=True):
-    """``set_stock`` created a product or overwrote its on-hand; ``delta`` is the change."""
+    """``set_stock`` created a product or overwrote its on-hand at ``location``; ``delta`` is
+    the change."""
 
     sku: str
+    location: str
     on_hand: int
     delta: int
     at: float
 
 
 class Adjusted(msgspec.Struct, frozen=True, gc=False, tag=True):
-    """``adjust_stock`` moved on-hand by ``delta`` (a restock, a count correction, a loss)."""
+    """``adjust_stock`` moved on-hand at ``location`` by ``delta`` (a restock, a count
+    correction, a loss)."""
 
     sku: str
+    location: str
     delta: int
     reason: str
     at: float
 
 
-class OrderPlaced(msgspec.Struct, frozen=True, gc=False, tag=True):
-    """An order took its lines: as holds (status ``reserved``) or sold (``confirmed``)."""
+class Transferred(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """``qty`` units of ``sku`` moved on hand from ``source`` to ``destination``."""
+
+    sku: str
+    qty: int
+    source: str
+    destination: str
+    reason: str
+    at: float
+
+
+class OrderEvent(msgspec.Struct, frozen=True, gc=False):
+    """An order moved; ``order`` is its snapshot after the move."""
 
     order: Order
     at: float
 
 
-class OrderConfirmed(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderPlaced(OrderEvent, frozen=True, gc=False, tag=True):
+    """An order took its lines: as holds (status ``reserved``) or sold (``confirmed``)."""
+
+
+class OrderConfirmed(OrderEvent, frozen=True, gc=False, tag=True):
     """A held order was paid: its reserved units left on-hand."""
 
-    order_id: str
-    lines: dict[str, int]
-    at: float
 
-
-class OrderCancelled(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderCancelled(OrderEvent, frozen=True, gc=False, tag=True):
     """An order was cancelled: its holds released (``was="reserved"``) or, for a return of a
-    confirmed order (``was="confirmed"``), its units put back on hand."""
+    confirmed order (``was="confirmed"``), its units put back on hand where they came from."""
 
-    order_id: str
-    lines: dict[str, int]
-    was: Literal["reserved", "confirmed"]
-    at: float
+    was: Literal["reserved", "confirmed"] = "reserved"
 
 
-class OrderExpired(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderExpired(OrderEvent, frozen=True, gc=False, tag=True):
     """A hold lapsed at its deadline: its reserved units became available again."""
 
-    order_id: str
-    lines: dict[str, int]
+
+class OrderChanged(OrderEvent, frozen=True, gc=False, tag=True):
+    """A held order's lines were replaced (a cart edit). ``moves`` is what changed in its
+    holds, ``{sku: {location: units}}``: positive where units were taken, negative where
+    they were given back."""
+
+    moves: dict[str, dict[str, int]] = {}
+
+
+class OrderExtended(OrderEvent, frozen=True, gc=False, tag=True):
+    """A held order's deadline moved later (``order.expires_at``)."""
+
+
+class KeyUsed(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """An idempotency key was used to change or extend an order (a placing key is recorded
+    with its ``OrderPlaced``): remembered across restarts for the idempotency window."""
+
+    use: KeyUse
     at: float
 
 
-Event = StockSet | Adjusted | OrderPlaced | OrderConfirmed | OrderCancelled | OrderExpired
+class LocationSet(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """A location was created or changed (name, priority, active)."""
+
+    location: Location
+    at: float
+
+
+class ChannelSet(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """A sales channel was created or changed."""
+
+    channel: Channel
+    at: float
+
+
+Event = (
+    StockSet
+    | Adjusted
+    | Transferred
+    | OrderPlaced
+    | OrderConfirmed
+    | OrderCancelled
+    | OrderExpired
+    | OrderChanged
+    | OrderExtended
+    | KeyUsed
+    | LocationSet
+    | ChannelSet
+)
 
 
 #: The movements ledger's name for what each kind of event did.
 MOVEMENT_KIND: dict[type, str] = {
     StockSet: "set",
     Adjusted: "adjusted",
+    Transferred: "transferred",
     OrderPlaced: "placed",
     OrderConfirmed: "confirmed",
     OrderCancelled: "cancelled",
     OrderExpired: "expired",
+    OrderChanged: "changed",
+    OrderExtended: "extended",
+    KeyUsed: "key",
+    LocationSet: "location",
+    ChannelSet: "channel",
 }
 
-
-#: The status an order has after each order-move event.
-STATUS_AFTER: dict[type, str] = {
-    OrderConfirmed: "confirmed",
-    OrderCancelled: "cancelled",
-    OrderExpired: "expired",
-}
+#: One movement: (sku, location, order id, d_on_hand, d_reserved).
+Move = tuple[str, str, str | None, int, int]
 
 
-def movements(event: Event) -> Iterator[tuple[str, str | None, int, int]]:
-    """Yield ``(sku, order_id, d_on_hand, d_reserved)`` for each product the event moves."""
+def movements(event: Event) -> Iterator[Move]:
+    """Yield ``(sku, location, order_id, d_on_hand, d_reserved)`` for each (sku, location) the
+    event moves (none for events that move no stock)."""
     match event:
-        case StockSet(sku=sku, delta=delta) | Adjusted(sku=sku, delta=delta):
-            yield sku, None, delta, 0
         case OrderPlaced(order=order):
             held = order.status == "reserved"
-            for sku, qty in order.lines.items():
-                yield (sku, order.id, 0, qty) if held else (sku, order.id, -qty, 0)
-        case OrderConfirmed(order_id=oid, lines=lines):
-            for sku, qty in lines.items():
-                yield sku, oid, -qty, -qty
-        case OrderCancelled(order_id=oid, lines=lines, was=was):
-            for sku, qty in lines.items():
-                yield (sku, oid, 0, -qty) if was == "reserved" else (sku, oid, qty, 0)
-        case OrderExpired(order_id=oid, lines=lines):
-            for sku, qty in lines.items():
-                yield sku, oid, 0, -qty
+            for sku, allocation in order.allocations.items():
+                for location, qty in allocation.items():
+                    yield (sku, location, order.id, 0, qty) if held else (
+                        sku, location, order.id, -qty, 0)  # fmt: skip
+        case OrderConfirmed(order=order):
+            for sku, allocation in order.allocations.items():
+                for location, qty in allocation.items():
+                    yield sku, location, order.id, -qty, -qty
+        case OrderCancelled(order=order, was="confirmed"):
+            for sku, allocation in order.allocations.items():
+                for location, qty in allocation.items():
+                    yield sku, location, order.id, qty, 0
+        case OrderCancelled(order=order) | OrderExpired(order=order):
+            for sku, allocation in order.allocations.items():
+                for location, qty in allocation.items():
+                    yield sku, location, order.id, 0, -qty
+        case OrderChanged(order=order, moves=moves):
+            for sku, change in moves.items():
+                for location, qty in change.items():
+                    yield sku, location, order.id, 0, qty
+        case (
+            StockSet(sku=sku, location=location, delta=delta)
+            | Adjusted(sku=sku, location=location, delta=delta)
+        ):
+            yield sku, location, None, delta, 0
+        case Transferred(sku=sku, qty=qty, source=source, destination=destination):
+            yield sku, source, None, -qty, 0
+            yield sku, destination, None, qty, 0

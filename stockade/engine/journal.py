@@ -1,12 +1,47 @@
-"""What the engine needs from a journal; :mod:`stockade.persistence` provides implementations."""
+"""What the engine needs from the layers below it: a journal to append its change events to,
+and (optionally) a history to read what left memory. :mod:`stockade.persistence` provides
+implementations; the engine imports none of them."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from stockade.engine.events import Event
+import msgspec
 
-__all__ = ["JournalSink"]
+from stockade.engine.events import Event
+from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+
+__all__ = ["History", "JournalSink", "JournalStatistics", "OrderQuery", "Snapshot"]
+
+
+class Snapshot(msgspec.Struct, gc=False):
+    """What a store holds, for the engine to start from.
+
+    ``stock`` rows are ``(sku, location, on_hand, reserved)``; ``orders`` are the open holds and
+    the orders still inside the idempotency window (never the whole history); ``keys`` the
+    idempotency-key uses inside the window; ``last_seq`` the journal's last committed event.
+    """
+
+    stock: list[tuple[str, str, int, int]]
+    orders: list[Order]
+    last_seq: int
+    locations: list[Location] = []
+    channels: list[Channel] = []
+    keys: list[KeyUse] = []
+
+
+class JournalStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of a journal's counters: events buffered (appended, not yet committed),
+    batches and events committed, the last batch's size, milliseconds spent committing, failed
+    commits (retried), and whether the store accepts commits right now."""
+
+    buffered: int
+    batches: int
+    events_committed: int
+    last_batch_size: int
+    commit_ms_total: int
+    store_errors: int
+    healthy: bool
 
 
 class JournalSink(Protocol):
@@ -15,20 +50,21 @@ class JournalSink(Protocol):
     ``append`` is synchronous and never refuses: what is appended is committed in order, in
     batches. ``admit`` is the back-pressure check made *before* new work changes anything: it
     raises Overloaded when the journal is full. A caller that appends right away (no await in
-    between) uses ``admit``; one that appends after an await holds a place with ``reserve``
-    and gives it back with ``release`` once it appended (or failed), so a burst of callers
+    between) uses ``admit``; one that appends after an await holds a slot with ``claim_slot``
+    and gives it back with ``free_slot`` once it appended (or failed), so a burst of callers
     cannot all pass the check before any of them appends.
 
     ``wait_durable`` returns once every event up to ``seq`` is committed (at once in ``fast``
     durability); it may be cancelled, and the change is then still committed, only
-    unacknowledged.
+    unacknowledged. ``flush`` waits until everything appended so far is committed, in either
+    mode (before reading the store).
     """
 
     def admit(self) -> None: ...
 
-    def reserve(self) -> None: ...
+    def claim_slot(self) -> None: ...
 
-    def release(self) -> None: ...
+    def free_slot(self) -> None: ...
 
     def is_durable(self, seq: int) -> bool:
         """True when a caller need not wait for ``seq`` (committed, or ``fast`` mode)."""
@@ -38,4 +74,32 @@ class JournalSink(Protocol):
 
     async def wait_durable(self, seq: int) -> None: ...
 
-    def statistics(self) -> dict[str, int | bool]: ...
+    async def flush(self) -> None: ...
+
+    @property
+    def committed_seq(self) -> int: ...
+
+    def statistics(self) -> JournalStatistics: ...
+
+
+class OrderQuery(msgspec.Struct, frozen=True):
+    """A page of orders, newest first: ``status`` (None: any), ``created_after`` /
+    ``created_before`` (UNIX seconds, exclusive), ``after`` (the id of the last order of the
+    previous page), at most ``limit``."""
+
+    status: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    after: str | None = None
+    limit: int = 100
+
+
+class History(Protocol):
+    """Reads of what the store committed, for what the engine no longer keeps in memory.
+    Each call may block on the database (off the trio thread) and may be cancelled."""
+
+    async def order(self, order_id: str) -> Order | None: ...
+
+    async def orders(self, query: OrderQuery) -> list[Order]: ...
+
+    async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]: ...

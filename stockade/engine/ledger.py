@@ -1,130 +1,323 @@
 """One product's stock as a plain, synchronous state machine. No trio, no clock, no I/O.
 
 A :class:`ProductLedger` is fed :mod:`commands <stockade.engine.commands>` by its actor, one at a
-time, and answers each with a reply (and, for merchant changes, the event to journal). It keeps
-``0 <= reserved <= on_hand`` and ``reserved == sum(holds)`` after every command, and refuses a
-command that would break them without changing anything.
+time, and answers each with a reply (and, for merchant changes, the event to journal). Stock is
+kept per location; it keeps ``0 <= reserved <= on_hand`` at every location and ``reserved ==
+sum(holds)`` after every command, and refuses a command that would break them without changing
+anything.
+
+A product whose stock was only ever at the ``default`` location keeps no per-location table at
+all (``sites is None``): the totals are that location's values. That is the single-location
+shop's hot path, and what keeps a catalogue of millions small.
 """
 
 from __future__ import annotations
 
+from stockade.engine.allocation import add, allocate, subtract
 from stockade.engine.commands import (
     Adjust,
     Command,
     Confirm,
     GiveBack,
     Read,
+    ReadLocations,
     Release,
     Return,
     SetStock,
     Take,
+    Transfer,
 )
-from stockade.engine.events import Adjusted, StockSet
-from stockade.engine.models import StockLevel
+from stockade.engine.events import Adjusted, StockSet, Transferred
+from stockade.engine.locations import DEFAULT_LOCATION, LocationTable, Where
+from stockade.engine.models import LocationLevel, StockLevel
 from stockade.engine.validation import MAX_STOCK
-from stockade.errors import InvalidRequest
+from stockade.errors import InvalidRequest, OutOfStock
 
 __all__ = ["ProductLedger", "Reply"]
 
-#: What a command answers: ``None`` (done), an ``int`` (a Take refused: units available),
-#: a StockLevel (Read), or a StockLevel with the event to journal (SetStock, Adjust).
-Reply = None | int | StockLevel | tuple[StockLevel, StockSet | Adjusted]
+#: What a command answers: ``None`` (done), a dict (a Take's allocation), an ``int`` (a Take
+#: refused: units available), a StockLevel (Read), a list of LocationLevel (ReadLocations), or
+#: a StockLevel / list of LocationLevel with the event to journal (merchant changes).
+Reply = (
+    None
+    | int
+    | dict[str, int]
+    | StockLevel
+    | list[LocationLevel]
+    | tuple[StockLevel | list[LocationLevel], StockSet | Adjusted | Transferred]
+)
+
+DEFAULT = DEFAULT_LOCATION
 
 
 class ProductLedger:
-    """The stock of one product. ``holds`` maps order id to held quantity (``None`` when there
-    are none, so that a catalogue of millions of idle products stays small)."""
+    """The stock of one product. ``on_hand`` and ``reserved`` are totals over its locations;
+    ``sites`` maps location to ``[on_hand, reserved]`` (None while everything is at
+    ``default``); ``holds`` maps order id to its allocation (None when there are none)."""
 
-    __slots__ = ("holds", "on_hand", "reserved", "sku")
+    __slots__ = ("holds", "on_hand", "reserved", "sites", "sku")
 
     def __init__(self, sku: str, on_hand: int = 0, reserved: int = 0) -> None:
         self.sku = sku
         self.on_hand = on_hand
         self.reserved = reserved
-        self.holds: dict[str, int] | None = None
+        self.sites: dict[str, list[int]] | None = None
+        self.holds: dict[str, dict[str, int]] | None = None
 
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
+    # -- reading ------------------------------------------------------------------------------
 
-    def level(self) -> StockLevel:
-        return StockLevel(self.sku, self.on_hand, self.reserved, self.on_hand - self.reserved)
+    def site(self, location: str) -> tuple[int, int]:
+        """``(on_hand, reserved)`` at ``location``."""
+        if self.sites is None:
+            return (self.on_hand, self.reserved) if location == DEFAULT else (0, 0)
+        values = self.sites.get(location)
+        return (values[0], values[1]) if values is not None else (0, 0)
 
-    def apply(self, command: Command, now: float) -> Reply:
+    def available(self, table: LocationTable, where: Where = None) -> int:
+        """Units new orders may take: over active locations (in ``where``, if given)."""
+        if self.sites is None:
+            if table.default_active and (where is None or DEFAULT in where):
+                return self.on_hand - self.reserved
+            return 0
+        inactive = table.inactive
+        return sum(
+            v[0] - v[1]
+            for loc, v in self.sites.items()
+            if loc not in inactive and (where is None or loc in where)
+        )
+
+    def level(self, table: LocationTable, where: Where = None) -> StockLevel:
+        """The StockLevel: totals, or over ``where``'s locations (a channel's view)."""
+        if where is None:
+            if self.sites is None and table.default_active:
+                return StockLevel(
+                    self.sku, self.on_hand, self.reserved, self.on_hand - self.reserved
+                )
+            return StockLevel(self.sku, self.on_hand, self.reserved, self.available(table))
+        on_hand = reserved = 0
+        for location in where:
+            values = self.site(location)
+            on_hand += values[0]
+            reserved += values[1]
+        return StockLevel(self.sku, on_hand, reserved, self.available(table, where))
+
+    def level_at(self, location: str, table: LocationTable) -> LocationLevel:
+        """The LocationLevel at one location (zeros where it holds none of this product)."""
+        on_hand, reserved = self.site(location)
+        active = location not in table.inactive
+        return LocationLevel(self.sku, location, on_hand, reserved,
+                             on_hand - reserved if active else 0, active)  # fmt: skip
+
+    def location_levels(self, table: LocationTable) -> list[LocationLevel]:
+        """A LocationLevel per location that holds this product's stock, in allocation order."""
+        sites = self.sites if self.sites is not None else {DEFAULT: [self.on_hand, self.reserved]}
+        ordered = sorted(sites, key=table.rank().__getitem__) if len(sites) > 1 else sites
+        return [self.level_at(location, table) for location in ordered]
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def apply(self, command: Command, now: float, table: LocationTable) -> Reply:
         """Carry out ``command`` at time ``now`` (UNIX seconds) and return its reply.
 
-        Raises InvalidRequest (state unchanged) for a merchant change that would break the
-        invariants. Raises KeyError for a hold that does not exist: that is a bug upstream.
+        Raises InvalidRequest or OutOfStock (state unchanged) for a merchant change that would
+        break the invariants. Raises KeyError for a hold that does not exist: a bug upstream.
         """
         # Ordered by frequency: a Take is by far the most common message.
-        if type(command) is Take:
-            return self.take(command.order_id, command.qty, command.hold)
-        if type(command) is Confirm:
-            qty = self._pop_hold(command.order_id)
-            self.reserved -= qty
-            self.on_hand -= qty
+        kind = type(command)
+        if kind is Take:
+            c: Take = command  # type: ignore[assignment]
+            return self.take(c.order_id, c.qty, c.hold, c.where, table)
+        if kind is Confirm:
+            allocation = self._pop_hold(command.order_id)  # type: ignore[union-attr]
+            self._move(allocation, -1, -1)
             return None
-        if type(command) is Release:
-            self.reserved -= self._pop_hold(command.order_id)
-            return None
-        if type(command) is Read:
-            return self.level()
-        if type(command) is GiveBack:
-            if command.hold:
-                self.reserved -= self._pop_hold(command.order_id)
+        if kind is Release:
+            r: Release = command  # type: ignore[assignment]
+            if r.part is None:
+                self._move(self._pop_hold(r.order_id), 0, -1)
             else:
-                self.on_hand += command.qty
+                self._shrink_hold(r.order_id, r.part)
+                self._move(r.part, 0, -1)
             return None
-        if type(command) is Return:
-            self.on_hand += command.qty
+        if kind is Read:
+            return self.level(table, command.where)  # type: ignore[union-attr]
+        if kind is GiveBack:
+            g: GiveBack = command  # type: ignore[assignment]
+            if g.hold:
+                self._shrink_hold(g.order_id, g.allocation)
+                self._move(g.allocation, 0, -1)
+            else:
+                self._move(g.allocation, 1, 0)
             return None
-        if type(command) is SetStock:
-            return self._set(command.on_hand, now)
-        if type(command) is Adjust:
-            return self._adjust(command.delta, command.reason, now)
+        if kind is Return:
+            self._move(command.allocation, 1, 0)  # type: ignore[union-attr]
+            return None
+        if kind is ReadLocations:
+            return self.location_levels(table)
+        if kind is SetStock:
+            s: SetStock = command  # type: ignore[assignment]
+            return self._set(s.on_hand, s.location, now, table)
+        if kind is Adjust:
+            a: Adjust = command  # type: ignore[assignment]
+            return self._adjust(a.delta, a.reason, a.location, now, table)
+        if kind is Transfer:
+            return self._transfer(command, now, table)  # type: ignore[arg-type]
         raise TypeError(f"not a ledger command: {command!r}")
 
-    def take(self, order_id: str, qty: int, hold: bool) -> int | None:
-        """Take ``qty`` units for an order: None if taken, else the units available."""
-        if self.on_hand - self.reserved < qty:
-            return self.on_hand - self.reserved
-        if hold:
-            self.reserved += qty
-            if self.holds is None:
-                self.holds = {}
-            self.holds[order_id] = qty
-        else:
-            self.on_hand -= qty
-        return None
+    def take(
+        self, order_id: str, qty: int, hold: bool, where: Where, table: LocationTable
+    ) -> dict[str, int] | int:
+        """Take ``qty`` units for an order: the allocation if taken, else the units available
+        (to the order: over the active locations it may take from)."""
+        if self.sites is None:
+            if not table.default_active or (where is not None and DEFAULT not in where):
+                return 0
+            available = self.on_hand - self.reserved
+            if available < qty:
+                return available
+            allocation = {DEFAULT: qty}
+            if hold:
+                self.reserved += qty
+                self._add_hold(order_id, allocation)
+            else:
+                self.on_hand -= qty
+            return allocation
+        return self._take_sites(order_id, qty, hold, where, table)
 
-    def _pop_hold(self, order_id: str) -> int:
+    def _take_sites(
+        self, order_id: str, qty: int, hold: bool, where: Where, table: LocationTable
+    ) -> dict[str, int] | int:
+        sites = self.sites
+        assert sites is not None
+        inactive = table.inactive
+        candidates = [
+            (loc, v[0] - v[1])
+            for loc, v in sites.items()
+            if loc not in inactive and (where is None or loc in where)
+        ]
+        if len(candidates) > 1:
+            rank = table.rank()
+            candidates.sort(key=lambda c: rank[c[0]])
+        allocation = allocate(qty, candidates, table.strategy)
+        if allocation is None:
+            return sum(max(a, 0) for _, a in candidates)
+        if hold:
+            self._move(allocation, 0, 1)
+            self._add_hold(order_id, allocation)
+        else:
+            self._move(allocation, -1, 0)
+        return allocation
+
+    # -- holds and moves ----------------------------------------------------------------------
+
+    def _add_hold(self, order_id: str, allocation: dict[str, int]) -> None:
+        holds = self.holds
+        if holds is None:
+            self.holds = {order_id: allocation}
+            return
+        held = holds.get(order_id)
+        holds[order_id] = allocation if held is None else add(held, allocation)
+
+    def _pop_hold(self, order_id: str) -> dict[str, int]:
         if self.holds is None:
             raise KeyError(order_id)
-        qty = self.holds.pop(order_id)
+        allocation = self.holds.pop(order_id)
         if not self.holds:
             self.holds = None
-        return qty
+        return allocation
 
-    def _set(self, on_hand: int, now: float) -> tuple[StockLevel, StockSet]:
-        if on_hand < self.reserved:
-            raise InvalidRequest(
-                f"cannot set on_hand of {self.sku!r} to {on_hand}: "
-                f"{self.reserved} units are reserved by open holds"
-            )
-        delta = on_hand - self.on_hand
-        self.on_hand = on_hand
-        return self.level(), StockSet(self.sku, on_hand, delta, now)
+    def _shrink_hold(self, order_id: str, part: dict[str, int]) -> None:
+        if self.holds is None:
+            raise KeyError(order_id)
+        left = subtract(self.holds[order_id], part)
+        if left:
+            self.holds[order_id] = left
+        else:
+            self._pop_hold(order_id)
 
-    def _adjust(self, delta: int, reason: str, now: float) -> tuple[StockLevel, Adjusted]:
-        after = self.on_hand + delta
-        if after < self.reserved:
+    def _move(self, allocation: dict[str, int], on_hand_sign: int, reserved_sign: int) -> None:
+        """Add ``allocation``'s units to on-hand and reserved, each times its sign."""
+        sites = self.sites
+        if sites is None:
+            qty = allocation.get(DEFAULT)
+            if qty is not None and len(allocation) == 1:
+                self.on_hand += on_hand_sign * qty
+                self.reserved += reserved_sign * qty
+                return
+            sites = self._spread()
+        for location, qty in allocation.items():
+            self.on_hand += on_hand_sign * qty
+            self.reserved += reserved_sign * qty
+            values = sites.get(location)
+            if values is None:
+                values = sites[location] = [0, 0]
+            values[0] += on_hand_sign * qty
+            values[1] += reserved_sign * qty
+
+    def _spread(self) -> dict[str, list[int]]:
+        """Start keeping per-location values (everything so far is at ``default``; a product
+        that never had stock there gets no ``default`` entry)."""
+        if self.sites is None:
+            none_here = self.on_hand == 0 and self.reserved == 0 and self.holds is None
+            self.sites = {} if none_here else {DEFAULT: [self.on_hand, self.reserved]}
+        return self.sites
+
+    # -- merchant changes ---------------------------------------------------------------------
+
+    def _set(
+        self, on_hand: int, location: str, now: float, table: LocationTable
+    ) -> tuple[StockLevel, StockSet]:
+        before, reserved = self.site(location)
+        if on_hand < reserved:
             raise InvalidRequest(
-                f"cannot adjust {self.sku!r} by {delta}: on_hand would be {after}, "
-                f"below the {self.reserved} units reserved"
-                if self.reserved
-                else f"cannot adjust {self.sku!r} by {delta}: on_hand would be {after}"
+                f"cannot set on_hand of {self.sku!r} at {location!r} to {on_hand}: "
+                f"{reserved} units are reserved there by open holds"
             )
-        if after > MAX_STOCK:
+        delta = on_hand - before
+        if self.on_hand + delta > MAX_STOCK:
+            raise InvalidRequest(f"cannot set on_hand of {self.sku!r}: above {MAX_STOCK} in all")
+        self._change_on_hand(location, delta)
+        return self.level(table), StockSet(self.sku, location, on_hand, delta, now)
+
+    def _adjust(
+        self, delta: int, reason: str, location: str, now: float, table: LocationTable
+    ) -> tuple[StockLevel, Adjusted]:
+        on_hand, reserved = self.site(location)
+        after = on_hand + delta
+        if after < reserved:
+            where = "" if location == DEFAULT else f" at {location!r}"
+            raise InvalidRequest(
+                f"cannot adjust {self.sku!r}{where} by {delta}: on_hand would be {after}, "
+                f"below the {reserved} units reserved"
+                if reserved
+                else f"cannot adjust {self.sku!r}{where} by {delta}: on_hand would be {after}"
+            )
+        if self.on_hand + delta > MAX_STOCK:
             raise InvalidRequest(f"cannot adjust {self.sku!r} by {delta}: above {MAX_STOCK}")
-        self.on_hand = after
-        return self.level(), Adjusted(self.sku, delta, reason, now)
+        self._change_on_hand(location, delta)
+        return self.level(table), Adjusted(self.sku, location, delta, reason, now)
+
+    def _transfer(
+        self, command: Transfer, now: float, table: LocationTable
+    ) -> tuple[list[LocationLevel], Transferred]:
+        on_hand, reserved = self.site(command.source)
+        if on_hand - reserved < command.qty:
+            raise OutOfStock({self.sku: (command.qty, on_hand - reserved)})
+        self._change_on_hand(command.source, -command.qty)
+        self._change_on_hand(command.destination, command.qty)
+        event = Transferred(self.sku, command.qty, command.source, command.destination,
+                            command.reason, now)  # fmt: skip
+        return [
+            self.level_at(command.source, table),
+            self.level_at(command.destination, table),
+        ], event
+
+    def _change_on_hand(self, location: str, delta: int) -> None:
+        if self.sites is None and location != DEFAULT:
+            self._spread()
+        self.on_hand += delta
+        if self.sites is not None:
+            values = self.sites.get(location)
+            if values is None:
+                values = self.sites[location] = [0, 0]
+            values[0] += delta

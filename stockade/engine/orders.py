@@ -1,23 +1,42 @@
-"""Orders as a plain, synchronous state machine: statuses, transitions, idempotency keys.
+"""Orders as a plain, synchronous state machine: statuses, transitions, idempotency keys and
+retirement. No trio, no clock, no I/O: every method takes ``now`` (UNIX seconds) and returns the
+new Order snapshot with the event to journal, or raises without changing anything. The engine
+turns each transition into commands for the product actors.
 
-No trio, no clock, no I/O: every method takes ``now`` (UNIX seconds) and returns the new Order
-snapshot with the event to journal, or raises without changing anything. The engine turns each
-transition into commands for the product actors.
+Transitions: reserved → confirmed | cancelled | expired; confirmed → cancelled (a return); a
+reserved order may also change its lines and extend its deadline. ``confirm`` and ``cancel``
+repeated return the order as it is and emit nothing.
 
-Transitions: reserved → confirmed | cancelled | expired; confirmed → cancelled (a return).
-``confirm`` and ``cancel`` repeated return the order as it is and emit nothing.
+**Idempotency keys** name one use each: placing an order, or changing or extending one. A key is
+remembered for ``key_ttl_s`` after its use, with a fingerprint of the request (the lines asked
+for, or the hold asked for), so a retry with the same request is answered with the order as it
+is now, and the same key with another request is an IdempotencyConflict.
+
+**Retirement**: a finished order (confirmed, cancelled, expired) stays in memory until its
+idempotency window has passed (``created_at + key_ttl_s``, and every key naming it forgotten)
+and the journal has committed its last move; then :meth:`retire_due` drops it. The store keeps
+it; the engine reads it back from there when asked.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import msgspec
 
-from stockade.engine.events import OrderCancelled, OrderConfirmed, OrderExpired, OrderPlaced
-from stockade.engine.models import Order
+from stockade.engine.events import (
+    OrderCancelled,
+    OrderChanged,
+    OrderConfirmed,
+    OrderExpired,
+    OrderExtended,
+    OrderPlaced,
+)
+from stockade.engine.models import Allocations, KeyUse, Order
 from stockade.errors import IdempotencyConflict, InvalidTransition, OrderNotFound
 
 __all__ = ["OrderBook", "from_timestamp"]
@@ -30,38 +49,66 @@ def from_timestamp(t: float) -> datetime:
 
 
 class OrderBook:
-    """Every order the engine knows, and the idempotency keys still remembered.
+    """The orders the engine keeps in memory and the idempotency keys still remembered.
 
     Expiry times are kept as UNIX seconds beside the Order snapshots (``_deadlines``), so the
     hot paths compare floats rather than datetimes.
     """
 
-    def __init__(self, key_ttl_s: float) -> None:
+    def __init__(self, key_ttl_s: float, max_lifetime_s: float = float("inf")) -> None:
         self.key_ttl_s = key_ttl_s
+        self.max_lifetime_s = max_lifetime_s
         self.orders: dict[str, Order] = {}
         self._deadlines: dict[str, float] = {}
-        self._keys: dict[str, str] = {}
+        self._keys: dict[str, KeyUse] = {}
         self._key_forget: deque[tuple[float, str]] = deque()
+        self._pinned: dict[str, float] = {}  # order id -> when its last key is forgotten
+        #: a heap of (retire at, tie-breaker, order id, the finished snapshot, seq of the move
+        #: that finished it)
+        self._retiring: list[tuple[float, int, str, Order, int]] = []
+        self._ties = itertools.count()
+        self.retired = 0
 
     # -- idempotency --------------------------------------------------------------------------
 
-    def by_key(self, key: str, lines: dict[str, int], now: float) -> Order | None:
-        """The order placed earlier with ``key``, or None. Raises IdempotencyConflict when
-        that order has other lines."""
+    def recall(
+        self, key: str, kind: str, fingerprint: dict[str, int] | float, now: float,
+        order_id: str | None = None,
+    ) -> KeyUse | None:  # fmt: skip
+        """The earlier use of ``key``, or None. Raises IdempotencyConflict when it was used for
+        another kind of request, another order, or another fingerprint."""
         self._forget_keys(now)
-        order_id = self._keys.get(key)
-        if order_id is None:
+        use = self._keys.get(key)
+        if use is None:
             return None
-        order = self.orders[order_id]
-        if order.lines != lines:
-            raise IdempotencyConflict(key, order_id)
-        return order
+        if (
+            use.kind != kind
+            or use.fingerprint != fingerprint
+            or (order_id is not None and use.order_id != order_id)
+        ):
+            raise IdempotencyConflict(key, use.order_id)
+        return use
+
+    def remember(self, use: KeyUse) -> None:
+        """Remember a key until ``use.at + key_ttl_s`` (and its order in memory until then)."""
+        forget_at = use.at + self.key_ttl_s
+        self._keys[use.key] = use
+        self._key_forget.append((forget_at, use.key))
+        if self._pinned.get(use.order_id, 0.0) < forget_at:
+            self._pinned[use.order_id] = forget_at
+
+    def key_uses(self) -> list[KeyUse]:
+        return list(self._keys.values())
 
     def _forget_keys(self, now: float) -> None:
         forget = self._key_forget
         while forget and forget[0][0] <= now:
             _, key = forget.popleft()
-            self._keys.pop(key, None)
+            use = self._keys.get(key)
+            if use is not None and use.at + self.key_ttl_s <= now:
+                del self._keys[key]
+                if self._pinned.get(use.order_id, 0.0) <= now:
+                    self._pinned.pop(use.order_id, None)
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -69,21 +116,25 @@ class OrderBook:
         self,
         order_id: str,
         lines: dict[str, int],
+        allocations: Allocations,
         now: float,
         created_at: datetime,
         expires_at: float | None,
         key: str | None,
+        channel: str | None = None,
+        location: str | None = None,
     ) -> tuple[Order, OrderPlaced]:
         """Record an order whose lines the actors have all taken."""
         if expires_at is None:
-            order = Order(order_id, "confirmed", lines, created_at, None, key)
+            order = Order(order_id, "confirmed", lines, created_at, None, key, allocations,
+                          channel, location)  # fmt: skip
         else:
-            order = Order(order_id, "reserved", lines, created_at, from_timestamp(expires_at), key)
+            order = Order(order_id, "reserved", lines, created_at, from_timestamp(expires_at),
+                          key, allocations, channel, location)  # fmt: skip
             self._deadlines[order_id] = expires_at
         self.orders[order_id] = order
         if key is not None:
-            self._keys[key] = order_id
-            self._key_forget.append((now + self.key_ttl_s, key))
+            self.remember(KeyUse(key, "place", order_id, lines, now))
         return order, OrderPlaced(order, now)
 
     def get(self, order_id: str) -> Order:
@@ -105,7 +156,7 @@ class OrderBook:
         if not self.lapsed(order_id, now):
             return None
         order = self._move(order_id, "expired")
-        return order, OrderExpired(order_id, order.lines, now)
+        return order, OrderExpired(order, now)
 
     def confirm(self, order_id: str, now: float) -> tuple[Order, OrderConfirmed | None]:
         """Confirm a reserved order. An already confirmed order is returned as it is.
@@ -119,7 +170,7 @@ class OrderBook:
         if order.status != "reserved" or self.lapsed(order_id, now):
             raise InvalidTransition(order_id, order.status, "confirm")
         order = self._move(order_id, "confirmed")
-        return order, OrderConfirmed(order_id, order.lines, now)
+        return order, OrderConfirmed(order, now)
 
     def cancel(self, order_id: str, now: float) -> tuple[Order, OrderCancelled | None]:
         """Cancel a reserved order (release) or a confirmed one (return). An order already
@@ -130,7 +181,52 @@ class OrderBook:
             return order, None
         assert was == "reserved" or was == "confirmed"
         order = self._move(order_id, "cancelled")
-        return order, OrderCancelled(order_id, order.lines, was, now)
+        return order, OrderCancelled(order, now, was)
+
+    def check_open(self, order_id: str, now: float, action: str) -> Order:
+        """The order, if it is reserved and its hold has not lapsed; else InvalidTransition
+        (OrderNotFound for an unknown id)."""
+        order = self.get(order_id)
+        if order.status != "reserved" or self.lapsed(order_id, now):
+            status = "expired" if order.status == "reserved" else order.status
+            raise InvalidTransition(order_id, status, action)
+        return order
+
+    def change(
+        self,
+        order_id: str,
+        lines: dict[str, int],
+        allocations: Allocations,
+        moves: Allocations,
+        now: float,
+    ) -> tuple[Order, OrderChanged]:
+        """Replace a reserved order's lines (the actors have taken and released ``moves``)."""
+        order = _replace(self.orders[order_id], lines=lines, allocations=allocations)
+        self.orders[order_id] = order
+        return order, OrderChanged(order, now, moves)
+
+    def extend(
+        self, order_id: str, hold_s: float, now: float
+    ) -> tuple[Order, OrderExtended | None]:
+        """Move a reserved order's deadline to ``now + hold_s``, capped at ``created_at +
+        max_lifetime_s``. A deadline already later is kept (no event). InvalidTransition for
+        an order not reserved or already at its cap."""
+        order = self.check_open(order_id, now, "extend")
+        cap = order.created_at.timestamp() + self.max_lifetime_s
+        current = self._deadlines[order_id]
+        if current >= cap:
+            raise InvalidTransition(
+                order_id, order.status, "extend",
+                f"its hold is already at the maximum lifetime ({self.max_lifetime_s:g} s after "
+                "it was placed)",
+            )  # fmt: skip
+        deadline = min(now + hold_s, cap)
+        if deadline <= current:
+            return order, None
+        order = _replace(order, expires_at=from_timestamp(deadline))
+        self.orders[order_id] = order
+        self._deadlines[order_id] = deadline
+        return order, OrderExtended(order, now)
 
     def _move(self, order_id: str, status: str) -> Order:
         order = _replace(self.orders[order_id], status=status)
@@ -138,23 +234,63 @@ class OrderBook:
         self._deadlines.pop(order_id, None)
         return order
 
+    # -- retirement ---------------------------------------------------------------------------
+
+    def finished(self, order: Order, seq: int, now: float) -> None:
+        """Note that ``order`` (a finished snapshot) was journaled at ``seq``: it may leave
+        memory once its window has passed and ``seq`` is committed."""
+        retire_at = max(now, order.created_at.timestamp() + self.key_ttl_s)
+        heapq.heappush(self._retiring, (retire_at, next(self._ties), order.id, order, seq))
+
+    def retire_due(self, now: float, committed_seq: int) -> int:
+        """Drop the finished orders whose time has come; return how many. An order that moved
+        again since (a return) is left to its newer entry; one that a remembered key still
+        names waits for the key; one whose last move is not yet committed waits for that."""
+        self._forget_keys(now)
+        retiring = self._retiring
+        waiting: list[tuple[float, int, str, Order, int]] = []
+        count = 0
+        while retiring and retiring[0][0] <= now:
+            entry = heapq.heappop(retiring)
+            _, tie, order_id, snapshot, seq = entry
+            if self.orders.get(order_id) is not snapshot:
+                continue  # moved again (or already gone): a newer entry decides
+            pinned = self._pinned.get(order_id)
+            if pinned is not None and pinned > now:
+                heapq.heappush(retiring, (pinned, tie, order_id, snapshot, seq))
+                continue
+            if seq > committed_seq:
+                waiting.append(entry)
+                continue
+            del self.orders[order_id]
+            count += 1
+        for entry in waiting:
+            heapq.heappush(retiring, entry)
+        self.retired += count
+        return count
+
+    def next_retirement(self) -> float | None:
+        return self._retiring[0][0] if self._retiring else None
+
     # -- start-up -----------------------------------------------------------------------------
 
-    def restore(self, orders: Iterable[Order], key_times: dict[str, float]) -> None:
-        """Load orders from a store. ``key_times`` maps an order id to when its idempotency
-        key was first used; keys older than the retention time are not remembered."""
+    def restore(self, orders: Iterable[Order], keys: Iterable[KeyUse], now: float) -> None:
+        """Load orders and the key uses still inside their window from a store. A finished
+        order is scheduled for retirement as if its last move were committed (it is)."""
         for order in orders:
-            self.orders[order.id] = order
-            if order.status == "reserved" and order.expires_at is not None:
-                self._deadlines[order.id] = order.expires_at.timestamp()
-        remembered = sorted(
-            (t + self.key_ttl_s, oid) for oid, t in key_times.items() if oid in self.orders
-        )
-        for forget_at, oid in remembered:
-            key = self.orders[oid].idempotency_key
-            if key is not None:
-                self._keys[key] = oid
-                self._key_forget.append((forget_at, key))
+            self.load(order)
+        for use in sorted(keys, key=lambda u: u.at):
+            if use.at + self.key_ttl_s > now and use.order_id in self.orders:
+                self.remember(use)
+        for order in list(self.orders.values()):
+            if order.status != "reserved":
+                self.finished(order, 0, now)
+
+    def load(self, order: Order) -> None:
+        """Put one order (read back from the store) in memory."""
+        self.orders[order.id] = order
+        if order.status == "reserved" and order.expires_at is not None:
+            self._deadlines[order.id] = order.expires_at.timestamp()
 
     def open_holds(self) -> list[tuple[float, str]]:
         """Every reserved order's ``(deadline, id)``."""

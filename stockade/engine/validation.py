@@ -9,13 +9,16 @@ from datetime import timedelta
 from stockade.errors import InvalidRequest
 
 __all__ = [
+    "MAX_KEY_LENGTH",
     "MAX_LINES",
+    "MAX_REASON_LENGTH",
     "Lines",
     "MAX_QTY",
     "MAX_STOCK",
     "check_hold",
     "check_idempotency_key",
     "check_lines",
+    "check_location_id",
     "check_sku",
     "check_stock_value",
 ]
@@ -28,6 +31,7 @@ MAX_QTY = 1_000_000
 #: Largest on-hand a product may have; keeps every value inside a 64-bit SQL integer with room.
 MAX_STOCK = 10**12
 MAX_KEY_LENGTH = 255
+MAX_REASON_LENGTH = 1000
 
 _SKU = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -42,6 +46,16 @@ def check_sku(sku: object) -> str:
     if type(sku) is not str or _SKU.fullmatch(sku) is None:
         raise InvalidRequest(f"invalid sku {sku!r}: use 1-128 characters of A-Z a-z 0-9 . _ : -")
     return sku
+
+
+def check_location_id(value: object, *, what: str = "location id") -> str:
+    """Return ``value`` if it is a valid location or channel id (the sku syntax), else raise
+    InvalidRequest naming ``what``."""
+    if type(value) is not str or _SKU.fullmatch(value) is None:
+        raise InvalidRequest(
+            f"invalid {what} {value!r}: use 1-128 characters of A-Z a-z 0-9 . _ : -"
+        )
+    return value
 
 
 def check_stock_value(name: str, value: object, *, low: int, high: int) -> int:

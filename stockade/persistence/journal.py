@@ -7,9 +7,9 @@ twice. In ``durable`` mode a caller's answer waits for the batch holding its cha
 mode it does not, and a crash may lose what was buffered (at most ``max_buffered`` events, or
 what arrived during one commit).
 
-A store that is unreachable raises :class:`StoreUnavailable`; the writer then retries the same
-batch with exponential backoff and jitter, forever, while ``healthy`` reports False. Any other
-exception from a store is a bug or corrupt data and stops the journal loudly.
+A store that is unreachable raises :class:`~stockade.errors.StoreUnavailable`; the writer then
+retries the same batch with exponential backoff and jitter, forever, while ``healthy`` reports
+False. Any other exception from a store is a bug or corrupt data and stops the journal loudly.
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from stockade.engine.events import Event
-from stockade.engine.models import Order
-from stockade.errors import Overloaded
+from stockade.engine.journal import JournalStatistics, OrderQuery, Snapshot
+from stockade.engine.models import Movement, Order
+from stockade.errors import InvalidRequest, Overloaded, StoreUnavailable
 
 __all__ = ["Batch", "Durability", "Journal", "Snapshot", "Store", "StoreUnavailable"]
 
 Durability = Literal["durable", "fast"]
-
-
-class StoreUnavailable(Exception):
-    """Raised by a store when it cannot be reached right now; the journal retries."""
 
 
 class Batch(msgspec.Struct, frozen=True, gc=False):
@@ -43,25 +40,27 @@ class Batch(msgspec.Struct, frozen=True, gc=False):
     events: list[Event]
 
 
-class Snapshot(msgspec.Struct, gc=False):
-    """What a store holds, for the engine to start from: ``products`` maps sku to
-    ``(on_hand, reserved)``; ``key_times`` maps order id to when its idempotency key was used."""
-
-    products: dict[str, tuple[int, int]]
-    orders: list[Order]
-    key_times: dict[str, float]
-    last_seq: int
-
-
 class Store(Protocol):
     """Where batches end up. ``commit`` must apply a batch atomically and skip one whose
-    ``last_seq`` it has already applied."""
+    ``last_seq`` it has already applied. ``load(since)`` reads what the engine starts from:
+    every product, location and channel, the open holds, and the orders and key uses after
+    ``since`` (UNIX seconds: the start of the idempotency window). ``keeps_history`` says
+    whether the reads below find what was committed (a store that keeps nothing answers
+    nothing); they may block on the database and may be cancelled."""
 
-    async def load(self) -> Snapshot: ...
+    keeps_history: bool
+
+    async def load(self, since: float) -> Snapshot: ...
 
     async def commit(self, batch: Batch) -> None: ...
 
     async def aclose(self) -> None: ...
+
+    async def order(self, order_id: str) -> Order | None: ...
+
+    async def orders(self, query: OrderQuery) -> list[Order]: ...
+
+    async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]: ...
 
 
 class _Durable:
@@ -90,7 +89,7 @@ class Journal:
         start_seq: int = 0,
     ) -> None:
         if durability not in ("durable", "fast"):
-            raise ValueError(f"durability must be 'durable' or 'fast', not {durability!r}")
+            raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
         self.store = store
         self.durability: Durability = durability
         self._fast = durability == "fast"
@@ -99,7 +98,7 @@ class Journal:
         self._buffer: list[Event] = []
         self._seq = start_seq
         self._committed = start_seq
-        self._reserved = 0
+        self._claimed = 0
         self._waiting: deque[_Durable] = deque()
         self._writer: Task | None = None
         self._writer_parked = False
@@ -117,16 +116,16 @@ class Journal:
 
     def admit(self) -> None:
         # Everything not yet committed counts, including a batch stuck in a failing commit,
-        # and so do the places reserved by callers that will append.
-        if self._seq - self._committed + self._reserved >= self.max_buffered:
+        # and so do the slots claimed by callers that will append.
+        if self._seq - self._committed + self._claimed >= self.max_buffered:
             raise Overloaded("the journal is full (is the database down?); retry later")
 
-    def reserve(self) -> None:
+    def claim_slot(self) -> None:
         self.admit()
-        self._reserved += 1
+        self._claimed += 1
 
-    def release(self) -> None:
-        self._reserved -= 1
+    def free_slot(self) -> None:
+        self._claimed -= 1
 
     def append(self, events: tuple[Event, ...]) -> int:
         self._buffer.extend(events)
@@ -143,8 +142,18 @@ class Journal:
     async def wait_durable(self, seq: int) -> None:
         """Return once event ``seq`` is committed (``durable``) or at once (``fast``).
         Cancellable: the change still commits, only the caller stops waiting."""
-        if self.is_durable(seq):
-            return
+        if not self.is_durable(seq):
+            await self._wait_committed(seq)
+
+    async def flush(self) -> None:
+        """Return once everything appended so far is committed, in either durability mode.
+        Cancellable."""
+        if self._seq <= self._committed:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._wait_committed(self._seq)
+
+    async def _wait_committed(self, seq: int) -> None:
         entry = _Durable(seq, current_task())
         self._waiting.append(entry)
 
@@ -163,16 +172,16 @@ class Journal:
         """Events appended and not yet committed."""
         return self._seq - self._committed
 
-    def statistics(self) -> dict[str, int | bool]:
-        return {
-            "buffered": self.buffered,
-            "batches": self.batches,
-            "events_committed": self.events_committed,
-            "last_batch_size": self.last_batch_size,
-            "commit_ms_total": self.commit_ms_total,
-            "store_errors": self.store_errors,
-            "healthy": self.healthy,
-        }
+    def statistics(self) -> JournalStatistics:
+        return JournalStatistics(
+            buffered=self.buffered,
+            batches=self.batches,
+            events_committed=self.events_committed,
+            last_batch_size=self.last_batch_size,
+            commit_ms_total=self.commit_ms_total,
+            store_errors=self.store_errors,
+            healthy=self.healthy,
+        )
 
     # -- the writer ---------------------------------------------------------------------------
 

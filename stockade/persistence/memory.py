@@ -1,83 +1,113 @@
 """A store in memory: what a database would hold, kept in this process (tests, benches).
 
-:class:`StoreState` applies committed events the way every store must: products' current values
-from the movements' deltas, orders by id, and optionally the append-only movements ledger.
+:class:`StoreState` applies committed batches the way every store must (through the same
+:func:`~stockade.persistence.rows.batch_rows` fold as the SQL stores): stock per (sku, location)
+from the movements' deltas, orders by id, idempotency-key uses, locations and channels, and
+optionally the append-only movements ledger.
 """
 
 from __future__ import annotations
 
-import msgspec
 import trio
 
-from stockade.engine.events import (
-    MOVEMENT_KIND,
-    STATUS_AFTER,
-    Event,
-    OrderPlaced,
-    movements,
-)
-from stockade.engine.models import Order
-from stockade.persistence.journal import Batch, Snapshot
+from stockade.engine.journal import OrderQuery, Snapshot
+from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+from stockade.errors import CorruptStore, InvalidRequest
+from stockade.persistence.journal import Batch
+from stockade.persistence.rows import BatchRows, batch_rows, key_from_row, order_from_row
 
 __all__ = ["MemoryStore", "Movement", "StoreState"]
 
 
-class Movement(msgspec.Struct, frozen=True, gc=False):
-    """One row of the movements ledger."""
-
-    seq: int
-    sku: str
-    order_id: str | None
-    kind: str
-    d_on_hand: int
-    d_reserved: int
-    at: float
-
-
 class StoreState:
-    """Products, orders and (if ``keep_movements``) the movements, as events left them."""
+    """What a store holds after the batches applied to it."""
 
     def __init__(self, *, keep_movements: bool = False) -> None:
-        self.products: dict[str, tuple[int, int]] = {}
+        self.stock: dict[tuple[str, str], tuple[int, int]] = {}
         self.orders: dict[str, Order] = {}
-        self.key_times: dict[str, float] = {}
+        self.keys: dict[str, KeyUse] = {}
+        self.locations: dict[str, Location] = {}
+        self.channels: dict[str, Channel] = {}
         self.movements: list[Movement] | None = [] if keep_movements else None
         self.last_seq = 0
 
-    def apply(self, event: Event, seq: int) -> None:
-        products = self.products
-        kind = MOVEMENT_KIND[type(event)]
-        for sku, order_id, d_on_hand, d_reserved in movements(event):
-            on_hand, reserved = products.get(sku, (0, 0))
-            products[sku] = (on_hand + d_on_hand, reserved + d_reserved)
-            if self.movements is not None:
-                self.movements.append(
-                    Movement(seq, sku, order_id, kind, d_on_hand, d_reserved, event.at)
-                )
-        if type(event) is OrderPlaced:
-            order = event.order
-            self.orders[order.id] = order
-            if order.idempotency_key is not None:
-                self.key_times[order.id] = event.at
-        elif type(event) in STATUS_AFTER:
-            order_id = event.order_id  # type: ignore[union-attr]
-            self.orders[order_id] = msgspec.structs.replace(
-                self.orders[order_id], status=STATUS_AFTER[type(event)]
-            )
-        self.last_seq = seq
+    @property
+    def products(self) -> dict[str, tuple[int, int]]:
+        """Each product's ``(on_hand, reserved)`` summed over its locations."""
+        totals: dict[str, tuple[int, int]] = {}
+        for (sku, _), (on_hand, reserved) in self.stock.items():
+            before = totals.get(sku, (0, 0))
+            totals[sku] = (before[0] + on_hand, before[1] + reserved)
+        return totals
 
     def apply_batch(self, batch: Batch) -> None:
         if batch.last_seq <= self.last_seq:
             return  # already applied: a retried commit must not double a movement
         if batch.first_seq != self.last_seq + 1:
-            raise RuntimeError(f"batch {batch.first_seq} does not follow {self.last_seq}")
-        for offset, event in enumerate(batch.events):
-            self.apply(event, batch.first_seq + offset)
+            raise CorruptStore(f"batch {batch.first_seq} does not follow {self.last_seq}")
+        self.apply_rows(batch_rows(batch))
 
-    def snapshot(self) -> Snapshot:
+    def apply_rows(self, rows: BatchRows) -> None:
+        stock = self.stock
+        for sku, location, d_on_hand, d_reserved in rows.stock_deltas:
+            on_hand, reserved = stock.get((sku, location), (0, 0))
+            stock[sku, location] = (on_hand + d_on_hand, reserved + d_reserved)
+        if self.movements is not None:
+            self.movements.extend(Movement(*row) for row in rows.movements)
+        for row in rows.new_orders:
+            self.orders[row[0]] = order_from_row(row)
+        for row in rows.updated_orders:
+            self.orders[row[0]] = order_from_row(row)
+        for key_row in rows.keys:
+            use = key_from_row(key_row)
+            self.keys[use.key] = use
+        for place in rows.locations:
+            self.locations[place.id] = place
+        for channel in rows.channels:
+            self.channels[channel.id] = channel
+        self.last_seq = rows.last_seq
+
+    def snapshot(self, since: float) -> Snapshot:
+        keys = [use for use in self.keys.values() if use.at > since]
+        named = {use.order_id for use in keys}
         return Snapshot(
-            dict(self.products), list(self.orders.values()), dict(self.key_times), self.last_seq
+            stock=[(sku, loc, v[0], v[1]) for (sku, loc), v in self.stock.items()],
+            orders=[order for order in self.orders.values() if _loaded(order, since, named)],
+            last_seq=self.last_seq,
+            locations=list(self.locations.values()),
+            channels=list(self.channels.values()),
+            keys=keys,
         )
+
+    def page(self, query: OrderQuery) -> list[Order]:
+        """A page of orders, newest first (what the SQL stores' indexed query answers)."""
+        if query.after is not None and query.after not in self.orders:
+            raise InvalidRequest(f"after: no order {query.after!r}")
+        ordered = sorted(
+            self.orders.values(), key=lambda o: (o.created_at.timestamp(), o.id), reverse=True
+        )
+        if query.after is not None:
+            cursor = self.orders[query.after]
+            mark = (cursor.created_at.timestamp(), cursor.id)
+            ordered = [o for o in ordered if (o.created_at.timestamp(), o.id) < mark]
+        out = []
+        for order in ordered:
+            t = order.created_at.timestamp()
+            if query.status is not None and order.status != query.status:
+                continue
+            if query.created_after is not None and t <= query.created_after:
+                continue
+            if query.created_before is not None and t >= query.created_before:
+                continue
+            out.append(order)
+            if len(out) == query.limit:
+                break
+        return out
+
+
+def _loaded(order: Order, since: float, named: set[str]) -> bool:
+    """Whether start-up loads ``order``: open, inside the window, or named by a key."""
+    return order.status == "reserved" or order.created_at.timestamp() > since or order.id in named
 
 
 class MemoryStore:
@@ -85,17 +115,19 @@ class MemoryStore:
     second ``open_engine(store=...)`` starts from what the first committed.
 
     With ``keep_state=False`` (what ``open_engine(None)`` uses) it keeps nothing and only counts
-    the events: the engine itself already holds the state, and copying it would only slow a
-    store that cannot survive the process anyway.
+    the events: the engine itself already holds the state (and, having no history to read
+    back from, keeps every order in memory), and copying it would only slow a store that
+    cannot survive the process anyway.
     """
 
     def __init__(self, *, keep_state: bool = True, keep_movements: bool = False) -> None:
         self.state = StoreState(keep_movements=keep_movements)
         self.keep_state = keep_state
+        self.keeps_history = keep_state
 
-    async def load(self) -> Snapshot:
+    async def load(self, since: float) -> Snapshot:
         await trio.lowlevel.checkpoint()
-        return self.state.snapshot()
+        return self.state.snapshot(since)
 
     async def commit(self, batch: Batch) -> None:
         if self.keep_state:
@@ -106,3 +138,21 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+    # -- history ------------------------------------------------------------------------------
+
+    async def order(self, order_id: str) -> Order | None:
+        await trio.lowlevel.checkpoint()
+        return self.state.orders.get(order_id)
+
+    async def orders(self, query: OrderQuery) -> list[Order]:
+        await trio.lowlevel.checkpoint()
+        return self.state.page(query)
+
+    async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]:
+        await trio.lowlevel.checkpoint()
+        ledger = self.state.movements or []
+        start = 0 if after is None else after
+        found = [m for m in ledger if m.sku == sku and m.seq > start]
+        found.sort(key=lambda m: (m.seq, m.location))  # as the SQL stores order them
+        return found[:limit]

@@ -24,8 +24,22 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
-from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
-from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
+from stockade.engine.journal import OrderQuery, Snapshot
+from stockade.engine.models import Movement, Order
+from stockade.errors import CorruptStore, InvalidRequest, StoreLost, StoreUnavailable
+from stockade.persistence import sql
+from stockade.persistence.journal import Batch
+from stockade.persistence.rows import (
+    ORDER_COLUMNS,
+    BatchRows,
+    batch_rows,
+    channel_from_row,
+    channel_row,
+    key_from_row,
+    location_from_row,
+    movement_from_row,
+    order_from_row,
+)
 from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
 __all__ = ["PostgresStore", "StoreLost"]
@@ -33,6 +47,16 @@ __all__ = ["PostgresStore", "StoreLost"]
 T = TypeVar("T")
 
 _LOCK = "SELECT pg_advisory_lock(hashtext(current_schema()))"
+_UPSERT_STOCK_ROW = sql.numbered(sql.UPSERT_STOCK_ROW)
+_UPDATE_STOCK = sql.numbered(sql.UPDATE_STOCK)
+_UPDATE_ORDER = sql.numbered(sql.UPDATE_ORDER)
+_UPSERT_KEY = sql.numbered(sql.UPSERT_KEY)
+_UPSERT_LOCATION = sql.numbered(sql.UPSERT_LOCATION)
+_UPSERT_CHANNEL = sql.numbered(sql.UPSERT_CHANNEL)
+_GET_ORDER = sql.numbered(sql.GET_ORDER)
+_ORDER_EXISTS = sql.numbered(sql.ORDER_EXISTS)
+_MOVEMENTS = sql.numbered(sql.MOVEMENTS)
+_ORDER_COLUMNS = [c.strip() for c in ORDER_COLUMNS.split(",")]
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema()))"
 #: What a dropped connection, a connection left in a broken state, or an unreachable server
 #: raises in asyncpg. Anything else (a constraint violated, bad data) is a bug: it is not retried.
@@ -46,10 +70,6 @@ _UNREACHABLE = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
 )
-
-
-class StoreLost(RuntimeError):
-    """Another instance owns the store now: this one must stop writing (and does, loudly)."""
 
 
 def _swallow(future: Any) -> None:
@@ -88,7 +108,12 @@ class _AsyncioThread:
 
 
 class PostgresStore:
-    """A store in the PostgreSQL database at ``dsn`` (tables in the DSN's search path)."""
+    """A store in the PostgreSQL database at ``dsn`` (tables in the DSN's search path).
+
+    History reads (orders that left memory, listings, movements) use a small pool of their own
+    connections, so they never wait behind the writer's commits."""
+
+    keeps_history = True
 
     def __init__(self, dsn: str, *, durable: bool = True, connect_timeout: float = 10) -> None:
         self.dsn = dsn
@@ -96,6 +121,7 @@ class PostgresStore:
         self.connect_timeout = connect_timeout
         self._aio: _AsyncioThread | None = None
         self._conn: asyncpg.Connection | None = None
+        self._readers: asyncpg.Pool | None = None
         self._epoch: int | None = None
 
     async def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
@@ -105,10 +131,11 @@ class PostgresStore:
 
     # -- opening ------------------------------------------------------------------------------
 
-    async def load(self) -> Snapshot:
-        """Connect, wait for ownership (a standby blocks here), migrate, read everything."""
+    async def load(self, since: float) -> Snapshot:
+        """Connect, wait for ownership (a standby blocks here), migrate, read what the engine
+        starts from (see Store.load)."""
         try:
-            snapshot: Snapshot = await self._run(self._load)
+            snapshot: Snapshot = await self._run(self._load, since)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
         return snapshot
@@ -119,7 +146,7 @@ class PostgresStore:
             await conn.execute("SET synchronous_commit = off")
         return conn
 
-    async def _load(self) -> Snapshot:
+    async def _load(self, since: float) -> Snapshot:
         conn = self._conn = await self._connect()
         await conn.execute(_LOCK)  # blocks while another instance owns the store
         async with conn.transaction():
@@ -134,19 +161,19 @@ class PostgresStore:
             self._epoch = await conn.fetchval(
                 "UPDATE stockade_state SET owner_epoch = owner_epoch + 1 RETURNING owner_epoch"
             )
-        products = {
-            r["sku"]: (r["on_hand"], r["reserved"])
-            for r in await conn.fetch("SELECT sku, on_hand, reserved FROM products")
-        }
-        orders = [
-            order_from_row(tuple(r))
-            for r in await conn.fetch(
-                "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
-            )
-        ]
-        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
-        last_seq = await conn.fetchval("SELECT last_seq FROM stockade_state")
-        return Snapshot(products, orders, key_times, last_seq)
+        return Snapshot(
+            stock=[tuple(r) for r in await conn.fetch(sql.LOAD_STOCK)],
+            orders=[
+                order_from_row(tuple(r))
+                for r in await conn.fetch(sql.numbered(sql.LOAD_ORDERS), since, since)
+            ],
+            last_seq=await conn.fetchval("SELECT last_seq FROM stockade_state"),
+            locations=[location_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_LOCATIONS)],
+            channels=[channel_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_CHANNELS)],
+            keys=[
+                key_from_row(tuple(r)) for r in await conn.fetch(sql.numbered(sql.LOAD_KEYS), since)
+            ],
+        )
 
     # -- committing ---------------------------------------------------------------------------
 
@@ -186,23 +213,67 @@ class PostgresStore:
             if rows.last_seq <= last_seq:
                 return  # already committed: a replay must not double anything
             if rows.first_seq != last_seq + 1:
-                raise RuntimeError(f"batch {rows.first_seq} does not follow {last_seq}")
+                raise CorruptStore(f"batch {rows.first_seq} does not follow {last_seq}")
             await conn.copy_records_to_table("movements", records=rows.movements)
+            deltas = rows.stock_deltas
+            await conn.executemany(_UPSERT_STOCK_ROW, [(sku, loc) for sku, loc, _, _ in deltas])
             await conn.executemany(
-                "INSERT INTO products VALUES ($1, 0, 0) ON CONFLICT (sku) DO NOTHING",
-                [(sku,) for sku, _, _ in rows.product_deltas],
-            )
-            await conn.executemany(
-                "UPDATE products SET on_hand = on_hand + $2, reserved = reserved + $3 "
-                "WHERE sku = $1",
-                rows.product_deltas,
+                _UPDATE_STOCK, [(dh, dr, sku, loc) for sku, loc, dh, dr in deltas]
             )
             if rows.new_orders:
-                await conn.copy_records_to_table("orders", records=rows.new_orders)
+                await conn.copy_records_to_table(
+                    "orders", records=rows.new_orders, columns=_ORDER_COLUMNS
+                )
             await conn.executemany(
-                "UPDATE orders SET status = $2 WHERE id = $1", rows.status_updates
+                _UPDATE_ORDER,
+                [(row[1], row[2], row[4], row[6], row[0]) for row in rows.updated_orders],
             )
+            await conn.executemany(_UPSERT_KEY, rows.keys)
+            await conn.executemany(
+                _UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations]
+            )
+            await conn.executemany(_UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
             await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
+
+    # -- history ------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[asyncpg.Pool], Coroutine[Any, Any, T]]) -> T:
+        async def read() -> T:
+            if self._readers is None:
+                self._readers = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=4, timeout=self.connect_timeout
+                )
+            return await fn(self._readers)
+
+        try:
+            return await self._run(read)
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+
+    async def order(self, order_id: str) -> Order | None:
+        async def read(pool: asyncpg.Pool) -> Order | None:
+            row = await pool.fetchrow(_GET_ORDER, order_id)
+            return None if row is None else order_from_row(tuple(row))
+
+        return await self._read(read)
+
+    async def orders(self, query: OrderQuery) -> list[Order]:
+        statement, params = sql.orders_page(query)
+
+        async def read(pool: asyncpg.Pool) -> list[Order]:
+            if query.after is not None and not await pool.fetchval(_ORDER_EXISTS, query.after):
+                raise InvalidRequest(f"after: no order {query.after!r}")
+            rows = await pool.fetch(sql.numbered(statement), *params)
+            return [order_from_row(tuple(r)) for r in rows]
+
+        return await self._read(read)
+
+    async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]:
+        async def read(pool: asyncpg.Pool) -> list[Movement]:
+            rows = await pool.fetch(_MOVEMENTS, sku, after or 0, limit)
+            return [movement_from_row(tuple(r)) for r in rows]
+
+        return await self._read(read)
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -213,5 +284,9 @@ class PostgresStore:
             conn, self._conn = self._conn, None
             with contextlib.suppress(*_UNREACHABLE):  # closing a dead connection: nothing to do
                 await self._aio.run(conn.close)
+        if self._readers is not None:
+            pool, self._readers = self._readers, None
+            with contextlib.suppress(*_UNREACHABLE):
+                await self._aio.run(pool.close)
         self._aio.close()
         self._aio = None

@@ -1,9 +1,10 @@
-"""What a batch writes to an SQL store, worked out once for every dialect (pure, no I/O).
+"""What a batch writes to a store, worked out once for every store (pure, no I/O).
 
-A batch becomes: the movements (one row per sku an event moves, keyed by ``(seq, sku)`` so a
-replayed batch cannot double one), each product's summed deltas (a product's final values once
-per batch), and each order's final state (a new order inserted once, with its last status;
-an older order's status updated once).
+A batch becomes: the movements (one row per (sku, location) an event moves, keyed by ``(sku,
+seq, location)`` so a replayed batch cannot double one), each (sku, location)'s summed deltas (a
+stock row's final values once per batch), each order's final snapshot (a new order inserted
+once, with its last state; an older one updated once), the idempotency-key uses, and the
+locations and channels as last set. The SQL stores and the memory store all apply this.
 """
 
 from __future__ import annotations
@@ -14,87 +15,176 @@ import msgspec
 
 from stockade.engine.events import (
     MOVEMENT_KIND,
-    STATUS_AFTER,
     Adjusted,
+    ChannelSet,
+    KeyUsed,
+    LocationSet,
+    OrderEvent,
     OrderPlaced,
+    Transferred,
     movements,
 )
-from stockade.engine.models import Order
+from stockade.engine.locations import DEFAULT_LOCATION
+from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch
 
-__all__ = ["BatchRows", "batch_rows", "order_from_row"]
+__all__ = [
+    "ORDER_COLUMNS",
+    "BatchRows",
+    "KeyRow",
+    "OrderRow",
+    "batch_rows",
+    "key_from_row",
+    "key_row",
+    "order_from_row",
+    "order_row",
+    "channel_from_row",
+    "channel_row",
+    "location_from_row",
+    "movement_from_row",
+]
 
-_lines_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder()
 _lines_decoder = msgspec.json.Decoder(dict[str, int])
+_allocations_decoder = msgspec.json.Decoder(dict[str, dict[str, int]])
+_list_decoder = msgspec.json.Decoder(list[str])
+_fingerprint_decoder = msgspec.json.Decoder(dict[str, int] | float)
+
+#: The ``orders`` columns, in table order.
+ORDER_COLUMNS = (
+    "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location"
+)
+OrderRow = tuple[str, str, str, float, float | None, str | None, str, str | None, str | None]
+#: The ``idempotency_keys`` columns: key, kind, order_id, fingerprint (JSON), at.
+KeyRow = tuple[str, str, str, str, float]
+MovementRow = tuple[int, str, str, str, str | None, int, int, str | None, float]
 
 
 class BatchRows(msgspec.Struct, gc=False):
     first_seq: int
     last_seq: int
-    movements: list[tuple[int, str, str | None, str, int, int, str | None, float]]
-    product_deltas: list[tuple[str, int, int]]
-    new_orders: list[tuple[str, str, str, float, float | None, str | None]]
-    status_updates: list[tuple[str, str]]
+    movements: list[MovementRow]
+    #: (sku, location, d_on_hand, d_reserved)
+    stock_deltas: list[tuple[str, str, int, int]]
+    new_orders: list[OrderRow]
+    updated_orders: list[OrderRow]
+    keys: list[KeyRow]
+    locations: list[Location]
+    channels: list[Channel]
 
 
 def batch_rows(batch: Batch) -> BatchRows:
-    moves: list[tuple[int, str, str | None, str, int, int, str | None, float]] = []
-    deltas: dict[str, list[int]] = {}
+    moves: list[MovementRow] = []
+    deltas: dict[tuple[str, str], list[int]] = {}
     placed: dict[str, Order] = {}
-    status: dict[str, str] = {}
+    updated: dict[str, Order] = {}
+    keys: dict[str, KeyRow] = {}
+    locations: dict[str, Location] = {}
+    channels: dict[str, Channel] = {}
     seq = batch.first_seq
     for event in batch.events:
         kind = MOVEMENT_KIND[type(event)]
-        reason = event.reason if type(event) is Adjusted else None
-        for sku, order_id, d_on_hand, d_reserved in movements(event):
-            moves.append((seq, sku, order_id, kind, d_on_hand, d_reserved, reason, event.at))
-            total = deltas.get(sku)
+        reason = event.reason if type(event) is Adjusted or type(event) is Transferred else None
+        for sku, location, order_id, d_on_hand, d_reserved in movements(event):
+            moves.append(
+                (seq, sku, location, kind, order_id, d_on_hand, d_reserved, reason, event.at)
+            )
+            total = deltas.get((sku, location))
             if total is None:
-                deltas[sku] = [d_on_hand, d_reserved]
+                deltas[sku, location] = [d_on_hand, d_reserved]
             else:
                 total[0] += d_on_hand
                 total[1] += d_reserved
-        if type(event) is OrderPlaced:
-            placed[event.order.id] = event.order
-        elif type(event) in STATUS_AFTER:
-            order_id = event.order_id  # type: ignore[union-attr]
-            if order_id in placed:
-                placed[order_id] = msgspec.structs.replace(
-                    placed[order_id], status=STATUS_AFTER[type(event)]
-                )
+        if isinstance(event, OrderEvent):
+            order = event.order
+            if type(event) is OrderPlaced:
+                placed[order.id] = order
+                if order.idempotency_key is not None:
+                    use = KeyUse(order.idempotency_key, "place", order.id, order.lines, event.at)
+                    keys[use.key] = key_row(use)
+            elif order.id in placed:
+                placed[order.id] = order
             else:
-                status[order_id] = STATUS_AFTER[type(event)]
+                updated[order.id] = order
+        elif type(event) is KeyUsed:
+            keys[event.use.key] = key_row(event.use)
+        elif type(event) is LocationSet:
+            locations[event.location.id] = event.location
+        elif type(event) is ChannelSet:
+            channels[event.channel.id] = event.channel
         seq += 1
     return BatchRows(
         batch.first_seq,
         batch.last_seq,
         moves,
-        [(sku, d[0], d[1]) for sku, d in deltas.items()],
-        [_order_row(order) for order in placed.values()],
-        list(status.items()),
+        [(sku, location, d[0], d[1]) for (sku, location), d in deltas.items()],
+        [order_row(order) for order in placed.values()],
+        [order_row(order) for order in updated.values()],
+        list(keys.values()),
+        list(locations.values()),
+        list(channels.values()),
     )
 
 
-def _order_row(order: Order) -> tuple[str, str, str, float, float | None, str | None]:
+def order_row(order: Order) -> OrderRow:
     return (
         order.id,
         order.status,
-        _lines_encoder.encode(order.lines).decode(),
+        _encoder.encode(order.lines).decode(),
         order.created_at.timestamp(),
         None if order.expires_at is None else order.expires_at.timestamp(),
         order.idempotency_key,
+        _encoder.encode(order.allocations).decode(),
+        order.channel,
+        order.location,
     )
 
 
 def order_from_row(row: Any) -> Order:
-    """An Order from ``(id, status, lines, created_at, expires_at, idempotency_key)``."""
-    order_id, status, lines, created_at, expires_at, key = row
+    """An Order from a row of :data:`ORDER_COLUMNS`. A row written before locations existed
+    has no allocations (NULL): all its units were at ``default``."""
+    order_id, status, lines, created_at, expires_at, key, allocations, channel, location = row
+    decoded = _lines_decoder.decode(lines)
     return Order(
         order_id,
         status,
-        _lines_decoder.decode(lines),
+        decoded,
         from_timestamp(created_at),
         None if expires_at is None else from_timestamp(expires_at),
         key,
+        (
+            {sku: {DEFAULT_LOCATION: qty} for sku, qty in decoded.items()}
+            if allocations is None
+            else _allocations_decoder.decode(allocations)
+        ),
+        channel,
+        location,
     )
+
+
+def key_row(use: KeyUse) -> KeyRow:
+    return (use.key, use.kind, use.order_id, _encoder.encode(use.fingerprint).decode(), use.at)
+
+
+def key_from_row(row: Any) -> KeyUse:
+    key, kind, order_id, fingerprint, at = row
+    return KeyUse(key, kind, order_id, _fingerprint_decoder.decode(fingerprint), at)
+
+
+def location_from_row(row: Any) -> Location:
+    location_id, name, priority, active = row
+    return Location(location_id, name, priority, bool(active))
+
+
+def channel_from_row(row: Any) -> Channel:
+    channel_id, locations = row
+    return Channel(channel_id, _list_decoder.decode(locations))
+
+
+def channel_row(channel: Channel) -> tuple[str, str]:
+    return channel.id, _encoder.encode(channel.locations).decode()
+
+
+def movement_from_row(row: Any) -> Movement:
+    return Movement(*row)

@@ -49,6 +49,61 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+MIGRATIONS.append(
+    [  # 2: stock per location, locations and channels, order allocations, the movements ledger
+        # by location, idempotency keys of every kind, indexes for the order history
+        """CREATE TABLE stock (
+            sku TEXT NOT NULL,
+            location TEXT NOT NULL,
+            on_hand BIGINT NOT NULL CHECK (on_hand >= 0),
+            reserved BIGINT NOT NULL CHECK (reserved >= 0 AND reserved <= on_hand),
+            PRIMARY KEY (sku, location)
+        )""",
+        "INSERT INTO stock SELECT sku, 'default', on_hand, reserved FROM products",
+        "DROP TABLE products",
+        """CREATE TABLE locations (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            priority BIGINT NOT NULL,
+            active BOOLEAN NOT NULL
+        )""",
+        "CREATE TABLE channels (id TEXT PRIMARY KEY, locations TEXT NOT NULL)",
+        "ALTER TABLE orders ADD COLUMN allocations TEXT",  # NULL: every unit at 'default'
+        "ALTER TABLE orders ADD COLUMN channel TEXT",
+        "ALTER TABLE orders ADD COLUMN location TEXT",
+        "CREATE INDEX orders_by_created ON orders (created_at, id)",
+        "CREATE INDEX orders_by_status ON orders (status, created_at, id)",
+        """CREATE TABLE movements_by_sku (
+            seq BIGINT NOT NULL,
+            sku TEXT NOT NULL,
+            location TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            order_id TEXT,
+            d_on_hand BIGINT NOT NULL,
+            d_reserved BIGINT NOT NULL,
+            reason TEXT,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (sku, seq, location)
+        )""",
+        """INSERT INTO movements_by_sku SELECT seq, sku, 'default', kind, order_id, d_on_hand,
+            d_reserved, reason, at FROM movements""",
+        "DROP TABLE movements",
+        "ALTER TABLE movements_by_sku RENAME TO movements",
+        """CREATE TABLE idempotency_keys (
+            key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        )""",
+        """INSERT INTO idempotency_keys
+            SELECT idempotency_key, 'place', id, lines, created_at FROM orders
+            WHERE idempotency_key IS NOT NULL ORDER BY created_at DESC
+            ON CONFLICT (key) DO NOTHING""",
+        "CREATE INDEX idempotency_keys_by_time ON idempotency_keys (at)",
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

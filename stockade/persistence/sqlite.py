@@ -1,9 +1,12 @@
-"""The SQLite store: the embedded default. WAL mode, one connection, one worker thread.
+"""The SQLite store: the embedded default. WAL mode, a writer connection and a reader.
 
-Blocking ``sqlite3`` calls never run on the trio thread: each goes to a worker thread through
-``trio.to_thread.run_sync``, one at a time. In ``durable`` mode every commit is fsynced
-(``synchronous=FULL``); in ``fast`` mode SQLite syncs at checkpoints only (``NORMAL``), so a
-power loss (not a process crash) can lose the last commits.
+Blocking ``sqlite3`` calls never run on the trio thread: the writer's go to a worker thread
+through ``trio.to_thread.run_sync``, one at a time; reads of the history (orders that left
+memory, order listings, movements) go to a second connection on a worker thread of their own,
+so a read never waits behind a commit's fsync (WAL lets readers and the writer run at once).
+In ``durable`` mode every commit is fsynced (``synchronous=FULL``); in ``fast`` mode SQLite
+syncs at checkpoints only (``NORMAL``), so a power loss (not a process crash) can lose the last
+commits.
 
 Only one process may own a database file: the store takes an exclusive ``flock`` on
 ``<path>.lock`` and a second opener gets :class:`~stockade.errors.StoreInUse` at once.
@@ -15,38 +18,68 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import trio
 
-from stockade.errors import StoreInUse
-from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
-from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
+from stockade.engine.journal import OrderQuery, Snapshot
+from stockade.engine.models import Movement, Order
+from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
+from stockade.persistence import sql
+from stockade.persistence.journal import Batch
+from stockade.persistence.rows import (
+    BatchRows,
+    batch_rows,
+    channel_from_row,
+    channel_row,
+    key_from_row,
+    location_from_row,
+    movement_from_row,
+    order_from_row,
+)
 from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
 __all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
 
 
 class SQLiteStore:
     """A store in the SQLite file at ``path`` (created if missing)."""
 
+    keeps_history = True
+
     def __init__(self, path: str, *, durable: bool = True) -> None:
         self.path = path
         self.durable = durable
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def read() -> T:
+            if self._reader is None:
+                raise StoreUnavailable("the SQLite store is not open")
+            try:
+                return fn(self._reader)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+        return await trio.to_thread.run_sync(read, limiter=self._read_limiter)
 
     # -- opening ------------------------------------------------------------------------------
 
-    async def load(self) -> Snapshot:
-        """Take the file lock, open the database, apply the schema, read everything back."""
+    async def load(self, since: float) -> Snapshot:
+        """Take the file lock, open the database, apply the schema, read what the engine
+        starts from (see Store.load)."""
         await self._run(self._open)
-        snapshot: Snapshot = await self._run(self._load)
-        return snapshot
+        return await self._run(self._load, since)
 
     def _open(self) -> None:
         fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -74,29 +107,24 @@ class SQLiteStore:
                 conn.execute(statement)
             conn.execute("UPDATE stockade_state SET schema_version = ?", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
+            self._reader = sqlite3.connect(self.path, check_same_thread=False)
         except BaseException:
             conn.close()
             self._release_lock()
             raise
         self._conn = conn
 
-    def _load(self) -> Snapshot:
+    def _load(self, since: float) -> Snapshot:
         conn = self._connection()
-        products = {
-            sku: (on_hand, reserved)
-            for sku, on_hand, reserved in conn.execute(
-                "SELECT sku, on_hand, reserved FROM products"
-            )
-        }
-        orders = [
-            order_from_row(row)
-            for row in conn.execute(
-                "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
-            )
-        ]
-        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
         (last_seq,) = conn.execute("SELECT last_seq FROM stockade_state").fetchone()
-        return Snapshot(products, orders, key_times, last_seq)
+        return Snapshot(
+            stock=conn.execute(sql.LOAD_STOCK).fetchall(),
+            orders=[order_from_row(r) for r in conn.execute(sql.LOAD_ORDERS, (since, since))],
+            last_seq=last_seq,
+            locations=[location_from_row(r) for r in conn.execute(sql.LOAD_LOCATIONS)],
+            channels=[channel_from_row(r) for r in conn.execute(sql.LOAD_CHANNELS)],
+            keys=[key_from_row(r) for r in conn.execute(sql.LOAD_KEYS, (since,))],
+        )
 
     # -- committing ---------------------------------------------------------------------------
 
@@ -114,29 +142,8 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                     return  # already committed: a replay must not double anything
                 if rows.first_seq != last_seq + 1:
-                    raise RuntimeError(f"batch {rows.first_seq} does not follow {last_seq}")
-                conn.executemany(
-                    "INSERT INTO movements VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.movements
-                )
-                # Two steps, because SQLite checks CHECK constraints on an upsert's candidate
-                # row (a bare delta) before resolving the conflict: create at zero, then add.
-                conn.executemany(
-                    "INSERT INTO products VALUES (?, 0, 0) ON CONFLICT (sku) DO NOTHING",
-                    [(sku,) for sku, _, _ in rows.product_deltas],
-                )
-                conn.executemany(
-                    "UPDATE products SET on_hand = on_hand + ?, reserved = reserved + ? "
-                    "WHERE sku = ?",
-                    [
-                        (d_on_hand, d_reserved, sku)
-                        for sku, d_on_hand, d_reserved in rows.product_deltas
-                    ],
-                )
-                conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)", rows.new_orders)
-                conn.executemany(
-                    "UPDATE orders SET status = ? WHERE id = ?",
-                    [(status, order_id) for order_id, status in rows.status_updates],
-                )
+                    raise CorruptStore(f"batch {rows.first_seq} does not follow {last_seq}")
+                write_rows(conn.executemany, rows)
                 conn.execute("UPDATE stockade_state SET last_seq = ?", (rows.last_seq,))
                 conn.execute("COMMIT")
             except BaseException:
@@ -145,15 +152,45 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:  # disk full, I/O error, busy: worth retrying
             raise StoreUnavailable(f"SQLite: {exc}") from exc
 
+    # -- history ------------------------------------------------------------------------------
+
+    async def order(self, order_id: str) -> Order | None:
+        def read(conn: sqlite3.Connection) -> Order | None:
+            row = conn.execute(sql.GET_ORDER, (order_id,)).fetchone()
+            return None if row is None else order_from_row(row)
+
+        return await self._read(read)
+
+    async def orders(self, query: OrderQuery) -> list[Order]:
+        statement, params = sql.orders_page(query)
+
+        def read(conn: sqlite3.Connection) -> list[Order]:
+            if (
+                query.after is not None
+                and not conn.execute(sql.ORDER_EXISTS, (query.after,)).fetchone()
+            ):
+                raise InvalidRequest(f"after: no order {query.after!r}")
+            return [order_from_row(r) for r in conn.execute(statement, params)]
+
+        return await self._read(read)
+
+    async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]:
+        def read(conn: sqlite3.Connection) -> list[Movement]:
+            rows = conn.execute(sql.MOVEMENTS, (sku, after or 0, limit))
+            return [movement_from_row(r) for r in rows]
+
+        return await self._read(read)
+
     # -- closing ------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
         await self._run(self._close)
 
     def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                conn.close()
+        self._conn = self._reader = None
         self._release_lock()
 
     def _release_lock(self) -> None:
@@ -165,5 +202,20 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise RuntimeError("the SQLite store is not open")
+            raise StoreUnavailable("the SQLite store is not open")
         return self._conn
+
+
+def write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None:
+    """Write a batch's rows with ``executemany(sql, params)`` (``?`` placeholders)."""
+    executemany(sql.INSERT_MOVEMENT, rows.movements)
+    executemany(sql.UPSERT_STOCK_ROW, [(sku, loc) for sku, loc, _, _ in rows.stock_deltas])
+    executemany(sql.UPDATE_STOCK, [(dh, dr, sku, loc) for sku, loc, dh, dr in rows.stock_deltas])
+    executemany(sql.INSERT_ORDER, rows.new_orders)
+    executemany(
+        sql.UPDATE_ORDER,
+        [(row[1], row[2], row[4], row[6], row[0]) for row in rows.updated_orders],
+    )
+    executemany(sql.UPSERT_KEY, rows.keys)
+    executemany(sql.UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations])
+    executemany(sql.UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])

@@ -8,9 +8,27 @@ from pathlib import Path
 from typing import Any
 
 from stockade.persistence.journal import Store
-from stockade.persistence.memory import MemoryStore, Movement, StoreState
-from stockade.persistence.rows import order_from_row
+from stockade.persistence.memory import MemoryStore, StoreState
+from stockade.persistence.rows import (
+    ORDER_COLUMNS,
+    channel_from_row,
+    key_from_row,
+    location_from_row,
+    movement_from_row,
+    order_from_row,
+)
 from stockade.persistence.sqlite import SQLiteStore
+
+#: What a reader selects, in the order state_from_rows takes it.
+QUERIES = (
+    "SELECT sku, location, on_hand, reserved FROM stock",
+    f"SELECT {ORDER_COLUMNS} FROM orders",
+    "SELECT seq, sku, location, kind, order_id, d_on_hand, d_reserved, reason, at FROM movements "
+    "ORDER BY seq, location",
+    "SELECT key, kind, order_id, fingerprint, at FROM idempotency_keys",
+    "SELECT id, name, priority, active FROM locations",
+    "SELECT id, locations FROM channels",
+)
 
 
 class StoreKind:
@@ -35,26 +53,26 @@ def sqlite_kind(tmp_path: Path) -> StoreKind:
 def read_sqlite(path: str) -> StoreState:
     conn = sqlite3.connect(path)
     try:
-        return state_from_rows(
-            conn.execute("SELECT sku, on_hand, reserved FROM products").fetchall(),
-            conn.execute(
-                "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
-            ).fetchall(),
-            conn.execute(
-                "SELECT seq, sku, order_id, kind, d_on_hand, d_reserved, at FROM movements "
-                "ORDER BY seq"
-            ).fetchall(),
-            conn.execute("SELECT last_seq FROM stockade_state").fetchone()[0],
+        stock, orders, movements, keys, locations, channels = (
+            conn.execute(query).fetchall() for query in QUERIES
         )
+        last_seq = conn.execute("SELECT last_seq FROM stockade_state").fetchone()[0]
+        return state_from_rows(stock, orders, movements, keys, locations, channels, last_seq)
     finally:
         conn.close()
 
 
-def state_from_rows(products: Any, orders: Any, movements: Any, last_seq: int) -> StoreState:
+def state_from_rows(
+    stock: Any, orders: Any, movements: Any, keys: Any, locations: Any, channels: Any,
+    last_seq: int,
+) -> StoreState:  # fmt: skip
     state = StoreState(keep_movements=True)
-    state.products = {sku: (on_hand, reserved) for sku, on_hand, reserved in products}
-    state.orders = {row[0]: order_from_row(row) for row in orders}
-    state.movements = [Movement(*row) for row in movements]
+    state.stock = {(sku, loc): (on_hand, reserved) for sku, loc, on_hand, reserved in stock}
+    state.orders = {row[0]: order_from_row(tuple(row)) for row in orders}
+    state.movements = [movement_from_row(tuple(row)) for row in movements]
+    state.keys = {row[0]: key_from_row(tuple(row)) for row in keys}
+    state.locations = {row[0]: location_from_row(tuple(row)) for row in locations}
+    state.channels = {row[0]: channel_from_row(tuple(row)) for row in channels}
     state.last_seq = last_seq
     return state
 
@@ -73,17 +91,11 @@ def read_postgres(dsn: str) -> StoreState:
     async def read() -> StoreState:
         conn = await asyncpg.connect(dsn)
         try:
-            return state_from_rows(
-                await conn.fetch("SELECT sku, on_hand, reserved FROM products"),
-                await conn.fetch(
-                    "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
-                ),
-                await conn.fetch(
-                    "SELECT seq, sku, order_id, kind, d_on_hand, d_reserved, at "
-                    "FROM movements ORDER BY seq"
-                ),
-                await conn.fetchval("SELECT last_seq FROM stockade_state"),
-            )
+            stock, orders, movements, keys, locations, channels = [
+                await conn.fetch(query) for query in QUERIES
+            ]
+            last_seq = await conn.fetchval("SELECT last_seq FROM stockade_state")
+            return state_from_rows(stock, orders, movements, keys, locations, channels, last_seq)
         finally:
             await conn.close()
 

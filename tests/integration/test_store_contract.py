@@ -8,7 +8,7 @@ import pytest
 import trio
 
 import stockade
-from stockade import StockLevel
+from stockade import CorruptStore, StockLevel
 from stockade.engine.events import OrderPlaced, StockSet
 from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
@@ -66,17 +66,17 @@ async def test_holds_that_lapsed_while_stopped_expire_at_start(kind):
 
 async def test_a_replayed_batch_changes_nothing_and_a_gap_is_refused(kind):
     store = kind.make()
-    snapshot = await store.load()
+    snapshot = await store.load(0.0)
     created = from_timestamp(1_000.0)
-    order = Order("o1", "confirmed", {"a": 1}, created)
+    order = Order("o1", "confirmed", {"a": 1}, created, allocations={"a": {"default": 1}})
     batch = Batch(
         snapshot.last_seq + 1,
         snapshot.last_seq + 2,
-        [StockSet("a", 5, 5, 1_000.0), OrderPlaced(order, 1_000.0)],
+        [StockSet("a", "default", 5, 5, 1_000.0), OrderPlaced(order, 1_000.0)],
     )
     await store.commit(batch)
     await store.commit(batch)  # a retried commit whose first try did land
-    with pytest.raises(RuntimeError):
+    with pytest.raises(CorruptStore):
         await store.commit(Batch(batch.last_seq + 5, batch.last_seq + 5, [batch.events[0]]))
     await store.aclose()
     state = kind.read()
@@ -100,7 +100,7 @@ async def test_many_concurrent_orders_commit_in_few_batches(kind):
         stats = engine.statistics()
         level = await engine.stock("hot")
     assert len(sold) == 300 and level.on_hand == 0
-    assert stats["journal_batches"] < 100  # group commit: one commit serves many callers
+    assert stats.journal.batches < 100  # group commit: one commit serves many callers
     assert_store_matches(kind.read(), {"hot": level}, sold)
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from stockade import IdempotencyConflict, InvalidTransition, OrderNotFound
 from stockade.engine.events import OrderCancelled, OrderConfirmed, OrderExpired, OrderPlaced
+from stockade.engine.models import KeyUse
 from stockade.engine.orders import OrderBook
 
 T0 = 1_000_000.0
@@ -12,16 +13,16 @@ CREATED = datetime.fromtimestamp(T0, UTC)
 
 def book_with_hold(expires_in: float = 60.0) -> OrderBook:
     book = OrderBook(key_ttl_s=100.0)
-    book.place("o1", {"a": 2}, T0, CREATED, T0 + expires_in, "k1")
+    book.place("o1", {"a": 2}, {"a": {"default": 2}}, T0, CREATED, T0 + expires_in, "k1")
     return book
 
 
 def test_place_direct_and_held():
     book = OrderBook(key_ttl_s=100.0)
-    order, event = book.place("d", {"a": 1}, T0, CREATED, None, None)
+    order, event = book.place("d", {"a": 1}, {"a": {"default": 1}}, T0, CREATED, None, None)
     assert order.status == "confirmed" and order.expires_at is None
     assert event == OrderPlaced(order, T0)
-    order, _ = book.place("h", {"a": 1}, T0, CREATED, T0 + 5, None)
+    order, _ = book.place("h", {"a": 1}, {"a": {"default": 1}}, T0, CREATED, T0 + 5, None)
     assert order.status == "reserved"
     assert order.expires_at == datetime.fromtimestamp(T0 + 5, UTC)
 
@@ -44,7 +45,7 @@ def test_expire_only_lapsed_reserved_orders():
     expired = book.expire("o1", T0 + 60)
     assert expired is not None
     order, event = expired
-    assert order.status == "expired" and event == OrderExpired("o1", {"a": 2}, T0 + 60)
+    assert order.status == "expired" and event == OrderExpired(order, T0 + 60)
     assert book.expire("o1", T0 + 61) is None
     with pytest.raises(InvalidTransition):
         book.confirm("o1", T0 + 61)
@@ -54,7 +55,7 @@ def test_expire_only_lapsed_reserved_orders():
 def test_cancel_releases_or_returns_and_is_idempotent():
     book = book_with_hold()
     order, event = book.cancel("o1", T0)
-    assert event == OrderCancelled("o1", {"a": 2}, "reserved", T0)
+    assert event == OrderCancelled(order, T0, "reserved")
     assert book.cancel("o1", T0) == (order, None)
     with pytest.raises(InvalidTransition):
         book.confirm("o1", T0)
@@ -76,9 +77,52 @@ def test_unknown_orders():
 
 def test_idempotency_keys_conflict_and_are_forgotten_after_their_ttl():
     book = book_with_hold()
-    found = book.by_key("k1", {"a": 2}, T0 + 1)
-    assert found is not None and found.id == "o1"
+    found = book.recall("k1", "place", {"a": 2}, T0 + 1)
+    assert found is not None and found.order_id == "o1"
     with pytest.raises(IdempotencyConflict):
-        book.by_key("k1", {"a": 3}, T0 + 1)
-    assert book.by_key("k2", {"a": 2}, T0 + 1) is None
-    assert book.by_key("k1", {"a": 2}, T0 + 100) is None  # remembered for key_ttl_s only
+        book.recall("k1", "place", {"a": 3}, T0 + 1)
+    with pytest.raises(IdempotencyConflict):  # the same key for another kind of request
+        book.recall("k1", "extend", 60.0, T0 + 1, "o1")
+    assert book.recall("k2", "place", {"a": 2}, T0 + 1) is None
+    assert book.recall("k1", "place", {"a": 2}, T0 + 100) is None  # remembered for key_ttl_s
+
+
+def test_a_key_remembers_the_request_not_the_order_as_it_is_now():
+    book = book_with_hold()
+    book.change("o1", {"a": 5}, {"a": {"default": 5}}, {"a": {"default": 3}}, T0 + 1)
+    assert book.recall("k1", "place", {"a": 2}, T0 + 2) is not None  # the original lines
+
+
+def test_change_replaces_lines_and_extend_moves_the_deadline_up_to_the_cap():
+    book = OrderBook(key_ttl_s=100.0, max_lifetime_s=300.0)
+    book.place("o1", {"a": 2}, {"a": {"default": 2}}, T0, CREATED, T0 + 60, None)
+    order, event = book.change("o1", {"a": 1}, {"a": {"default": 1}}, {"a": {"default": -1}}, T0)
+    assert order.lines == {"a": 1} and event.moves == {"a": {"default": -1}}
+    order, extended = book.extend("o1", 120.0, T0 + 10)
+    assert extended is not None and book.deadline("o1") == T0 + 130
+    assert book.extend("o1", 30.0, T0 + 20) == (order, None)  # a later deadline is kept
+    order, _ = book.extend("o1", 1000.0, T0 + 20)
+    assert book.deadline("o1") == T0 + 300  # capped at created_at + max_lifetime_s
+    with pytest.raises(InvalidTransition) as refused:
+        book.extend("o1", 10.0, T0 + 21)
+    assert refused.value.why is not None and "maximum lifetime" in str(refused.value)
+    book.confirm("o1", T0 + 22)
+    for call in (lambda: book.extend("o1", 10.0, T0 + 23), lambda: book.check_open("o1", T0, "x")):
+        with pytest.raises(InvalidTransition):
+            call()
+
+
+def test_finished_orders_retire_after_their_window_once_committed():
+    book = OrderBook(key_ttl_s=100.0)
+    book.place("h", {"a": 1}, {"a": {"default": 1}}, T0, CREATED, T0 + 5, "kh")
+    sold, _ = book.place("s", {"a": 1}, {"a": {"default": 1}}, T0, CREATED, None, None)
+    book.finished(sold, 7, T0)
+    assert book.retire_due(T0 + 99, committed_seq=10) == 0  # inside the window
+    assert book.retire_due(T0 + 100, committed_seq=6) == 0  # its last move is not committed
+    assert book.retire_due(T0 + 101, committed_seq=7) == 1
+    assert "s" not in book.orders and "h" in book.orders  # an open hold never retires
+    order, _ = book.confirm("h", T0 + 1)
+    book.finished(order, 8, T0 + 1)
+    book.remember(KeyUse("late", "extend", "h", 9.0, T0 + 50))  # a key still naming it
+    assert book.retire_due(T0 + 120, committed_seq=8) == 0
+    assert book.retire_due(T0 + 150, committed_seq=8) == 1 and book.orders == {}

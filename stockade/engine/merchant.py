@@ -1,0 +1,176 @@
+"""The merchant's calls: stock per location, transfers, locations and channels; and the reads of
+stock (design.md §2 and §7)."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+import trio
+
+from stockade.engine.commands import Adjust, Read, ReadLocations, SetStock, Transfer
+from stockade.engine.core import EngineCore
+from stockade.engine.ledger import ProductLedger
+from stockade.engine.locations import DEFAULT_LOCATION
+from stockade.engine.models import Channel, Location, LocationLevel, StockLevel
+from stockade.engine.validation import MAX_REASON_LENGTH, MAX_STOCK, check_sku, check_stock_value
+from stockade.errors import InvalidRequest
+
+__all__ = ["Merchant"]
+
+
+def _check_reason(reason: object) -> str:
+    if type(reason) is not str or len(reason) > MAX_REASON_LENGTH:
+        raise InvalidRequest(f"reason must be a string of at most {MAX_REASON_LENGTH} characters")
+    return reason
+
+
+class Merchant(EngineCore):
+    # -- stock --------------------------------------------------------------------------------
+
+    async def set_stock(
+        self, sku: str, on_hand: int, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        """Create the product or overwrite its on-hand at ``location``. Refused
+        (InvalidRequest) below what is reserved there by open holds, or outside 0..MAX_STOCK;
+        UnknownLocation for a location never created."""
+        check_sku(sku)
+        check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
+        self._table.location(location)
+        return await self._change_product(sku, SetStock(on_hand, location), create=True)  # type: ignore[no-any-return]
+
+    async def adjust_stock(
+        self, sku: str, delta: int, reason: str = "", location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        """Move on-hand at ``location`` by ``delta`` (non-zero). Refused (InvalidRequest) if
+        on-hand there would fall below what is reserved (or below zero)."""
+        self._known(sku)
+        check_stock_value("delta", delta, low=-MAX_STOCK, high=MAX_STOCK)
+        if delta == 0:
+            raise InvalidRequest("delta must not be zero")
+        _check_reason(reason)
+        self._table.location(location)
+        return await self._change_product(sku, Adjust(delta, reason, location))  # type: ignore[no-any-return]
+
+    async def transfer(
+        self, sku: str, qty: int, source: str, destination: str, reason: str = ""
+    ) -> list[LocationLevel]:
+        """Move ``qty`` units on hand of ``sku`` from ``source`` to ``destination``, atomically
+        (both sides are movements): the two locations' levels after it. Refused with OutOfStock
+        when ``source`` has fewer than ``qty`` available (on hand and not reserved); with
+        InvalidRequest for the same location twice or ``qty`` below 1. Inactive locations may
+        send and receive (moving stock out of a closed warehouse is what a transfer is for)."""
+        self._known(sku)
+        check_stock_value("qty", qty, low=1, high=MAX_STOCK)
+        self._table.location(source)
+        self._table.location(destination)
+        if source == destination:
+            raise InvalidRequest("a transfer needs two different locations")
+        _check_reason(reason)
+        levels = await self._change_product(sku, Transfer(qty, source, destination, reason))
+        self.counters["transfers"] += 1
+        return levels  # type: ignore[no-any-return]
+
+    async def _change_product(
+        self, sku: str, command: SetStock | Adjust | Transfer, create: bool = False
+    ) -> Any:
+        """A merchant change: the actor applies it and journals its event after an await, so a
+        journal slot is held until then; the answer waits until it is durable. With ``create``
+        a missing product is made, only once the journal has admitted the change."""
+        self._enter()
+        try:
+            self._journal.claim_slot()
+            try:
+                if create and sku not in self._ledgers:
+                    self._ledgers[sku] = ProductLedger(sku)
+                reply, seq = await self._dispatcher.ask(sku, command)
+            finally:
+                self._journal.free_slot()
+            if not self._journal.is_durable(seq):
+                await self._journal.wait_durable(seq)
+            return reply
+        finally:
+            self._leave()
+
+    # -- locations and channels ---------------------------------------------------------------
+
+    async def set_location(
+        self, id: str, name: str = "", priority: int = 0, active: bool = True
+    ) -> Location:
+        """Create or replace a location. Deactivating one takes its units out of every
+        product's ``available`` at once, in every channel (holds already there stay valid);
+        reactivating puts them back. Allocation takes locations in ``(priority, id)`` order."""
+        location, event, _ = self._table.set_location(id, name, priority, active, self._clock())
+        await self._journal_change(event)
+        return location
+
+    def locations(self) -> list[Location]:
+        """Every location, in allocation order (never blocks)."""
+        table = self._table
+        return [table.locations[i] for i in table.order()]
+
+    async def set_channel(self, id: str, locations: Iterable[str]) -> Channel:
+        """Create or replace a sales channel selling from ``locations`` (known locations, at
+        least one). Raises UnknownLocation, InvalidRequest."""
+        channel, event, _ = self._table.set_channel(id, locations, self._clock())
+        await self._journal_change(event)
+        return channel
+
+    def channels(self) -> list[Channel]:
+        """Every channel, by id (never blocks)."""
+        return [self._table.channels[i] for i in sorted(self._table.channels)]
+
+    def location_exists(self, location: str) -> bool:
+        return type(location) is str and location in self._table.locations
+
+    async def _journal_change(self, event: Any) -> None:
+        self._enter()
+        try:
+            self._journal.admit()
+            seq = self._journal.append((event,))
+            if self._journal.is_durable(seq):
+                await trio.lowlevel.checkpoint()
+            else:
+                await self._journal.wait_durable(seq)
+        finally:
+            self._leave()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def stock(self, sku: str, channel: str | None = None) -> StockLevel:
+        """The product's StockLevel (``channel``'s view: over its locations only), ordered after
+        every change already sent to it."""
+        self._known(sku)
+        where = None if channel is None else self._table.where(channel, None)
+        self._enter()
+        try:
+            return await self._dispatcher.ask(sku, Read(where))  # type: ignore[no-any-return]
+        finally:
+            self._leave()
+
+    async def stock_by_location(self, sku: str) -> list[LocationLevel]:
+        """The product's LocationLevel at each location holding its stock, in allocation
+        order."""
+        self._known(sku)
+        self._enter()
+        try:
+            return await self._dispatcher.ask(sku, ReadLocations())  # type: ignore[no-any-return]
+        finally:
+            self._leave()
+
+    def has_product(self, sku: str) -> bool:
+        """Whether ``sku`` has been given stock (never blocks)."""
+        return type(sku) is str and sku in self._ledgers
+
+    def products(self, after: str | None = None, limit: int = 100) -> list[StockLevel]:
+        """Up to ``limit`` products in sku order, starting after ``after``: a page of a listing.
+        Read at one instant (no actor is asked), so changes still in mailboxes are not shown."""
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be from 1 to 1000")
+        if self._sorted_skus is None or len(self._sorted_skus) != len(self._ledgers):
+            self._sorted_skus = sorted(self._ledgers)
+        skus = self._sorted_skus
+        start = 0 if after is None else bisect.bisect_right(skus, after)
+        table = self._table
+        return [self._ledgers[sku].level(table) for sku in skus[start : start + limit]]

@@ -1,0 +1,235 @@
+"""Placing orders, confirming and cancelling them: the engine's hot paths."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import trio
+from trio.lowlevel import wait_task_rescheduled
+
+from stockade.engine.actors import Waiter, _cannot_abort
+from stockade.engine.commands import Confirm, GiveBack, Release, Return, Take
+from stockade.engine.core import EngineCore
+from stockade.engine.models import KeyUse, Order
+from stockade.engine.validation import (
+    Lines,
+    check_hold,
+    check_idempotency_key,
+    check_lines,
+)
+from stockade.errors import OrderNotFound, OutOfStock, Overloaded, UnknownProduct
+
+__all__ = ["Placing"]
+
+
+class Placing(EngineCore):
+    async def place_order(
+        self,
+        lines: Lines,
+        *,
+        hold_for: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+        location: str | None = None,
+        channel: str | None = None,
+    ) -> Order:
+        """Take every line or none. With ``hold_for`` the units are held (``reserved``) until
+        confirmed, cancelled or expired; without, the order is ``confirmed`` at once.
+
+        Units come from the active locations (of ``channel``, if given), allocated by the
+        engine's strategy; ``location`` pins every line to that one location. The order records
+        where each unit came from in ``allocations``.
+
+        Raises OutOfStock (with every short line) after giving back lines already taken,
+        UnknownProduct, UnknownLocation, UnknownChannel, InvalidRequest, IdempotencyConflict.
+        The same ``idempotency_key`` with the same lines returns the original order (as it is
+        now) and takes nothing.
+        """
+        # One coroutine per order, deliberately flat: this is the engine's hot path.
+        ledgers = self._ledgers
+        checked = check_lines(lines, ledgers)
+        hold_s = None if hold_for is None else check_hold(hold_for, self._max_hold_s)
+        key = None if idempotency_key is None else check_idempotency_key(idempotency_key)
+        where = (
+            None if location is None and channel is None else self._table.where(channel, location)
+        )
+        for sku in checked:
+            if sku not in ledgers:
+                raise UnknownProduct(sku)
+        self._enter()
+        try:
+            if key is not None:
+                use = await self._claim_key(key, "place", checked)
+                if use is not None:
+                    return await self._lookup(use.order_id)
+            journal = self._journal
+            claimed = False
+            try:
+                # A journal slot is held from here to the append, across the take: otherwise
+                # a burst of callers would all pass the check before any appends.
+                journal.claim_slot()
+                claimed = True
+                dispatcher = self._dispatcher
+                if len(checked) > 1 and not dispatcher.has_room(checked):
+                    raise self._overloaded(checked)
+                order_id = self._ids.pop() if self._ids else self._more_ids()
+                hold = hold_s is not None
+                waiter = Waiter(len(checked))
+                index = 0
+                for sku, qty in checked.items():  # a full mailbox refuses a lone line here
+                    dispatcher.post(sku, Take(order_id, qty, hold, where), waiter, index)
+                    index += 1
+                await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
+                replies = waiter.replies
+                if index == 1:
+                    allocation = replies[0]
+                    if type(allocation) is not dict:
+                        await self._give_back(order_id, checked, replies, hold)
+                    allocations = {next(iter(checked)): allocation}
+                else:
+                    if not all(type(r) is dict for r in replies):
+                        await self._give_back(order_id, checked, replies, hold)
+                    allocations = dict(zip(checked, replies, strict=True))
+                now = dispatcher.now
+                expires_at = None if hold_s is None else now + hold_s
+                order, event = self._book.place(
+                    order_id, checked, allocations, now, dispatcher.now_datetime(), expires_at,
+                    key, channel, location,
+                )  # fmt: skip
+                seq = journal.append((event,))
+                journal.free_slot()
+                claimed = False
+                if expires_at is not None:
+                    self._expiry.add(expires_at, order_id)
+                elif self._history is not None:
+                    self._book.finished(order, seq, now)
+                self.placed += 1
+            finally:
+                if claimed:
+                    journal.free_slot()
+                if key is not None:
+                    self._claiming.pop(key).set()
+            if not journal.is_durable(seq):
+                await journal.wait_durable(seq)
+            return order
+        finally:
+            self._leave()
+
+    async def _claim_key(
+        self, key: str, kind: str, fingerprint: dict[str, int] | float, order_id: str | None = None
+    ) -> KeyUse | None:
+        """The earlier use of ``key`` (IdempotencyConflict if it was for another request), or
+        None once this caller holds the key. A caller finding the key in flight waits for that
+        attempt's outcome first. The holder must pop ``_claiming[key]`` and set it when done."""
+        while True:
+            use = self._book.recall(key, kind, fingerprint, self._clock(), order_id)
+            if use is not None:
+                self.counters["replayed"] += 1
+                return use
+            claiming = self._claiming.get(key)
+            if claiming is None:
+                self._claiming[key] = trio.Event()
+                return None
+            await claiming.wait()
+
+    def _more_ids(self) -> str:
+        """Refill the pool of unguessable 128-bit order ids: one ``os.urandom`` per 1024."""
+        pool = os.urandom(16 * 1024).hex()
+        self._ids = [pool[i : i + 32] for i in range(32, len(pool), 32)]
+        return pool[:32]
+
+    async def _give_back(
+        self, order_id: str, lines: Mapping[str, int], replies: list[Any], hold: bool
+    ) -> None:
+        """Return the lines that were taken, wait until they are back, raise OutOfStock."""
+        shortages: dict[str, tuple[int, int]] = {}
+        taken: list[tuple[str, dict[str, int]]] = []
+        for (sku, qty), reply in zip(lines.items(), replies, strict=True):
+            if type(reply) is dict:
+                taken.append((sku, reply))
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                shortages[sku] = (qty, reply)
+        if taken:
+            waiter = Waiter(len(taken))
+            for index, (sku, allocation) in enumerate(taken):
+                command = GiveBack(order_id, allocation, hold)
+                self._dispatcher.post(sku, command, waiter, index, force=True)
+            await waiter.wait()
+        self.counters["out_of_stock"] += 1
+        raise OutOfStock(shortages)
+
+    def _overloaded(self, skus: Mapping[str, int]) -> Overloaded:
+        return Overloaded(f"a product mailbox is full ({', '.join(skus)}); retry later")
+
+    async def confirm(self, order_id: str) -> Order:
+        """Turn a hold into a sale. Idempotent: a confirmed order is returned as it is.
+        Raises InvalidTransition for a cancelled or expired order (including one whose
+        ``expires_at`` has passed), OrderNotFound for an unknown id."""
+        if type(order_id) is not str:
+            raise OrderNotFound(str(order_id))
+        self._enter()
+        try:
+            if order_id in self._busy or order_id not in self._book.orders:
+                await self._resident(order_id)
+            now = self._clock()
+            self._expire(order_id, now)  # a lapsed hold is expired here, even before its timer
+            order = self._book.get(order_id)
+            if order.status == "reserved":
+                self._journal.admit()
+            order, event = self._book.confirm(order_id, now)
+            if event is not None:
+                self.counters["confirmed"] += 1
+                seq = await self._journal_move(
+                    event, [(sku, Confirm(order_id)) for sku in order.lines]
+                )
+                self._finished_order(order, seq, now)
+            else:
+                await trio.lowlevel.checkpoint()
+            return order
+        finally:
+            self._leave()
+
+    async def cancel(self, order_id: str) -> Order:
+        """Cancel an order: release its hold, or for a confirmed order take the units back on
+        hand where they came from (a return). Idempotent: a cancelled or expired order is
+        returned as it is."""
+        if type(order_id) is not str:
+            raise OrderNotFound(str(order_id))
+        self._enter()
+        try:
+            if order_id in self._busy or order_id not in self._book.orders:
+                await self._resident(order_id)
+            now = self._clock()
+            self._expire(order_id, now)
+            order = self._book.get(order_id)
+            if order.status in ("reserved", "confirmed"):
+                self._journal.admit()
+            order, event = self._book.cancel(order_id, now)
+            if event is None:
+                await trio.lowlevel.checkpoint()
+                return order
+            self.counters["cancelled"] += 1
+            if event.was == "reserved":
+                moves: list[tuple[str, Any]] = [(sku, Release(order_id)) for sku in order.lines]
+            else:
+                moves = [(sku, Return(order_id, allocation))
+                         for sku, allocation in order.allocations.items()]  # fmt: skip
+            seq = await self._journal_move(event, moves)
+            self._finished_order(order, seq, now)
+            return order
+        finally:
+            self._leave()
+
+    async def get_order(self, order_id: str) -> Order:
+        """The order as it is now (a lapsed hold shows as expired); an order that left memory
+        is read from the store. Raises OrderNotFound."""
+        self._enter()
+        try:
+            self._expire(order_id, self._clock())
+            return await self._lookup(order_id)
+        finally:
+            self._leave()
