@@ -5,6 +5,7 @@ from stockade._open import open_engine
 from stockade.embedding.aio import AsyncioEngine, open_asyncio_engine
 from stockade.embedding.thread import BlockingEngine, EngineThread, run_in_thread
 from stockade.engine.engine import Engine, EngineStatistics
+from stockade.engine.feed import Event
 from stockade.engine.journal import JournalStatistics
 from stockade.engine.models import (
     Channel,
@@ -18,6 +19,7 @@ from stockade.engine.models import (
 from stockade.errors import (
     CorruptStore,
     EngineClosed,
+    FeedGone,
     IdempotencyConflict,
     InvalidRequest,
     InvalidTransition,
@@ -46,6 +48,8 @@ __all__ = [
     "EngineClosed",
     "EngineStatistics",
     "EngineThread",
+    "Event",
+    "FeedGone",
     "IdempotencyConflict",
     "InvalidRequest",
     "InvalidTransition",

@@ -14,6 +14,7 @@ raised, and none of them leaves any state changed::
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── EngineClosed          (the engine is shutting down or has shut down)
+    ├── FeedGone              (a change-feed position before retention or beyond the head)
     ├── StoreInUse            (another process owns the store)
     └── StoreError            (the store failed: see its subclasses)
         ├── StoreUnavailable  (the database cannot be reached right now; retried)
@@ -30,6 +31,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "EngineClosed",
+    "FeedGone",
     "IdempotencyConflict",
     "InvalidRequest",
     "InvalidTransition",
@@ -140,6 +142,18 @@ class Overloaded(StockadeError):
 
 class EngineClosed(StockadeError):
     """Raised for calls made while the engine is shutting down or after it has shut down."""
+
+
+class FeedGone(StockadeError):
+    """Raised by ``events`` (and the events API) for a position the change feed cannot serve:
+    events after ``after`` were pruned (older than ``event_retention``), ``after`` is beyond
+    the newest event (a cursor from another store), or the store keeps no feed at all.
+    ``first`` and ``last`` are the oldest and newest seq still kept (0 when there are none)."""
+
+    def __init__(self, detail: str, first: int = 0, last: int = 0) -> None:
+        self.first = first
+        self.last = last
+        super().__init__(detail)
 
 
 class StoreInUse(StockadeError):

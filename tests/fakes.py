@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 
 from stockade import MemoryStore
+from stockade.engine.feed import Event
 from stockade.persistence.journal import Batch
 
 
@@ -18,6 +19,6 @@ class StalledStore(MemoryStore):
     def resume(self) -> None:
         self._resumed.set()
 
-    async def commit(self, batch: Batch) -> None:
+    async def commit(self, batch: Batch) -> list[Event]:
         await self._resumed.wait()
-        await super().commit(batch)
+        return await super().commit(batch)

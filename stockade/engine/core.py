@@ -32,6 +32,7 @@ from stockade.engine.allocation import Strategy
 from stockade.engine.commands import Release
 from stockade.engine.events import Event
 from stockade.engine.expiry import ExpiryScheduler
+from stockade.engine.feed import FeedHub
 from stockade.engine.journal import History, JournalSink, Snapshot
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable
@@ -72,6 +73,7 @@ class EngineCore:
         journal: JournalSink,
         *,
         history: History | None = None,
+        feed: FeedHub | None = None,
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
         idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
         max_hold: timedelta = DEFAULT_MAX_HOLD,
@@ -87,6 +89,7 @@ class EngineCore:
                 raise InvalidRequest(f"{name} must be a positive timedelta, not {value!r}")
         self._journal = journal
         self._history = history
+        self._feed = feed
         # Wall time is read once; from then on the engine's clock advances with trio's.
         self._epoch = wall_clock() - trio.current_time()
         self._ledgers: dict[str, ProductLedger] = {}

@@ -9,9 +9,11 @@ In ``durable`` mode each call returns once the batch holding its change has comm
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 import msgspec
+import trio
 
 from stockade.engine.carts import Carts
 from stockade.engine.core import (
@@ -20,10 +22,11 @@ from stockade.engine.core import (
     DEFAULT_MAX_HOLD,
     DEFAULT_MAX_HOLD_LIFETIME,
 )
-from stockade.engine.journal import JournalStatistics, OrderQuery
+from stockade.engine.feed import EVENT_TYPES, Event, FeedHub
+from stockade.engine.journal import History, JournalStatistics, OrderQuery
 from stockade.engine.merchant import Merchant
 from stockade.engine.models import Movement, Order, OrderStatus
-from stockade.errors import InvalidRequest
+from stockade.errors import FeedGone, InvalidRequest
 
 __all__ = [
     "DEFAULT_KEY_TTL",
@@ -132,6 +135,52 @@ class Engine(Carts, Merchant):
         finally:
             self._leave()
 
+    # -- the change feed ----------------------------------------------------------------------
+
+    def events(self, after: int = 0, types: Iterable[str] | None = None) -> FeedReader:
+        """The change feed after ``after`` (a seq; 0: from the oldest kept): the history read
+        from the store, then live events as they commit, with no gap and no duplicate at the
+        switch; only ``types`` (any of EVENT_TYPES) if given. Never ends by itself; stop
+        reading whenever (it holds nothing that needs closing). ``after`` is checked against
+        what the feed keeps when the first event is asked for.
+
+        A reader that falls behind the live ring (RING_SIZE events) reads the store again at
+        its own pace: a slow reader never holds back the engine. Raises FeedGone when events
+        after ``after`` were pruned (older than ``event_retention``; also mid-stream, for a
+        reader that fell that far behind), when ``after`` is beyond the newest event, or when
+        the store keeps no feed; InvalidRequest for a bad ``after`` or type.
+        """
+        _check_after(after)
+        return FeedReader(self._feed_position, after, _check_types(types))
+
+    async def event_page(
+        self, after: int = 0, limit: int = 100, types: Iterable[str] | None = None
+    ) -> tuple[list[Event], int]:
+        """A page of the change feed after ``after``: up to ``limit`` events (of ``types``)
+        and the cursor for the next page (the last seq looked at). Raises as :meth:`events`."""
+        wanted = _check_types(types)
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be from 1 to 1000")
+        _, history = await self._feed_position(after)
+        await self._journal.flush()
+        events = await history.events(after, limit, wanted)
+        return events, events[-1].seq if events else after
+
+    async def _feed_position(self, after: int) -> tuple[FeedHub, History]:
+        _check_after(after)
+        hub, history = self._feed, self._history
+        if hub is None or history is None:
+            raise FeedGone("this engine keeps no change feed (a store that keeps nothing)")
+        first, last = await history.feed_bounds()
+        last = max(last, hub.head)
+        if after > last:
+            raise FeedGone(f"after={after} is beyond the newest event ({last})", first, last)
+        if after < first - 1:
+            raise FeedGone(
+                f"events after {after} were pruned: the oldest kept is {first}", first, last
+            )
+        return hub, history
+
     # -- statistics ---------------------------------------------------------------------------
 
     def statistics(self) -> EngineStatistics:
@@ -161,6 +210,81 @@ class Engine(Carts, Merchant):
             passes=dispatcher.passes,
             journal=self._journal.statistics(),
         )
+
+
+class FeedReader:
+    """An async iterator over the change feed (see :meth:`Engine.events`)."""
+
+    def __init__(
+        self,
+        position: Callable[[int], Awaitable[tuple[FeedHub, History]]],
+        after: int,
+        wanted: tuple[str, ...] | None,
+    ) -> None:
+        self._position: Callable[[int], Awaitable[tuple[FeedHub, History]]] | None = position
+        self._hub: FeedHub | None = None
+        self._history: History | None = None
+        self.cursor = after  # the last seq read (delivered or filtered out)
+        self._wanted = wanted
+        self._page: list[Event] = []
+        self._next = 0
+
+    def __aiter__(self) -> FeedReader:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event: waits for one to commit. Cancellable."""
+        while True:
+            while self._next < len(self._page):
+                event = self._page[self._next]
+                self._next += 1
+                self.cursor = event.seq
+                if self._wanted is None or event.type in self._wanted:
+                    return event
+            self._page, self._next = await self._fill(), 0
+
+    async def _fill(self) -> list[Event]:
+        if self._position is not None:  # the first call: check the position once
+            self._hub, self._history = await self._position(self.cursor)
+            self._position = None
+        hub, history, cursor = self._hub, self._history, self.cursor
+        assert hub is not None and history is not None
+        while True:
+            fresh = hub.since(cursor)
+            if fresh:
+                await trio.lowlevel.checkpoint()
+                return fresh
+            if fresh is None:  # behind the ring: read the store
+                page = await history.events(cursor, 1000)
+                if page and page[0].seq != cursor + 1:
+                    raise FeedGone(
+                        f"events after {cursor} were pruned while this reader was behind",
+                        page[0].seq, hub.head,
+                    )  # fmt: skip
+                if page:
+                    return page
+            await hub.wait_beyond(cursor)
+
+
+def _check_after(after: object) -> None:
+    if type(after) is not int or after < 0:
+        raise InvalidRequest("after must be a non-negative integer (an event seq)")
+
+
+def _check_types(types: Iterable[str] | None) -> tuple[str, ...] | None:
+    if types is None:
+        return None
+    if isinstance(types, str):
+        types = [types]
+    wanted = tuple(types)
+    unknown = [t for t in wanted if t not in EVENT_TYPES]
+    if unknown or not wanted:
+        raise InvalidRequest(
+            f"unknown event type {unknown[0]!r}: use {', '.join(EVENT_TYPES)}"
+            if unknown
+            else "types must name at least one event type"
+        )
+    return wanted
 
 
 def _page_in_memory(orders: list[Order], query: OrderQuery) -> list[Order]:

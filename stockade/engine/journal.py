@@ -9,6 +9,7 @@ from typing import Protocol
 import msgspec
 
 from stockade.engine.events import Event
+from stockade.engine.feed import Event as FeedEvent
 from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
 
 __all__ = ["History", "JournalSink", "JournalStatistics", "OrderQuery", "Snapshot"]
@@ -19,7 +20,8 @@ class Snapshot(msgspec.Struct, gc=False):
 
     ``stock`` rows are ``(sku, location, on_hand, reserved)``; ``orders`` are the open holds and
     the orders still inside the idempotency window (never the whole history); ``keys`` the
-    idempotency-key uses inside the window; ``last_seq`` the journal's last committed event.
+    idempotency-key uses inside the window; ``last_seq`` the journal's last committed event;
+    ``last_event_seq`` the change feed's newest public event.
     """
 
     stock: list[tuple[str, str, int, int]]
@@ -28,6 +30,7 @@ class Snapshot(msgspec.Struct, gc=False):
     locations: list[Location] = []
     channels: list[Channel] = []
     keys: list[KeyUse] = []
+    last_event_seq: int = 0
 
 
 class JournalStatistics(msgspec.Struct, frozen=True):
@@ -42,6 +45,7 @@ class JournalStatistics(msgspec.Struct, frozen=True):
     commit_ms_total: int
     store_errors: int
     healthy: bool
+    events_written: int = 0
 
 
 class JournalSink(Protocol):
@@ -103,3 +107,14 @@ class History(Protocol):
     async def orders(self, query: OrderQuery) -> list[Order]: ...
 
     async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]: ...
+
+    async def events(
+        self, after: int, limit: int, types: tuple[str, ...] | None = None
+    ) -> list[FeedEvent]:
+        """Up to ``limit`` change-feed events after ``after``, in seq order."""
+        ...
+
+    async def feed_bounds(self) -> tuple[int, int]:
+        """``(first, last)``: the oldest and newest seq the feed still keeps (first is last + 1
+        when it keeps none)."""
+        ...

@@ -14,7 +14,9 @@ False. Any other exception from a store is a bug or corrupt data and stops the j
 
 from __future__ import annotations
 
+import contextlib
 import random
+import time
 from collections import deque
 from typing import Literal, Protocol
 
@@ -23,6 +25,8 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from stockade.engine.events import Event
+from stockade.engine.feed import Event as FeedEvent
+from stockade.engine.feed import FeedHub
 from stockade.engine.journal import JournalStatistics, OrderQuery, Snapshot
 from stockade.engine.models import Movement, Order
 from stockade.errors import InvalidRequest, Overloaded, StoreUnavailable
@@ -41,8 +45,10 @@ class Batch(msgspec.Struct, frozen=True, gc=False):
 
 
 class Store(Protocol):
-    """Where batches end up. ``commit`` must apply a batch atomically and skip one whose
-    ``last_seq`` it has already applied. ``load(since)`` reads what the engine starts from:
+    """Where batches end up. ``commit`` must apply a batch atomically, with the change feed's
+    events it yields (see :mod:`stockade.persistence.outbox`; it returns them, none if the
+    store keeps no feed), and skip one whose ``last_seq`` it has already applied.
+    ``load(since)`` reads what the engine starts from:
     every product, location and channel, the open holds, and the orders and key uses after
     ``since`` (UNIX seconds: the start of the idempotency window). ``keeps_history`` says
     whether the reads below find what was committed (a store that keeps nothing answers
@@ -52,7 +58,7 @@ class Store(Protocol):
 
     async def load(self, since: float) -> Snapshot: ...
 
-    async def commit(self, batch: Batch) -> None: ...
+    async def commit(self, batch: Batch) -> list[FeedEvent]: ...
 
     async def aclose(self) -> None: ...
 
@@ -61,6 +67,17 @@ class Store(Protocol):
     async def orders(self, query: OrderQuery) -> list[Order]: ...
 
     async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]: ...
+
+    async def events(
+        self, after: int, limit: int, types: tuple[str, ...] | None = None
+    ) -> list[FeedEvent]: ...
+
+    async def feed_bounds(self) -> tuple[int, int]: ...
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events older than ``before`` (UNIX seconds);
+        return how many."""
+        ...
 
 
 class _Durable:
@@ -87,10 +104,13 @@ class Journal:
         max_buffered: int = 100_000,
         max_batch: int = 10_000,
         start_seq: int = 0,
+        feed: FeedHub | None = None,
     ) -> None:
         if durability not in ("durable", "fast"):
             raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
         self.store = store
+        self.feed = feed
+        self.events_written = 0
         self.durability: Durability = durability
         self._fast = durability == "fast"
         self.max_buffered = max_buffered
@@ -181,6 +201,7 @@ class Journal:
             commit_ms_total=self.commit_ms_total,
             store_errors=self.store_errors,
             healthy=self.healthy,
+            events_written=self.events_written,
         )
 
     # -- the writer ---------------------------------------------------------------------------
@@ -202,13 +223,17 @@ class Journal:
                 first = self._committed + 1
                 batch = Batch(first, first + len(events) - 1, events)
                 started = trio.current_time()
-                await self._commit(batch)
+                published = await self._commit(batch)
                 self.commit_ms_total += round((trio.current_time() - started) * 1000)
                 self._committed = batch.last_seq
                 self.batches += 1
                 self.events_committed += len(events)
                 self.last_batch_size = len(events)
                 self._wake(batch.last_seq)
+                if published:
+                    self.events_written += len(published)
+                    if self.feed is not None:
+                        self.feed.publish(published)
         finally:
             self._writer = None
             self._writer_parked = False
@@ -218,11 +243,11 @@ class Journal:
         self._writer_parked = False
         return Abort.SUCCEEDED
 
-    async def _commit(self, batch: Batch) -> None:
+    async def _commit(self, batch: Batch) -> list[FeedEvent]:
         delay = 0.05
         while True:
             try:
-                await self.store.commit(batch)
+                published = await self.store.commit(batch)
             except StoreUnavailable as exc:
                 self.healthy = False
                 self.store_errors += 1
@@ -231,7 +256,7 @@ class Journal:
                 delay = min(delay * 2, 5.0)
             else:
                 self.healthy = True
-                return
+                return published
 
     def _wake(self, committed: int) -> None:
         waiting = self._waiting
@@ -239,6 +264,21 @@ class Journal:
             task = waiting.popleft().task
             if task is not None:
                 reschedule(task)
+
+    async def prune_events(
+        self, retention_s: float, *, every_s: float = 60.0, chunk: int = 1000,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:  # fmt: skip
+        """Every ``every_s``, delete the change feed's events older than ``retention_s``, in
+        chunks of ``chunk`` (so a commit never waits long behind one). A store that cannot be
+        reached is tried again next time. Runs until cancelled."""
+        task_status.started()
+        while True:
+            cutoff = time.time() - retention_s
+            with contextlib.suppress(StoreUnavailable):
+                while await self.store.prune_events(cutoff, chunk) == chunk:
+                    await trio.lowlevel.checkpoint()
+            await trio.sleep(every_s)
 
     async def aclose(self) -> None:
         """Let the writer commit everything appended so far, then stop it. Blocks until then

@@ -8,12 +8,16 @@ optionally the append-only movements ledger.
 
 from __future__ import annotations
 
+import bisect
+
 import trio
 
+from stockade.engine.feed import Event as FeedEvent
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
 from stockade.errors import CorruptStore, InvalidRequest
 from stockade.persistence.journal import Batch
+from stockade.persistence.outbox import feed_events
 from stockade.persistence.rows import BatchRows, batch_rows, key_from_row, order_from_row
 
 __all__ = ["MemoryStore", "Movement", "StoreState"]
@@ -22,7 +26,10 @@ __all__ = ["MemoryStore", "Movement", "StoreState"]
 class StoreState:
     """What a store holds after the batches applied to it."""
 
-    def __init__(self, *, keep_movements: bool = False) -> None:
+    def __init__(self, *, keep_movements: bool = False, feed: bool = True) -> None:
+        self.feed = feed
+        self.events: list[FeedEvent] = []
+        self.last_event_seq = 0
         self.stock: dict[tuple[str, str], tuple[int, int]] = {}
         self.orders: dict[str, Order] = {}
         self.keys: dict[str, KeyUse] = {}
@@ -40,12 +47,28 @@ class StoreState:
             totals[sku] = (before[0] + on_hand, before[1] + reserved)
         return totals
 
-    def apply_batch(self, batch: Batch) -> None:
+    def apply_batch(self, batch: Batch) -> list[FeedEvent]:
         if batch.last_seq <= self.last_seq:
-            return  # already applied: a retried commit must not double a movement
+            return []  # already applied: a retried commit must not double a movement
         if batch.first_seq != self.last_seq + 1:
             raise CorruptStore(f"batch {batch.first_seq} does not follow {self.last_seq}")
-        self.apply_rows(batch_rows(batch))
+        rows = batch_rows(batch)
+        self.apply_rows(rows)
+        if not self.feed:
+            return []
+        touched = {sku for sku, _, _, _ in rows.stock_deltas}
+        after: dict[str, dict[str, tuple[int, int]]] = {}
+        for (sku, location), values in self.stock.items():
+            if sku in touched:
+                after.setdefault(sku, {})[location] = values
+        inactive = {loc.id for loc in self.locations.values() if not loc.active}
+        events = feed_events(
+            batch.events, rows.stock_deltas, after, inactive, self.last_event_seq + 1
+        )
+        self.events.extend(events)
+        if events:
+            self.last_event_seq = events[-1].seq
+        return events
 
     def apply_rows(self, rows: BatchRows) -> None:
         stock = self.stock
@@ -77,6 +100,7 @@ class StoreState:
             locations=list(self.locations.values()),
             channels=list(self.channels.values()),
             keys=keys,
+            last_event_seq=self.last_event_seq,
         )
 
     def page(self, query: OrderQuery) -> list[Order]:
@@ -120,8 +144,10 @@ class MemoryStore:
     cannot survive the process anyway.
     """
 
-    def __init__(self, *, keep_state: bool = True, keep_movements: bool = False) -> None:
-        self.state = StoreState(keep_movements=keep_movements)
+    def __init__(
+        self, *, keep_state: bool = True, keep_movements: bool = False, feed: bool = True
+    ) -> None:
+        self.state = StoreState(keep_movements=keep_movements, feed=feed and keep_state)
         self.keep_state = keep_state
         self.keeps_history = keep_state
 
@@ -129,12 +155,12 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         return self.state.snapshot(since)
 
-    async def commit(self, batch: Batch) -> None:
-        if self.keep_state:
-            self.state.apply_batch(batch)
-        else:
-            self.state.last_seq = batch.last_seq
+    async def commit(self, batch: Batch) -> list[FeedEvent]:
         await trio.lowlevel.checkpoint()
+        if self.keep_state:
+            return self.state.apply_batch(batch)
+        self.state.last_seq = batch.last_seq
+        return []
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -156,3 +182,32 @@ class MemoryStore:
         found = [m for m in ledger if m.sku == sku and m.seq > start]
         found.sort(key=lambda m: (m.seq, m.location))  # as the SQL stores order them
         return found[:limit]
+
+    async def events(
+        self, after: int, limit: int, types: tuple[str, ...] | None = None
+    ) -> list[FeedEvent]:
+        await trio.lowlevel.checkpoint()
+        events = self.state.events
+        start = bisect.bisect_right(events, after, key=lambda e: e.seq)
+        out = []
+        for event in events[start:]:
+            if types is None or event.type in types:
+                out.append(event)
+                if len(out) == limit:
+                    break
+        return out
+
+    async def feed_bounds(self) -> tuple[int, int]:
+        await trio.lowlevel.checkpoint()
+        state = self.state
+        first = state.events[0].seq if state.events else state.last_event_seq + 1
+        return first, state.last_event_seq
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        await trio.lowlevel.checkpoint()
+        events = self.state.events
+        count = 0
+        while count < limit and count < len(events) and events[count].at.timestamp() < before:
+            count += 1
+        del events[:count]
+        return count

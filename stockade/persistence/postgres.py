@@ -24,11 +24,13 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
+from stockade.engine.feed import Event as FeedEvent
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Movement, Order
 from stockade.errors import CorruptStore, InvalidRequest, StoreLost, StoreUnavailable
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch
+from stockade.persistence.outbox import event_from_row, event_row, feed_events
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
     BatchRows,
@@ -40,7 +42,12 @@ from stockade.persistence.rows import (
     movement_from_row,
     order_from_row,
 )
-from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
+from stockade.persistence.schema import (
+    INIT_STATE,
+    SCHEMA_VERSION,
+    STATE_TABLE,
+    migrations_after,
+)
 
 __all__ = ["PostgresStore", "StoreLost"]
 
@@ -115,9 +122,13 @@ class PostgresStore:
 
     keeps_history = True
 
-    def __init__(self, dsn: str, *, durable: bool = True, connect_timeout: float = 10) -> None:
+    def __init__(
+        self, dsn: str, *, durable: bool = True, connect_timeout: float = 10, feed: bool = True
+    ) -> None:
         self.dsn = dsn
         self.durable = durable
+        self.feed = feed
+        self._inactive: set[str] = set()
         self.connect_timeout = connect_timeout
         self._aio: _AsyncioThread | None = None
         self._conn: asyncpg.Connection | None = None
@@ -151,9 +162,7 @@ class PostgresStore:
         await conn.execute(_LOCK)  # blocks while another instance owns the store
         async with conn.transaction():
             await conn.execute(STATE_TABLE)
-            await conn.execute(
-                "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
-            )
+            await conn.execute(INIT_STATE)
             version = await conn.fetchval("SELECT schema_version FROM stockade_state")
             for statement in migrations_after(version):
                 await conn.execute(statement)
@@ -161,6 +170,8 @@ class PostgresStore:
             self._epoch = await conn.fetchval(
                 "UPDATE stockade_state SET owner_epoch = owner_epoch + 1 RETURNING owner_epoch"
             )
+        locations = [location_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_LOCATIONS)]
+        self._inactive = {x.id for x in locations if not x.active}
         return Snapshot(
             stock=[tuple(r) for r in await conn.fetch(sql.LOAD_STOCK)],
             orders=[
@@ -168,7 +179,8 @@ class PostgresStore:
                 for r in await conn.fetch(sql.numbered(sql.LOAD_ORDERS), since, since)
             ],
             last_seq=await conn.fetchval("SELECT last_seq FROM stockade_state"),
-            locations=[location_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_LOCATIONS)],
+            last_event_seq=await conn.fetchval("SELECT last_event_seq FROM stockade_state"),
+            locations=locations,
             channels=[channel_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_CHANNELS)],
             keys=[
                 key_from_row(tuple(r)) for r in await conn.fetch(sql.numbered(sql.LOAD_KEYS), since)
@@ -177,10 +189,10 @@ class PostgresStore:
 
     # -- committing ---------------------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> None:
+    async def commit(self, batch: Batch) -> list[FeedEvent]:
         rows = batch_rows(batch)
         try:
-            await self._run(self._commit, rows)
+            return await self._run(self._commit, batch, rows)
         except _UNREACHABLE as exc:
             await self._discard_connection()  # the next attempt reconnects
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
@@ -202,16 +214,17 @@ class PostgresStore:
         self._conn = conn
         return conn
 
-    async def _commit(self, rows: BatchRows) -> None:
+    async def _commit(self, batch: Batch, rows: BatchRows) -> list[FeedEvent]:
         conn = self._conn if self._conn is not None else await self._reconnect()
         async with conn.transaction():
-            epoch, last_seq = await conn.fetchrow(
-                "SELECT owner_epoch, last_seq FROM stockade_state WHERE id = 1 FOR SHARE"
+            epoch, last_seq, last_event = await conn.fetchrow(
+                "SELECT owner_epoch, last_seq, last_event_seq FROM stockade_state "
+                "WHERE id = 1 FOR SHARE"
             )
             if epoch != self._epoch:
                 raise StoreLost(f"owner epoch is {epoch}, ours was {self._epoch}")
             if rows.last_seq <= last_seq:
-                return  # already committed: a replay must not double anything
+                return []  # already committed: a replay must not double anything
             if rows.first_seq != last_seq + 1:
                 raise CorruptStore(f"batch {rows.first_seq} does not follow {last_seq}")
             await conn.copy_records_to_table("movements", records=rows.movements)
@@ -233,7 +246,24 @@ class PostgresStore:
                 _UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations]
             )
             await conn.executemany(_UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
-            await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
+            if not self.feed:
+                await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
+                return []
+            self._inactive.update(x.id for x in rows.locations if not x.active)
+            self._inactive.difference_update(x.id for x in rows.locations if x.active)
+            after: dict[str, dict[str, tuple[int, int]]] = {}
+            touched = list({sku for sku, _, _, _ in deltas})
+            for sku, location, on_hand, reserved in await conn.fetch(sql.STOCK_OF_PG, touched):
+                after.setdefault(sku, {})[location] = (on_hand, reserved)
+            events = feed_events(batch.events, deltas, after, self._inactive, last_event + 1)
+            if events:
+                await conn.copy_records_to_table("events", records=[event_row(e) for e in events])
+            await conn.execute(
+                "UPDATE stockade_state SET last_seq = $1, last_event_seq = $2",
+                rows.last_seq,
+                events[-1].seq if events else last_event,
+            )
+            return events
 
     # -- history ------------------------------------------------------------------------------
 
@@ -274,6 +304,31 @@ class PostgresStore:
             return [movement_from_row(tuple(r)) for r in rows]
 
         return await self._read(read)
+
+    async def events(
+        self, after: int, limit: int, types: tuple[str, ...] | None = None
+    ) -> list[FeedEvent]:
+        statement, params = sql.events_page(after, limit, types)
+
+        async def read(pool: asyncpg.Pool) -> list[FeedEvent]:
+            rows = await pool.fetch(sql.numbered(statement), *params)
+            return [event_from_row(tuple(r)) for r in rows]
+
+        return await self._read(read)
+
+    async def feed_bounds(self) -> tuple[int, int]:
+        async def read(pool: asyncpg.Pool) -> tuple[int, int]:
+            first, last = await pool.fetchrow(sql.FEED_BOUNDS)
+            return (last + 1 if first is None else first), last
+
+        return await self._read(read)
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        async def prune(pool: asyncpg.Pool) -> int:
+            status = await pool.execute(sql.numbered(sql.PRUNE_EVENTS), before, limit)
+            return int(status.split()[-1])  # "DELETE <count>"
+
+        return await self._read(prune)
 
     # -- closing ------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ append a new one.
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "STATE_TABLE", "migrations_after"]
+__all__ = ["INIT_STATE", "MIGRATIONS", "SCHEMA_VERSION", "STATE_TABLE", "migrations_after"]
 
 #: Created before anything else, so the version can be read; version 0 is an empty database.
 STATE_TABLE = """CREATE TABLE IF NOT EXISTS stockade_state (
@@ -102,6 +102,26 @@ MIGRATIONS.append(
             ON CONFLICT (key) DO NOTHING""",
         "CREATE INDEX idempotency_keys_by_time ON idempotency_keys (at)",
     ]
+)
+
+MIGRATIONS.append(
+    [  # 3: the change feed's outbox, written in the same transaction as the changes
+        """CREATE TABLE events (
+            seq BIGINT PRIMARY KEY,
+            type TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            sku TEXT,
+            data TEXT NOT NULL
+        )""",
+        "CREATE INDEX events_by_at ON events (at)",
+        "ALTER TABLE stockade_state ADD COLUMN last_event_seq BIGINT NOT NULL DEFAULT 0",
+    ]
+)
+
+#: Makes the one state row of a new database (the columns named: later migrations add more).
+INIT_STATE = (
+    "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "
+    "VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

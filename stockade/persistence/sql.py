@@ -25,6 +25,13 @@ __all__ = [
     "UPSERT_KEY",
     "UPSERT_LOCATION",
     "UPSERT_STOCK_ROW",
+    "INSERT_EVENT",
+    "SET_LAST_EVENT",
+    "FEED_BOUNDS",
+    "PRUNE_EVENTS",
+    "STOCK_OF",
+    "STOCK_OF_PG",
+    "events_page",
     "numbered",
     "orders_page",
 ]
@@ -70,6 +77,28 @@ UPSERT_CHANNEL = (
     "INSERT INTO channels VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
     "locations = excluded.locations"
 )
+
+
+INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?)"
+SET_LAST_EVENT = "UPDATE stockade_state SET last_event_seq = ?"
+FEED_BOUNDS = "SELECT (SELECT min(seq) FROM events), last_event_seq FROM stockade_state"
+PRUNE_EVENTS = (
+    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < ? ORDER BY seq LIMIT ?)"
+)
+#: The stock rows of some products (SQLite: expanded to as many ``?`` as skus).
+STOCK_OF = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku IN ({})"
+STOCK_OF_PG = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku = ANY($1::text[])"
+
+
+def events_page(after: int, limit: int, types: tuple[str, ...] | None) -> tuple[str, list[object]]:
+    """The SELECT for a page of the change feed after ``after`` (by seq), and its parameters."""
+    params: list[object] = [after]
+    where = "seq > ?"
+    if types:
+        where += f" AND type IN ({', '.join('?' * len(types))})"
+        params += list(types)
+    params.append(limit)
+    return f"SELECT seq, type, at, sku, data FROM events WHERE {where} ORDER BY seq LIMIT ?", params
 
 
 def orders_page(query: OrderQuery) -> tuple[str, list[object]]:

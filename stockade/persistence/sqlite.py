@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 
 import trio
 
+from stockade.engine.feed import Event as FeedEvent
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Movement, Order
 from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch
+from stockade.persistence.outbox import event_from_row, event_row, feed_events
 from stockade.persistence.rows import (
     BatchRows,
     batch_rows,
@@ -38,7 +40,12 @@ from stockade.persistence.rows import (
     movement_from_row,
     order_from_row,
 )
-from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
+from stockade.persistence.schema import (
+    INIT_STATE,
+    SCHEMA_VERSION,
+    STATE_TABLE,
+    migrations_after,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -50,9 +57,11 @@ class SQLiteStore:
 
     keeps_history = True
 
-    def __init__(self, path: str, *, durable: bool = True) -> None:
+    def __init__(self, path: str, *, durable: bool = True, feed: bool = True) -> None:
         self.path = path
         self.durable = durable
+        self.feed = feed
+        self._inactive: set[str] = set()
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -99,9 +108,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(STATE_TABLE)
-            conn.execute(
-                "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
-            )
+            conn.execute(INIT_STATE)
             (version,) = conn.execute("SELECT schema_version FROM stockade_state").fetchone()
             for statement in migrations_after(version):
                 conn.execute(statement)
@@ -116,36 +123,55 @@ class SQLiteStore:
 
     def _load(self, since: float) -> Snapshot:
         conn = self._connection()
-        (last_seq,) = conn.execute("SELECT last_seq FROM stockade_state").fetchone()
+        last_seq, last_event = conn.execute(
+            "SELECT last_seq, last_event_seq FROM stockade_state"
+        ).fetchone()
+        locations = [location_from_row(r) for r in conn.execute(sql.LOAD_LOCATIONS)]
+        self._inactive = {x.id for x in locations if not x.active}
         return Snapshot(
             stock=conn.execute(sql.LOAD_STOCK).fetchall(),
             orders=[order_from_row(r) for r in conn.execute(sql.LOAD_ORDERS, (since, since))],
             last_seq=last_seq,
-            locations=[location_from_row(r) for r in conn.execute(sql.LOAD_LOCATIONS)],
+            last_event_seq=last_event,
+            locations=locations,
             channels=[channel_from_row(r) for r in conn.execute(sql.LOAD_CHANNELS)],
             keys=[key_from_row(r) for r in conn.execute(sql.LOAD_KEYS, (since,))],
         )
 
     # -- committing ---------------------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> None:
+    async def commit(self, batch: Batch) -> list[FeedEvent]:
         rows = batch_rows(batch)
-        await self._run(self._commit, rows)
+        return await self._run(self._commit, batch, rows)
 
-    def _commit(self, rows: BatchRows) -> None:
+    def _commit(self, batch: Batch, rows: BatchRows) -> list[FeedEvent]:
         conn = self._connection()
+        events: list[FeedEvent] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                (last_seq,) = conn.execute("SELECT last_seq FROM stockade_state").fetchone()
+                last_seq, last_event = conn.execute(
+                    "SELECT last_seq, last_event_seq FROM stockade_state"
+                ).fetchone()
                 if rows.last_seq <= last_seq:
                     conn.execute("ROLLBACK")
-                    return  # already committed: a replay must not double anything
+                    return []  # already committed: a replay must not double anything
                 if rows.first_seq != last_seq + 1:
                     raise CorruptStore(f"batch {rows.first_seq} does not follow {last_seq}")
                 write_rows(conn.executemany, rows)
                 conn.execute("UPDATE stockade_state SET last_seq = ?", (rows.last_seq,))
+                if self.feed:
+                    self._inactive.update(x.id for x in rows.locations if not x.active)
+                    self._inactive.difference_update(x.id for x in rows.locations if x.active)
+                    after = _stock_of(conn, {sku for sku, _, _, _ in rows.stock_deltas})
+                    events = feed_events(
+                        batch.events, rows.stock_deltas, after, self._inactive, last_event + 1
+                    )
+                    if events:
+                        conn.executemany(sql.INSERT_EVENT, [event_row(e) for e in events])
+                        conn.execute(sql.SET_LAST_EVENT, (events[-1].seq,))
                 conn.execute("COMMIT")
+                return events
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -153,6 +179,35 @@ class SQLiteStore:
             raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     # -- history ------------------------------------------------------------------------------
+
+    async def events(
+        self, after: int, limit: int, types: tuple[str, ...] | None = None
+    ) -> list[FeedEvent]:
+        statement, params = sql.events_page(after, limit, types)
+
+        def read(conn: sqlite3.Connection) -> list[FeedEvent]:
+            return [event_from_row(r) for r in conn.execute(statement, params)]
+
+        return await self._read(read)
+
+    async def feed_bounds(self) -> tuple[int, int]:
+        def read(conn: sqlite3.Connection) -> tuple[int, int]:
+            first, last = conn.execute(sql.FEED_BOUNDS).fetchone()
+            return (last + 1 if first is None else first), last
+
+        return await self._read(read)
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        def prune() -> int:
+            conn = self._connection()
+            try:
+                with conn:  # one short transaction per chunk, between commits
+                    conn.execute("BEGIN IMMEDIATE")
+                    return conn.execute(sql.PRUNE_EVENTS, (before, limit)).rowcount
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+        return await self._run(prune)
 
     async def order(self, order_id: str) -> Order | None:
         def read(conn: sqlite3.Connection) -> Order | None:
@@ -204,6 +259,18 @@ class SQLiteStore:
         if self._conn is None:
             raise StoreUnavailable("the SQLite store is not open")
         return self._conn
+
+
+def _stock_of(conn: sqlite3.Connection, skus: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
+    """The stock rows of ``skus``, ``{sku: {location: (on_hand, reserved)}}``."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    ordered = sorted(skus)
+    for start in range(0, len(ordered), 500):  # SQLite bounds the parameters of a statement
+        chunk = ordered[start : start + 500]
+        statement = sql.STOCK_OF.format(", ".join("?" * len(chunk)))
+        for sku, location, on_hand, reserved in conn.execute(statement, chunk):
+            out.setdefault(sku, {})[location] = (on_hand, reserved)
+    return out
 
 
 def write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None:

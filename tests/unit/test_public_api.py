@@ -13,6 +13,8 @@ def test_public_names_are_pinned():
         "EngineClosed",
         "EngineStatistics",
         "EngineThread",
+        "Event",
+        "FeedGone",
         "IdempotencyConflict",
         "InvalidRequest",
         "InvalidTransition",

@@ -1,0 +1,85 @@
+"""The change feed's public events, and the hub that hands committed ones to live readers.
+
+Every committed change yields public events (design.md §9), numbered by one gap-free ``seq``
+per store in commit order and written by the store in the same transaction as the change (an
+outbox: none is lost, none describes a change that did not commit). The journal publishes each
+committed batch's events to the :class:`FeedHub`; :meth:`Engine.events` reads history from the
+store, then follows the hub.
+
+The hub keeps only a bounded ring of the newest events and no per-reader queue, so a slow reader
+never holds back the engine or anyone else: a reader that falls behind the ring reads the store
+again (at its own pace) until it has caught up, with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import trio
+
+__all__ = ["EVENT_TYPES", "RING_SIZE", "Event", "FeedHub"]
+
+#: Every public event type.
+EVENT_TYPES = (
+    "stock.changed",
+    "order.placed",
+    "order.changed",
+    "order.extended",
+    "order.confirmed",
+    "order.cancelled",
+    "order.expired",
+    "product.sold_out",
+    "product.back_in_stock",
+)
+
+#: Newest events the hub keeps for live readers (older ones are read from the store).
+RING_SIZE = 10_000
+
+
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """One public event of the change feed. ``seq`` is gap-free per store, in commit order;
+    ``type`` is one of :data:`EVENT_TYPES`; ``data`` is the JSON-ready payload: the Order for
+    ``order.*``; ``{"location_level", "stock_level"}`` for ``stock.changed`` (the values after
+    the commit that changed them); ``{"sku", "stock_level"}`` for ``product.sold_out`` /
+    ``product.back_in_stock`` (when ``available`` reaches zero, or leaves it)."""
+
+    seq: int
+    type: str
+    at: datetime
+    data: dict[str, Any]
+
+
+class FeedHub:
+    """The newest committed events, for live readers. ``publish`` is called by the journal
+    after each commit, in seq order; it never blocks and never waits for a reader."""
+
+    def __init__(self, head: int = 0, size: int | None = None) -> None:
+        self.head = head  # the newest seq committed
+        self._ring: deque[Event] = deque(maxlen=RING_SIZE if size is None else size)
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def publish(self, events: list[Event]) -> None:
+        if not events:
+            return
+        self._ring.extend(events)
+        self.head = events[-1].seq
+        self._lot.unpark_all()
+
+    def since(self, after: int) -> list[Event] | None:
+        """The events after ``after`` still in the ring (may be empty), or None when some of
+        them have already left it (read the store)."""
+        ring = self._ring
+        if after >= self.head:
+            return []
+        if not ring or ring[0].seq > after + 1:
+            return None
+        start = after + 1 - ring[0].seq
+        return [ring[i] for i in range(start, len(ring))]
+
+    async def wait_beyond(self, seq: int) -> None:
+        """Return once the head is past ``seq``. Cancellable."""
+        while self.head <= seq:
+            await self._lot.park()
