@@ -49,6 +49,8 @@ from stockade.engine.validation import Lines, check_hold, check_idempotency_key,
 
 #: engine / order-keeping baseline, for the hot product and for 100 products
 TARGET = 0.8
+#: products in the spread workload: buyer i buys product i % SPREAD
+SPREAD = 100
 
 
 class VerificationFailed(AssertionError):
@@ -331,7 +333,23 @@ async def mailbox_run(units: int, tasks: int, products: int) -> float:
 Run = Callable[[int, int, int], Awaitable[float]]
 
 
+def check_options(units: int, tasks: int, rounds: int) -> None:
+    """Refuse (SystemExit) options with which a run could not sell every unit or time nothing."""
+    if rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
+    if tasks < SPREAD:
+        raise SystemExit(
+            f"--tasks must be at least {SPREAD}: buyer i buys product i % {SPREAD}, so with "
+            "fewer buyers some products never sell"
+        )
+    if units < tasks:
+        raise SystemExit(
+            "--units must be at least --tasks: each task of the round-trip row reads units // tasks"
+        )
+
+
 async def main(units: int, tasks: int, rounds: int) -> None:
+    check_options(units, tasks, rounds)
     print(f"stockade engine bench: {units:,} units, {tasks} concurrent buyers, best of {rounds}")
     print(f"target: engine / order-keeping baseline >= {TARGET}")
     print(
@@ -340,7 +358,7 @@ async def main(units: int, tasks: int, rounds: int) -> None:
     )
     workloads: tuple[tuple[str, int, Run, bool], ...] = (
         ("hot product", 1, engine_run, True),
-        ("100 products", 100, engine_run, True),
+        (f"{SPREAD} products", SPREAD, engine_run, True),
         ("round trip only (diag.)", 1, mailbox_run, False),
     )
     for label, products, run, keeping in workloads:

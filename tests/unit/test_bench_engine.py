@@ -146,3 +146,19 @@ async def test_the_bench_prints_both_ratios_and_the_target(capsys):
     for label in ("hot product", "100 products"):
         assert re.search(r"\d\.\d\d  (met|NOT met)\s+[\d,]+\s+\d\.\d\d  yes$", rows[label])
     assert re.search(r"-\s+-  -\s+[\d,]+\s+\d\.\d\d  yes$", rows["round trip only (diag.)"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"units": 2000, "tasks": 20, "rounds": 1}, "--tasks must be at least 100"),
+        ({"units": 50, "tasks": 100, "rounds": 1}, "--units must be at least --tasks"),
+        ({"units": 2000, "tasks": 100, "rounds": 0}, "--rounds must be at least 1"),
+    ],
+)
+async def test_options_that_cannot_sell_every_unit_stop_before_anything_runs(
+    capsys, options, message
+):
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        await engine_bench(**options)
+    assert capsys.readouterr().out == ""
