@@ -38,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import trio
-from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 import stockade
 from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAX_HOLD
@@ -71,6 +70,23 @@ async def _race(tasks: int, buy: Callable[[int], Awaitable[bool]]) -> tuple[int,
         for i in range(tasks):
             nursery.start_soon(buyer, i)
     return bought, time.perf_counter() - start
+
+
+def _buyer(
+    place_order: Callable[[dict[str, int]], Awaitable[Order]], skus: list[str]
+) -> Callable[[int], Awaitable[bool]]:
+    """The purchase the engine and the order-keeping baseline both race: buyer ``i`` buys one
+    unit of ``skus[i % len(skus)]``; False once refused."""
+    products = len(skus)
+
+    async def buy(i: int) -> bool:
+        try:
+            await place_order({skus[i % products]: 1})
+        except stockade.OutOfStock:
+            return False
+        return True
+
+    return buy
 
 
 async def ceiling_run(units: int, tasks: int, products: int) -> float:
@@ -135,8 +151,7 @@ class ListJournal:
         self.max_buffered = max_buffered
         self.drained = 0
         self._buffer: list[Event] = []
-        self._task: Task | None = None
-        self._parked = False
+        self._wakeup: trio.Event | None = None  # set while the consumer waits for events
         self._closing = False
 
     def admit(self) -> None:
@@ -145,43 +160,32 @@ class ListJournal:
 
     def append(self, events: tuple[Event, ...]) -> None:
         self._buffer.extend(events)
-        if self._parked:
-            self._parked = False
-            assert self._task is not None
-            reschedule(self._task)
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Drain until :meth:`close` and the list is empty. Parks while there is nothing to
+        """Drain until :meth:`close` and the list is empty. Waits while there is nothing to
         drain; cancellable there and at the checkpoint after each drain."""
-        self._task = current_task()
         task_status.started()
-        try:
-            while True:
-                if self._buffer:
-                    events, self._buffer = self._buffer, []
-                    self.drained += len(events)
-                    self.clock.next_pass()
-                    await trio.lowlevel.checkpoint()
-                elif self._closing:
-                    return
-                else:
-                    self._parked = True
-                    await wait_task_rescheduled(self._unpark)
-        finally:
-            self._task = None
-            self._parked = False
-
-    def _unpark(self, _: object) -> Abort:
-        self._parked = False
-        return Abort.SUCCEEDED
+        while True:
+            if self._buffer:
+                events, self._buffer = self._buffer, []
+                self.drained += len(events)
+                self.clock.next_pass()
+                await trio.lowlevel.checkpoint()
+            elif self._closing:
+                return
+            else:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
 
     def close(self) -> None:
         """Let :meth:`run` return once the list is empty."""
         self._closing = True
-        if self._parked:
-            self._parked = False
-            assert self._task is not None
-            reschedule(self._task)
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
 
 
 class OrderKeeper:
@@ -259,17 +263,9 @@ async def keeping_run(units: int, tasks: int, products: int) -> float:
     per = units // products
     skus = [f"p{n}" for n in range(products)]
     keeper = OrderKeeper(dict.fromkeys(skus, per))
-
-    async def buy(i: int) -> bool:
-        try:
-            await keeper.place_order({skus[i % products]: 1})
-        except stockade.OutOfStock:
-            return False
-        return True
-
     async with trio.open_nursery() as nursery:
         await nursery.start(keeper.journal.run)
-        acknowledged, seconds = await _race(tasks, buy)
+        acknowledged, seconds = await _race(tasks, _buyer(keeper.place_order, skus))
         keeper.journal.close()
     gone = sum(per - keeper.stock[sku] for sku in skus)
     kept = len(keeper.book.orders)
@@ -292,15 +288,7 @@ async def engine_run(units: int, tasks: int, products: int) -> float:
     async with stockade.open_engine(None) as engine:
         for sku in skus:
             await engine.set_stock(sku, per)
-
-        async def buy(i: int) -> bool:
-            try:
-                await engine.place_order({skus[i % products]: 1})
-            except stockade.OutOfStock:
-                return False
-            return True
-
-        acknowledged, seconds = await _race(tasks, buy)
+        acknowledged, seconds = await _race(tasks, _buyer(engine.place_order, skus))
         gone = 0
         for sku in skus:
             level = await engine.stock(sku)
