@@ -1,6 +1,6 @@
 """Engine throughput: single-line direct purchases against two baselines in the same process.
 
-    ./dev bench engine [--units N] [--tasks N] [--rounds N]
+    ./dev bench engine [--units N] [--tasks N] [--rounds N]     (tasks >= 100, units >= tasks)
 
 Each workload sells out ``units`` units with ``tasks`` concurrent buyer tasks, every buyer
 looping ``place_order({sku: 1})`` until OutOfStock. Workloads: one hot product, and units spread
