@@ -193,11 +193,12 @@ class OrderKeeper:
     in the caller's task (no actor), for direct purchases. ``stock`` maps sku to units on
     hand; :attr:`journal`'s :meth:`ListJournal.run` must be running in a nursery.
 
-    Besides the actor (the Take message, the mailbox, the parked caller, the dispatcher's pass
-    and the reschedule, replaced here by one checkpoint), it leaves out only the engine's
-    shutdown bookkeeping (``Engine._enter`` / ``_leave``) and its fast-mode durability test, a
-    flag and a counter or two: if anything, that makes this baseline a little faster than the
-    engine's order keeping, and the ratio a little harder to meet.
+    Calls are counted in and out as the engine counts them for its shutdown (``_enter`` /
+    ``_leave``); after :meth:`close` new calls raise EngineClosed. Besides the actor (the Take
+    message, the mailbox, the parked caller, the dispatcher's pass and the reschedule, replaced
+    here by one checkpoint, and the journal place the engine holds across that await), it leaves
+    out only the engine's fast-mode durability test, one method call that answers True: if
+    anything, that makes this baseline a little faster than the engine's order keeping.
     """
 
     def __init__(self, stock: dict[str, int], max_buffered: int = 100_000) -> None:
@@ -209,6 +210,20 @@ class OrderKeeper:
         self._ids: list[str] = []
         self.placed = 0
         self.out_of_stock = 0
+        self.in_flight = 0
+        self._closed = False
+
+    def _enter(self) -> None:
+        if self._closed:
+            raise stockade.EngineClosed("the baseline is closed")
+        self.in_flight += 1
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+
+    def close(self) -> None:
+        """Refuse new calls (EngineClosed); calls in flight finish."""
+        self._closed = True
 
     async def place_order(
         self,
@@ -219,9 +234,10 @@ class OrderKeeper:
     ) -> Order:
         """Take every line or none and keep the order, ``confirmed``. Bad input raises
         InvalidRequest or UnknownProduct at once; a short line raises OutOfStock after the
-        checkpoint; either way nothing changes. Holds and idempotency keys are validated, then
-        refused (InvalidRequest): the baseline keeps direct purchases only. The one checkpoint
-        comes before anything changes, so a cancelled call leaves nothing behind."""
+        checkpoint, Overloaded when the journal is full, EngineClosed after :meth:`close`; none
+        of them changes anything. Holds and idempotency keys are validated, then refused
+        (InvalidRequest): the baseline keeps direct purchases only. The one checkpoint comes
+        before anything changes, so a cancelled call leaves nothing behind."""
         stock = self.stock
         checked = check_lines(lines, stock)
         hold_s = None if hold_for is None else check_hold(hold_for, self._max_hold_s)
@@ -231,25 +247,29 @@ class OrderKeeper:
         for sku in checked:
             if sku not in stock:
                 raise stockade.UnknownProduct(sku)
-        await trio.lowlevel.checkpoint()  # where the engine parks for its actors
-        journal = self.journal
-        journal.admit()
-        order_id = self._ids.pop() if self._ids else self._more_ids()
-        for sku, qty in checked.items():
-            if stock[sku] < qty:
-                self.out_of_stock += 1
-                raise stockade.OutOfStock(
-                    {s: (q, stock[s]) for s, q in checked.items() if stock[s] < q}
-                )
-        for sku, qty in checked.items():
-            stock[sku] -= qty
-        clock = self.clock
-        order, event = self.book.place(
-            order_id, checked, clock.now(), clock.now_datetime(), None, None
-        )
-        journal.append((event,))
-        self.placed += 1
-        return order
+        self._enter()
+        try:
+            await trio.lowlevel.checkpoint()  # where the engine parks for its actors
+            journal = self.journal
+            journal.admit()
+            order_id = self._ids.pop() if self._ids else self._more_ids()
+            for sku, qty in checked.items():
+                if stock[sku] < qty:
+                    self.out_of_stock += 1
+                    raise stockade.OutOfStock(
+                        {s: (q, stock[s]) for s, q in checked.items() if stock[s] < q}
+                    )
+            for sku, qty in checked.items():
+                stock[sku] -= qty
+            clock = self.clock
+            order, event = self.book.place(
+                order_id, checked, clock.now(), clock.now_datetime(), None, None
+            )
+            journal.append((event,))
+            self.placed += 1
+            return order
+        finally:
+            self._leave()
 
     def _more_ids(self) -> str:
         """The engine's scheme (``Engine._more_ids``): one ``os.urandom`` per 1024 ids."""
@@ -266,7 +286,10 @@ async def keeping_run(units: int, tasks: int, products: int) -> float:
     async with trio.open_nursery() as nursery:
         await nursery.start(keeper.journal.run)
         acknowledged, seconds = await _race(tasks, _buyer(keeper.place_order, skus))
+        keeper.close()
         keeper.journal.close()
+    if keeper.in_flight != 0:
+        raise VerificationFailed(f"{keeper.in_flight} calls still counted in flight")
     gone = sum(per - keeper.stock[sku] for sku in skus)
     kept = len(keeper.book.orders)
     if min(keeper.stock.values()) < 0:

@@ -93,7 +93,7 @@ async def test_a_short_line_refuses_the_whole_order_with_the_engines_shortages(n
         await keeper.place_order({"a": 2, "b": 2, "c": 1})
     assert refused.value.shortages == {"b": (2, 1), "c": (1, 0)}
     assert keeper.stock == {"a": 5, "b": 1, "c": 0}
-    assert keeper.book.orders == {} and keeper.out_of_stock == 1
+    assert keeper.book.orders == {} and keeper.out_of_stock == 1 and keeper.in_flight == 0
     await trio.testing.wait_all_tasks_blocked()
     assert keeper.journal.drained == 0
 
@@ -114,7 +114,17 @@ async def test_a_cancelled_call_leaves_nothing_behind(nursery):
         scope.cancel()
         await keeper.place_order({"a": 1})
     assert scope.cancelled_caught
-    assert keeper.stock == {"a": 5} and keeper.book.orders == {}
+    assert keeper.stock == {"a": 5} and keeper.book.orders == {} and keeper.in_flight == 0
+
+
+async def test_a_closed_baseline_refuses_new_calls_and_changes_nothing(nursery):
+    keeper = OrderKeeper({"a": 5})
+    await nursery.start(keeper.journal.run)
+    await keeper.place_order({"a": 1})
+    keeper.close()
+    with pytest.raises(stockade.EngineClosed):
+        await keeper.place_order({"a": 1})
+    assert keeper.stock == {"a": 4} and len(keeper.book.orders) == 1 and keeper.in_flight == 0
 
 
 async def test_orders_of_one_pass_share_its_time_and_a_drain_starts_the_next(
