@@ -12,9 +12,10 @@ over 100 products (buyer i buys product i % 100). The same buyers run against tw
   as in ``Engine.place_order``), an unguessable id from a pool refilled by one ``os.urandom``
   per 1024 ids, the ``Order`` record and its ``OrderPlaced`` event (built and stored by the
   engine's ``OrderBook``), the event appended to a bounded list that a consumer task drains
-  without I/O, the stock check-and-decrement, and one trio checkpoint. What separates the
-  engine from it is the actor: the mailbox, the parked caller and the dispatcher's pass. The
-  target is an engine / order-keeping ratio of at least ``TARGET`` (0.8);
+  without I/O, the stock check-and-decrement, calls counted in and out as the engine counts
+  them, and one trio checkpoint. What separates the engine from it is the actor: the mailbox,
+  the parked caller and the dispatcher's pass. The target is an engine / order-keeping ratio
+  of at least ``TARGET`` (0.8);
 * the **dict-decrement ceiling**: check, decrement and one trio checkpoint per purchase (the
   least any trio code serving concurrent callers does: no actor, no order record, no journal).
 
