@@ -7,15 +7,20 @@ from stockade.embedding.thread import BlockingEngine, EngineThread, run_in_threa
 from stockade.engine.engine import Engine
 from stockade.engine.models import Order, OrderStatus, StockLevel
 from stockade.errors import (
+    CorruptStore,
     EngineClosed,
     IdempotencyConflict,
+    IncompatibleStore,
     InvalidRequest,
     InvalidTransition,
     OrderNotFound,
     OutOfStock,
     Overloaded,
     StockadeError,
+    StoreError,
     StoreInUse,
+    StoreLost,
+    StoreUnavailable,
     UnknownProduct,
 )
 from stockade.persistence.memory import MemoryStore
@@ -25,10 +30,12 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncioEngine",
     "BlockingEngine",
+    "CorruptStore",
     "Engine",
     "EngineClosed",
     "EngineThread",
     "IdempotencyConflict",
+    "IncompatibleStore",
     "InvalidRequest",
     "InvalidTransition",
     "MemoryStore",
@@ -39,7 +46,10 @@ __all__ = [
     "Overloaded",
     "StockLevel",
     "StockadeError",
+    "StoreError",
     "StoreInUse",
+    "StoreLost",
+    "StoreUnavailable",
     "UnknownProduct",
     "open_asyncio_engine",
     "open_engine",

@@ -28,7 +28,7 @@ from stockade._open import open_engine
 from stockade.engine.engine import Engine
 from stockade.engine.models import Order, StockLevel
 from stockade.engine.validation import Lines
-from stockade.errors import EngineClosed
+from stockade.errors import EngineClosed, InvalidRequest
 
 __all__ = ["BlockingEngine", "EngineThread", "FutureReply", "Reply", "ThreadReply", "run_in_thread"]
 
@@ -68,7 +68,7 @@ class EngineThread:
         """Start the thread and block until the engine is open (its store loaded). Raises
         whatever stopped it from opening, e.g. InvalidRequest for a bad database URL."""
         if self._thread is not None:
-            raise RuntimeError("this EngineThread was already started")
+            raise InvalidRequest("this EngineThread was already started")
         self._thread = threading.Thread(target=self._run, name="stockade-engine", daemon=True)
         self._thread.start()
         self._ready.wait()

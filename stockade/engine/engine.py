@@ -51,7 +51,14 @@ from stockade.engine.validation import (
     check_sku,
     check_stock_value,
 )
-from stockade.errors import EngineClosed, InvalidRequest, OutOfStock, Overloaded, UnknownProduct
+from stockade.errors import (
+    CorruptStore,
+    EngineClosed,
+    InvalidRequest,
+    OutOfStock,
+    Overloaded,
+    UnknownProduct,
+)
 
 __all__ = ["Engine"]
 
@@ -415,28 +422,37 @@ class Engine:
         key_times: dict[str, float],
     ) -> None:
         """Load a store's state before :meth:`run`: ``products`` maps sku to ``(on_hand,
-        reserved)``. The holds of reserved orders must add up to each product's ``reserved``;
-        if they do not, the store is corrupt and ValueError is raised."""
+        reserved)``. The holds of reserved orders must add up to each product's ``reserved`` and
+        have deadlines, and every open or confirmed order must name known products; if not, the
+        store is corrupt and CorruptStore is raised."""
         ledgers = self._ledgers
         for sku, (on_hand, reserved) in products.items():
             ledgers[sku] = ProductLedger(sku, on_hand, reserved)
-        self._book.restore(orders, key_times)
         held: dict[str, int] = {}
         for order in orders:
+            if order.status == "confirmed":  # a return may still put its units back
+                for sku in order.lines:
+                    if sku not in ledgers:
+                        raise CorruptStore(f"order {order.id!r} sold units of unknown {sku!r}")
             if order.status != "reserved":
                 continue
+            if order.expires_at is None:
+                raise CorruptStore(f"order {order.id!r} is reserved but has no deadline")
             for sku, qty in order.lines.items():
-                ledger = ledgers[sku]
+                ledger = ledgers.get(sku)
+                if ledger is None:
+                    raise CorruptStore(f"order {order.id!r} holds units of unknown {sku!r}")
                 if ledger.holds is None:
                     ledger.holds = {}
                 ledger.holds[order.id] = qty
                 held[sku] = held.get(sku, 0) + qty
         for sku, ledger in ledgers.items():
             if held.get(sku, 0) != ledger.reserved or not 0 <= ledger.reserved <= ledger.on_hand:
-                raise ValueError(
+                raise CorruptStore(
                     f"store is inconsistent for {sku!r}: on_hand {ledger.on_hand}, reserved "
                     f"{ledger.reserved}, open holds {held.get(sku, 0)}"
                 )
+        self._book.restore(orders, key_times)
         now = self._clock()
         for deadline, order_id in self._book.open_holds():
             if deadline <= now:

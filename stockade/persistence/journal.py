@@ -7,9 +7,10 @@ twice. In ``durable`` mode a caller's answer waits for the batch holding its cha
 mode it does not, and a crash may lose what was buffered (at most ``max_buffered`` events, or
 what arrived during one commit).
 
-A store that is unreachable raises :class:`StoreUnavailable`; the writer then retries the same
-batch with exponential backoff and jitter, forever, while ``healthy`` reports False. Any other
-exception from a store is a bug or corrupt data and stops the journal loudly.
+A store that is unreachable raises :class:`~stockade.errors.StoreUnavailable`; the writer then
+retries the same batch with exponential backoff and jitter, forever, while ``healthy`` reports
+False. Any other exception from a store (:class:`~stockade.errors.CorruptStore`,
+:class:`~stockade.errors.StoreLost`, a bug) stops the journal loudly.
 """
 
 from __future__ import annotations
@@ -24,15 +25,12 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 
 from stockade.engine.events import Event
 from stockade.engine.models import Order
-from stockade.errors import Overloaded
+from stockade.errors import CorruptStore, InvalidRequest, Overloaded
+from stockade.errors import StoreUnavailable as StoreUnavailable  # its home before errors.py
 
-__all__ = ["Batch", "Durability", "Journal", "Snapshot", "Store", "StoreUnavailable"]
+__all__ = ["Batch", "Durability", "Journal", "Snapshot", "Store", "is_new_batch"]
 
 Durability = Literal["durable", "fast"]
-
-
-class StoreUnavailable(Exception):
-    """Raised by a store when it cannot be reached right now; the journal retries."""
 
 
 class Batch(msgspec.Struct, frozen=True, gc=False):
@@ -53,9 +51,25 @@ class Snapshot(msgspec.Struct, gc=False):
     last_seq: int
 
 
+def is_new_batch(first_seq: int, last_seq: int, committed_seq: int) -> bool:
+    """Whether a store that has committed up to ``committed_seq`` must apply the batch
+    ``first_seq..last_seq``: True when it comes next, False when it was already committed (a
+    retried commit whose first attempt landed). Raises CorruptStore for a batch that leaves a
+    gap or overlaps what was committed: the store and the journal disagree."""
+    if last_seq <= committed_seq:
+        return False
+    if first_seq != committed_seq + 1:
+        raise CorruptStore(
+            f"batch {first_seq}..{last_seq} does not follow the last committed event "
+            f"{committed_seq}"
+        )
+    return True
+
+
 class Store(Protocol):
     """Where batches end up. ``commit`` must apply a batch atomically and skip one whose
-    ``last_seq`` it has already applied."""
+    ``last_seq`` it has already applied (see :func:`is_new_batch`). It raises StoreUnavailable
+    for what is worth retrying, CorruptStore for a batch it must refuse."""
 
     async def load(self) -> Snapshot: ...
 
@@ -90,7 +104,7 @@ class Journal:
         start_seq: int = 0,
     ) -> None:
         if durability not in ("durable", "fast"):
-            raise ValueError(f"durability must be 'durable' or 'fast', not {durability!r}")
+            raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
         self.store = store
         self.durability: Durability = durability
         self._fast = durability == "fast"

@@ -17,7 +17,7 @@ from stockade.engine.events import (
     movements,
 )
 from stockade.engine.models import Order
-from stockade.persistence.journal import Batch, Snapshot
+from stockade.persistence.journal import Batch, Snapshot, is_new_batch
 
 __all__ = ["MemoryStore", "Movement", "StoreState"]
 
@@ -67,10 +67,8 @@ class StoreState:
         self.last_seq = seq
 
     def apply_batch(self, batch: Batch) -> None:
-        if batch.last_seq <= self.last_seq:
+        if not is_new_batch(batch.first_seq, batch.last_seq, self.last_seq):
             return  # already applied: a retried commit must not double a movement
-        if batch.first_seq != self.last_seq + 1:
-            raise RuntimeError(f"batch {batch.first_seq} does not follow {self.last_seq}")
         for offset, event in enumerate(batch.events):
             self.apply(event, batch.first_seq + offset)
 

@@ -21,6 +21,7 @@ from stockade.engine.events import (
 )
 from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
+from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch
 
 __all__ = ["BatchRows", "batch_rows", "order_from_row"]
@@ -88,13 +89,18 @@ def _order_row(order: Order) -> tuple[str, str, str, float, float | None, str | 
 
 
 def order_from_row(row: Any) -> Order:
-    """An Order from ``(id, status, lines, created_at, expires_at, idempotency_key)``."""
+    """An Order from ``(id, status, lines, created_at, expires_at, idempotency_key)``. Raises
+    CorruptStore for a row that cannot be one (lines that are not ``{sku: qty}`` JSON, a time
+    that is not a number)."""
     order_id, status, lines, created_at, expires_at, key = row
-    return Order(
-        order_id,
-        status,
-        _lines_decoder.decode(lines),
-        from_timestamp(created_at),
-        None if expires_at is None else from_timestamp(expires_at),
-        key,
-    )
+    try:
+        return Order(
+            order_id,
+            status,
+            _lines_decoder.decode(lines),
+            from_timestamp(created_at),
+            None if expires_at is None else from_timestamp(expires_at),
+            key,
+        )
+    except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
+        raise CorruptStore(f"order {order_id!r} cannot be read back: {exc}") from exc

@@ -232,7 +232,7 @@ def test_start_up_errors_surface_and_bad_use_is_refused():
     with pytest.raises(EngineClosed):
         thread.submit("stock", "a")
     thread.start()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InvalidRequest, match="already started"):
         thread.start()
     thread.stop()
     thread.stop()  # idempotent

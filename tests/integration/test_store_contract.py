@@ -76,7 +76,7 @@ async def test_a_replayed_batch_changes_nothing_and_a_gap_is_refused(kind):
     )
     await store.commit(batch)
     await store.commit(batch)  # a retried commit whose first try did land
-    with pytest.raises(RuntimeError):
+    with pytest.raises(stockade.CorruptStore, match="does not follow"):
         await store.commit(Batch(batch.last_seq + 5, batch.last_seq + 5, [batch.events[0]]))
     await store.aclose()
     state = kind.read()
@@ -137,7 +137,7 @@ async def test_a_newer_schema_is_refused_and_left_alone(name, request, tmp_path)
         await engine.set_stock("a", 3)
     assert kind.read().products["a"] == (3, 0)  # migrated from an empty database
     set_schema_version(kind, SCHEMA_VERSION + 1, database)
-    with pytest.raises(RuntimeError, match="newer than this stockade"):
+    with pytest.raises(stockade.IncompatibleStore, match="newer than this stockade"):
         async with stockade.open_engine(store=kind.make()):
             pass  # pragma: no cover
     set_schema_version(kind, SCHEMA_VERSION, database)
