@@ -116,7 +116,9 @@ class Dispatcher:
         self, sku: str, command: Command, waiter: Waiter | None, index: int, force: bool = False
     ) -> None:
         """Queue ``command`` for ``sku``'s actor, activating it if it was idle. The reply goes to
-        ``waiter.replies[index]`` (nowhere if ``waiter`` is None)."""
+        ``waiter.replies[index]`` (nowhere if ``waiter`` is None). Pass ``force=True`` by
+        keyword; it is not keyword-only because a keyword-only parameter stops CPython 3.11
+        from specialising the call, and ``place_order`` posts every line through here."""
         actor = self._active.get(sku)
         if actor is None:
             actor = _Actor(self._ledgers[sku])

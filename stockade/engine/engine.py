@@ -145,18 +145,18 @@ class Engine:
             self._leave()
 
     async def _change_product(
-        self, sku: str, command: SetStock | Adjust, create: bool = False
+        self, sku: str, command: SetStock | Adjust, *, create: bool = False
     ) -> StockLevel:
         """A merchant change: the actor applies it and journals its event after an await, so a
-        place in the journal is held until then; the answer waits until it is durable. With
+        slot in the journal is claimed until then; the answer waits until it is durable. With
         ``create`` a missing product is made, only once the journal has admitted the change."""
-        self._journal.reserve()
+        self._journal.claim_slot()
         try:
             if create and sku not in self._ledgers:
                 self._ledgers[sku] = ProductLedger(sku)
             level, seq = await self._dispatcher.ask(sku, command)
         finally:
-            self._journal.release()
+            self._journal.free_slot()
         if not self._journal.is_durable(seq):
             await self._journal.wait_durable(seq)
         return level  # type: ignore[no-any-return]
@@ -192,12 +192,12 @@ class Engine:
                 if existing is not None:
                     return existing
             journal = self._journal
-            reserved = False
+            claimed = False
             try:
-                # A place in the journal is held from here to the append, across the take:
+                # A slot in the journal is claimed from here to the append, across the take:
                 # otherwise a burst of callers would all pass the check before any appends.
-                journal.reserve()
-                reserved = True
+                journal.claim_slot()
+                claimed = True
                 dispatcher = self._dispatcher
                 if len(checked) > 1 and not dispatcher.has_room(checked):
                     raise self._overloaded(checked)
@@ -206,26 +206,26 @@ class Engine:
                 waiter = Waiter(len(checked))
                 index = 0
                 for sku, qty in checked.items():  # a full mailbox refuses a lone line here
-                    dispatcher.post(sku, Take(order_id, qty, hold), waiter, index)
+                    dispatcher.post(sku, Take(order_id=order_id, qty=qty, hold=hold), waiter, index)
                     index += 1
                 await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
                 replies = waiter.replies
                 if replies.count(None) != index:
-                    await self._give_back(order_id, checked, replies, hold)
+                    await self._give_back(order_id, checked, replies, hold=hold)
                 now = dispatcher.now
                 expires_at = None if hold_s is None else now + hold_s
                 order, event = self._book.place(
                     order_id, checked, now, dispatcher.now_datetime(), expires_at, key
                 )
                 seq = journal.append((event,))
-                journal.release()
-                reserved = False
+                journal.free_slot()
+                claimed = False
                 if expires_at is not None:
                     self._expiry.add(expires_at, order_id)
                 self.placed += 1
             finally:
-                if reserved:
-                    journal.release()
+                if claimed:
+                    journal.free_slot()
                 if key is not None:
                     self._placing.pop(key).set()
             if not journal.is_durable(seq):
@@ -257,7 +257,7 @@ class Engine:
         return pool[:32]
 
     async def _give_back(
-        self, order_id: str, lines: dict[str, int], replies: list[Any], hold: bool
+        self, order_id: str, lines: dict[str, int], replies: list[Any], *, hold: bool
     ) -> None:
         """Return the lines that were taken, wait until they are back, raise OutOfStock."""
         shortages: dict[str, tuple[int, int]] = {}
@@ -271,7 +271,8 @@ class Engine:
         if taken:
             waiter = Waiter(len(taken))
             for index, (sku, qty) in enumerate(taken):
-                self._dispatcher.post(sku, GiveBack(order_id, qty, hold), waiter, index, True)
+                command = GiveBack(order_id=order_id, qty=qty, hold=hold)
+                self._dispatcher.post(sku, command, waiter, index, force=True)
             await waiter.wait()
         self.counters["out_of_stock"] += 1
         raise OutOfStock(shortages)
@@ -329,7 +330,7 @@ class Engine:
         and wait until it is durable. Later reads through the mailboxes see the move."""
         seq = self._journal.append((event,))
         for sku, command in commands:
-            self._dispatcher.post(sku, command, None, 0, True)
+            self._dispatcher.post(sku, command, None, 0, force=True)
         if self._journal.is_durable(seq):
             await trio.lowlevel.checkpoint()
         else:
@@ -346,7 +347,7 @@ class Engine:
         self.counters["expired"] += 1
         self._journal.append((event,))
         for sku in order.lines:
-            self._dispatcher.post(sku, Release(order_id), None, 0, True)
+            self._dispatcher.post(sku, Release(order_id), None, 0, force=True)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ class Journal:
         self._buffer: list[Event] = []
         self._seq = start_seq
         self._committed = start_seq
-        self._reserved = 0
+        self._claimed = 0  # slots claimed by callers that will append
         self._waiting: deque[_Durable] = deque()
         self._writer: Task | None = None
         self._writer_parked = False
@@ -131,16 +131,16 @@ class Journal:
 
     def admit(self) -> None:
         # Everything not yet committed counts, including a batch stuck in a failing commit,
-        # and so do the places reserved by callers that will append.
-        if self._seq - self._committed + self._reserved >= self.max_buffered:
+        # and so do the slots claimed by callers that will append.
+        if self._seq - self._committed + self._claimed >= self.max_buffered:
             raise Overloaded("the journal is full (is the database down?); retry later")
 
-    def reserve(self) -> None:
+    def claim_slot(self) -> None:
         self.admit()
-        self._reserved += 1
+        self._claimed += 1
 
-    def release(self) -> None:
-        self._reserved -= 1
+    def free_slot(self) -> None:
+        self._claimed -= 1
 
     def append(self, events: tuple[Event, ...]) -> int:
         self._buffer.extend(events)

@@ -70,11 +70,14 @@ class LedgerMachine(RuleBasedStateMachine):
         hold = hold_s is not None
         taken = []
         for sku, qty in lines.items():
-            if self.ledgers[sku].apply(Take(order_id, qty, hold), self.now) is None:
+            if (
+                self.ledgers[sku].apply(Take(order_id=order_id, qty=qty, hold=hold), self.now)
+                is None
+            ):
                 taken.append((sku, qty))
         if len(taken) < len(lines):  # all or nothing
             for sku, qty in taken:
-                self.ledgers[sku].apply(GiveBack(order_id, qty, hold), self.now)
+                self.ledgers[sku].apply(GiveBack(order_id=order_id, qty=qty, hold=hold), self.now)
             return order_id
         created = datetime.fromtimestamp(self.now, UTC)
         expires = self.now + hold_s if hold_s is not None else None
