@@ -50,6 +50,15 @@ class Snapshot(msgspec.Struct, gc=False):
     key_times: dict[str, float]
     last_seq: int
 
+    @classmethod
+    def of(
+        cls, products: dict[str, tuple[int, int]], orders: list[Order], last_seq: int
+    ) -> Snapshot:
+        """What every store loads: an order's idempotency key counts as first used when the
+        order was created."""
+        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
+        return cls(products, orders, key_times, last_seq)
+
 
 def is_new_batch(first_seq: int, last_seq: int, committed_seq: int) -> bool:
     """Whether a store that has committed up to ``committed_seq`` must apply the batch

@@ -148,9 +148,8 @@ class PostgresStore:
                 "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
             )
         ]
-        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
         last_seq = await conn.fetchval("SELECT last_seq FROM stockade_state")
-        return Snapshot(products, orders, key_times, last_seq)
+        return Snapshot.of(products, orders, last_seq)
 
     # -- committing ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import trio
 
 import stockade
 from stockade import StockLevel
-from stockade.engine.events import OrderPlaced, StockSet
+from stockade.engine.events import OrderConfirmed, OrderPlaced, StockSet
 from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch
@@ -82,6 +82,33 @@ async def test_a_replayed_batch_changes_nothing_and_a_gap_is_refused(kind):
     state = kind.read()
     assert state.products["a"] == (4, 0)
     assert state.last_seq == batch.last_seq
+    assert len(state.movements or []) == 2
+
+
+def _breaking_batch(how: str, first_seq: int, order: Order) -> Batch:
+    if how == "oversold":  # confirms more than the product has
+        return Batch(first_seq, first_seq, [OrderConfirmed("o1", {"a": 10}, 1_001.0)])
+    return Batch(first_seq, first_seq, [OrderPlaced(order, 1_001.0)])  # the same order again
+
+
+@pytest.mark.parametrize("how", ["oversold", "placed-twice"])
+async def test_a_batch_the_store_must_refuse_is_corrupt_and_writes_nothing(kind, how):
+    store = kind.make()
+    snapshot = await store.load()
+    held = Order("o1", "reserved", {"a": 1}, from_timestamp(1_000.0), from_timestamp(1_060.0))
+    first = Batch(
+        snapshot.last_seq + 1,
+        snapshot.last_seq + 2,
+        [StockSet("a", 5, 5, 1_000.0), OrderPlaced(held, 1_000.0)],
+    )
+    await store.commit(first)
+    with pytest.raises(stockade.CorruptStore):
+        await store.commit(_breaking_batch(how, first.last_seq + 1, held))
+    await store.aclose()
+    state = kind.read()
+    assert state.products == {"a": (5, 1)}
+    assert state.orders == {"o1": held}
+    assert state.last_seq == first.last_seq
     assert len(state.movements or []) == 2
 
 
