@@ -5,7 +5,13 @@ from stockade._open import open_engine
 from stockade.embedding.aio import AsyncioEngine, open_asyncio_engine
 from stockade.embedding.thread import BlockingEngine, EngineThread, run_in_thread
 from stockade.engine.engine import Engine
-from stockade.engine.models import Order, OrderStatus, StockLevel
+from stockade.engine.models import (
+    EngineStatistics,
+    JournalStatistics,
+    Order,
+    OrderStatus,
+    StockLevel,
+)
 from stockade.errors import (
     CorruptStore,
     EngineClosed,
@@ -33,11 +39,13 @@ __all__ = [
     "CorruptStore",
     "Engine",
     "EngineClosed",
+    "EngineStatistics",
     "EngineThread",
     "IdempotencyConflict",
     "IncompatibleStore",
     "InvalidRequest",
     "InvalidTransition",
+    "JournalStatistics",
     "MemoryStore",
     "Order",
     "OrderNotFound",

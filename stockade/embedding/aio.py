@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from stockade.embedding.thread import EngineThread
-from stockade.engine.models import Order, StockLevel
+from stockade.engine.models import EngineStatistics, Order, StockLevel
 from stockade.engine.validation import Lines
 
 __all__ = ["AsyncioEngine", "open_asyncio_engine"]
@@ -116,7 +116,7 @@ class AsyncioEngine:
     async def stock(self, sku: str) -> StockLevel:
         return await self._call("stock", sku)  # type: ignore[no-any-return]
 
-    async def statistics(self) -> dict[str, int]:
+    async def statistics(self) -> EngineStatistics:
         return await asyncio.to_thread(self.thread.statistics)
 
 

@@ -26,7 +26,7 @@ import trio
 
 from stockade._open import open_engine
 from stockade.engine.engine import Engine
-from stockade.engine.models import Order, StockLevel
+from stockade.engine.models import EngineStatistics, Order, StockLevel
 from stockade.engine.validation import Lines
 from stockade.errors import EngineClosed, InvalidRequest
 
@@ -173,7 +173,7 @@ class EngineThread:
         except trio.RunFinishedError:
             raise self._closed() from self._error
 
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> EngineStatistics:
         """The engine's counters, read on its own thread."""
         if self._engine is None:
             raise self._closed()
@@ -303,7 +303,7 @@ class BlockingEngine:
     def stock(self, sku: str) -> StockLevel:
         return self.thread.call("stock", sku, timeout=self.timeout)  # type: ignore[no-any-return]
 
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> EngineStatistics:
         return self.thread.statistics()
 
 

@@ -154,13 +154,15 @@ class Dispatcher:
             self._now_dt = from_timestamp(self._now)
         return self._now_dt
 
-    def statistics(self) -> dict[str, int]:
-        return {
-            "active_actors": len(self._active),
-            "queued_messages": sum(len(a.mailbox) for a in self._active.values()),
-            "messages": self.messages,
-            "passes": self.passes,
-        }
+    @property
+    def active_actors(self) -> int:
+        """Products with mail (their actors are active)."""
+        return len(self._active)
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages waiting in every mailbox."""
+        return sum(len(actor.mailbox) for actor in self._active.values())
 
     # -- the dispatcher task ------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from stockade.engine.events import Event
 from stockade.engine.expiry import ExpiryScheduler
 from stockade.engine.journal import JournalSink
 from stockade.engine.ledger import ProductLedger
-from stockade.engine.models import Order, StockLevel
+from stockade.engine.models import EngineStatistics, Order, StockLevel
 from stockade.engine.orders import OrderBook
 from stockade.engine.validation import (
     MAX_STOCK,
@@ -385,19 +385,27 @@ class Engine:
         start = 0 if after is None else bisect.bisect_right(skus, after)
         return [self._ledgers[sku].level() for sku in skus[start : start + limit]]
 
-    def statistics(self) -> dict[str, int]:
-        """A snapshot of counters: orders by outcome, products, actors, open holds, and the
-        journal's (``journal_*``: buffered events, batches, last batch size, store errors,
-        healthy as 0/1)."""
-        return {
-            "placed": self.placed,
-            **self.counters,
-            "products": len(self._ledgers),
-            "orders": len(self._book.orders),
-            "scheduled_expiries": len(self._expiry),
-            **self._dispatcher.statistics(),
-            **{f"journal_{k}": int(v) for k, v in self._journal.statistics().items()},
-        }
+    def statistics(self) -> EngineStatistics:
+        """A frozen snapshot of the counters: orders by outcome, products, actors, open holds,
+        and the journal's (``journal``). Never blocks; call it on the engine's thread."""
+        counters = self.counters
+        dispatcher = self._dispatcher
+        return EngineStatistics(
+            placed=self.placed,
+            out_of_stock=counters["out_of_stock"],
+            confirmed=counters["confirmed"],
+            cancelled=counters["cancelled"],
+            expired=counters["expired"],
+            replayed=counters["replayed"],
+            products=len(self._ledgers),
+            orders=len(self._book.orders),
+            scheduled_expiries=len(self._expiry),
+            active_actors=dispatcher.active_actors,
+            queued_messages=dispatcher.queued_messages,
+            messages=dispatcher.messages,
+            passes=dispatcher.passes,
+            journal=self._journal.statistics(),
+        )
 
     def _known(self, sku: str) -> None:
         if not (type(sku) is str and sku in self._ledgers):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from stockade.engine.events import Event
+from stockade.engine.models import JournalStatistics
 
 __all__ = ["JournalSink"]
 
@@ -39,4 +40,4 @@ class JournalSink(Protocol):
 
     async def wait_durable(self, seq: int) -> None: ...
 
-    def statistics(self) -> dict[str, int | bool]: ...
+    def statistics(self) -> JournalStatistics: ...

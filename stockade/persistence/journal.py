@@ -24,7 +24,7 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from stockade.engine.events import Event
-from stockade.engine.models import Order
+from stockade.engine.models import JournalStatistics, Order
 from stockade.errors import CorruptStore, InvalidRequest, Overloaded
 from stockade.errors import StoreUnavailable as StoreUnavailable  # its home before errors.py
 
@@ -186,16 +186,17 @@ class Journal:
         """Events appended and not yet committed."""
         return self._seq - self._committed
 
-    def statistics(self) -> dict[str, int | bool]:
-        return {
-            "buffered": self.buffered,
-            "batches": self.batches,
-            "events_committed": self.events_committed,
-            "last_batch_size": self.last_batch_size,
-            "commit_ms_total": self.commit_ms_total,
-            "store_errors": self.store_errors,
-            "healthy": self.healthy,
-        }
+    def statistics(self) -> JournalStatistics:
+        """A frozen snapshot of the counters (never blocks)."""
+        return JournalStatistics(
+            buffered=self.buffered,
+            batches=self.batches,
+            events_committed=self.events_committed,
+            last_batch_size=self.last_batch_size,
+            commit_ms_total=self.commit_ms_total,
+            store_errors=self.store_errors,
+            healthy=self.healthy,
+        )
 
     # -- the writer ---------------------------------------------------------------------------
 

@@ -245,7 +245,7 @@ def test_asyncio_context_manager_starts_and_stops_off_the_loop():
         async with stockade.open_asyncio_engine(store=store) as engine:
             await engine.set_stock("a", 2)
             await engine.place_order({"a": 1})
-            assert (await engine.statistics())["placed"] == 1
+            assert (await engine.statistics()).placed == 1
 
     asyncio.run(main())
     assert store.state.products["a"] == (1, 0)

@@ -127,7 +127,7 @@ async def test_many_concurrent_orders_commit_in_few_batches(kind):
         stats = engine.statistics()
         level = await engine.stock("hot")
     assert len(sold) == 300 and level.on_hand == 0
-    assert stats["journal_batches"] < 100  # group commit: one commit serves many callers
+    assert stats.journal.batches < 100  # group commit: one commit serves many callers
     assert_store_matches(kind.read(), {"hot": level}, sold)
 
 

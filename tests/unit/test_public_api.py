@@ -12,11 +12,13 @@ def test_public_names_are_pinned():
         "CorruptStore",
         "Engine",
         "EngineClosed",
+        "EngineStatistics",
         "EngineThread",
         "IdempotencyConflict",
         "IncompatibleStore",
         "InvalidRequest",
         "InvalidTransition",
+        "JournalStatistics",
         "MemoryStore",
         "Order",
         "OrderNotFound",
@@ -72,5 +74,7 @@ def test_moved_errors_still_import_from_their_old_homes():
 
 
 def test_results_are_msgspec_structs():
-    assert issubclass(stockade.Order, msgspec.Struct)
-    assert issubclass(stockade.StockLevel, msgspec.Struct)
+    for result in (stockade.Order, stockade.StockLevel, stockade.EngineStatistics,
+                   stockade.JournalStatistics):  # fmt: skip
+        assert issubclass(result, msgspec.Struct)
+        assert result.__struct_config__.frozen, result
