@@ -15,7 +15,12 @@ from stockade.persistence.journal import Durability, Journal, Store
 from stockade.persistence.memory import MemoryStore
 from stockade.persistence.sqlite import SQLiteStore
 
-__all__ = ["open_engine"]
+__all__ = ["DEFAULT_JOURNAL_SIZE", "DEFAULT_SHUTDOWN_GRACE", "open_engine"]
+
+#: Events the journal holds before new work is refused with Overloaded.
+DEFAULT_JOURNAL_SIZE = 100_000
+#: Seconds a closing engine waits for the journal to commit before it gives up.
+DEFAULT_SHUTDOWN_GRACE = 30.0
 
 
 def _store_for(database: str | None, durability: Durability) -> Store:
@@ -65,10 +70,10 @@ async def open_engine(
     store: Store | None = None,
     durability: Durability | None = None,
     mailbox_size: int = DEFAULT_MAILBOX_SIZE,
-    journal_size: int = 100_000,
+    journal_size: int = DEFAULT_JOURNAL_SIZE,
     idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
     max_hold: timedelta = DEFAULT_MAX_HOLD,
-    shutdown_grace: float = 30.0,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
     wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Engine]:
     """Open an engine over ``database`` (``None``: memory; ``sqlite:///path/to/file.db``, a
