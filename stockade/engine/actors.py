@@ -30,7 +30,7 @@ from stockade.engine.ledger import ProductLedger
 from stockade.engine.orders import from_timestamp
 from stockade.errors import EngineClosed, Overloaded, StockadeError
 
-__all__ = ["Dispatcher", "Waiter"]
+__all__ = ["BATCH_PER_ACTOR", "Dispatcher", "Waiter"]
 
 #: Messages one actor handles in one pass before the next actor's turn.
 BATCH_PER_ACTOR = 1024

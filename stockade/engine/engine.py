@@ -60,7 +60,7 @@ from stockade.errors import (
     UnknownProduct,
 )
 
-__all__ = ["Engine"]
+__all__ = ["DEFAULT_KEY_TTL", "DEFAULT_MAILBOX_SIZE", "DEFAULT_MAX_HOLD", "Engine"]
 
 DEFAULT_MAILBOX_SIZE = 10_000
 DEFAULT_KEY_TTL = timedelta(hours=24)
