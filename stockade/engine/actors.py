@@ -19,14 +19,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from stockade.engine.commands import Command, Take
+from stockade.engine.commands import Adjust, Command, Read, SetStock, Take
 from stockade.engine.events import Event
 from stockade.engine.ledger import ProductLedger
+from stockade.engine.models import StockLevel
 from stockade.engine.orders import from_timestamp
 from stockade.errors import EngineClosed, Overloaded, StockadeError
 
@@ -132,8 +133,15 @@ class Dispatcher:
             raise Overloaded(f"the mailbox of {sku!r} is full; retry later")
         actor.mailbox.append((command, waiter, index))
 
+    @overload
+    async def ask(self, sku: str, command: Read) -> StockLevel: ...
+
+    @overload
+    async def ask(self, sku: str, command: SetStock | Adjust) -> tuple[StockLevel, int]: ...
+
     async def ask(self, sku: str, command: Command) -> Any:
-        """Send one command and wait for its reply; re-raise a refusal from the ledger."""
+        """Send one command and wait for its reply; re-raise a refusal from the ledger. A
+        merchant change answers its level and the journal sequence number of its event."""
         if self._closing:
             raise EngineClosed("the engine is shutting down")
         waiter = Waiter(1)

@@ -159,7 +159,7 @@ class Engine:
             self._journal.free_slot()
         if not self._journal.is_durable(seq):
             await self._journal.wait_durable(seq)
-        return level  # type: ignore[no-any-return]
+        return level
 
     # -- orders -------------------------------------------------------------------------------
 
@@ -366,7 +366,7 @@ class Engine:
         self._known(sku)
         self._enter()
         try:
-            return await self._dispatcher.ask(sku, Read())  # type: ignore[no-any-return]
+            return await self._dispatcher.ask(sku, Read())
         finally:
             self._leave()
 
