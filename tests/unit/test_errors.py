@@ -144,3 +144,19 @@ async def test_a_database_that_cannot_be_opened_is_unavailable(tmp_path):
     with pytest.raises(stockade.StoreUnavailable):
         async with stockade.open_engine(f"sqlite:///{tmp_path}/missing/stock.db"):
             pass  # pragma: no cover
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"limit": "5"}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 2.0}, "limit"),
+        ({"after": 5}, "after"),
+    ],
+)
+async def test_a_bad_products_page_is_an_invalid_request(engine, kwargs, message):
+    await engine.set_stock("a", 1)
+    with pytest.raises(InvalidRequest, match=message):
+        engine.products(**kwargs)
+    assert engine.products() == [StockLevel("a", 1, 0, 1)]
