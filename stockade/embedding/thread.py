@@ -48,6 +48,11 @@ class Reply(Protocol[T_contra]):
     def settle(self, result: T_contra, error: BaseException | None) -> None: ...
 
 
+#: One call waiting in the inbox: ``(fn, args, kwargs, reply)``, a tuple: cheaper
+#: to make than an object, and one is made per call.
+_Call = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...], Mapping[str, Any], Reply[Any]]
+
+
 class EngineThread:
     """Owns a thread running an engine. The keyword arguments are :func:`stockade.open_engine`'s,
     and ``clock`` is passed to ``trio.run`` (tests use ``trio.testing.MockClock``).
@@ -147,7 +152,7 @@ class EngineThread:
                 self._error = exc
         finally:
             while self._inbox:  # calls that arrived as the engine stopped
-                self._inbox.popleft().reply.settle(None, self._closed())
+                self._inbox.popleft()[3].settle(None, self._closed())
             self._ready.set()
 
     async def _main(self) -> None:
@@ -214,7 +219,7 @@ class EngineThread:
         token = self._token
         if token is None or self._stopped:
             raise self._closed()
-        self._inbox.append(_Call(fn, args, kwargs, reply))
+        self._inbox.append((fn, args, kwargs, reply))
         if not self._wake_pending:
             self._wake_pending = True
             try:
@@ -246,44 +251,32 @@ class EngineThread:
         while inbox:
             call = inbox.popleft()
             if stopping is None or stopping.is_set() or nursery is None:
-                call.reply.settle(None, self._closed())
+                call[3].settle(None, self._closed())
             else:
-                nursery.start_soon(self._serve, call)
+                nursery.start_soon(self._serve, *call)
 
-    async def _serve(self, call: _Call) -> None:
-        assert self._engine is not None
-        try:
-            result = await call.fn(self._engine, *call.args, **call.kwargs)
-        except trio.Cancelled:
-            call.reply.settle(None, self._closed())
-            raise
-        except Exception as exc:  # handed to the host, where the caller sees it
-            call.reply.settle(None, exc)
-        else:
-            call.reply.settle(result, None)
-
-    def _closed(self) -> EngineClosed:
-        error = EngineClosed("the engine thread is not running")
-        error.__cause__ = self._error
-        return error
-
-
-class _Call:
-    """One call waiting in the inbox."""
-
-    __slots__ = ("args", "fn", "kwargs", "reply")
-
-    def __init__(
+    async def _serve(
         self,
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         reply: Reply[Any],
     ) -> None:
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.reply = reply
+        assert self._engine is not None
+        try:
+            result = await fn(self._engine, *args, **kwargs)
+        except trio.Cancelled:
+            reply.settle(None, self._closed())
+            raise
+        except Exception as exc:  # handed to the host, where the caller sees it
+            reply.settle(None, exc)
+        else:
+            reply.settle(result, None)
+
+    def _closed(self) -> EngineClosed:
+        error = EngineClosed("the engine thread is not running")
+        error.__cause__ = self._error
+        return error
 
 
 class ThreadReply(Generic[T]):
