@@ -70,7 +70,7 @@ def run_stockade(name: str, url: str, units: int, callers: int) -> Result:
                     nursery.start_soon(buyer)
             result = Result(name, len(latencies), time.perf_counter() - start, latencies)
             after = engine.statistics()
-            batches = after["journal_batches"] - before["journal_batches"]
+            batches = after.journal.batches - before.journal.batches
             # per order: a movement row and an order row; per batch: the product row and state
             result.rows_per_tx = (2 * result.orders + 2 * batches) / max(batches, 1)
         return result

@@ -51,12 +51,12 @@ async def load(products: int, concurrency: int) -> tuple[float, float, int]:
         gc.collect()
         grown = rss_mb() - before
         stats = engine.statistics()
-        assert stats["products"] == products, stats
-        assert stats["active_actors"] == 0, stats
+        assert stats.products == products, stats
+        assert stats.active_actors == 0, stats
         for n in (0, products // 2, products - 1):
             level = await engine.stock(f"sku-{n:08d}")
             assert level.on_hand == n % 100, level
-        count = stats["products"]
+        count = stats.products
     return seconds, grown, count
 
 
@@ -71,7 +71,7 @@ async def restart(products: int) -> tuple[float, float, int]:
         seconds = time.perf_counter() - start
         gc.collect()
         grown = rss_mb() - before
-        count = engine.statistics()["products"]
+        count = engine.statistics().products
         assert (await engine.stock(f"sku-{products - 1:08d}")).on_hand == (products - 1) % 100
     return seconds, grown, count
 

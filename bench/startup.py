@@ -70,7 +70,7 @@ def time_engine(url: str, products: int, holds: int) -> float:
             level = await engine.stock(f"sku-{0:08d}")
             stats = engine.statistics()
             assert level.reserved == (1 if holds else 0), level
-            assert stats["products"] == products and stats["scheduled_expiries"] == holds, stats
+            assert stats.products == products and stats.scheduled_expiries == holds, stats
         return seconds
 
     return trio.run(main)

@@ -5,17 +5,28 @@ from stockade._open import open_engine
 from stockade.embedding.aio import AsyncioEngine, open_asyncio_engine
 from stockade.embedding.thread import BlockingEngine, EngineThread, run_in_thread
 from stockade.engine.engine import Engine
-from stockade.engine.models import Order, OrderStatus, StockLevel
+from stockade.engine.models import (
+    EngineStatistics,
+    JournalStatistics,
+    Order,
+    OrderStatus,
+    StockLevel,
+)
 from stockade.errors import (
+    CorruptStore,
     EngineClosed,
     IdempotencyConflict,
+    IncompatibleStore,
     InvalidRequest,
     InvalidTransition,
     OrderNotFound,
     OutOfStock,
     Overloaded,
     StockadeError,
+    StoreError,
     StoreInUse,
+    StoreLost,
+    StoreUnavailable,
     UnknownProduct,
 )
 from stockade.persistence.memory import MemoryStore
@@ -25,12 +36,16 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncioEngine",
     "BlockingEngine",
+    "CorruptStore",
     "Engine",
     "EngineClosed",
+    "EngineStatistics",
     "EngineThread",
     "IdempotencyConflict",
+    "IncompatibleStore",
     "InvalidRequest",
     "InvalidTransition",
+    "JournalStatistics",
     "MemoryStore",
     "Order",
     "OrderNotFound",
@@ -39,7 +54,10 @@ __all__ = [
     "Overloaded",
     "StockLevel",
     "StockadeError",
+    "StoreError",
     "StoreInUse",
+    "StoreLost",
+    "StoreUnavailable",
     "UnknownProduct",
     "open_asyncio_engine",
     "open_engine",

@@ -15,7 +15,12 @@ from stockade.persistence.journal import Durability, Journal, Store
 from stockade.persistence.memory import MemoryStore
 from stockade.persistence.sqlite import SQLiteStore
 
-__all__ = ["open_engine"]
+__all__ = ["DEFAULT_JOURNAL_SIZE", "DEFAULT_SHUTDOWN_GRACE", "open_engine"]
+
+#: Events the journal holds before new work is refused with Overloaded.
+DEFAULT_JOURNAL_SIZE = 100_000
+#: Seconds a closing engine waits for the journal to commit before it gives up.
+DEFAULT_SHUTDOWN_GRACE = 30.0
 
 
 def _store_for(database: str | None, durability: Durability) -> Store:
@@ -35,6 +40,29 @@ def _store_for(database: str | None, durability: Durability) -> Store:
     )
 
 
+def _check_options(
+    mailbox_size: object,
+    journal_size: object,
+    idempotency_ttl: object,
+    max_hold: object,
+    shutdown_grace: object,
+    wall_clock: object,
+) -> None:
+    """Refuse an engine option of the wrong type or range with InvalidRequest, before
+    anything is opened."""
+    for name, size in (("mailbox_size", mailbox_size), ("journal_size", journal_size)):
+        if type(size) is not int or size < 1:
+            raise InvalidRequest(f"{name} must be a positive integer, not {size!r}")
+    for name, span in (("idempotency_ttl", idempotency_ttl), ("max_hold", max_hold)):
+        if not isinstance(span, timedelta) or span < timedelta(0):
+            raise InvalidRequest(f"{name} must be a timedelta of zero or more, not {span!r}")
+    grace = shutdown_grace
+    if not isinstance(grace, int | float) or isinstance(grace, bool) or not grace >= 0:  # or NaN
+        raise InvalidRequest(f"shutdown_grace must be seconds (0 or more), not {grace!r}")
+    if not callable(wall_clock):
+        raise InvalidRequest(f"wall_clock must be a function giving UNIX time, not {wall_clock!r}")
+
+
 @asynccontextmanager
 async def open_engine(
     database: str | None = None,
@@ -42,10 +70,10 @@ async def open_engine(
     store: Store | None = None,
     durability: Durability | None = None,
     mailbox_size: int = DEFAULT_MAILBOX_SIZE,
-    journal_size: int = 100_000,
+    journal_size: int = DEFAULT_JOURNAL_SIZE,
     idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
     max_hold: timedelta = DEFAULT_MAX_HOLD,
-    shutdown_grace: float = 30.0,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
     wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Engine]:
     """Open an engine over ``database`` (``None``: memory; ``sqlite:///path/to/file.db``, a
@@ -62,9 +90,17 @@ async def open_engine(
     On exit new calls fail with EngineClosed, calls in flight are answered, and the journal
     commits everything; after ``shutdown_grace`` seconds of that (a database that stays down),
     the rest is abandoned and the context exits anyway.
+
+    Raises InvalidRequest for a bad URL or option, before anything is opened; a StoreError
+    when the store cannot be used (StoreInUse, StoreUnavailable, CorruptStore,
+    IncompatibleStore). Opening blocks while the store loads (a PostgreSQL standby waits here
+    for the owner to go); it can be cancelled.
     """
     if durability not in (None, "durable", "fast"):
         raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
+    _check_options(
+        mailbox_size, journal_size, idempotency_ttl, max_hold, shutdown_grace, wall_clock
+    )
     if store is None:
         memory = database is None or database == "memory://"
         if durability is None:

@@ -1,7 +1,7 @@
 """The exceptions stockade raises.
 
-Every error a caller can provoke is a :class:`StockadeError`; each one says exactly when it is
-raised, and none of them leaves any state changed::
+Every error stockade raises on purpose is a :class:`StockadeError`, and each one says exactly
+when it is raised::
 
     StockadeError
     ├── OutOfStock            (an order line asks for more than is available; carries shortages)
@@ -12,10 +12,18 @@ raised, and none of them leaves any state changed::
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── EngineClosed          (the engine is shutting down or has shut down)
-    └── StoreInUse            (another process owns the store)
+    └── StoreError            (the store, not the call, is at fault)
+        ├── StoreInUse        (another process owns the store)
+        ├── StoreUnavailable  (the database cannot be reached right now; the journal retries)
+        ├── StoreLost         (another instance took the store over: this one stops writing)
+        ├── CorruptStore      (the store contradicts itself or the journal)
+        └── IncompatibleStore (the database was written by a newer stockade)
 
-Foreign exceptions (sqlite3, asyncpg) are translated at the store boundary and never escape
-through the engine's API.
+An error that refuses a call (everything but ``StoreError``) changes nothing. A ``StoreError``
+comes from ``open_engine`` (loading the store) or stops a running engine (a commit it cannot
+retry); the engine's calls never raise one. Foreign exceptions (sqlite3, asyncpg) are
+translated at the store boundary (``raise ... from exc``) and never escape through the
+engine's API.
 """
 
 from __future__ import annotations
@@ -23,15 +31,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "CorruptStore",
     "EngineClosed",
     "IdempotencyConflict",
+    "IncompatibleStore",
     "InvalidRequest",
     "InvalidTransition",
     "OrderNotFound",
     "OutOfStock",
     "Overloaded",
     "StockadeError",
+    "StoreError",
     "StoreInUse",
+    "StoreLost",
+    "StoreUnavailable",
     "UnknownProduct",
 ]
 
@@ -88,7 +101,9 @@ class InvalidRequest(StockadeError, ValueError):
     """Raised for input that can never succeed as given: a malformed sku, a quantity below 1 or
     above the limit, an empty order, too many or duplicate lines, a negative stock level, a
     ``set_stock``/``adjust_stock`` that would put on-hand below what is reserved, a bad hold
-    time or idempotency key, or an unsupported database URL."""
+    time or idempotency key, an unsupported database URL or engine option; and for an object
+    used out of turn (an ``EngineThread`` started twice, a store committed to before it was
+    loaded). It is also a ``ValueError``, so code that catches bad values keeps working."""
 
 
 class IdempotencyConflict(StockadeError):
@@ -109,6 +124,43 @@ class EngineClosed(StockadeError):
     """Raised for calls made while the engine is shutting down or after it has shut down."""
 
 
-class StoreInUse(StockadeError):
+class StoreError(StockadeError):
+    """Base class of the errors that are about the store (the database behind the engine)
+    rather than about a call. Raised by ``open_engine`` while it loads the store, or by a
+    store's ``commit``, where anything but :class:`StoreUnavailable` stops the journal and so
+    the engine. The engine's own calls never raise one."""
+
+
+class StoreInUse(StoreError):
     """Raised by ``open_engine`` when another process already owns the store (holds the SQLite
     file's lock). Two processes must never sell the same stock."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised by a store's ``load`` or ``commit`` when the database cannot be reached right
+    now: a refused or dropped connection, a server shutting down, SQLite busy, a full disk or
+    an I/O error. The journal retries a commit that raised it, with backoff, for as long as it
+    takes (``readyz`` is false meanwhile); ``open_engine`` raises it when the store cannot be
+    reached at start-up."""
+
+
+class StoreLost(StoreError):
+    """Raised by the PostgreSQL store's ``commit`` when another instance has taken the store
+    over (its session holds the advisory lock, or the owner epoch has moved on). Nothing of the
+    batch is written; the journal stops, and the engine with it, rather than write as a stale
+    owner."""
+
+
+class CorruptStore(StoreError):
+    """Raised when the store contradicts itself or the journal, instead of guessing: by
+    ``open_engine`` when a product's reserved units differ from its open holds, or are outside
+    ``0..on_hand``, when an open hold names an unknown product or has no deadline, or when the
+    database file is not a database; by a store's ``commit`` when a batch does not follow the
+    last one committed (a gap in the sequence numbers), moves an order the store does not
+    hold, or would break an invariant (``0 <= reserved <= on_hand``). Nothing of the batch is
+    written."""
+
+
+class IncompatibleStore(StoreError):
+    """Raised by ``open_engine`` when the database has a schema version newer than this
+    stockade (a later stockade wrote it). Nothing is changed: upgrade stockade to open it."""

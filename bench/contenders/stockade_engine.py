@@ -46,7 +46,7 @@ class EngineMarket(Market):
         levels = [await self.engine.stock(sku) for sku in self.skus]
         return StoreReport(
             {level.sku: level.on_hand for level in levels},
-            self.engine.statistics()["orders"],
+            self.engine.statistics().orders,
             {level.sku: level.reserved for level in levels},
         )
 

@@ -166,10 +166,9 @@ async def docs() -> Response:
 
 @health.get("/readyz")
 async def readyz() -> Response:
-    stats = _engine().statistics()
-    ready = bool(stats["journal_healthy"])
-    return _json({"ready": ready, "journal_buffered": stats["journal_buffered"]},
-                 200 if ready else 503)  # fmt: skip
+    journal = _engine().statistics().journal
+    return _json({"ready": journal.healthy, "journal_buffered": journal.buffered},
+                 200 if journal.healthy else 503)  # fmt: skip
 
 
 def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:

@@ -88,6 +88,6 @@ async def serve(
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(started)
             tuned = tune_gc()
-            log_event("listening", binds=binds, products=engine.statistics()["products"], **tuned)
+            log_event("listening", binds=binds, products=engine.statistics().products, **tuned)
             task_status.started(binds)
     log_event("stopped")

@@ -17,15 +17,17 @@ __all__ = [
 ]
 
 
-class Take(msgspec.Struct, frozen=True, gc=False):
-    """Take ``qty`` units for an order being placed: held (``hold``) or sold outright."""
+class Take(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """Take ``qty`` units for an order being placed: held (``hold``) or sold outright.
+    Keyword-only, so the flag is always named; that costs nothing (msgspec matches keyword
+    names by identity, and the call is not specialised either way)."""
 
     order_id: str
     qty: int
     hold: bool
 
 
-class GiveBack(msgspec.Struct, frozen=True, gc=False):
+class GiveBack(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Undo a Take of an order that could not be placed (another line was short)."""
 
     order_id: str

@@ -40,7 +40,7 @@ from stockade.engine.events import Event
 from stockade.engine.expiry import ExpiryScheduler
 from stockade.engine.journal import JournalSink
 from stockade.engine.ledger import ProductLedger
-from stockade.engine.models import Order, StockLevel
+from stockade.engine.models import EngineStatistics, Order, StockLevel
 from stockade.engine.orders import OrderBook
 from stockade.engine.validation import (
     MAX_STOCK,
@@ -51,9 +51,16 @@ from stockade.engine.validation import (
     check_sku,
     check_stock_value,
 )
-from stockade.errors import EngineClosed, InvalidRequest, OutOfStock, Overloaded, UnknownProduct
+from stockade.errors import (
+    CorruptStore,
+    EngineClosed,
+    InvalidRequest,
+    OutOfStock,
+    Overloaded,
+    UnknownProduct,
+)
 
-__all__ = ["Engine"]
+__all__ = ["DEFAULT_KEY_TTL", "DEFAULT_MAILBOX_SIZE", "DEFAULT_MAX_HOLD", "Engine"]
 
 DEFAULT_MAILBOX_SIZE = 10_000
 DEFAULT_KEY_TTL = timedelta(hours=24)
@@ -138,21 +145,21 @@ class Engine:
             self._leave()
 
     async def _change_product(
-        self, sku: str, command: SetStock | Adjust, create: bool = False
+        self, sku: str, command: SetStock | Adjust, *, create: bool = False
     ) -> StockLevel:
         """A merchant change: the actor applies it and journals its event after an await, so a
-        place in the journal is held until then; the answer waits until it is durable. With
+        slot in the journal is claimed until then; the answer waits until it is durable. With
         ``create`` a missing product is made, only once the journal has admitted the change."""
-        self._journal.reserve()
+        self._journal.claim_slot()
         try:
             if create and sku not in self._ledgers:
                 self._ledgers[sku] = ProductLedger(sku)
             level, seq = await self._dispatcher.ask(sku, command)
         finally:
-            self._journal.release()
+            self._journal.free_slot()
         if not self._journal.is_durable(seq):
             await self._journal.wait_durable(seq)
-        return level  # type: ignore[no-any-return]
+        return level
 
     # -- orders -------------------------------------------------------------------------------
 
@@ -185,12 +192,12 @@ class Engine:
                 if existing is not None:
                     return existing
             journal = self._journal
-            reserved = False
+            claimed = False
             try:
-                # A place in the journal is held from here to the append, across the take:
+                # A slot in the journal is claimed from here to the append, across the take:
                 # otherwise a burst of callers would all pass the check before any appends.
-                journal.reserve()
-                reserved = True
+                journal.claim_slot()
+                claimed = True
                 dispatcher = self._dispatcher
                 if len(checked) > 1 and not dispatcher.has_room(checked):
                     raise self._overloaded(checked)
@@ -199,26 +206,26 @@ class Engine:
                 waiter = Waiter(len(checked))
                 index = 0
                 for sku, qty in checked.items():  # a full mailbox refuses a lone line here
-                    dispatcher.post(sku, Take(order_id, qty, hold), waiter, index)
+                    dispatcher.post(sku, Take(order_id=order_id, qty=qty, hold=hold), waiter, index)
                     index += 1
                 await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
                 replies = waiter.replies
                 if replies.count(None) != index:
-                    await self._give_back(order_id, checked, replies, hold)
+                    await self._give_back(order_id, checked, replies, hold=hold)
                 now = dispatcher.now
                 expires_at = None if hold_s is None else now + hold_s
                 order, event = self._book.place(
                     order_id, checked, now, dispatcher.now_datetime(), expires_at, key
                 )
                 seq = journal.append((event,))
-                journal.release()
-                reserved = False
+                journal.free_slot()
+                claimed = False
                 if expires_at is not None:
                     self._expiry.add(expires_at, order_id)
                 self.placed += 1
             finally:
-                if reserved:
-                    journal.release()
+                if claimed:
+                    journal.free_slot()
                 if key is not None:
                     self._placing.pop(key).set()
             if not journal.is_durable(seq):
@@ -250,7 +257,7 @@ class Engine:
         return pool[:32]
 
     async def _give_back(
-        self, order_id: str, lines: dict[str, int], replies: list[Any], hold: bool
+        self, order_id: str, lines: dict[str, int], replies: list[Any], *, hold: bool
     ) -> None:
         """Return the lines that were taken, wait until they are back, raise OutOfStock."""
         shortages: dict[str, tuple[int, int]] = {}
@@ -264,7 +271,8 @@ class Engine:
         if taken:
             waiter = Waiter(len(taken))
             for index, (sku, qty) in enumerate(taken):
-                self._dispatcher.post(sku, GiveBack(order_id, qty, hold), waiter, index, True)
+                command = GiveBack(order_id=order_id, qty=qty, hold=hold)
+                self._dispatcher.post(sku, command, waiter, index, force=True)
             await waiter.wait()
         self.counters["out_of_stock"] += 1
         raise OutOfStock(shortages)
@@ -322,7 +330,7 @@ class Engine:
         and wait until it is durable. Later reads through the mailboxes see the move."""
         seq = self._journal.append((event,))
         for sku, command in commands:
-            self._dispatcher.post(sku, command, None, 0, True)
+            self._dispatcher.post(sku, command, None, 0, force=True)
         if self._journal.is_durable(seq):
             await trio.lowlevel.checkpoint()
         else:
@@ -339,7 +347,7 @@ class Engine:
         self.counters["expired"] += 1
         self._journal.append((event,))
         for sku in order.lines:
-            self._dispatcher.post(sku, Release(order_id), None, 0, True)
+            self._dispatcher.post(sku, Release(order_id), None, 0, force=True)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -358,7 +366,7 @@ class Engine:
         self._known(sku)
         self._enter()
         try:
-            return await self._dispatcher.ask(sku, Read())  # type: ignore[no-any-return]
+            return await self._dispatcher.ask(sku, Read())
         finally:
             self._leave()
 
@@ -368,28 +376,40 @@ class Engine:
 
     def products(self, after: str | None = None, limit: int = 100) -> list[StockLevel]:
         """Up to ``limit`` products in sku order, starting after ``after``: a page of a listing.
-        Read at one instant (no actor is asked), so changes still in mailboxes are not shown."""
-        if not 1 <= limit <= 1000:
-            raise InvalidRequest("limit must be from 1 to 1000")
+        Read at one instant (no actor is asked), so changes still in mailboxes are not shown.
+        Raises InvalidRequest for a limit that is not an integer from 1 to 1000, or an
+        ``after`` that is not a string."""
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            raise InvalidRequest(f"limit must be an integer from 1 to 1000, not {limit!r}")
+        if after is not None and type(after) is not str:
+            raise InvalidRequest(f"after must be a sku or None, not {after!r}")
         if self._sorted_skus is None or len(self._sorted_skus) != len(self._ledgers):
             self._sorted_skus = sorted(self._ledgers)
         skus = self._sorted_skus
         start = 0 if after is None else bisect.bisect_right(skus, after)
         return [self._ledgers[sku].level() for sku in skus[start : start + limit]]
 
-    def statistics(self) -> dict[str, int]:
-        """A snapshot of counters: orders by outcome, products, actors, open holds, and the
-        journal's (``journal_*``: buffered events, batches, last batch size, store errors,
-        healthy as 0/1)."""
-        return {
-            "placed": self.placed,
-            **self.counters,
-            "products": len(self._ledgers),
-            "orders": len(self._book.orders),
-            "scheduled_expiries": len(self._expiry),
-            **self._dispatcher.statistics(),
-            **{f"journal_{k}": int(v) for k, v in self._journal.statistics().items()},
-        }
+    def statistics(self) -> EngineStatistics:
+        """A frozen snapshot of the counters: orders by outcome, products, actors, open holds,
+        and the journal's (``journal``). Never blocks; call it on the engine's thread."""
+        counters = self.counters
+        dispatcher = self._dispatcher
+        return EngineStatistics(
+            placed=self.placed,
+            out_of_stock=counters["out_of_stock"],
+            confirmed=counters["confirmed"],
+            cancelled=counters["cancelled"],
+            expired=counters["expired"],
+            replayed=counters["replayed"],
+            products=len(self._ledgers),
+            orders=len(self._book.orders),
+            scheduled_expiries=len(self._expiry),
+            active_actors=dispatcher.active_actors,
+            queued_messages=dispatcher.queued_messages,
+            messages=dispatcher.messages,
+            passes=dispatcher.passes,
+            journal=self._journal.statistics(),
+        )
 
     def _known(self, sku: str) -> None:
         if not (type(sku) is str and sku in self._ledgers):
@@ -415,28 +435,37 @@ class Engine:
         key_times: dict[str, float],
     ) -> None:
         """Load a store's state before :meth:`run`: ``products`` maps sku to ``(on_hand,
-        reserved)``. The holds of reserved orders must add up to each product's ``reserved``;
-        if they do not, the store is corrupt and ValueError is raised."""
+        reserved)``. The holds of reserved orders must add up to each product's ``reserved`` and
+        have deadlines, and every open or confirmed order must name known products; if not, the
+        store is corrupt and CorruptStore is raised."""
         ledgers = self._ledgers
         for sku, (on_hand, reserved) in products.items():
             ledgers[sku] = ProductLedger(sku, on_hand, reserved)
-        self._book.restore(orders, key_times)
         held: dict[str, int] = {}
         for order in orders:
+            if order.status == "confirmed":  # a return may still put its units back
+                for sku in order.lines:
+                    if sku not in ledgers:
+                        raise CorruptStore(f"order {order.id!r} sold units of unknown {sku!r}")
             if order.status != "reserved":
                 continue
+            if order.expires_at is None:
+                raise CorruptStore(f"order {order.id!r} is reserved but has no deadline")
             for sku, qty in order.lines.items():
-                ledger = ledgers[sku]
+                ledger = ledgers.get(sku)
+                if ledger is None:
+                    raise CorruptStore(f"order {order.id!r} holds units of unknown {sku!r}")
                 if ledger.holds is None:
                     ledger.holds = {}
                 ledger.holds[order.id] = qty
                 held[sku] = held.get(sku, 0) + qty
         for sku, ledger in ledgers.items():
             if held.get(sku, 0) != ledger.reserved or not 0 <= ledger.reserved <= ledger.on_hand:
-                raise ValueError(
+                raise CorruptStore(
                     f"store is inconsistent for {sku!r}: on_hand {ledger.on_hand}, reserved "
                     f"{ledger.reserved}, open holds {held.get(sku, 0)}"
                 )
+        self._book.restore(orders, key_times)
         now = self._clock()
         for deadline, order_id in self._book.open_holds():
             if deadline <= now:

@@ -17,7 +17,7 @@ from typing import Literal
 
 import msgspec
 
-from stockade.engine.models import Order
+from stockade.engine.models import Order, OrderStatus
 
 __all__ = [
     "MOVEMENT_KIND",
@@ -27,6 +27,7 @@ __all__ = [
     "OrderCancelled",
     "OrderConfirmed",
     "OrderExpired",
+    "OrderMoved",
     "OrderPlaced",
     "StockSet",
     "movements",
@@ -58,30 +59,29 @@ class OrderPlaced(msgspec.Struct, frozen=True, gc=False, tag=True):
     at: float
 
 
-class OrderConfirmed(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderMoved(msgspec.Struct, frozen=True, gc=False):
+    """What the three moves of an existing order share: its id, its lines, and when. Not an
+    event itself (it is not in :data:`Event`); its subclasses are."""
+
+    order_id: str
+    lines: dict[str, int]
+    at: float
+
+
+class OrderConfirmed(OrderMoved, frozen=True, gc=False, tag=True):
     """A held order was paid: its reserved units left on-hand."""
 
-    order_id: str
-    lines: dict[str, int]
-    at: float
 
-
-class OrderCancelled(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderCancelled(OrderMoved, frozen=True, gc=False, tag=True, kw_only=True):
     """An order was cancelled: its holds released (``was="reserved"``) or, for a return of a
-    confirmed order (``was="confirmed"``), its units put back on hand."""
+    confirmed order (``was="confirmed"``), its units put back on hand. ``was`` is passed by
+    name."""
 
-    order_id: str
-    lines: dict[str, int]
     was: Literal["reserved", "confirmed"]
-    at: float
 
 
-class OrderExpired(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderExpired(OrderMoved, frozen=True, gc=False, tag=True):
     """A hold lapsed at its deadline: its reserved units became available again."""
-
-    order_id: str
-    lines: dict[str, int]
-    at: float
 
 
 Event = StockSet | Adjusted | OrderPlaced | OrderConfirmed | OrderCancelled | OrderExpired
@@ -99,7 +99,7 @@ MOVEMENT_KIND: dict[type, str] = {
 
 
 #: The status an order has after each order-move event.
-STATUS_AFTER: dict[type, str] = {
+STATUS_AFTER: dict[type[OrderMoved], OrderStatus] = {
     OrderConfirmed: "confirmed",
     OrderCancelled: "cancelled",
     OrderExpired: "expired",

@@ -85,7 +85,11 @@ class ProductLedger:
         raise TypeError(f"not a ledger command: {command!r}")
 
     def take(self, order_id: str, qty: int, hold: bool) -> int | None:
-        """Take ``qty`` units for an order: None if taken, else the units available."""
+        """Take ``qty`` units for an order: None if taken, else the units available.
+
+        ``hold`` is positional on purpose: the dispatcher calls this for every order line, and
+        a keyword argument would stop CPython 3.11 from specialising the call. The caller
+        passes ``command.hold``, which names it."""
         if self.on_hand - self.reserved < qty:
             return self.on_hand - self.reserved
         if hold:

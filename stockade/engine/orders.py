@@ -130,7 +130,7 @@ class OrderBook:
             return order, None
         assert was == "reserved" or was == "confirmed"
         order = self._move(order_id, "cancelled")
-        return order, OrderCancelled(order_id, order.lines, was, now)
+        return order, OrderCancelled(order_id, order.lines, now, was=was)
 
     def _move(self, order_id: str, status: str) -> Order:
         order = _replace(self.orders[order_id], status=status)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from stockade.errors import InvalidRequest
 
 __all__ = [
+    "MAX_KEY_LENGTH",
     "MAX_LINES",
     "Lines",
     "MAX_QTY",

@@ -7,9 +7,10 @@ twice. In ``durable`` mode a caller's answer waits for the batch holding its cha
 mode it does not, and a crash may lose what was buffered (at most ``max_buffered`` events, or
 what arrived during one commit).
 
-A store that is unreachable raises :class:`StoreUnavailable`; the writer then retries the same
-batch with exponential backoff and jitter, forever, while ``healthy`` reports False. Any other
-exception from a store is a bug or corrupt data and stops the journal loudly.
+A store that is unreachable raises :class:`~stockade.errors.StoreUnavailable`; the writer then
+retries the same batch with exponential backoff and jitter, forever, while ``healthy`` reports
+False. Any other exception from a store (:class:`~stockade.errors.CorruptStore`,
+:class:`~stockade.errors.StoreLost`, a bug) stops the journal loudly.
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from stockade.engine.events import Event
-from stockade.engine.models import Order
-from stockade.errors import Overloaded
+from stockade.engine.models import JournalStatistics, Order
+from stockade.errors import CorruptStore, InvalidRequest, Overloaded
+from stockade.errors import StoreUnavailable as StoreUnavailable  # its home before errors.py
 
-__all__ = ["Batch", "Durability", "Journal", "Snapshot", "Store", "StoreUnavailable"]
+__all__ = ["Batch", "Durability", "Journal", "Snapshot", "Store", "is_new_batch"]
 
 Durability = Literal["durable", "fast"]
-
-
-class StoreUnavailable(Exception):
-    """Raised by a store when it cannot be reached right now; the journal retries."""
 
 
 class Batch(msgspec.Struct, frozen=True, gc=False):
@@ -52,10 +50,35 @@ class Snapshot(msgspec.Struct, gc=False):
     key_times: dict[str, float]
     last_seq: int
 
+    @classmethod
+    def of(
+        cls, products: dict[str, tuple[int, int]], orders: list[Order], last_seq: int
+    ) -> Snapshot:
+        """What every store loads: an order's idempotency key counts as first used when the
+        order was created."""
+        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
+        return cls(products, orders, key_times, last_seq)
+
+
+def is_new_batch(first_seq: int, last_seq: int, committed_seq: int) -> bool:
+    """Whether a store that has committed up to ``committed_seq`` must apply the batch
+    ``first_seq..last_seq``: True when it comes next, False when it was already committed (a
+    retried commit whose first attempt landed). Raises CorruptStore for a batch that leaves a
+    gap or overlaps what was committed: the store and the journal disagree."""
+    if last_seq <= committed_seq:
+        return False
+    if first_seq != committed_seq + 1:
+        raise CorruptStore(
+            f"batch {first_seq}..{last_seq} does not follow the last committed event "
+            f"{committed_seq}"
+        )
+    return True
+
 
 class Store(Protocol):
     """Where batches end up. ``commit`` must apply a batch atomically and skip one whose
-    ``last_seq`` it has already applied."""
+    ``last_seq`` it has already applied (see :func:`is_new_batch`). It raises StoreUnavailable
+    for what is worth retrying, CorruptStore for a batch it must refuse."""
 
     async def load(self) -> Snapshot: ...
 
@@ -90,7 +113,7 @@ class Journal:
         start_seq: int = 0,
     ) -> None:
         if durability not in ("durable", "fast"):
-            raise ValueError(f"durability must be 'durable' or 'fast', not {durability!r}")
+            raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
         self.store = store
         self.durability: Durability = durability
         self._fast = durability == "fast"
@@ -99,7 +122,7 @@ class Journal:
         self._buffer: list[Event] = []
         self._seq = start_seq
         self._committed = start_seq
-        self._reserved = 0
+        self._claimed = 0  # slots claimed by callers that will append
         self._waiting: deque[_Durable] = deque()
         self._writer: Task | None = None
         self._writer_parked = False
@@ -117,16 +140,16 @@ class Journal:
 
     def admit(self) -> None:
         # Everything not yet committed counts, including a batch stuck in a failing commit,
-        # and so do the places reserved by callers that will append.
-        if self._seq - self._committed + self._reserved >= self.max_buffered:
+        # and so do the slots claimed by callers that will append.
+        if self._seq - self._committed + self._claimed >= self.max_buffered:
             raise Overloaded("the journal is full (is the database down?); retry later")
 
-    def reserve(self) -> None:
+    def claim_slot(self) -> None:
         self.admit()
-        self._reserved += 1
+        self._claimed += 1
 
-    def release(self) -> None:
-        self._reserved -= 1
+    def free_slot(self) -> None:
+        self._claimed -= 1
 
     def append(self, events: tuple[Event, ...]) -> int:
         self._buffer.extend(events)
@@ -163,16 +186,17 @@ class Journal:
         """Events appended and not yet committed."""
         return self._seq - self._committed
 
-    def statistics(self) -> dict[str, int | bool]:
-        return {
-            "buffered": self.buffered,
-            "batches": self.batches,
-            "events_committed": self.events_committed,
-            "last_batch_size": self.last_batch_size,
-            "commit_ms_total": self.commit_ms_total,
-            "store_errors": self.store_errors,
-            "healthy": self.healthy,
-        }
+    def statistics(self) -> JournalStatistics:
+        """A frozen snapshot of the counters (never blocks)."""
+        return JournalStatistics(
+            buffered=self.buffered,
+            batches=self.batches,
+            events_committed=self.events_committed,
+            last_batch_size=self.last_batch_size,
+            commit_ms_total=self.commit_ms_total,
+            store_errors=self.store_errors,
+            healthy=self.healthy,
+        )
 
     # -- the writer ---------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """A store in memory: what a database would hold, kept in this process (tests, benches).
 
-:class:`StoreState` applies committed events the way every store must: products' current values
-from the movements' deltas, orders by id, and optionally the append-only movements ledger.
+:class:`StoreState` applies committed batches the way every store must, through the same fold
+as the SQL stores (:func:`~stockade.persistence.fold.fold_batch`): products' current values
+from the movements' deltas, orders by id, and optionally the append-only movements ledger. It
+refuses what an SQL store's schema would refuse (CorruptStore), and changes nothing then.
 """
 
 from __future__ import annotations
@@ -9,17 +11,14 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from stockade.engine.events import (
-    MOVEMENT_KIND,
-    STATUS_AFTER,
-    Event,
-    OrderPlaced,
-    movements,
-)
 from stockade.engine.models import Order
-from stockade.persistence.journal import Batch, Snapshot
+from stockade.errors import CorruptStore
+from stockade.persistence.fold import BatchEffect, fold_batch
+from stockade.persistence.journal import Batch, Snapshot, is_new_batch
 
 __all__ = ["MemoryStore", "Movement", "StoreState"]
+
+_replace = msgspec.structs.replace
 
 
 class Movement(msgspec.Struct, frozen=True, gc=False):
@@ -40,44 +39,53 @@ class StoreState:
     def __init__(self, *, keep_movements: bool = False) -> None:
         self.products: dict[str, tuple[int, int]] = {}
         self.orders: dict[str, Order] = {}
-        self.key_times: dict[str, float] = {}
         self.movements: list[Movement] | None = [] if keep_movements else None
         self.last_seq = 0
 
-    def apply(self, event: Event, seq: int) -> None:
-        products = self.products
-        kind = MOVEMENT_KIND[type(event)]
-        for sku, order_id, d_on_hand, d_reserved in movements(event):
-            on_hand, reserved = products.get(sku, (0, 0))
-            products[sku] = (on_hand + d_on_hand, reserved + d_reserved)
-            if self.movements is not None:
-                self.movements.append(
-                    Movement(seq, sku, order_id, kind, d_on_hand, d_reserved, event.at)
-                )
-        if type(event) is OrderPlaced:
-            order = event.order
-            self.orders[order.id] = order
-            if order.idempotency_key is not None:
-                self.key_times[order.id] = event.at
-        elif type(event) in STATUS_AFTER:
-            order_id = event.order_id  # type: ignore[union-attr]
-            self.orders[order_id] = msgspec.structs.replace(
-                self.orders[order_id], status=STATUS_AFTER[type(event)]
-            )
-        self.last_seq = seq
-
     def apply_batch(self, batch: Batch) -> None:
-        if batch.last_seq <= self.last_seq:
+        """Apply a committed batch; skip one already applied. Raises CorruptStore, changing
+        nothing, for a batch that does not follow, places an order twice, moves an order this
+        state does not hold, or leaves a product outside ``0 <= reserved <= on_hand``."""
+        if not is_new_batch(batch.first_seq, batch.last_seq, self.last_seq):
             return  # already applied: a retried commit must not double a movement
-        if batch.first_seq != self.last_seq + 1:
-            raise RuntimeError(f"batch {batch.first_seq} does not follow {self.last_seq}")
-        for offset, event in enumerate(batch.events):
-            self.apply(event, batch.first_seq + offset)
+        effect = fold_batch(batch)
+        products = self._products_after(effect)
+        orders = self.orders
+        for order_id, status in effect.status_updates.items():
+            orders[order_id] = _replace(orders[order_id], status=status)
+        orders.update(effect.new_orders)
+        self.products.update(products)
+        if self.movements is not None:
+            self.movements.extend(
+                Movement(seq, sku, order_id, kind, d_on_hand, d_reserved, at)
+                for seq, sku, order_id, kind, d_on_hand, d_reserved, _, at in effect.movements
+            )
+        self.last_seq = batch.last_seq
+
+    def _products_after(self, effect: BatchEffect) -> dict[str, tuple[int, int]]:
+        """The products ``effect`` moves, with their new values, once it is known to be sound
+        (every check an SQL store's keys and constraints make)."""
+        for order_id in effect.new_orders:
+            if order_id in self.orders:
+                raise CorruptStore(f"batch {effect.first_seq} places order {order_id!r} again")
+        for order_id in effect.status_updates:
+            if order_id not in self.orders:
+                raise CorruptStore(f"batch {effect.first_seq} moves unknown order {order_id!r}")
+        after: dict[str, tuple[int, int]] = {}
+        for sku, (d_on_hand, d_reserved) in effect.product_deltas.items():
+            on_hand, reserved = self.products.get(sku, (0, 0))
+            on_hand += d_on_hand
+            reserved += d_reserved
+            if not 0 <= reserved <= on_hand:
+                raise CorruptStore(
+                    f"batch {effect.first_seq} leaves {sku!r} with on_hand {on_hand}, "
+                    f"reserved {reserved}"
+                )
+            after[sku] = (on_hand, reserved)
+        return after
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(
-            dict(self.products), list(self.orders.values()), dict(self.key_times), self.last_seq
-        )
+        return Snapshot.of(dict(self.products), list(self.orders.values()), self.last_seq)
 
 
 class MemoryStore:

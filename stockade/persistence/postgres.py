@@ -9,8 +9,10 @@ bumps ``owner_epoch``. A second instance blocks in :meth:`load` as a hot standby
 one's session ends. Every batch transaction reads the epoch ``FOR SHARE`` and refuses to write
 if another owner has taken over since, so a stale owner can never land a batch.
 
-Connection failures raise :class:`StoreUnavailable` (the journal retries); the next commit
-reconnects, takes the lock again without waiting, and checks the epoch is still its own.
+Connection failures raise :class:`~stockade.errors.StoreUnavailable` (the journal retries); the
+next commit reconnects, takes the lock again without waiting, and checks the epoch is still its
+own. A batch the schema refuses (a constraint broken) raises
+:class:`~stockade.errors.CorruptStore`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
-from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
+from stockade.errors import CorruptStore, StoreUnavailable
+from stockade.errors import StoreLost as StoreLost  # its home before errors.py
+from stockade.persistence.journal import Batch, Snapshot, is_new_batch
 from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
 from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
-__all__ = ["PostgresStore", "StoreLost"]
+__all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
@@ -46,10 +50,8 @@ _UNREACHABLE = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
 )
-
-
-class StoreLost(RuntimeError):
-    """Another instance owns the store now: this one must stop writing (and does, loudly)."""
+#: What a batch or a stored row that breaks the schema's rules raises: the store is corrupt.
+_REFUSED = (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
 
 
 def _swallow(future: Any) -> None:
@@ -111,6 +113,8 @@ class PostgresStore:
             snapshot: Snapshot = await self._run(self._load)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        except _REFUSED as exc:
+            raise CorruptStore(f"PostgreSQL: {exc}") from exc
         return snapshot
 
     async def _connect(self) -> asyncpg.Connection:
@@ -144,9 +148,8 @@ class PostgresStore:
                 "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
             )
         ]
-        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
         last_seq = await conn.fetchval("SELECT last_seq FROM stockade_state")
-        return Snapshot(products, orders, key_times, last_seq)
+        return Snapshot.of(products, orders, last_seq)
 
     # -- committing ---------------------------------------------------------------------------
 
@@ -157,6 +160,8 @@ class PostgresStore:
         except _UNREACHABLE as exc:
             await self._discard_connection()  # the next attempt reconnects
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        except _REFUSED as exc:
+            raise CorruptStore(f"PostgreSQL refused the batch: {exc}") from exc
 
     async def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -183,10 +188,8 @@ class PostgresStore:
             )
             if epoch != self._epoch:
                 raise StoreLost(f"owner epoch is {epoch}, ours was {self._epoch}")
-            if rows.last_seq <= last_seq:
+            if not is_new_batch(rows.first_seq, rows.last_seq, last_seq):
                 return  # already committed: a replay must not double anything
-            if rows.first_seq != last_seq + 1:
-                raise RuntimeError(f"batch {rows.first_seq} does not follow {last_seq}")
             await conn.copy_records_to_table("movements", records=rows.movements)
             await conn.executemany(
                 "INSERT INTO products VALUES ($1, 0, 0) ON CONFLICT (sku) DO NOTHING",

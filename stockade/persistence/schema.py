@@ -9,6 +9,8 @@ append a new one.
 
 from __future__ import annotations
 
+from stockade.errors import IncompatibleStore
+
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "STATE_TABLE", "migrations_after"]
 
 #: Created before anything else, so the version can be read; version 0 is an empty database.
@@ -54,9 +56,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrations_after(version: int) -> list[str]:
     """The statements that bring a database at ``version`` up to :data:`SCHEMA_VERSION`.
-    Raises RuntimeError for a database newer than this code."""
+    Raises IncompatibleStore for a database newer than this code."""
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise IncompatibleStore(
             f"the database has schema version {version}, newer than this stockade "
             f"({SCHEMA_VERSION}): upgrade stockade before opening it"
         )

@@ -15,16 +15,35 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import trio
 
-from stockade.errors import StoreInUse
-from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
+from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
+from stockade.persistence.journal import Batch, Snapshot, is_new_batch
 from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
 from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
 __all__ = ["SQLiteStore"]
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Raise sqlite3's (and the file system's) errors as stockade's. What is worth retrying
+    (busy, locked, disk full, an I/O error, a file that cannot be opened) becomes
+    StoreUnavailable; a constraint the data breaks, or a file that is not a sound database,
+    CorruptStore. A misuse of sqlite3 (ProgrammingError and the like) is a bug: it stays."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        raise StoreUnavailable(f"SQLite: {exc}") from exc
+    except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+        raise CorruptStore(f"SQLite refused the data: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError:
+            raise
+        raise CorruptStore(f"SQLite: {exc}") from exc  # malformed, or not a database at all
 
 
 class SQLiteStore:
@@ -49,38 +68,43 @@ class SQLiteStore:
         return snapshot
 
     def _open(self) -> None:
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreInUse(f"{self.path} is owned by another stockade process") from None
-        self._lock_fd = fd
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except BaseException:
-            self._release_lock()
-            raise
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(STATE_TABLE)
-            conn.execute(
-                "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
-            )
-            (version,) = conn.execute("SELECT schema_version FROM stockade_state").fetchone()
-            for statement in migrations_after(version):
-                conn.execute(statement)
-            conn.execute("UPDATE stockade_state SET schema_version = ?", (SCHEMA_VERSION,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            self._release_lock()
-            raise
-        self._conn = conn
+        with _translated():
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreInUse(f"{self.path} is owned by another stockade process") from None
+            self._lock_fd = fd
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            except BaseException:
+                self._release_lock()
+                raise
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(STATE_TABLE)
+                conn.execute(
+                    "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
+                )
+                (version,) = conn.execute("SELECT schema_version FROM stockade_state").fetchone()
+                for statement in migrations_after(version):
+                    conn.execute(statement)
+                conn.execute("UPDATE stockade_state SET schema_version = ?", (SCHEMA_VERSION,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.close()
+                self._release_lock()
+                raise
+            self._conn = conn
 
     def _load(self) -> Snapshot:
+        with _translated():
+            return self._read()
+
+    def _read(self) -> Snapshot:
         conn = self._connection()
         products = {
             sku: (on_hand, reserved)
@@ -94,9 +118,8 @@ class SQLiteStore:
                 "SELECT id, status, lines, created_at, expires_at, idempotency_key FROM orders"
             )
         ]
-        key_times = {o.id: o.created_at.timestamp() for o in orders if o.idempotency_key}
         (last_seq,) = conn.execute("SELECT last_seq FROM stockade_state").fetchone()
-        return Snapshot(products, orders, key_times, last_seq)
+        return Snapshot.of(products, orders, last_seq)
 
     # -- committing ---------------------------------------------------------------------------
 
@@ -106,15 +129,13 @@ class SQLiteStore:
 
     def _commit(self, rows: BatchRows) -> None:
         conn = self._connection()
-        try:
+        with _translated():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 (last_seq,) = conn.execute("SELECT last_seq FROM stockade_state").fetchone()
-                if rows.last_seq <= last_seq:
+                if not is_new_batch(rows.first_seq, rows.last_seq, last_seq):
                     conn.execute("ROLLBACK")
                     return  # already committed: a replay must not double anything
-                if rows.first_seq != last_seq + 1:
-                    raise RuntimeError(f"batch {rows.first_seq} does not follow {last_seq}")
                 conn.executemany(
                     "INSERT INTO movements VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.movements
                 )
@@ -142,8 +163,6 @@ class SQLiteStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        except sqlite3.OperationalError as exc:  # disk full, I/O error, busy: worth retrying
-            raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -165,5 +184,5 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise RuntimeError("the SQLite store is not open")
+            raise InvalidRequest("the SQLite store is not open: load() it first")
         return self._conn

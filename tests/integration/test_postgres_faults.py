@@ -91,7 +91,7 @@ async def test_outage_loses_nothing_and_service_resumes(postgres_dsn):
                     load.start_soon(one_order)
                 await trio.sleep(0.3)
                 during = engine.statistics()
-                assert during["journal_healthy"] == 0
+                assert not during.journal.healthy
                 assert (await engine.stock("a")).sku == "a"  # reads keep working
                 await trio.sleep(0.7)
                 assert outcomes["overloaded"] > overloaded_before  # the bounded journal is full
@@ -99,7 +99,7 @@ async def test_outage_loses_nothing_and_service_resumes(postgres_dsn):
                 proxy.restore()
                 with trio.fail_after(15):  # the writer's backoff is at most a few seconds
                     # Polling counters on purpose: there is no event for "healthy again".
-                    while engine.statistics()["journal_healthy"] == 0:  # noqa: ASYNC110
+                    while not engine.statistics().journal.healthy:  # noqa: ASYNC110
                         await trio.sleep(0.05)
                     while len(acked) <= acked_before_restore + 100:  # noqa: ASYNC110
                         await trio.sleep(0.05)  # service resumed

@@ -11,6 +11,7 @@ from stockade.engine.commands import Adjust, Confirm, GiveBack, Release, Return,
 from stockade.engine.events import Event
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.orders import OrderBook
+from stockade.persistence.journal import Batch
 from stockade.persistence.memory import StoreState
 
 SKUS = ["a", "b", "c"]
@@ -70,11 +71,14 @@ class LedgerMachine(RuleBasedStateMachine):
         hold = hold_s is not None
         taken = []
         for sku, qty in lines.items():
-            if self.ledgers[sku].apply(Take(order_id, qty, hold), self.now) is None:
+            if (
+                self.ledgers[sku].apply(Take(order_id=order_id, qty=qty, hold=hold), self.now)
+                is None
+            ):
                 taken.append((sku, qty))
         if len(taken) < len(lines):  # all or nothing
             for sku, qty in taken:
-                self.ledgers[sku].apply(GiveBack(order_id, qty, hold), self.now)
+                self.ledgers[sku].apply(GiveBack(order_id=order_id, qty=qty, hold=hold), self.now)
             return order_id
         created = datetime.fromtimestamp(self.now, UTC)
         expires = self.now + hold_s if hold_s is not None else None
@@ -139,12 +143,20 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def replaying_the_events_gives_the_same_state(self):
-        replica = StoreState(keep_movements=True)
+        # One event per batch, and every event in one batch: the fold coalesces a batch
+        # (an order placed and moved in it is written once, with its last status).
+        one_by_one = StoreState(keep_movements=True)
         for seq, event in enumerate(self.events, 1):
-            replica.apply(event, seq)
-        for sku, ledger in self.ledgers.items():
-            assert replica.products.get(sku, (0, 0)) == (ledger.on_hand, ledger.reserved)
-        assert replica.orders == self.book.orders
+            one_by_one.apply_batch(Batch(seq, seq, [event]))
+        at_once = StoreState(keep_movements=True)
+        if self.events:
+            at_once.apply_batch(Batch(1, len(self.events), list(self.events)))
+        for replica in (one_by_one, at_once):
+            for sku, ledger in self.ledgers.items():
+                assert replica.products.get(sku, (0, 0)) == (ledger.on_hand, ledger.reserved)
+            assert replica.orders == self.book.orders
+            assert replica.last_seq == len(self.events)
+        assert one_by_one.movements == at_once.movements
 
 
 TestLedgerMachine = LedgerMachine.TestCase

@@ -61,7 +61,7 @@ async def test_all_or_nothing_gives_back_taken_lines(engine):
     assert caught.value.shortages == {"b": (2, 1)}
     for sku, on_hand in (("a", 5), ("b", 1), ("c", 5)):
         assert await engine.stock(sku) == StockLevel(sku, on_hand, 0, on_hand)
-    assert engine.statistics()["orders"] == 0
+    assert engine.statistics().orders == 0
 
 
 async def test_out_of_stock_reports_every_short_line(engine):
@@ -84,7 +84,7 @@ async def test_holds_expire_exactly_at_their_deadline(engine, autojump_clock):
     with pytest.raises(InvalidTransition):
         await engine.confirm(order.id)
     assert (await engine.cancel(order.id)).status == "expired"
-    assert engine.statistics()["expired"] == 1
+    assert engine.statistics().expired == 1
 
 
 async def test_a_confirm_after_the_deadline_fails_before_the_timer_runs(engine, autojump_clock):
@@ -117,7 +117,7 @@ async def test_confirmed_and_cancelled_holds_do_not_expire(engine, autojump_cloc
     assert (await engine.get_order(kept.id)).status == "confirmed"
     assert (await engine.get_order(dropped.id)).status == "cancelled"
     assert await engine.stock("a") == StockLevel("a", 4, 0, 4)
-    assert engine.statistics()["expired"] == 0
+    assert engine.statistics().expired == 0
 
 
 async def test_repeated_confirm_and_cancel_move_stock_once(engine):

@@ -54,7 +54,7 @@ def test_expire_only_lapsed_reserved_orders():
 def test_cancel_releases_or_returns_and_is_idempotent():
     book = book_with_hold()
     order, event = book.cancel("o1", T0)
-    assert event == OrderCancelled("o1", {"a": 2}, "reserved", T0)
+    assert event == OrderCancelled("o1", {"a": 2}, T0, was="reserved")
     assert book.cancel("o1", T0) == (order, None)
     with pytest.raises(InvalidTransition):
         book.confirm("o1", T0)
