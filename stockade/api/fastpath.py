@@ -61,7 +61,10 @@ class OrderFastPath:
             or int(length) > self.max_body_bytes
         ):
             return await self.app(scope, receive, send)
-        body, more = await self._read(receive, int(length))
+        read = await self._read(receive, int(length))
+        if read is None:
+            return  # the client went away: nobody to answer
+        body, more = read
         try:
             order = _decode_order.decode(body)
         except msgspec.DecodeError:
@@ -79,15 +82,16 @@ class OrderFastPath:
         await send({"type": "http.response.body", "body": answer.body})
         self.accounting.answered("POST", ROUTE, answer.status, started, rid)
 
-    async def _read(self, receive: Receive, length: int) -> tuple[bytes, bool]:
-        """Read up to ``length`` bytes of body: (the bytes, whether the client sent more)."""
+    async def _read(self, receive: Receive, length: int) -> tuple[bytes, bool] | None:
+        """Read up to ``length`` bytes of body: (the bytes, whether the client sent more), or
+        None if the client went away. Blocks until the client has sent them."""
         chunks: list[bytes] = []
         size = 0
         more = True
         while more and size <= length:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                break
+            if message["type"] != "http.request":
+                return None
             chunk = message.get("body", b"")
             chunks.append(chunk)
             size += len(chunk)

@@ -148,3 +148,17 @@ async def test_the_500_of_both_paths_quotes_the_requests_own_id(app, monkeypatch
         status, headers, body = await asgi_post(app, order([("tee", 1)]), chunked=chunked,
                                                 headers=mine)  # fmt: skip
         assert status == 500 and headers["x-request-id"] == body["request_id"] == "req-500"
+
+
+@pytest.mark.parametrize("content_length", [True, False], ids=["fast", "quart"])
+async def test_a_client_gone_mid_body_places_nothing(app, content_length):
+    """The body so far is a whole order, but the client went away before the rest it promised:
+    nobody is answered and nothing is placed."""
+    body = order([("tee", 1)])
+    head = [(b"content-type", b"application/json")]
+    if content_length:
+        head.append((b"content-length", str(len(body) + 10).encode()))
+    sent = await asgi_call(app, head, [{"type": "http.request", "body": body, "more_body": True},
+                                       {"type": "http.disconnect"}])  # fmt: skip
+    assert sent == []
+    assert (await app.config["TEST_ENGINE"].stock("tee")).available == 5
