@@ -4,6 +4,14 @@ SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (u
 ``grace_s``), then leaves the engine, which answers its calls and commits the journal.
 Lifecycle events are written to stderr as one JSON object per line.
 
+Connections are bounded in time (hypercorn's ``read_timeout`` and ``keep_alive_timeout``): a
+client silent for ``read_timeout_s`` while the server waits for its bytes (the rest of a request
+body, or its next request) has its connection closed without an answer, and an idle keep-alive
+connection, or one that has not sent a whole request head, is closed after ``keep_alive_s``.
+Request bodies are small JSON documents sent in one go, so 5 s of silence means a client that
+stopped, not a slow network. A request being answered is not timed: the server does not read
+while it answers.
+
 The server owns its process, so it tunes the garbage collector for serving (see
 :func:`tune_gc`); the embeddable engine never touches its host's settings.
 """
@@ -36,6 +44,8 @@ class ServerSettings(msgspec.Struct, frozen=True):
     durability: Durability = "durable"
     admin_token: str = ""
     grace_s: float = 10.0
+    read_timeout_s: float = 5.0
+    keep_alive_s: float = 5.0
 
 
 def tune_gc() -> dict[str, object]:
@@ -79,6 +89,9 @@ async def serve(
         config.accesslog = None
         config.errorlog = None
         config.graceful_timeout = settings.grace_s
+        # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
+        config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
+        config.keep_alive_timeout = settings.keep_alive_s
 
         async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
