@@ -2,7 +2,9 @@
 
 Merchant routes need ``Authorization: Bearer <token>`` (compared in constant time). Bodies are
 JSON (else 415), at most ``max_body_bytes`` (else 413), decoded and validated by msgspec once.
-In front of it, ``POST /v1/orders`` is answered without Quart (:mod:`stockade.api.fastpath`).
+In front of it, :class:`~stockade.api.guard.RequestGuard` keeps a body that was not read to its
+end from wedging its connection, and in front of that, ``POST /v1/orders`` is answered without
+Quart (:mod:`stockade.api.fastpath`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from quart_trio import QuartTrio
 
 from stockade.api.accounting import Accounting, request_id
 from stockade.api.fastpath import ASGIApp, OrderFastPath
+from stockade.api.guard import RequestGuard
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
@@ -35,9 +38,15 @@ _encoder = msgspec.json.Encoder()
 
 
 class ApiSettings(msgspec.Struct, frozen=True):
+    """``max_drain_bytes`` and ``drain_s`` bound how much of a body the app did not read is
+    read and dropped before answering, to keep its connection usable (see
+    :mod:`stockade.api.guard`); a body past them gets its answer with ``Connection: close``."""
+
     admin_token: str
     max_body_bytes: int = 64 * 1024
     log_requests: bool = True
+    max_drain_bytes: int = 1024 * 1024
+    drain_s: float = 2.0
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -198,8 +207,12 @@ def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
         response.headers["X-Request-Id"] = rid
         return response
 
+    app.config["STOCKADE_GUARD"] = guard = RequestGuard(
+        cast(ASGIApp, app.asgi_app), accounting,
+        max_drain_bytes=settings.max_drain_bytes, drain_s=settings.drain_s,
+    )  # fmt: skip
     # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
     app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
-        cast(ASGIApp, app.asgi_app), engine, accounting, settings.max_body_bytes
+        guard, engine, accounting, settings.max_body_bytes
     )
     return app

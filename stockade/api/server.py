@@ -1,6 +1,7 @@
 """``stockade serve``: the engine and the HTTP API in one trio process, on hypercorn.
 
-SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
+SIGTERM or SIGINT stops accepting connections, closes idle ones, refuses requests whose body is
+still on its way (503, see :mod:`stockade.api.guard`), lets requests in flight finish (up to
 ``grace_s``), then leaves the engine, which answers its calls and commits the journal.
 Lifecycle events are written to stderr as one JSON object per line.
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import gc
 import signal
+from collections.abc import Callable
+from functools import partial
 
 import msgspec
 import trio
@@ -28,6 +31,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from stockade._open import open_engine
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.guard import RequestGuard
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
 
@@ -70,10 +74,12 @@ def tune_gc() -> dict[str, object]:
     return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(stopping: Callable[[], None]) -> None:
+    """Return at SIGTERM or SIGINT, after calling ``stopping``."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log_event("stopping", signal=signal.Signals(signum).name)
+            stopping()
             return
 
 
@@ -92,10 +98,12 @@ async def serve(
         # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
         config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
         config.keep_alive_timeout = settings.keep_alive_s
+        guard: RequestGuard = app.config["STOCKADE_GUARD"]
+        until_signalled = partial(_until_signalled, guard.stop)
 
         async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
-                app, config, shutdown_trigger=_until_signalled, task_status=task_status
+                app, config, shutdown_trigger=until_signalled, task_status=task_status
             )
 
         async with trio.open_nursery() as nursery:
