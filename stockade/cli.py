@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         durability=args.durability,
         admin_token=token,
+        read_timeout_s=args.read_timeout,
     )
     try:
         trio.run(serve, settings)
@@ -69,6 +70,16 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
     return port
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["durable", "fast"],
         default=env("STOCKADE_DURABILITY", "durable"),
         help="answer after the commit (durable) or at once (fast)",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=env("STOCKADE_READ_TIMEOUT", "5"),
+        metavar="SECONDS",
+        help="close a connection whose client stays silent this long while the server waits"
+        " for its bytes: the rest of a request, or its next one (env STOCKADE_READ_TIMEOUT)",
     )
     demo = commands.add_parser("demo", help="race buyers for the last units, in memory")
     demo.add_argument("--units", type=int, default=50)

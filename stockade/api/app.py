@@ -2,12 +2,14 @@
 
 Merchant routes need ``Authorization: Bearer <token>`` (compared in constant time). Bodies are
 JSON (else 415), at most ``max_body_bytes`` (else 413), decoded and validated by msgspec once.
+In front of it, :class:`~stockade.api.guard.RequestGuard` keeps a body that was not read to its
+end from wedging its connection, and in front of that, ``POST /v1/orders`` is answered without
+Quart (:mod:`stockade.api.fastpath`).
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -18,10 +20,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
+from stockade.api.accounting import Accounting, request_id
 from stockade.api.fastpath import ASGIApp, OrderFastPath
-from stockade.api.logs import log_event
+from stockade.api.guard import RequestGuard
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
+from stockade.api.ordering import answer_order
 from stockade.api.problems import Problem, register_error_handlers
 from stockade.api.schemas import Adjustment, PlaceOrder, PutStock, decoder
 from stockade.engine.engine import Engine
@@ -34,9 +38,15 @@ _encoder = msgspec.json.Encoder()
 
 
 class ApiSettings(msgspec.Struct, frozen=True):
+    """``max_drain_bytes`` and ``drain_s`` bound how much of a body the app did not read is
+    read and dropped before answering, to keep its connection usable (see
+    :mod:`stockade.api.guard`); a body past them gets its answer with ``Connection: close``."""
+
     admin_token: str
     max_body_bytes: int = 64 * 1024
     log_requests: bool = True
+    max_drain_bytes: int = 1024 * 1024
+    drain_s: float = 2.0
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -119,12 +129,10 @@ async def get_product(sku: str) -> Response:
 @orders.post("")
 async def place_order() -> Response:
     body = await _body(PlaceOrder)
-    order = await _engine().place_order(
-        [(line.sku, line.qty) for line in body.lines],
-        hold_for=body.hold_seconds,
-        idempotency_key=request.headers.get("Idempotency-Key"),
-    )
-    return _json(order, 201)
+    key = request.headers.get("Idempotency-Key")
+    answer = await answer_order(_engine(), body, key, g.request_id)
+    return Response(answer.body, status=answer.status, content_type=answer.content_type,
+                    headers=answer.headers)  # fmt: skip
 
 
 @orders.get("/<order_id>")
@@ -178,6 +186,7 @@ def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["STOCKADE_METRICS"] = observed = Metrics(engine)
+    accounting = Accounting(observed, settings.log_requests)
     app.config["STOCKADE_OPENAPI"] = openapi_document()
     for blueprint in (products, orders, health):
         app.register_blueprint(blueprint)
@@ -186,22 +195,23 @@ def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
     @app.before_request
     async def start_clock() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.request_id = request_id(request.headers.get("X-Request-Id"))
 
     @app.after_request
     async def account(response: Response) -> Response:
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        observed.record(request.method, route, response.status_code, seconds)
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        if settings.log_requests:
-            log_event("request", id=g.get("request_id"), method=request.method, route=route,
-                      status=response.status_code, ms=round(seconds * 1000, 2))  # fmt: skip
+        rid = g.get("request_id") or request_id(None)
+        started = g.get("started", time.perf_counter())
+        accounting.answered(request.method, route, response.status_code, started, rid)
+        response.headers["X-Request-Id"] = rid
         return response
 
+    app.config["STOCKADE_GUARD"] = guard = RequestGuard(
+        cast(ASGIApp, app.asgi_app), accounting,
+        max_drain_bytes=settings.max_drain_bytes, drain_s=settings.drain_s,
+    )  # fmt: skip
     # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
     app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
-        cast(ASGIApp, app.asgi_app), engine, observed, settings.max_body_bytes,
-        settings.log_requests,
-    )  # fmt: skip
+        guard, engine, accounting, settings.max_body_bytes
+    )
     return app

@@ -1,8 +1,17 @@
 """``stockade serve``: the engine and the HTTP API in one trio process, on hypercorn.
 
-SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
+SIGTERM or SIGINT stops accepting connections, closes idle ones, refuses requests whose body is
+still on its way (503, see :mod:`stockade.api.guard`), lets requests in flight finish (up to
 ``grace_s``), then leaves the engine, which answers its calls and commits the journal.
 Lifecycle events are written to stderr as one JSON object per line.
+
+Connections are bounded in time (hypercorn's ``read_timeout`` and ``keep_alive_timeout``): a
+client silent for ``read_timeout_s`` while the server waits for its bytes (the rest of a request
+body, or its next request) has its connection closed without an answer, and an idle keep-alive
+connection, or one that has not sent a whole request head, is closed after ``keep_alive_s``.
+Request bodies are small JSON documents sent in one go, so 5 s of silence means a client that
+stopped, not a slow network. A request being answered is not timed: the server does not read
+while it answers.
 
 The server owns its process, so it tunes the garbage collector for serving (see
 :func:`tune_gc`); the embeddable engine never touches its host's settings.
@@ -12,6 +21,8 @@ from __future__ import annotations
 
 import gc
 import signal
+from collections.abc import Callable
+from functools import partial
 
 import msgspec
 import trio
@@ -20,6 +31,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from stockade._open import open_engine
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.guard import RequestGuard
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
 
@@ -36,6 +48,8 @@ class ServerSettings(msgspec.Struct, frozen=True):
     durability: Durability = "durable"
     admin_token: str = ""
     grace_s: float = 10.0
+    read_timeout_s: float = 5.0
+    keep_alive_s: float = 5.0
 
 
 def tune_gc() -> dict[str, object]:
@@ -60,10 +74,12 @@ def tune_gc() -> dict[str, object]:
     return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(stopping: Callable[[], None]) -> None:
+    """Return at SIGTERM or SIGINT, after calling ``stopping``."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log_event("stopping", signal=signal.Signals(signum).name)
+            stopping()
             return
 
 
@@ -79,10 +95,15 @@ async def serve(
         config.accesslog = None
         config.errorlog = None
         config.graceful_timeout = settings.grace_s
+        # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
+        config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
+        config.keep_alive_timeout = settings.keep_alive_s
+        guard: RequestGuard = app.config["STOCKADE_GUARD"]
+        until_signalled = partial(_until_signalled, guard.stop)
 
         async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
-                app, config, shutdown_trigger=_until_signalled, task_status=task_status
+                app, config, shutdown_trigger=until_signalled, task_status=task_status
             )
 
         async with trio.open_nursery() as nursery:

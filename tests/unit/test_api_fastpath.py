@@ -41,6 +41,16 @@ async def asgi_post(
     else:
         head.append((b"content-length", str(len(body)).encode()))
         messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = await asgi_call(app, head, messages)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    answer_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], answer_headers, json.loads(body_out)
+
+
+async def asgi_call(app, head, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """POST /v1/orders with ``head`` to the ASGI app, the client sending ``messages``: what the
+    app sent back."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/v1/orders", "raw_path": b"/v1/orders", "query_string": b"",
@@ -58,10 +68,7 @@ async def asgi_post(
         sent.append(message)
 
     await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    answer_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-    return start["status"], answer_headers, json.loads(body_out)
+    return sent
 
 
 def order(lines, hold_seconds=None) -> bytes:
@@ -129,3 +136,29 @@ async def test_the_fast_path_is_counted_in_metrics(app):
     assert 'stockade_http_requests_total{route="/v1/orders",status="201"} 1.0' in metrics
     assert 'stockade_http_requests_total{route="/v1/orders",status="409"} 1.0' in metrics
     assert 'stockade_order_latency_seconds_count{outcome="placed"} 1.0' in metrics
+
+
+async def test_the_500_of_both_paths_quotes_the_requests_own_id(app, monkeypatch):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app.config["TEST_ENGINE"], "place_order", broken)
+    mine = [(b"x-request-id", b"req-500")]
+    for chunked in (False, True):
+        status, headers, body = await asgi_post(app, order([("tee", 1)]), chunked=chunked,
+                                                headers=mine)  # fmt: skip
+        assert status == 500 and headers["x-request-id"] == body["request_id"] == "req-500"
+
+
+@pytest.mark.parametrize("content_length", [True, False], ids=["fast", "quart"])
+async def test_a_client_gone_mid_body_places_nothing(app, content_length):
+    """The body so far is a whole order, but the client went away before the rest it promised:
+    nobody is answered and nothing is placed."""
+    body = order([("tee", 1)])
+    head = [(b"content-type", b"application/json")]
+    if content_length:
+        head.append((b"content-length", str(len(body) + 10).encode()))
+    sent = await asgi_call(app, head, [{"type": "http.request", "body": body, "more_body": True},
+                                       {"type": "http.disconnect"}])  # fmt: skip
+    assert sent == []
+    assert (await app.config["TEST_ENGINE"].stock("tee")).available == 5
