@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
+from stockade.errors import StoreInUse
 from stockade.persistence.journal import Batch, Snapshot, StoreUnavailable
+from stockade.persistence.keys import PostgresKeys
 from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
 from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
@@ -119,18 +121,44 @@ class PostgresStore:
             await conn.execute("SET synchronous_commit = off")
         return conn
 
+    async def migrate(self) -> None:
+        """Take ownership if nobody has it (StoreInUse at once if another instance does), bring
+        the schema up to date, and let go. Does not bump the owner epoch: nothing is written
+        but the schema."""
+        try:
+            await self._run(self._migrate)
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        finally:
+            await self.aclose()
+
+    def key_table(self) -> PostgresKeys:
+        """The database's API keys, through a session of their own (never the owner's lock)."""
+        return PostgresKeys(self.dsn, connect_timeout=self.connect_timeout)
+
+    async def _migrate(self) -> None:
+        conn = self._conn = await self._connect()
+        if not await conn.fetchval(_TRY_LOCK):
+            raise StoreInUse("the PostgreSQL store is owned by another stockade instance")
+        async with conn.transaction():
+            await self._apply_schema(conn)
+
+    @staticmethod
+    async def _apply_schema(conn: asyncpg.Connection) -> None:
+        await conn.execute(STATE_TABLE)
+        await conn.execute(
+            "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
+        )
+        version = await conn.fetchval("SELECT schema_version FROM stockade_state")
+        for statement in migrations_after(version):
+            await conn.execute(statement)
+        await conn.execute("UPDATE stockade_state SET schema_version = $1", SCHEMA_VERSION)
+
     async def _load(self) -> Snapshot:
         conn = self._conn = await self._connect()
         await conn.execute(_LOCK)  # blocks while another instance owns the store
         async with conn.transaction():
-            await conn.execute(STATE_TABLE)
-            await conn.execute(
-                "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
-            )
-            version = await conn.fetchval("SELECT schema_version FROM stockade_state")
-            for statement in migrations_after(version):
-                await conn.execute(statement)
-            await conn.execute("UPDATE stockade_state SET schema_version = $1", SCHEMA_VERSION)
+            await self._apply_schema(conn)
             self._epoch = await conn.fetchval(
                 "UPDATE stockade_state SET owner_epoch = owner_epoch + 1 RETURNING owner_epoch"
             )
