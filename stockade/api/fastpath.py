@@ -3,7 +3,8 @@
 Placing orders is the one route a flash sale hammers, and Quart's request and response objects,
 routing and hooks cost more per request than the engine does. This wrapper answers that route
 straight from the ASGI messages with the same decoder, engine call, problem documents, metrics,
-request id and log line as the Quart route. Anything it does not handle itself goes to Quart
+request id, log line and key check (:func:`~stockade.api.auth.authorize`, from the route's own
+declaration: no database read) as the Quart route. Anything it does not handle itself goes to Quart
 unchanged, with the body it already read replayed: a body that is not JSON, too large, sent
 without a length, or does not decode (Quart then gives the same 400/413/415/422 as before).
 Every other route is Quart's; the Quart order route stays, for the requests handed over.
@@ -19,9 +20,10 @@ from typing import Any
 
 import msgspec
 
+from stockade.api.auth import Access, Guard, authorize
 from stockade.api.logs import log_event
 from stockade.api.metrics import Metrics
-from stockade.api.problems import internal_error, stockade_problem
+from stockade.api.problems import Problem, internal_error, stockade_problem
 from stockade.api.schemas import PlaceOrder, decoder
 from stockade.engine.engine import Engine
 from stockade.errors import StockadeError
@@ -43,19 +45,21 @@ _decode_order = decoder(PlaceOrder)
 class OrderFastPath:
     def __init__(
         self, app: ASGIApp, engine: Engine, metrics: Metrics, max_body_bytes: int,
-        log_requests: bool,
+        log_requests: bool, guard: Guard, access: Access,
     ) -> None:  # fmt: skip
         self.app = app
         self.engine = engine
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.log_requests = log_requests
+        self.guard = guard
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != ROUTE or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        content_type = length = key = request_id = None
+        content_type = length = key = request_id = authorization = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -65,6 +69,8 @@ class OrderFastPath:
                 key = value.decode("latin-1")
             elif name == b"x-request-id":
                 request_id = value.decode("latin-1")[:64]
+            elif name == b"authorization":
+                authorization = value
         if (
             content_type is None
             or content_type.split(b";", 1)[0].strip().lower() != b"application/json"
@@ -81,12 +87,14 @@ class OrderFastPath:
         request_id = request_id or secrets.token_hex(8)
         headers = [(b"x-request-id", request_id.encode("latin-1"))]
         try:
+            authorize(self.guard, authorization, self.access,
+                      anonymous_ok=order.hold_seconds is not None)  # fmt: skip
             placed = await self.engine.place_order(
                 [(line.sku, line.qty) for line in order.lines],
                 hold_for=order.hold_seconds,
                 idempotency_key=key,
             )
-        except StockadeError as error:
+        except (StockadeError, Problem) as error:
             status, document, extra = stockade_problem(error)
             content = b"application/problem+json"
             headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
