@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -108,3 +111,89 @@ async def test_acknowledged_orders_survive_kill_9(server):
         assert (await client.get("/v1/products/a")).json() == {
             "sku": "a", "on_hand": 40, "reserved": 10, "available": 30,
         }  # fmt: skip
+
+
+def stockade_keys(server: Server, *args: str) -> str:
+    """``stockade keys ARGS`` as a command, on the server's database: its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stockade", "keys", *args,
+         "--database", f"sqlite:///{server.database}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def wait_for_keys(server: Server, since: int, keys: int) -> None:
+    """Wait until the server logs, after byte ``since`` of its log, that it now holds ``keys``
+    live keys (it re-reads them every second; the deadline only ends a broken run)."""
+    wanted = f'"event":"keys_loaded","keys":{keys}'
+    deadline = time.monotonic() + 60
+    while wanted not in server.log.read_text()[since:]:
+        assert time.monotonic() < deadline, f"the server never logged {wanted}"
+        time.sleep(0.05)
+
+
+async def test_keys_made_and_revoked_with_the_cli_reach_the_running_server(server):
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert (
+            await client.put("/v1/products/a", json={"on_hand": 5}, headers=ADMIN)
+        ).status_code == 201
+        since = server.log.stat().st_size
+        key = stockade_keys(server, "create", "--role", "service", "--name", "shop").strip()
+        await trio.to_thread.run_sync(wait_for_keys, server, since, 1)
+        service = {"Authorization": f"Bearer {key}"}
+        hold = {"lines": [{"sku": "a", "qty": 1}], "hold_seconds": 600}
+        placed = await client.post("/v1/orders", json=hold, headers=service)
+        assert placed.status_code == 201
+        order_id = placed.json()["id"]
+        confirmed = await client.post(f"/v1/orders/{order_id}/confirm", headers=service)
+        assert confirmed.json()["status"] == "confirmed"
+        put = await client.put("/v1/products/a", json={"on_hand": 9}, headers=service)
+        assert put.status_code == 403  # a service key is no merchant key
+        listed = await client.get("/v1/keys", headers=ADMIN)
+        assert [k["name"] for k in listed.json()["items"]] == ["shop"]
+
+        since = server.log.stat().st_size
+        stockade_keys(server, "revoke", key.split("_")[1])
+        await trio.to_thread.run_sync(wait_for_keys, server, since, 0)
+        refused = await client.post("/v1/orders", json=hold, headers=service)
+        assert refused.status_code == 401
+        assert (await client.get("/v1/products/a")).json()["on_hand"] == 4
+    assert server.stop() == 0
+
+
+async def test_a_public_holds_server_lets_anonymous_callers_hold_and_cancel_only(tmp_path):
+    server = Server(tmp_path, TOKEN, args=("--public-holds",))
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await client.put("/v1/products/a", json={"on_hand": 5}, headers=ADMIN)
+            hold = {"lines": [{"sku": "a", "qty": 1}], "hold_seconds": 600}
+            mine = (await client.post("/v1/orders", json=hold)).json()
+            assert mine["status"] == "reserved"
+            bought = await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]})
+            assert bought.status_code == 401
+            confirm = await client.post(f"/v1/orders/{mine['id']}/confirm")
+            assert confirm.status_code == 401
+            cancelled = await client.post(f"/v1/orders/{mine['id']}/cancel")
+            assert cancelled.json()["status"] == "cancelled"
+            paid = (await client.post("/v1/orders", json=hold)).json()
+            await client.post(f"/v1/orders/{paid['id']}/confirm", headers=ADMIN)
+            returned = await client.post(f"/v1/orders/{paid['id']}/cancel")
+            assert returned.status_code == 401  # a return always needs a key
+            assert (await client.get("/v1/products/a")).json() == {
+                "sku": "a", "on_hand": 4, "reserved": 0, "available": 4,
+            }  # fmt: skip
+    finally:
+        server.stop()
+
+
+async def test_public_holds_come_from_the_environment_too(tmp_path):
+    server = Server(tmp_path, TOKEN, env={"STOCKADE_PUBLIC_HOLDS": "1"})
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            document = (await client.get("/openapi.json")).json()
+            assert document["paths"]["/v1/orders"]["post"]["security"] == [{"bearer": []}, {}]
+    finally:
+        server.stop()
