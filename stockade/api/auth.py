@@ -19,7 +19,6 @@ the store by :class:`stockade.api.keys.ApiKeys`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -30,7 +29,6 @@ from typing import Any, Literal
 
 import msgspec
 from quart import Quart, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
 
 from stockade.api.problems import Problem
 from stockade.persistence.keys import ID_HEX_DIGITS, KEY_PREFIX, KeyRecord, KeyRole, secret_digest
@@ -169,25 +167,13 @@ def requires(role: Role, *, public_holds: bool = False) -> Callable[[Route], Rou
         async def checked(*args: Any, **kwargs: Any) -> Response:
             header = request.headers.get("Authorization")
             raw = None if header is None else header.encode("latin-1", "replace")
-            try:
-                g.role = authorize(current_app.config["STOCKADE_GUARD"], raw, access)
-            except Problem:
-                await _drain()
-                raise
+            g.role = authorize(current_app.config["STOCKADE_GUARD"], raw, access)
             return await route(*args, **kwargs)
 
         checked.__dict__["stockade_access"] = access
         return checked
 
     return declare
-
-
-async def _drain() -> None:
-    """Read the request body before refusing the request. hypercorn (0.18, HTTP/1.1) leaves
-    the end of an unread body in its parser when the app answers first, and the next request
-    on that keep-alive connection then hangs: refusals must read what they refuse."""
-    with contextlib.suppress(HTTPException):  # too large: answered (401/403) all the same
-        await request.get_data()
 
 
 def access_of(view: Callable[..., Any]) -> Access | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import signal
+from typing import cast
 
 import msgspec
 import trio
@@ -20,12 +21,20 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from stockade._open import open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.fastpath import ASGIApp, Message, Receive, Scope, Send
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 
-__all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tune_gc"]
+__all__ = [
+    "DRAIN_LIMIT_BYTES",
+    "GC_YOUNG_THRESHOLD",
+    "FinishesRequests",
+    "ServerSettings",
+    "serve",
+    "tune_gc",
+]
 
 #: Allocations between young collections while serving (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
@@ -64,6 +73,70 @@ def tune_gc() -> dict[str, object]:
     return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
+#: How much of an unread request body an early answer reads and drops (see FinishesRequests).
+DRAIN_LIMIT_BYTES = 1024 * 1024
+
+
+class FinishesRequests:
+    """Ends every HTTP request cleanly under hypercorn (0.18, HTTP/1.1) and quart-trio.
+
+    An answer that comes before the request body was read (a refusal: 401, 403, 413, 415...)
+    used to leave the connection stuck: hypercorn ends a request from inside the app's last
+    ``send``, closing the connection when the body is not all read, and quart-trio cancels
+    its request nursery in the middle of that call, so the close was cancelled half done and
+    the client's next request on the connection was never answered. So:
+
+    * before such an answer starts, the rest of the body is read and dropped, up to
+      ``DRAIN_LIMIT_BYTES`` (the connection then serves the next request, and the client is
+      not reset while it still sends); past that, the answer says ``Connection: close``;
+    * the last message of each answer is sent in a shielded cancel scope, so hypercorn's
+      recycling or closing of the connection is never cut short (it already shields the
+      socket write itself).
+
+    Blocks an early answer for as long as the client takes to send the rest of its body, as
+    reading the body would have. One lock orders this reader and the app's own.
+    """
+
+    def __init__(self, app: ASGIApp, drain_limit_bytes: int = DRAIN_LIMIT_BYTES) -> None:
+        self.app = app
+        self.drain_limit_bytes = drain_limit_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        lock = trio.Lock()
+        finished = False  # the body has been read to its end (or the client has gone)
+
+        async def read() -> Message:
+            nonlocal finished
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                finished = True
+            return message
+
+        async def tracked() -> Message:  # the app's reads
+            async with lock:
+                return await read()
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start" and not finished:
+                drained = 0
+                while not finished and drained <= self.drain_limit_bytes:
+                    async with lock:
+                        if not finished:  # (the app may have read to the end meanwhile)
+                            drained += len((await read()).get("body", b""))
+                if not finished:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"connection", b"close")]}  # fmt: skip
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await self.app(scope, tracked, answer)
+
+
 async def _until_signalled() -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -94,12 +167,17 @@ async def serve(
             config.errorlog = None
             config.graceful_timeout = settings.grace_s
 
+            served = FinishesRequests(cast(ASGIApp, app))
+
             async with trio.open_nursery() as nursery:
                 await nursery.start(keys.run)
 
                 async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
                     await hypercorn_serve(
-                        app, config, shutdown_trigger=_until_signalled, task_status=task_status
+                        served,  # type: ignore[arg-type]  # hypercorn's scope types are narrower
+                        config,
+                        shutdown_trigger=_until_signalled,
+                        task_status=task_status,
                     )
                     nursery.cancel_scope.cancel()  # served: stop re-reading the keys
 
