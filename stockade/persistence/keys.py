@@ -15,7 +15,6 @@ advisory lock. Memory: a dict kept by the memory store.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
@@ -339,13 +338,7 @@ class PostgresKeys:
         return None if row is None else _record(tuple(row))
 
     async def aclose(self) -> None:
-        if self._aio is None:
-            return
-        from stockade.persistence.postgres import _UNREACHABLE
-
-        if self._conn is not None:
+        if self._aio is not None:
+            aio, self._aio = self._aio, None
             conn, self._conn = self._conn, None
-            with contextlib.suppress(*_UNREACHABLE):  # closing a dead connection: nothing to do
-                await self._aio.run(conn.close)
-        self._aio.close()
-        self._aio = None
+            await aio.aclose(conn)

@@ -82,6 +82,13 @@ class _AsyncioThread:
             raise
         return future.result()
 
+    async def aclose(self, conn: asyncpg.Connection | None) -> None:
+        """Close ``conn`` on the loop (a dead connection needs nothing), then stop the loop."""
+        if conn is not None:
+            with contextlib.suppress(*_UNREACHABLE):
+                await self.run(conn.close)
+        self.close()
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
@@ -235,11 +242,7 @@ class PostgresStore:
     # -- closing ------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        if self._aio is None:
-            return
-        if self._conn is not None:
+        if self._aio is not None:
+            aio, self._aio = self._aio, None
             conn, self._conn = self._conn, None
-            with contextlib.suppress(*_UNREACHABLE):  # closing a dead connection: nothing to do
-                await self._aio.run(conn.close)
-        self._aio.close()
-        self._aio = None
+            await aio.aclose(conn)
