@@ -113,11 +113,11 @@ async def test_acknowledged_orders_survive_kill_9(server):
         }  # fmt: skip
 
 
-def stockade_keys(server: Server, *args: str) -> str:
+def stockade_keys(server: Server, *args: str, database: str | None = None) -> str:
     """``stockade keys ARGS`` as a command, on the server's database: its stdout."""
+    database = database or f"sqlite:///{server.database}"
     done = subprocess.run(
-        [sys.executable, "-m", "stockade", "keys", *args,
-         "--database", f"sqlite:///{server.database}"],
+        [sys.executable, "-m", "stockade", "keys", *args, "--database", database],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return done.stdout
@@ -197,3 +197,25 @@ async def test_public_holds_come_from_the_environment_too(tmp_path):
             assert document["paths"]["/v1/orders"]["post"]["security"] == [{"bearer": []}, {}]
     finally:
         server.stop()
+
+
+async def test_a_server_on_postgresql_sees_keys_made_and_revoked_with_the_cli(
+    tmp_path, postgres_dsn
+):
+    server = Server(tmp_path, TOKEN, args=("--database", postgres_dsn))
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await client.put("/v1/products/a", json={"on_hand": 5}, headers=ADMIN)
+            since = server.log.stat().st_size
+            key = stockade_keys(server, "create", "--role", "service", database=postgres_dsn)
+            await trio.to_thread.run_sync(wait_for_keys, server, since, 1)
+            service = {"Authorization": f"Bearer {key.strip()}"}
+            order = {"lines": [{"sku": "a", "qty": 1}]}
+            assert (await client.post("/v1/orders", json=order, headers=service)).status_code == 201
+            since = server.log.stat().st_size
+            stockade_keys(server, "revoke", key.split("_")[1], database=postgres_dsn)
+            await trio.to_thread.run_sync(wait_for_keys, server, since, 0)
+            assert (await client.post("/v1/orders", json=order, headers=service)).status_code == 401
+    finally:
+        assert server.stop() == 0
