@@ -83,8 +83,8 @@ async def _keys(args: argparse.Namespace) -> int:
     a server owns the store (it never takes the owner's lock). A database without a key table
     gets one, for ``create``, if nobody owns it."""
     if not args.database.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        print(f"keys live in a database: --database sqlite:///FILE or postgresql://..., "
-              f"not {args.database!r}", file=sys.stderr)  # fmt: skip
+        print(f"stockade keys: keys live in a database: --database sqlite:///FILE or "
+              f"postgresql://..., not {args.database!r}", file=sys.stderr)  # fmt: skip
         return 2
     if args.action == "create":
         try:
