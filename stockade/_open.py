@@ -12,10 +12,17 @@ import trio
 from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD, Engine
 from stockade.errors import InvalidRequest
 from stockade.persistence.journal import Durability, Journal, Store
+from stockade.persistence.keys import KeyedStore
 from stockade.persistence.memory import MemoryStore
 from stockade.persistence.sqlite import SQLiteStore
 
-__all__ = ["DEFAULT_JOURNAL_SIZE", "DEFAULT_SHUTDOWN_GRACE", "open_engine"]
+__all__ = [
+    "DEFAULT_JOURNAL_SIZE",
+    "DEFAULT_SHUTDOWN_GRACE",
+    "open_engine",
+    "open_engine_and_store",
+    "store_for",
+]
 
 #: Events the journal holds before new work is refused with Overloaded.
 DEFAULT_JOURNAL_SIZE = 100_000
@@ -23,7 +30,8 @@ DEFAULT_JOURNAL_SIZE = 100_000
 DEFAULT_SHUTDOWN_GRACE = 30.0
 
 
-def _store_for(database: str | None, durability: Durability) -> Store:
+def store_for(database: str | None, durability: Durability) -> KeyedStore:
+    """The store a database URL names, not yet opened (InvalidRequest for a bad URL)."""
     if database is None or database == "memory://":
         return MemoryStore(keep_state=False)
     if not isinstance(database, str):
@@ -96,6 +104,35 @@ async def open_engine(
     IncompatibleStore). Opening blocks while the store loads (a PostgreSQL standby waits here
     for the owner to go); it can be cancelled.
     """
+    async with open_engine_and_store(
+        database,
+        store=store,
+        durability=durability,
+        mailbox_size=mailbox_size,
+        journal_size=journal_size,
+        idempotency_ttl=idempotency_ttl,
+        max_hold=max_hold,
+        shutdown_grace=shutdown_grace,
+        wall_clock=wall_clock,
+    ) as (engine, _):
+        yield engine
+
+
+@asynccontextmanager
+async def open_engine_and_store(
+    database: str | None = None,
+    *,
+    store: Store | None = None,
+    durability: Durability | None = None,
+    mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+    journal_size: int = 100_000,
+    idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
+    max_hold: timedelta = DEFAULT_MAX_HOLD,
+    shutdown_grace: float = 30.0,
+    wall_clock: Callable[[], float] = time.time,
+) -> AsyncIterator[tuple[Engine, Store]]:
+    """:func:`open_engine`, yielding the store too (for the server, which keeps its API keys
+    there). Internal: takes and does exactly what ``open_engine`` does."""
     if durability not in (None, "durable", "fast"):
         raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
     _check_options(
@@ -105,7 +142,7 @@ async def open_engine(
         memory = database is None or database == "memory://"
         if durability is None:
             durability = "fast" if memory else "durable"
-        store = _store_for(database, durability)
+        store = store_for(database, durability)
     elif database is not None:
         raise InvalidRequest("pass either a database URL or a store, not both")
     elif durability is None:
@@ -127,7 +164,7 @@ async def open_engine(
             await nursery.start(journal.run)
             await nursery.start(engine.run)
             try:
-                yield engine
+                yield engine, store
             finally:
                 with trio.move_on_after(shutdown_grace, shield=True) as grace:
                     await engine.aclose()

@@ -88,7 +88,8 @@ class OrderNotFound(StockadeError):
 class InvalidTransition(StockadeError):
     """Raised when an order cannot make the requested move: confirming an order that was
     cancelled or whose hold expired (including a confirm arriving after ``expires_at`` before
-    the expiry timer ran). Repeating a move that already happened is not an error."""
+    the expiry timer ran), or cancelling a confirmed order with ``allow_return=False``.
+    Repeating a move that already happened is not an error."""
 
     def __init__(self, order_id: str, status: str, action: str) -> None:
         self.order_id = order_id

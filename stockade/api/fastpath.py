@@ -26,31 +26,38 @@ import msgspec
 
 from stockade.api.accounting import Accounting, request_id
 from stockade.api.asgi import ASGIApp, Message, Receive, Scope, Send
-from stockade.api.ordering import ROUTE, answer_order
+from stockade.api.auth import Access, Guard, authorize
+from stockade.api.ordering import ROUTE, answer_order, refusal
+from stockade.api.problems import Problem
 from stockade.api.schemas import PlaceOrder, decoder
 from stockade.engine.engine import Engine
 
-__all__ = ["ASGIApp", "OrderFastPath"]
+__all__ = ["OrderFastPath"]
 
 _decode_order = decoder(PlaceOrder)
 
 
 class OrderFastPath:
-    """Wraps the Quart ``app``; ``accounting`` is the one the Quart routes use."""
+    """Wraps the Quart ``app``; ``accounting`` is the one the Quart routes use; ``auth`` and
+    ``access`` check the caller's key as the Quart route's declaration does
+    (:func:`~stockade.api.auth.authorize`)."""
 
     def __init__(
-        self, app: ASGIApp, engine: Engine, accounting: Accounting, max_body_bytes: int
-    ) -> None:
+        self, app: ASGIApp, engine: Engine, accounting: Accounting, max_body_bytes: int,
+        auth: Guard, access: Access,
+    ) -> None:  # fmt: skip
         self.app = app
         self.engine = engine
         self.accounting = accounting
         self.max_body_bytes = max_body_bytes
+        self.auth = auth
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != ROUTE or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        content_type = length = key = supplied_id = None
+        content_type = length = key = supplied_id = authorization = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -60,6 +67,8 @@ class OrderFastPath:
                 key = value.decode("latin-1")
             elif name == b"x-request-id":
                 supplied_id = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value
         if (
             content_type is None
             or content_type.split(b";", 1)[0].strip().lower() != b"application/json"
@@ -87,7 +96,13 @@ class OrderFastPath:
         except msgspec.DecodeError:
             return await self.app(scope, _replay(body, more, receive), send)
         rid = request_id(supplied_id)
-        answer = await answer_order(self.engine, order, key, rid)
+        try:
+            role = authorize(self.auth, authorization, self.access,
+                             anonymous_ok=order.hold_seconds is not None)  # fmt: skip
+        except Problem as refused:
+            answer = refusal(refused)
+        else:
+            answer = await answer_order(self.engine, order, key, rid, role)
         headers = [(b"x-request-id", rid.encode("latin-1"))]
         if answer.headers:
             headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]

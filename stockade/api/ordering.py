@@ -12,12 +12,13 @@ from typing import NamedTuple
 
 import msgspec
 
-from stockade.api.problems import internal_error, stockade_problem
+from stockade.api.auth import PURCHASE_NEEDS_A_KEY, Role, Unauthorized
+from stockade.api.problems import Problem, internal_error, stockade_problem
 from stockade.api.schemas import PlaceOrder
 from stockade.engine.engine import Engine
 from stockade.errors import StockadeError
 
-__all__ = ["JSON", "PROBLEM_JSON", "ROUTE", "OrderAnswer", "answer_order"]
+__all__ = ["JSON", "PROBLEM_JSON", "ROUTE", "OrderAnswer", "answer_order", "refusal"]
 
 ROUTE = "/v1/orders"
 JSON = "application/json"
@@ -37,17 +38,27 @@ class OrderAnswer(NamedTuple):
     headers: dict[str, str] | None
 
 
+def refusal(error: StockadeError | Problem) -> OrderAnswer:
+    """The answer to a refused order: its problem document."""
+    status, document, headers = stockade_problem(error)
+    return OrderAnswer(status, document, PROBLEM_JSON, headers)
+
+
 async def answer_order(
-    engine: Engine, order: PlaceOrder, idempotency_key: str | None, request_id: str
+    engine: Engine, order: PlaceOrder, idempotency_key: str | None, request_id: str, role: Role
 ) -> OrderAnswer:
-    """Place ``order`` and say what to answer: 201 and the Order, or the problem document of a
-    refusal (409 out of stock with ``shortages``, 404, 422, 503 with ``Retry-After``...), or 500
-    quoting ``request_id`` for an unexpected error (logged with its traceback).
+    """Place ``order`` for a caller of ``role`` (already authorized for the route) and say what
+    to answer: 201 and the Order, or the problem document of a refusal (401 for an anonymous
+    direct purchase, 409 out of stock with ``shortages``, 404, 422, 503 with
+    ``Retry-After``...), or 500 quoting ``request_id`` for an unexpected error (logged with its
+    traceback).
 
     Blocks as ``Engine.place_order`` does: in durable mode until the order is committed.
     Cancellable only while it waits for that commit (the order is placed all the same); the
     cancellation propagates.
     """
+    if role == "anyone" and order.hold_seconds is None:
+        return refusal(Unauthorized(PURCHASE_NEEDS_A_KEY))
     try:
         placed = await engine.place_order(
             [(line.sku, line.qty) for line in order.lines],
@@ -55,8 +66,7 @@ async def answer_order(
             idempotency_key=idempotency_key,
         )
     except StockadeError as error:
-        status, document, headers = stockade_problem(error)
-        return OrderAnswer(status, document, PROBLEM_JSON, headers)
+        return refusal(error)
     except Exception:
         log.exception("unexpected error", extra={"request_id": request_id})
         return OrderAnswer(500, internal_error(request_id), PROBLEM_JSON, None)

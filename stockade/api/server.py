@@ -29,11 +29,13 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from stockade._open import open_engine
+from stockade._open import open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
 from stockade.api.guard import RequestGuard
+from stockade.api.keys import ApiKeys
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
+from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 
 __all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tune_gc"]
 
@@ -50,6 +52,8 @@ class ServerSettings(msgspec.Struct, frozen=True):
     grace_s: float = 10.0
     read_timeout_s: float = 5.0
     keep_alive_s: float = 5.0
+    public_holds: bool = False
+    key_refresh_s: float = 1.0
 
 
 def tune_gc() -> dict[str, object]:
@@ -86,29 +90,46 @@ async def _until_signalled(stopping: Callable[[], None]) -> None:
 async def serve(
     settings: ServerSettings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve until SIGTERM/SIGINT. ``task_status`` receives the bound addresses."""
-    log_event("starting", database=settings.database, durability=settings.durability)
-    async with open_engine(settings.database, durability=settings.durability) as engine:
-        app = create_app(engine, ApiSettings(admin_token=settings.admin_token))
-        config = Config()
-        config.bind = [f"{settings.host}:{settings.port}"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = settings.grace_s
-        # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
-        config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
-        config.keep_alive_timeout = settings.keep_alive_s
-        guard: RequestGuard = app.config["STOCKADE_GUARD"]
-        until_signalled = partial(_until_signalled, guard.stop)
+    """Serve until SIGTERM/SIGINT. ``task_status`` receives the bound addresses.
 
-        async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await hypercorn_serve(
-                app, config, shutdown_trigger=until_signalled, task_status=task_status
-            )
+    API keys are read from the store before listening, then re-read every ``key_refresh_s``
+    beside the server (see :mod:`stockade.api.keys`)."""
+    log_event("starting", database=settings.database, durability=settings.durability,
+              public_holds=settings.public_holds)  # fmt: skip
+    opened = open_engine_and_store(settings.database, durability=settings.durability)
+    async with opened as (engine, store):
+        table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
+        try:
+            api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
+                              key_refresh_s=settings.key_refresh_s)  # fmt: skip
+            app = create_app(engine, api, table)
+            keys: ApiKeys = app.config["STOCKADE_KEYS"]
+            config = Config()
+            config.bind = [f"{settings.host}:{settings.port}"]
+            config.accesslog = None
+            config.errorlog = None
+            config.graceful_timeout = settings.grace_s
+            # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
+            config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
+            config.keep_alive_timeout = settings.keep_alive_s
+            guard: RequestGuard = app.config["STOCKADE_GUARD"]
+            until_signalled = partial(_until_signalled, guard.stop)
 
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(started)
-            tuned = tune_gc()
-            log_event("listening", binds=binds, products=engine.statistics().products, **tuned)
-            task_status.started(binds)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(keys.run)
+
+                async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                    await hypercorn_serve(
+                        app, config, shutdown_trigger=until_signalled, task_status=task_status
+                    )
+                    nursery.cancel_scope.cancel()  # served: stop re-reading the keys
+
+                binds = await nursery.start(started)
+                tuned = tune_gc()
+                products = engine.statistics().products
+                log_event("listening", binds=binds, products=products, **tuned)
+                task_status.started(binds)
+        finally:
+            with trio.CancelScope(shield=True):
+                await table.aclose()
     log_event("stopped")

@@ -55,6 +55,7 @@ from stockade.errors import (
     CorruptStore,
     EngineClosed,
     InvalidRequest,
+    InvalidTransition,
     OutOfStock,
     Overloaded,
     UnknownProduct,
@@ -301,14 +302,18 @@ class Engine:
         finally:
             self._leave()
 
-    async def cancel(self, order_id: str) -> Order:
+    async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         """Cancel an order: release its hold, or for a confirmed order take the units back on
-        hand (a return). Idempotent: a cancelled or expired order is returned as it is."""
+        hand (a return). Idempotent: a cancelled or expired order is returned as it is.
+        With ``allow_return=False`` a confirmed order raises InvalidTransition instead, decided
+        in the same step as the cancel (a hold confirmed meanwhile is never returned)."""
         self._enter()
         try:
             now = self._clock()
             self._expire(order_id, now)
             order = self._book.get(order_id)
+            if order.status == "confirmed" and not allow_return:
+                raise InvalidTransition(order_id, "confirmed", "cancel")
             if order.status in ("reserved", "confirmed"):
                 self._journal.admit()
             order, event = self._book.cancel(order_id, now)

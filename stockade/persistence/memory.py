@@ -15,6 +15,7 @@ from stockade.engine.models import Order
 from stockade.errors import CorruptStore
 from stockade.persistence.fold import BatchEffect, fold_batch
 from stockade.persistence.journal import Batch, Snapshot, is_new_batch
+from stockade.persistence.keys import MemoryKeys
 
 __all__ = ["MemoryStore", "Movement", "StoreState"]
 
@@ -90,7 +91,8 @@ class StoreState:
 
 class MemoryStore:
     """Keeps committed state in this process. Reusable across engines in one process, so a
-    second ``open_engine(store=...)`` starts from what the first committed.
+    second ``open_engine(store=...)`` starts from what the first committed, and keeps the
+    API keys a server made (``key_table()``).
 
     With ``keep_state=False`` (what ``open_engine(None)`` uses) it keeps nothing and only counts
     the events: the engine itself already holds the state, and copying it would only slow a
@@ -100,6 +102,14 @@ class MemoryStore:
     def __init__(self, *, keep_state: bool = True, keep_movements: bool = False) -> None:
         self.state = StoreState(keep_movements=keep_movements)
         self.keep_state = keep_state
+        self.keys = MemoryKeys()
+
+    def key_table(self) -> MemoryKeys:
+        """The store's API keys (kept whatever ``keep_state`` says: a handful of rows)."""
+        return self.keys
+
+    async def migrate(self) -> None:
+        await trio.lowlevel.checkpoint()  # nothing to migrate in memory
 
     async def load(self) -> Snapshot:
         await trio.lowlevel.checkpoint()

@@ -26,9 +26,10 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
-from stockade.errors import CorruptStore, StoreUnavailable
+from stockade.errors import CorruptStore, StoreInUse, StoreUnavailable
 from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence.journal import Batch, Snapshot, is_new_batch
+from stockade.persistence.keys import PostgresKeys
 from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
 from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
@@ -82,6 +83,13 @@ class _AsyncioThread:
             raise
         return future.result()
 
+    async def aclose(self, conn: asyncpg.Connection | None) -> None:
+        """Close ``conn`` on the loop (a dead connection needs nothing), then stop the loop."""
+        if conn is not None:
+            with contextlib.suppress(*_UNREACHABLE):
+                await self.run(conn.close)
+        self.close()
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
@@ -123,18 +131,44 @@ class PostgresStore:
             await conn.execute("SET synchronous_commit = off")
         return conn
 
+    async def migrate(self) -> None:
+        """Take ownership if nobody has it (StoreInUse at once if another instance does), bring
+        the schema up to date, and let go. Does not bump the owner epoch: nothing is written
+        but the schema."""
+        try:
+            await self._run(self._migrate)
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        finally:
+            await self.aclose()
+
+    def key_table(self) -> PostgresKeys:
+        """The database's API keys, through a session of their own (never the owner's lock)."""
+        return PostgresKeys(self.dsn, connect_timeout=self.connect_timeout)
+
+    async def _migrate(self) -> None:
+        conn = self._conn = await self._connect()
+        if not await conn.fetchval(_TRY_LOCK):
+            raise StoreInUse("the PostgreSQL store is owned by another stockade instance")
+        async with conn.transaction():
+            await self._apply_schema(conn)
+
+    @staticmethod
+    async def _apply_schema(conn: asyncpg.Connection) -> None:
+        await conn.execute(STATE_TABLE)
+        await conn.execute(
+            "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
+        )
+        version = await conn.fetchval("SELECT schema_version FROM stockade_state")
+        for statement in migrations_after(version):
+            await conn.execute(statement)
+        await conn.execute("UPDATE stockade_state SET schema_version = $1", SCHEMA_VERSION)
+
     async def _load(self) -> Snapshot:
         conn = self._conn = await self._connect()
         await conn.execute(_LOCK)  # blocks while another instance owns the store
         async with conn.transaction():
-            await conn.execute(STATE_TABLE)
-            await conn.execute(
-                "INSERT INTO stockade_state VALUES (1, 0, 0, 0) ON CONFLICT (id) DO NOTHING"
-            )
-            version = await conn.fetchval("SELECT schema_version FROM stockade_state")
-            for statement in migrations_after(version):
-                await conn.execute(statement)
-            await conn.execute("UPDATE stockade_state SET schema_version = $1", SCHEMA_VERSION)
+            await self._apply_schema(conn)
             self._epoch = await conn.fetchval(
                 "UPDATE stockade_state SET owner_epoch = owner_epoch + 1 RETURNING owner_epoch"
             )
@@ -210,11 +244,7 @@ class PostgresStore:
     # -- closing ------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        if self._aio is None:
-            return
-        if self._conn is not None:
+        if self._aio is not None:
+            aio, self._aio = self._aio, None
             conn, self._conn = self._conn, None
-            with contextlib.suppress(*_UNREACHABLE):  # closing a dead connection: nothing to do
-                await self._aio.run(conn.close)
-        self._aio.close()
-        self._aio = None
+            await aio.aclose(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from stockade.errors import IncompatibleStore
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "STATE_TABLE", "migrations_after"]
+__all__ = ["KEYS_SINCE", "MIGRATIONS", "SCHEMA_VERSION", "STATE_TABLE", "migrations_after"]
 
 #: Created before anything else, so the version can be read; version 0 is an empty database.
 STATE_TABLE = """CREATE TABLE IF NOT EXISTS stockade_state (
@@ -49,9 +49,22 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (seq, sku)
         )""",
     ],
+    [  # 2: API keys (design.md §10): only a hash of each key's secret is kept
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('service', 'merchant')),
+            hash TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: The first schema version with the ``api_keys`` table.
+KEYS_SINCE = 2
 
 
 def migrations_after(version: int) -> list[str]:

@@ -22,6 +22,7 @@ import trio
 
 from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
 from stockade.persistence.journal import Batch, Snapshot, is_new_batch
+from stockade.persistence.keys import SQLiteKeys
 from stockade.persistence.rows import BatchRows, batch_rows, order_from_row
 from stockade.persistence.schema import SCHEMA_VERSION, STATE_TABLE, migrations_after
 
@@ -99,6 +100,18 @@ class SQLiteStore:
                 self._release_lock()
                 raise
             self._conn = conn
+
+    async def migrate(self) -> None:
+        """Take the file lock (StoreInUse at once if another process owns the file), create or
+        bring the schema up to date, and let go. Blocks in a worker thread; not cancellable."""
+        try:
+            await self._run(self._open)
+        finally:
+            await self.aclose()
+
+    def key_table(self) -> SQLiteKeys:
+        """The file's API keys, through a connection of their own (never the lock)."""
+        return SQLiteKeys(self.path)
 
     def _load(self) -> Snapshot:
         with _translated():

@@ -145,7 +145,7 @@ ORDER = b'{"lines": [{"sku": "tee", "qty": 1}]}'
 
 #: id -> (method, path, headers) of every route with a body; orders go through the fast path
 ROUTE_CALLS: dict[str, tuple[str, str, dict[str, str]]] = {
-    "orders": ("POST", "/v1/orders", {}),
+    "orders": ("POST", "/v1/orders", ADMIN),
     "put-product": ("PUT", "/v1/products/tee", ADMIN),
     "adjustments": ("POST", "/v1/products/tee/adjustments", ADMIN),
     "put-product-unauthorized": ("PUT", "/v1/products/tee", {}),
@@ -203,11 +203,13 @@ def test_a_body_over_the_limit_is_read_and_the_connection_kept(client, method, p
 
 
 def test_chunked_bodies_are_answered_and_the_connection_kept(client):
-    client.send(request("POST", "/v1/orders", chunked(ORDER, 5), transfer_encoding="chunked"))
+    client.send(
+        request("POST", "/v1/orders", chunked(ORDER, 5), transfer_encoding="chunked", **ADMIN)
+    )
     answer = client.answer()
     assert answer is not None and answer.status == 201, answer
     body = chunked(json_string(MAX_BODY * 2), 4096)
-    client.send(request("POST", "/v1/orders", body, transfer_encoding="chunked"))
+    client.send(request("POST", "/v1/orders", body, transfer_encoding="chunked", **ADMIN))
     answer = client.answer()
     assert answer is not None and answer.status == 413
     assert client.settle(answer) == "usable"
@@ -245,7 +247,7 @@ def stalled_requests() -> list[bytes]:
         stalled.append(request(method, path, ORDER, content_length="100", **headers))
         stalled.append(request(method, path, chunked(ORDER, 7, last=False),
                                transfer_encoding="chunked", **headers))  # fmt: skip
-    return [*stalled, request("POST", "/v1/orders", b"", content_length="100")]
+    return [*stalled, request("POST", "/v1/orders", b"", content_length="100", **ADMIN)]
 
 
 def test_clients_that_stop_sending_are_closed(server):
@@ -269,7 +271,7 @@ def test_bad_bodies_one_after_another_on_one_connection(client):
     used to wedge or drop the connection, each sent whole: all answered on one connection."""
     for body in (b"[]", b'{"lines": []}', b'{"lines": [{"sku": "tee", "qty": 0}]}',
                  json_string(99_999 + 2), b"{"):  # fmt: skip
-        client.send(request("POST", "/v1/orders", body))
+        client.send(request("POST", "/v1/orders", body, **ADMIN))
         answer = client.answer()
         assert answer is not None and 400 <= answer.status < 500, (body[:20], answer)
         assert "connection" not in answer.headers
@@ -292,19 +294,19 @@ def test_stuck_clients_neither_delay_others_nor_hold_sigterm(patient_server):
         # an idle keep-alive connection after a Quart request and after a drained 413
         stuck[0].send(request("GET", "/healthz"))
         assert (answer := stuck[0].answer()) is not None and answer.status == 200
-        stuck[1].send(request("POST", "/v1/orders", json_string(MAX_BODY + 1)))
+        stuck[1].send(request("POST", "/v1/orders", json_string(MAX_BODY + 1), **ADMIN))
         assert (answer := stuck[1].answer()) is not None and answer.status == 413
         # clients that stopped mid-body (both framings, fast path and Quart) and mid-head
-        stuck[2].send(request("POST", "/v1/orders", ORDER, content_length="100"))
+        stuck[2].send(request("POST", "/v1/orders", ORDER, content_length="100", **ADMIN))
         stuck[3].send(request("PUT", "/v1/products/tee", chunked(ORDER, 7, last=False),
                               transfer_encoding="chunked", **ADMIN))  # fmt: skip
-        stuck[4].send(request("POST", "/v1/orders", ORDER)[:40])
+        stuck[4].send(request("POST", "/v1/orders", ORDER, **ADMIN)[:40])
 
         other = Client(server)
         for _ in range(3):
             other.send(request("GET", "/healthz"))
             assert (answer := other.answer()) is not None and answer.status == 200
-            other.send(request("POST", "/v1/orders", ORDER))
+            other.send(request("POST", "/v1/orders", ORDER, **ADMIN))
             assert (answer := other.answer()) is not None and answer.status == 201
         other.close()
 
