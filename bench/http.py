@@ -5,10 +5,11 @@
 Starts ``stockade serve`` (durable, SQLite in a temporary directory) on a free loopback port,
 then runs wrk (Debian package ``wrk``: ``apt-get install wrk``) twice, one after the other:
 GET /healthz (the baseline: the HTTP stack alone) and POST /v1/orders direct purchases of one
-unit of one product. Prints requests/s, p50/p99 latency and the ratio, and verifies that units
-sold equal the orders the server placed (its /metrics), that wrk read all but at most one 201 per
-connection (those in flight when it stopped), and that nothing else was answered. Bounded:
-each run lasts ``seconds``; the server is stopped at the end.
+unit of one product, sent with the admin token (placing orders needs a key). Prints requests/s,
+p50/p99 latency and the ratio, and verifies that units sold equal the orders the server placed
+(its /metrics), that wrk read all but at most one 201 per connection (those in flight when it
+stopped), and that nothing else was answered. Bounded: each run lasts ``seconds``; the server is
+stopped at the end.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ done = function(summary, latency, requests)
 end
 """
 ORDER = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' \
+        f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n' \
         'wrk.body = \'{"lines": [{"sku": "hot", "qty": 1}]}\'\n'  # fmt: skip
 
 

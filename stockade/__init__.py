@@ -4,11 +4,12 @@ order. See ``open_engine`` to embed it."""
 from stockade._open import open_engine
 from stockade.embedding.aio import AsyncioEngine, open_asyncio_engine
 from stockade.embedding.thread import BlockingEngine, EngineThread, run_in_thread
-from stockade.engine.engine import Engine, EngineStatistics
-from stockade.engine.feed import Event
-from stockade.engine.journal import JournalStatistics
+from stockade.engine.engine import Engine
 from stockade.engine.models import (
     Channel,
+    EngineStatistics,
+    Event,
+    JournalStatistics,
     Location,
     LocationLevel,
     Movement,
@@ -21,6 +22,7 @@ from stockade.errors import (
     EngineClosed,
     FeedGone,
     IdempotencyConflict,
+    IncompatibleStore,
     InvalidRequest,
     InvalidTransition,
     OrderNotFound,
@@ -51,6 +53,7 @@ __all__ = [
     "Event",
     "FeedGone",
     "IdempotencyConflict",
+    "IncompatibleStore",
     "InvalidRequest",
     "InvalidTransition",
     "JournalStatistics",

@@ -1,4 +1,4 @@
-"""The ``stockade`` command."""
+"""The ``stockade`` command: ``serve``, ``keys``, ``demo``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,24 @@ import argparse
 import os
 import secrets
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import trio
 
 import stockade
+from stockade._open import store_for
+from stockade.persistence.journal import StoreUnavailable
+from stockade.persistence.keys import (
+    ROLES,
+    KeyedStore,
+    KeyRecord,
+    KeyTable,
+    check_key_name,
+    make_key,
+)
+from stockade.persistence.schema import KEYS_SINCE
 
 __all__ = ["main"]
 
@@ -55,6 +68,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         durability=args.durability,
         admin_token=token,
+        read_timeout_s=args.read_timeout,
+        public_holds=args.public_holds,
     )
     try:
         trio.run(serve, settings)
@@ -64,6 +79,84 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _keys(args: argparse.Namespace) -> int:
+    """``stockade keys create|list|revoke``: straight on the store's key table, whether or not
+    a server owns the store (it never takes the owner's lock). A database without a key table
+    gets one, for ``create``, if nobody owns it."""
+    if not args.database.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        print(f"stockade keys: keys live in a database: --database sqlite:///FILE or "
+              f"postgresql://..., not {args.database!r}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.action == "create":
+        try:
+            check_key_name(args.name)
+        except stockade.InvalidRequest as exc:
+            print(f"stockade keys: {exc}", file=sys.stderr)
+            return 2
+    store = store_for(args.database, "durable")
+    table = store.key_table()
+    try:
+        version = await table.schema_version()
+        if version < KEYS_SINCE:
+            if args.action != "create":  # nothing to list or revoke: no key was ever made
+                return _unknown_key(args.id) if args.action == "revoke" else 0
+            if not await _add_key_table(store, args.database, version):
+                return 1
+        if args.action == "create":
+            return await _create_key(table, args.role, args.name)
+        if args.action == "list":
+            for record in await table.keys():
+                print(_describe(record))
+            return 0
+        revoked = await table.revoke(args.id, time.time())
+        if revoked is None:
+            return _unknown_key(args.id)
+        print(_describe(revoked))
+        return 0
+    except (stockade.StockadeError, StoreUnavailable) as exc:
+        print(f"stockade keys: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await table.aclose()
+
+
+async def _add_key_table(store: KeyedStore, database: str, version: int) -> bool:
+    """Take the unowned store briefly to add the key table; say what to do if it is owned."""
+    try:
+        await store.migrate()
+    except stockade.StoreInUse:
+        print(
+            f"stockade keys: {database} has no key table yet (schema version {version}) and "
+            "another process owns it: a stockade from before keys. Restart that server with "
+            "this stockade (serve adds the table at start), then run this command again.",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+async def _create_key(table: KeyTable, role: str, name: str) -> int:
+    record, key = make_key(role, name, time.time())
+    await table.add(record)
+    print(key)
+    print(f"made {record.role} key {record.id}: it is shown this once, store it now; a "
+          "running server accepts it within about a second", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _unknown_key(key_id: str) -> int:
+    print(f"stockade keys: no key {key_id!r}", file=sys.stderr)
+    return 1
+
+
+def _describe(record: KeyRecord) -> str:
+    def when(t: float | None) -> str:
+        return "-" if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+    revoked = "active" if record.revoked_at is None else f"revoked {when(record.revoked_at)}"
+    return f"{record.id}  {record.role:<8}  {when(record.created_at)}  {revoked}  {record.name}"
+
+
 def _port(value: str) -> int:
     port = int(value)
     if not 0 <= port <= 65535:
@@ -71,17 +164,28 @@ def _port(value: str) -> int:
     return port
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stockade", description=stockade.__doc__)
     parser.add_argument("--version", action="version", version=stockade.__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     env = os.environ.get
-    serve = commands.add_parser("serve", help="run the HTTP order API")
-    serve.add_argument(
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
         "--database",
         default=env("STOCKADE_DATABASE", "sqlite:///stockade.db"),
         help="sqlite:///file.db or postgresql://... (env STOCKADE_DATABASE)",
     )
+    serve = commands.add_parser("serve", parents=[database], help="run the HTTP order API")
     serve.add_argument(
         "--host",
         default=env("STOCKADE_HOST", "127.0.0.1"),
@@ -99,6 +203,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=env("STOCKADE_DURABILITY", "durable"),
         help="answer after the commit (durable) or at once (fast)",
     )
+    serve.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=env("STOCKADE_READ_TIMEOUT", "5"),
+        metavar="SECONDS",
+        help="close a connection whose client stays silent this long while the server waits"
+        " for its bytes: the rest of a request, or its next one (env STOCKADE_READ_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--public-holds",
+        action="store_true",
+        default=env("STOCKADE_PUBLIC_HOLDS", "") in ("1", "true", "yes"),
+        help="let anonymous callers place holds and cancel them (env STOCKADE_PUBLIC_HOLDS=1)",
+    )
+    keys = commands.add_parser("keys", help="make, list and revoke API keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", parents=[database], help="make a key; print it once")
+    create.add_argument("--role", choices=ROLES, required=True)
+    create.add_argument("--name", default="", help="what the key is for")
+    actions.add_parser("list", parents=[database], help="list the keys (never their secrets)")
+    revoke = actions.add_parser("revoke", parents=[database], help="revoke a key (idempotent)")
+    revoke.add_argument("id", help="the key's id (sk_<id>_...)")
     demo = commands.add_parser("demo", help="race buyers for the last units, in memory")
     demo.add_argument("--units", type=int, default=50)
     demo.add_argument("--buyers", type=int, default=400)
@@ -107,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(_demo, args.units, args.buyers)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "keys":
+        return trio.run(_keys, args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
 
 

@@ -1,7 +1,7 @@
 """The exceptions stockade raises.
 
-Every error a caller can provoke is a :class:`StockadeError`; each one says exactly when it is
-raised, and none of them leaves any state changed::
+Every error stockade raises on purpose is a :class:`StockadeError`, and each one says exactly
+when it is raised::
 
     StockadeError
     ├── OutOfStock            (an order line asks for more than is available; carries shortages)
@@ -9,20 +9,24 @@ raised, and none of them leaves any state changed::
     ├── UnknownLocation       (a location id that was never created)
     ├── UnknownChannel        (a sales channel id that was never created)
     ├── OrderNotFound         (an order id the engine does not know)
-    ├── InvalidTransition     (confirming a cancelled or expired order)
+    ├── InvalidTransition     (confirming a cancelled or expired order; extending past the cap)
     ├── InvalidRequest        (bad input: sku syntax, qty, lines, stock levels; also a ValueError)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── EngineClosed          (the engine is shutting down or has shut down)
     ├── FeedGone              (a change-feed position before retention or beyond the head)
-    ├── StoreInUse            (another process owns the store)
-    └── StoreError            (the store failed: see its subclasses)
-        ├── StoreUnavailable  (the database cannot be reached right now; retried)
-        ├── StoreLost         (another process took the store over: this one stops)
-        └── CorruptStore      (the store's contents break the invariants or the schema)
+    └── StoreError            (the store, not the call, is at fault)
+        ├── StoreInUse        (another process owns the store)
+        ├── StoreUnavailable  (the database cannot be reached right now; the journal retries)
+        ├── StoreLost         (another instance took the store over: this one stops writing)
+        ├── CorruptStore      (the store contradicts itself or the journal)
+        └── IncompatibleStore (the database was written by a newer stockade)
 
-Foreign exceptions (sqlite3, asyncpg) are translated at the store boundary and never escape
-through the engine's API.
+An error that refuses a call (everything but ``StoreError``) changes nothing. A ``StoreError``
+comes from ``open_engine`` (loading the store) or stops a running engine (a commit it cannot
+retry); the engine's calls never raise one. Foreign exceptions (sqlite3, asyncpg) are
+translated at the store boundary (``raise ... from exc``) and never escape through the
+engine's API.
 """
 
 from __future__ import annotations
@@ -30,16 +34,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "CorruptStore",
     "EngineClosed",
     "FeedGone",
     "IdempotencyConflict",
+    "IncompatibleStore",
     "InvalidRequest",
     "InvalidTransition",
     "OrderNotFound",
     "OutOfStock",
     "Overloaded",
     "StockadeError",
-    "CorruptStore",
     "StoreError",
     "StoreInUse",
     "StoreLost",
@@ -123,7 +128,9 @@ class InvalidRequest(StockadeError, ValueError):
     """Raised for input that can never succeed as given: a malformed sku, a quantity below 1 or
     above the limit, an empty order, too many or duplicate lines, a negative stock level, a
     ``set_stock``/``adjust_stock`` that would put on-hand below what is reserved, a bad hold
-    time or idempotency key, or an unsupported database URL."""
+    time or idempotency key, an unsupported database URL or engine option; and for an object
+    used out of turn (an ``EngineThread`` started twice, a store committed to before it was
+    loaded). It is also a ``ValueError``, so code that catches bad values keeps working."""
 
 
 class IdempotencyConflict(StockadeError):
@@ -145,10 +152,10 @@ class EngineClosed(StockadeError):
 
 
 class FeedGone(StockadeError):
-    """Raised by ``events`` (and the events API) for a position the change feed cannot serve:
+    """Raised by ``events`` and ``event_page`` for a position the change feed cannot serve:
     events after ``after`` were pruned (older than ``event_retention``), ``after`` is beyond
     the newest event (a cursor from another store), or the store keeps no feed at all.
-    ``first`` and ``last`` are the oldest and newest seq still kept (0 when there are none)."""
+    ``first`` and ``last`` are the oldest and newest seq still kept (0 when unknown)."""
 
     def __init__(self, detail: str, first: int = 0, last: int = 0) -> None:
         self.first = first
@@ -156,26 +163,43 @@ class FeedGone(StockadeError):
         super().__init__(detail)
 
 
-class StoreInUse(StockadeError):
+class StoreError(StockadeError):
+    """Base class of the errors that are about the store (the database behind the engine)
+    rather than about a call. Raised by ``open_engine`` while it loads the store, or by a
+    store's ``commit``, where anything but :class:`StoreUnavailable` stops the journal and so
+    the engine. The engine's own calls never raise one."""
+
+
+class StoreInUse(StoreError):
     """Raised by ``open_engine`` when another process already owns the store (holds the SQLite
     file's lock). Two processes must never sell the same stock."""
 
 
-class StoreError(StockadeError):
-    """Base class of the errors a store raises about itself (not about a caller's input)."""
-
-
 class StoreUnavailable(StoreError):
-    """Raised by a store when the database cannot be reached right now (connection refused or
-    dropped, disk I/O error, busy); the journal retries the same batch with backoff."""
+    """Raised by a store's ``load`` or ``commit`` when the database cannot be reached right
+    now: a refused or dropped connection, a server shutting down, SQLite busy, a full disk or
+    an I/O error. The journal retries a commit that raised it, with backoff, for as long as it
+    takes (``readyz`` is false meanwhile); ``open_engine`` raises it when the store cannot be
+    reached at start-up."""
 
 
 class StoreLost(StoreError):
-    """Raised when another instance has taken the store over (its owner epoch moved): this one
-    must stop writing, and does, loudly."""
+    """Raised by the PostgreSQL store's ``commit`` when another instance has taken the store
+    over (its session holds the advisory lock, or the owner epoch has moved on). Nothing of the
+    batch is written; the journal stops, and the engine with it, rather than write as a stale
+    owner."""
 
 
 class CorruptStore(StoreError):
-    """Raised at start-up or on commit when the store's contents break the invariants (reserved
-    holds that do not add up, a batch that does not follow the last one committed, a schema
-    newer than this stockade)."""
+    """Raised when the store contradicts itself or the journal, instead of guessing: by
+    ``open_engine`` when a product's reserved units differ from its open holds, or are outside
+    ``0..on_hand``, when an open hold names an unknown product or has no deadline, or when the
+    database file is not a database; by a store's ``commit`` when a batch does not follow the
+    last one committed (a gap in the sequence numbers), moves an order the store does not
+    hold, or would break an invariant (``0 <= reserved <= on_hand``). Nothing of the batch is
+    written."""
+
+
+class IncompatibleStore(StoreError):
+    """Raised by ``open_engine`` when the database has a schema version newer than this
+    stockade (a later stockade wrote it). Nothing is changed: upgrade stockade to open it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from stockade import MemoryStore
-from stockade.engine.feed import Event
+from stockade.engine.models import Event
 from stockade.persistence.journal import Batch
 
 

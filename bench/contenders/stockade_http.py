@@ -88,7 +88,7 @@ class HttpMarket(Market):
                 tg.start_soon(worker)
 
     async def caller(self) -> Place:
-        conn = await self.connect()
+        conn = await self.connect(self.server.token)  # placing orders needs a key
 
         async def place(lines: Lines) -> Outcome:
             body = {"lines": [{"sku": sku, "qty": qty} for sku, qty in lines]}

@@ -1,16 +1,15 @@
 """The HTTP order API: an app factory over an engine, a blueprint per resource.
 
-Merchant routes need ``Authorization: Bearer <token>`` (compared in constant time). Bodies are
-JSON (else 415), at most ``max_body_bytes`` (else 413), decoded and validated by msgspec once.
+Every route declares the role it needs with :func:`~stockade.api.auth.requires` (design.md §10;
+see auth.py). Bodies are JSON (else 415), at most ``max_body_bytes`` (else 413), decoded and
+validated by msgspec once. In front of it, :class:`~stockade.api.guard.RequestGuard` keeps a
+body that was not read to its end from wedging its connection, and in front of that,
+``POST /v1/orders`` is answered without Quart (:mod:`stockade.api.fastpath`).
 """
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import time
-from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -18,14 +17,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
-from stockade.api.fastpath import ASGIApp, OrderFastPath
-from stockade.api.logs import log_event
+from stockade.api.accounting import Accounting, request_id
+from stockade.api.asgi import ASGIApp
+from stockade.api.auth import Guard, Unauthorized, requires, route_access
+from stockade.api.fastpath import OrderFastPath
+from stockade.api.guard import RequestGuard
+from stockade.api.keys import ApiKey, ApiKeys, KeyPage, NewKey
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
+from stockade.api.ordering import answer_order
 from stockade.api.problems import Problem, register_error_handlers
-from stockade.api.schemas import Adjustment, PlaceOrder, PutStock, decoder
+from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock, decoder
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
+from stockade.errors import InvalidTransition
+from stockade.persistence.keys import KeyTable, MemoryKeys
 
 __all__ = ["ApiSettings", "create_app"]
 
@@ -34,9 +40,20 @@ _encoder = msgspec.json.Encoder()
 
 
 class ApiSettings(msgspec.Struct, frozen=True):
+    """``admin_token`` is a merchant key (empty: none); ``public_holds`` lets anonymous callers
+    place and cancel holds (design.md §10); ``key_refresh_s`` bounds how long a key made or
+    revoked by another process takes to be seen. ``max_drain_bytes`` and ``drain_s`` bound how
+    much of a body the app did not read is read and dropped before answering, to keep its
+    connection usable (see :mod:`stockade.api.guard`); a body past them gets its answer with
+    ``Connection: close``."""
+
     admin_token: str
     max_body_bytes: int = 64 * 1024
     log_requests: bool = True
+    max_drain_bytes: int = 1024 * 1024
+    drain_s: float = 2.0
+    public_holds: bool = False
+    key_refresh_s: float = 1.0
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -56,31 +73,14 @@ async def _body(kind: type[T]) -> T:
     return decoder(kind).decode(data)
 
 
-def merchant(route: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-    """Refuse the call without the admin token: 401 without credentials, 403 with wrong ones."""
-
-    @wraps(route)
-    async def checked(*args: Any, **kwargs: Any) -> Response:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Problem(401, "unauthorized", "Unauthorized",
-                          "send Authorization: Bearer <admin token>")  # fmt: skip
-        expected = current_app.config["STOCKADE_SETTINGS"].admin_token.encode()
-        if not hmac.compare_digest(token.encode(), expected):
-            raise Problem(403, "forbidden", "Forbidden", "the admin token is not valid")
-        return await route(*args, **kwargs)
-
-    return checked
-
-
 products = Blueprint("products", __name__, url_prefix="/v1/products")
 orders = Blueprint("orders", __name__, url_prefix="/v1/orders")
+keys = Blueprint("keys", __name__, url_prefix="/v1/keys")
 health = Blueprint("health", __name__)
 
 
 @products.put("/<sku>")
-@merchant
+@requires("merchant")
 async def put_product(sku: str) -> Response:
     body = await _body(PutStock)
     engine = _engine()
@@ -89,13 +89,14 @@ async def put_product(sku: str) -> Response:
 
 
 @products.post("/<sku>/adjustments")
-@merchant
+@requires("merchant")
 async def adjust_product(sku: str) -> Response:
     body = await _body(Adjustment)
     return _json(await _engine().adjust_stock(sku, body.delta, body.reason))
 
 
 @products.get("")
+@requires("anyone")
 async def list_products() -> Response:
     after = request.args.get("after")
     if after is not None:
@@ -112,97 +113,158 @@ async def list_products() -> Response:
 
 
 @products.get("/<sku>")
+@requires("anyone")
 async def get_product(sku: str) -> Response:
     return _json(await _engine().stock(sku))
 
 
 @orders.post("")
+@requires("service", public_holds=True)
 async def place_order() -> Response:
     body = await _body(PlaceOrder)
-    order = await _engine().place_order(
-        [(line.sku, line.qty) for line in body.lines],
-        hold_for=body.hold_seconds,
-        idempotency_key=request.headers.get("Idempotency-Key"),
-    )
-    return _json(order, 201)
+    key = request.headers.get("Idempotency-Key")
+    answer = await answer_order(_engine(), body, key, g.request_id, g.role)
+    return Response(answer.body, status=answer.status, content_type=answer.content_type,
+                    headers=answer.headers)  # fmt: skip
 
 
 @orders.get("/<order_id>")
+@requires("anyone")
 async def get_order(order_id: str) -> Response:
     return _json(await _engine().get_order(order_id))
 
 
 @orders.post("/<order_id>/confirm")
+@requires("service")
 async def confirm_order(order_id: str) -> Response:
     return _json(await _engine().confirm(order_id))
 
 
 @orders.post("/<order_id>/cancel")
+@requires("service", public_holds=True)
 async def cancel_order(order_id: str) -> Response:
-    return _json(await _engine().cancel(order_id))
+    if g.role != "anyone":
+        return _json(await _engine().cancel(order_id))
+    try:  # an anonymous caller may release a hold, never return a sale
+        return _json(await _engine().cancel(order_id, allow_return=False))
+    except InvalidTransition:
+        raise Unauthorized(
+            "cancelling a confirmed order is a return: it needs a service or merchant key"
+        ) from None
+
+
+def _keys() -> ApiKeys:
+    keys: ApiKeys = current_app.config["STOCKADE_KEYS"]
+    return keys
+
+
+@keys.post("")
+@requires("merchant")
+async def create_key() -> Response:
+    body = await _body(CreateKey)
+    record, key = await _keys().create(body.role, body.name)
+    shown = NewKey(**msgspec.structs.asdict(ApiKey.of(record)), key=key)
+    response = _json(shown, 201)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@keys.get("")
+@requires("merchant")
+async def list_keys() -> Response:
+    return _json(KeyPage([ApiKey.of(record) for record in await _keys().keys()]))
+
+
+@keys.delete("/<key_id>")
+@requires("merchant")
+async def revoke_key(key_id: str) -> Response:
+    record = await _keys().revoke(key_id)
+    if record is None:
+        raise Problem(404, "key-not-found", "Key not found", f"no key {key_id!r}")
+    return _json(ApiKey.of(record))
 
 
 @health.get("/healthz")
+@requires("anyone")
 async def healthz() -> Response:
     return _json({"status": "ok"})
 
 
 @health.get("/metrics")
+@requires("anyone")
 async def metrics() -> Response:
     registry = current_app.config["STOCKADE_METRICS"].registry
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 @health.get("/openapi.json")
+@requires("anyone")
 async def openapi() -> Response:
     return _json(current_app.config["STOCKADE_OPENAPI"])
 
 
 @health.get("/docs")
+@requires("anyone")
 async def docs() -> Response:
     page = docs_page(current_app.config["STOCKADE_OPENAPI"])
     return Response(page, content_type="text/html; charset=utf-8")
 
 
 @health.get("/readyz")
+@requires("anyone")
 async def readyz() -> Response:
     journal = _engine().statistics().journal
-    ready = journal.healthy
-    return _json({"ready": ready, "journal_buffered": journal.buffered},
-                 200 if ready else 503)  # fmt: skip
+    return _json({"ready": journal.healthy, "journal_buffered": journal.buffered},
+                 200 if journal.healthy else 503)  # fmt: skip
 
 
-def create_app(engine: Engine, settings: ApiSettings) -> QuartTrio:
-    """Build the app for ``engine``; nothing is global, so tests can make as many as they like."""
-    app = QuartTrio(__name__)
+def create_app(
+    engine: Engine, settings: ApiSettings, key_table: KeyTable | None = None
+) -> QuartTrio:
+    """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
+
+    API keys live in ``key_table`` (the store's: ``store.key_table()``; by default a table in
+    memory). ``app.config["STOCKADE_KEYS"]`` is the :class:`ApiKeys` over it: the server runs
+    its ``run`` to see keys that other processes make or revoke. Raises RuntimeError if a
+    route declares no role."""
+    app = QuartTrio(__name__, static_folder=None)
     app.config["STOCKADE_ENGINE"] = engine
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["STOCKADE_METRICS"] = observed = Metrics(engine)
-    app.config["STOCKADE_OPENAPI"] = openapi_document()
-    for blueprint in (products, orders, health):
+    accounting = Accounting(observed, settings.log_requests)
+    app.config["STOCKADE_AUTH"] = auth = Guard(
+        settings.admin_token, public_holds=settings.public_holds
+    )
+    app.config["STOCKADE_KEYS"] = ApiKeys(
+        MemoryKeys() if key_table is None else key_table, auth, refresh_s=settings.key_refresh_s
+    )
+    for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
+    access = route_access(app)
+    app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)
     register_error_handlers(app)
 
     @app.before_request
     async def start_clock() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.request_id = request_id(request.headers.get("X-Request-Id"))
 
     @app.after_request
     async def account(response: Response) -> Response:
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        observed.record(request.method, route, response.status_code, seconds)
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        if settings.log_requests:
-            log_event("request", id=g.get("request_id"), method=request.method, route=route,
-                      status=response.status_code, ms=round(seconds * 1000, 2))  # fmt: skip
+        rid = g.get("request_id") or request_id(None)
+        started = g.get("started", time.perf_counter())
+        accounting.answered(request.method, route, response.status_code, started, rid)
+        response.headers["X-Request-Id"] = rid
         return response
 
+    app.config["STOCKADE_GUARD"] = guard = RequestGuard(
+        cast(ASGIApp, app.asgi_app), accounting,
+        max_drain_bytes=settings.max_drain_bytes, drain_s=settings.drain_s,
+    )  # fmt: skip
     # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
     app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
-        cast(ASGIApp, app.asgi_app), engine, observed, settings.max_body_bytes,
-        settings.log_requests,
-    )  # fmt: skip
+        guard, engine, accounting, settings.max_body_bytes, auth, access[("/v1/orders", "post")]
+    )
     return app

@@ -7,8 +7,8 @@ in the text exposition format.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from operator import attrgetter
 
-import msgspec
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -17,7 +17,7 @@ from stockade.engine.engine import Engine
 
 __all__ = ["Metrics"]
 
-#: engine statistic -> (metric name, help, kind)
+#: EngineStatistics field (``journal.x`` for the journal's) -> (metric name, help, kind)
 _ENGINE = {
     "placed": ("stockade_orders_placed", "Orders placed (all lines taken)", "counter"),
     "out_of_stock": ("stockade_orders_out_of_stock", "Orders refused as out of stock", "counter"),
@@ -33,17 +33,20 @@ _ENGINE = {
     "locations": ("stockade_locations", "Stock locations", "gauge"),
     "orders": ("stockade_orders_in_memory", "Orders kept in memory", "gauge"),
     "retired": ("stockade_orders_retired", "Finished orders dropped from memory", "counter"),
+    "journal.events_written": ("stockade_events_written", "Change-feed events written",
+                               "counter"),
     "products": ("stockade_products", "Products in the catalogue", "gauge"),
     "scheduled_expiries": ("stockade_holds_scheduled", "Hold deadlines scheduled", "gauge"),
     "active_actors": ("stockade_active_actors", "Product actors with mail", "gauge"),
     "queued_messages": ("stockade_mailbox_depth", "Messages waiting in mailboxes", "gauge"),
-    "journal_buffered": ("stockade_journal_queue_depth", "Events not yet committed", "gauge"),
-    "journal_batches": ("stockade_journal_batches", "Batches committed", "counter"),
-    "journal_last_batch_size": ("stockade_journal_batch_size", "Events in the last batch", "gauge"),
-    "journal_commit_ms_total": ("stockade_journal_commit_ms", "Time committing", "counter"),
-    "journal_store_errors": ("stockade_store_errors", "Failed commits (retried)", "counter"),
-    "journal_healthy": ("stockade_journal_healthy", "1 while the store accepts commits", "gauge"),
+    "journal.buffered": ("stockade_journal_queue_depth", "Events not yet committed", "gauge"),
+    "journal.batches": ("stockade_journal_batches", "Batches committed", "counter"),
+    "journal.last_batch_size": ("stockade_journal_batch_size", "Events in the last batch", "gauge"),
+    "journal.commit_ms_total": ("stockade_journal_commit_ms", "Time committing", "counter"),
+    "journal.store_errors": ("stockade_store_errors", "Failed commits (retried)", "counter"),
+    "journal.healthy": ("stockade_journal_healthy", "1 while the store accepts commits", "gauge"),
 }  # fmt: skip
+_READ = [(attrgetter(field), *metric) for field, metric in _ENGINE.items()]
 
 
 class _EngineCollector(Collector):
@@ -52,14 +55,9 @@ class _EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.engine.statistics()
-        journal = msgspec.structs.asdict(stats.journal)
-        values = {
-            **msgspec.structs.asdict(stats),
-            **{f"journal_{k}": v for k, v in journal.items()},
-        }
-        for key, (name, doc, kind) in _ENGINE.items():
+        for read, name, doc, kind in _READ:
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            yield family(name, doc, value=int(values[key]))
+            yield family(name, doc, value=float(read(stats)))
 
 
 class Metrics:

@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 document, its schemas generated from the msgspec types the API uses."""
+"""The OpenAPI 3.1 document, its schemas generated from the msgspec types the API uses.
+
+Each operation's ``security`` (and its 401/403 answers, and ``x-stockade-role``) comes from the
+role its route declares (:func:`stockade.api.auth.requires`), never from this file.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Any
 
 import msgspec
 
-from stockade.api.schemas import Adjustment, PlaceOrder, PutStock
+from stockade.api.auth import Access
+from stockade.api.keys import ApiKey, KeyPage, NewKey
+from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.engine.models import Order, StockLevel
 
 __all__ = ["docs_page", "openapi_document"]
@@ -47,7 +53,7 @@ class Readiness(msgspec.Struct):
 
 
 _TYPES = (PutStock, Adjustment, PlaceOrder, StockLevel, Order, Problem, OutOfStockProblem,
-          ProductPage, Health, Readiness)  # fmt: skip
+          ProductPage, Health, Readiness, CreateKey, ApiKey, NewKey, KeyPage)  # fmt: skip
 
 
 def _ref(kind: type) -> dict[str, str]:
@@ -60,7 +66,8 @@ def _answer(kind: type, description: str, media: str = "application/json") -> di
 
 def _problems(*codes: int) -> dict[str, Any]:
     described = {
-        400: "malformed JSON", 401: "no admin token", 403: "wrong admin token",
+        400: "malformed JSON", 401: "no key, or one that is not valid",
+        403: "a key whose role is too low",
         404: "not found", 409: "conflict", 413: "body too large",
         415: "body not JSON", 422: "invalid input", 503: "overloaded, retry later",
     }  # fmt: skip
@@ -77,17 +84,42 @@ def _body(kind: type) -> dict[str, Any]:
 _SKU = {"name": "sku", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}  # fmt: skip
 _ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
+_KEY_ID = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_WHO = {"anyone": "anyone", "service": "a service or merchant key", "merchant": "a merchant key"}
 _WRITE = (400, 413, 415, 422, 503)
 
 
-def openapi_document() -> dict[str, Any]:
+def _text(media: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
+
+
+def _secure(operation: dict[str, Any], access: Access, public_holds: bool) -> None:
+    """Give ``operation`` the security its route declares."""
+    operation["x-stockade-role"] = access.role
+    if access.role == "anyone":
+        return
+    operation["security"] = [{"bearer": []}]
+    who = _WHO[access.role]
+    if access.public_holds and public_holds:
+        operation["security"].append({})  # anonymous callers too (public holds)
+        who += "; anonymous callers for a hold of their own (public holds)"
+    operation["summary"] += f" ({who})"
+    operation["responses"] = responses = dict(operation["responses"])  # may be shared
+    responses.update({c: v for c, v in _problems(401, 403).items() if c not in responses})
+    responses["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+
+
+def openapi_document(
+    access: dict[tuple[str, str], Access] | None = None, *, public_holds: bool = False
+) -> dict[str, Any]:
+    """The document; ``access`` maps ``(path, method)`` to what each route declares
+    (:func:`stockade.api.auth.route_access`), ``public_holds`` is the server's setting."""
     (_, components) = msgspec.json.schema_components(
         _TYPES, ref_template="#/components/schemas/{name}"
     )
     order_change = {"parameters": [_ID], "responses": {
         "200": _answer(Order, "the order as it is now"), **_problems(404, 409, 503)}}  # fmt: skip
-    paths = {
+    paths: dict[str, dict[str, Any]] = {
         "/v1/products": {"get": {
             "summary": "List products in sku order (paged)",
             "parameters": [
@@ -99,16 +131,14 @@ def openapi_document() -> dict[str, Any]:
         "/v1/products/{sku}": {
             "get": {"summary": "A product's stock", "parameters": [_SKU],
                     "responses": {"200": _answer(StockLevel, "stock"), **_problems(404, 422)}},
-            "put": {"summary": "Create a product or overwrite its on-hand (merchant)",
-                    "parameters": [_SKU], "security": _ADMIN, "requestBody": _body(PutStock),
+            "put": {"summary": "Create a product or overwrite its on-hand",
+                    "parameters": [_SKU], "requestBody": _body(PutStock),
                     "responses": {"200": _answer(StockLevel, "updated"),
-                                  "201": _answer(StockLevel, "created"),
-                                  **_problems(401, 403, *_WRITE)}}},
+                                  "201": _answer(StockLevel, "created"), **_problems(*_WRITE)}}},
         "/v1/products/{sku}/adjustments": {"post": {
-            "summary": "Move on-hand by delta (merchant)", "parameters": [_SKU],
-            "security": _ADMIN, "requestBody": _body(Adjustment),
-            "responses": {"200": _answer(StockLevel, "adjusted"),
-                          **_problems(401, 403, 404, *_WRITE)}}},
+            "summary": "Move on-hand by delta", "parameters": [_SKU],
+            "requestBody": _body(Adjustment),
+            "responses": {"200": _answer(StockLevel, "adjusted"), **_problems(404, *_WRITE)}}},
         "/v1/orders": {"post": {
             "summary": "Place an order: every line or none",
             "parameters": [{"name": "Idempotency-Key", "in": "header",
@@ -119,11 +149,33 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": _answer(Order, "the order"), **_problems(404)}}},
         "/v1/orders/{order_id}/confirm": {"post": {"summary": "Confirm a hold", **order_change}},
         "/v1/orders/{order_id}/cancel": {"post": {"summary": "Cancel or return", **order_change}},
+        "/v1/keys": {
+            "post": {"summary": "Make an API key (shown once)", "requestBody": _body(CreateKey),
+                     "responses": {"201": _answer(NewKey, "the key, shown this once"),
+                                   **_problems(400, 413, 415, 422, 503)}},
+            "get": {"summary": "List the API keys (never their secrets)",
+                    "responses": {"200": _answer(KeyPage, "every key, revoked ones too"),
+                                  **_problems(503)}}},
+        "/v1/keys/{key_id}": {"delete": {
+            "summary": "Revoke an API key (idempotent)", "parameters": [_KEY_ID],
+            "responses": {"200": _answer(ApiKey, "the key, revoked"), **_problems(404, 503)}}},
         "/healthz": {"get": {"summary": "Liveness",
                              "responses": {"200": _answer(Health, "alive")}}},
         "/readyz": {"get": {"summary": "Readiness: the store keeps up", "responses": {
             "200": _answer(Readiness, "ready"), "503": _answer(Readiness, "not ready")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics",
+                             "responses": {"200": _text("text/plain", "the metrics")}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+            "description": "OpenAPI 3.1",
+            "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/docs": {"get": {"summary": "This document as an HTML page",
+                          "responses": {"200": _text("text/html", "the page")}}},
     }  # fmt: skip
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            declared = (access or {}).get((path, method))
+            if declared is not None:
+                _secure(operation, declared, public_holds)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -153,7 +205,7 @@ def docs_page(document: dict[str, Any]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>stockade API</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:.3em 1em}</style></head>"
         "<body><h1>stockade API</h1><p>The full description: "
-        "<a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1). Merchant routes need "
-        "<code>Authorization: Bearer &lt;token&gt;</code>.</p><table><tr><th>method</th>"
+        "<a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1). Routes that need a key "
+        "take <code>Authorization: Bearer &lt;key&gt;</code>.</p><table><tr><th>method</th>"
         "<th>path</th><th>what</th><th>answers</th></tr>" + "".join(rows) + "</table></body></html>"
     )

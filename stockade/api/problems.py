@@ -48,14 +48,18 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
 
 
 class Problem(Exception):
-    """Raised by a route to answer with a problem document."""
+    """Raised by a route to answer with a problem document (and ``headers``, if any)."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, slug: str, title: str, detail: str,
+        headers: dict[str, str] | None = None, **extra: Any,
+    ) -> None:  # fmt: skip
         super().__init__(detail)
         self.status = status
         self.slug = slug
         self.title = title
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -92,8 +96,12 @@ def _from_stockade(error: StockadeError) -> Response:
                     headers=headers)  # fmt: skip
 
 
-def stockade_problem(error: StockadeError) -> tuple[int, bytes, dict[str, str] | None]:
+def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[str, str] | None]:
     """The status, problem document and extra headers that answer ``error``."""
+    if isinstance(error, Problem):
+        document = problem_document(error.status, error.slug, error.title, error.detail,
+                                    **error.extra)  # fmt: skip
+        return error.status, document, error.headers
     status, slug, title = next(
         (v for cls, v in _ERRORS.items() if isinstance(error, cls)),
         (500, "internal", "Internal error"),
@@ -113,7 +121,8 @@ def stockade_problem(error: StockadeError) -> tuple[int, bytes, dict[str, str] |
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Problem)
     async def on_problem(error: Problem) -> Response:
-        return problem(error.status, error.slug, error.title, error.detail, **error.extra)
+        return problem(error.status, error.slug, error.title, error.detail, error.headers,
+                       **error.extra)  # fmt: skip
 
     @app.errorhandler(StockadeError)
     async def on_stockade(error: StockadeError) -> Response:

@@ -8,8 +8,9 @@ import msgspec
 from msgspec import Meta
 
 from stockade.engine.validation import MAX_LINES, MAX_QTY, MAX_STOCK
+from stockade.persistence.keys import MAX_NAME_CHARS, KeyRole
 
-__all__ = ["Adjustment", "Line", "PlaceOrder", "PutStock", "decoder"]
+__all__ = ["Adjustment", "CreateKey", "Line", "PlaceOrder", "PutStock", "decoder"]
 
 T = TypeVar("T")
 
@@ -33,8 +34,13 @@ class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
     hold_seconds: Annotated[int, Meta(ge=1, le=86_400)] | None = None
 
 
+class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
+    role: KeyRole
+    name: Annotated[str, Meta(max_length=MAX_NAME_CHARS)] = ""
+
+
 _DECODERS: dict[type, msgspec.json.Decoder] = {  # type: ignore[type-arg]
-    kind: msgspec.json.Decoder(kind) for kind in (PutStock, Adjustment, PlaceOrder)
+    kind: msgspec.json.Decoder(kind) for kind in (PutStock, Adjustment, PlaceOrder, CreateKey)
 }
 
 

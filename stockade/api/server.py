@@ -1,8 +1,17 @@
 """``stockade serve``: the engine and the HTTP API in one trio process, on hypercorn.
 
-SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
+SIGTERM or SIGINT stops accepting connections, closes idle ones, refuses requests whose body is
+still on its way (503, see :mod:`stockade.api.guard`), lets requests in flight finish (up to
 ``grace_s``), then leaves the engine, which answers its calls and commits the journal.
 Lifecycle events are written to stderr as one JSON object per line.
+
+Connections are bounded in time (hypercorn's ``read_timeout`` and ``keep_alive_timeout``): a
+client silent for ``read_timeout_s`` while the server waits for its bytes (the rest of a request
+body, or its next request) has its connection closed without an answer, and an idle keep-alive
+connection, or one that has not sent a whole request head, is closed after ``keep_alive_s``.
+Request bodies are small JSON documents sent in one go, so 5 s of silence means a client that
+stopped, not a slow network. A request being answered is not timed: the server does not read
+while it answers.
 
 The server owns its process, so it tunes the garbage collector for serving (see
 :func:`tune_gc`); the embeddable engine never touches its host's settings.
@@ -12,16 +21,21 @@ from __future__ import annotations
 
 import gc
 import signal
+from collections.abc import Callable
+from functools import partial
 
 import msgspec
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from stockade._open import open_engine
+from stockade._open import open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.guard import RequestGuard
+from stockade.api.keys import ApiKeys
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
+from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 
 __all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tune_gc"]
 
@@ -36,6 +50,10 @@ class ServerSettings(msgspec.Struct, frozen=True):
     durability: Durability = "durable"
     admin_token: str = ""
     grace_s: float = 10.0
+    read_timeout_s: float = 5.0
+    keep_alive_s: float = 5.0
+    public_holds: bool = False
+    key_refresh_s: float = 1.0
 
 
 def tune_gc() -> dict[str, object]:
@@ -60,34 +78,58 @@ def tune_gc() -> dict[str, object]:
     return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(stopping: Callable[[], None]) -> None:
+    """Return at SIGTERM or SIGINT, after calling ``stopping``."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log_event("stopping", signal=signal.Signals(signum).name)
+            stopping()
             return
 
 
 async def serve(
     settings: ServerSettings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve until SIGTERM/SIGINT. ``task_status`` receives the bound addresses."""
-    log_event("starting", database=settings.database, durability=settings.durability)
-    async with open_engine(settings.database, durability=settings.durability) as engine:
-        app = create_app(engine, ApiSettings(admin_token=settings.admin_token))
-        config = Config()
-        config.bind = [f"{settings.host}:{settings.port}"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = settings.grace_s
+    """Serve until SIGTERM/SIGINT. ``task_status`` receives the bound addresses.
 
-        async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await hypercorn_serve(
-                app, config, shutdown_trigger=_until_signalled, task_status=task_status
-            )
+    API keys are read from the store before listening, then re-read every ``key_refresh_s``
+    beside the server (see :mod:`stockade.api.keys`)."""
+    log_event("starting", database=settings.database, durability=settings.durability,
+              public_holds=settings.public_holds)  # fmt: skip
+    opened = open_engine_and_store(settings.database, durability=settings.durability)
+    async with opened as (engine, store):
+        table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
+        try:
+            api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
+                              key_refresh_s=settings.key_refresh_s)  # fmt: skip
+            app = create_app(engine, api, table)
+            keys: ApiKeys = app.config["STOCKADE_KEYS"]
+            config = Config()
+            config.bind = [f"{settings.host}:{settings.port}"]
+            config.accesslog = None
+            config.errorlog = None
+            config.graceful_timeout = settings.grace_s
+            # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
+            config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
+            config.keep_alive_timeout = settings.keep_alive_s
+            guard: RequestGuard = app.config["STOCKADE_GUARD"]
+            until_signalled = partial(_until_signalled, guard.stop)
 
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(started)
-            tuned = tune_gc()
-            log_event("listening", binds=binds, products=engine.statistics().products, **tuned)
-            task_status.started(binds)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(keys.run)
+
+                async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                    await hypercorn_serve(
+                        app, config, shutdown_trigger=until_signalled, task_status=task_status
+                    )
+                    nursery.cancel_scope.cancel()  # served: stop re-reading the keys
+
+                binds = await nursery.start(started)
+                tuned = tune_gc()
+                products = engine.statistics().products
+                log_event("listening", binds=binds, products=products, **tuned)
+                task_status.started(binds)
+        finally:
+            with trio.CancelScope(shield=True):
+                await table.aclose()
     log_event("stopped")

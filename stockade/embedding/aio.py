@@ -12,19 +12,40 @@ Cancelling the asyncio task only stops it waiting; the engine finishes the call 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+import trio
+
+from stockade._open import DEFAULT_EVENT_RETENTION, DEFAULT_JOURNAL_SIZE, DEFAULT_SHUTDOWN_GRACE
 from stockade.embedding.thread import EngineThread
-from stockade.engine.engine import EngineStatistics
-from stockade.engine.models import Order, StockLevel
-from stockade.engine.validation import Lines
+from stockade.engine.allocation import Strategy
+from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
+from stockade.engine.engine import Engine
+from stockade.engine.locations import DEFAULT_LOCATION
+from stockade.engine.models import (
+    Channel,
+    EngineStatistics,
+    Event,
+    Location,
+    LocationLevel,
+    Movement,
+    Order,
+    OrderStatus,
+    StockLevel,
+)
+from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
+from stockade.persistence.journal import Durability, Store
 
 __all__ = ["AsyncioEngine", "open_asyncio_engine"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class _Outbox:
@@ -58,20 +79,21 @@ class _Outbox:
                 future.set_result(result)
 
 
-class _LoopReply:
+class _LoopReply(Generic[T]):
     __slots__ = ("future", "outbox")
 
     def __init__(self, outbox: _Outbox) -> None:
         self.outbox = outbox
-        self.future: asyncio.Future[Any] = outbox.loop.create_future()
+        self.future: asyncio.Future[T] = outbox.loop.create_future()
 
-    def settle(self, result: Any, error: BaseException | None) -> None:
+    def settle(self, result: T, error: BaseException | None) -> None:
         self.outbox.put(self.future, result, error)
 
 
 class AsyncioEngine:
     """Same names, arguments, results and errors as :class:`stockade.Engine`, awaitable from
-    asyncio. Safe to share between tasks and loops."""
+    asyncio. Safe to share between tasks and loops. A call never blocks its loop; cancelling
+    the awaiting task only stops it waiting."""
 
     def __init__(self, thread: EngineThread) -> None:
         self.thread = thread
@@ -79,20 +101,30 @@ class AsyncioEngine:
             weakref.WeakKeyDictionary()
         )
 
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def _call(
+        self,
+        fn: Callable[Concatenate[Engine, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         loop = asyncio.get_running_loop()
         outbox = self._outboxes.get(loop)
         if outbox is None:
             outbox = self._outboxes[loop] = _Outbox(loop)
-        reply = _LoopReply(outbox)
-        self.thread.enqueue(method, args, kwargs, reply)
+        reply: _LoopReply[T] = _LoopReply(outbox)
+        self.thread.enqueue(fn, args, kwargs, reply)
         return await reply.future
 
-    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
-        return await self._call("set_stock", sku, on_hand)  # type: ignore[no-any-return]
+    async def set_stock(
+        self, sku: str, on_hand: int, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        return await self._call(Engine.set_stock, sku, on_hand, location)
 
-    async def adjust_stock(self, sku: str, delta: int, reason: str = "") -> StockLevel:
-        return await self._call("adjust_stock", sku, delta, reason)  # type: ignore[no-any-return]
+    async def adjust_stock(
+        self, sku: str, delta: int, reason: str = "", location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        return await self._call(Engine.adjust_stock, sku, delta, reason, location)
 
     async def place_order(
         self,
@@ -100,22 +132,79 @@ class AsyncioEngine:
         *,
         hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None,
+        location: str | None = None,
+        channel: str | None = None,
     ) -> Order:
-        return await self._call(  # type: ignore[no-any-return]
-            "place_order", lines, hold_for=hold_for, idempotency_key=idempotency_key
+        return await self._call(
+            Engine.place_order,
+            lines,
+            hold_for=hold_for,
+            idempotency_key=idempotency_key,
+            location=location,
+            channel=channel,
         )
 
-    async def confirm(self, order_id: str) -> Order:
-        return await self._call("confirm", order_id)  # type: ignore[no-any-return]
+    async def change_order(
+        self, order_id: str, lines: Lines, *, idempotency_key: str | None = None
+    ) -> Order:
+        return await self._call(
+            Engine.change_order, order_id, lines, idempotency_key=idempotency_key
+        )
 
-    async def cancel(self, order_id: str) -> Order:
-        return await self._call("cancel", order_id)  # type: ignore[no-any-return]
+    async def extend(
+        self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
+    ) -> Order:
+        return await self._call(Engine.extend, order_id, hold_for, idempotency_key=idempotency_key)
+
+    async def confirm(self, order_id: str) -> Order:
+        return await self._call(Engine.confirm, order_id)
+
+    async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
+        return await self._call(Engine.cancel, order_id, allow_return=allow_return)
 
     async def get_order(self, order_id: str) -> Order:
-        return await self._call("get_order", order_id)  # type: ignore[no-any-return]
+        return await self._call(Engine.get_order, order_id)
 
-    async def stock(self, sku: str) -> StockLevel:
-        return await self._call("stock", sku)  # type: ignore[no-any-return]
+    async def stock(self, sku: str, channel: str | None = None) -> StockLevel:
+        return await self._call(Engine.stock, sku, channel)
+
+    async def stock_by_location(self, sku: str) -> list[LocationLevel]:
+        return await self._call(Engine.stock_by_location, sku)
+
+    async def transfer(
+        self, sku: str, qty: int, source: str, destination: str, reason: str = ""
+    ) -> list[LocationLevel]:
+        return await self._call(Engine.transfer, sku, qty, source, destination, reason)
+
+    async def set_location(
+        self, id: str, name: str = "", priority: int = 0, active: bool = True
+    ) -> Location:
+        return await self._call(Engine.set_location, id, name, priority, active)
+
+    async def set_channel(self, id: str, locations: list[str]) -> Channel:
+        return await self._call(Engine.set_channel, id, locations)
+
+    async def list_orders(
+        self,
+        status: OrderStatus | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        return await self._call(
+            Engine.list_orders, status, created_after, created_before, after, limit
+        )
+
+    async def movements(
+        self, sku: str, after: int | None = None, limit: int = 100
+    ) -> list[Movement]:
+        return await self._call(Engine.movements, sku, after, limit)
+
+    async def event_page(
+        self, after: int = 0, limit: int = 100, types: list[str] | None = None
+    ) -> tuple[list[Event], int]:
+        return await self._call(Engine.event_page, after, limit, types)
 
     async def statistics(self) -> EngineStatistics:
         return await asyncio.to_thread(self.thread.statistics)
@@ -123,7 +212,21 @@ class AsyncioEngine:
 
 @asynccontextmanager
 async def open_asyncio_engine(
-    database: str | None = None, **options: Any
+    database: str | None = None,
+    *,
+    clock: trio.abc.Clock | None = None,
+    store: Store | None = None,
+    durability: Durability | None = None,
+    mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+    journal_size: int = DEFAULT_JOURNAL_SIZE,
+    idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
+    max_hold: timedelta = DEFAULT_MAX_HOLD,
+    max_hold_lifetime: timedelta = DEFAULT_MAX_HOLD_LIFETIME,
+    allocation: Strategy = "priority",
+    feed: bool = True,
+    event_retention: timedelta = DEFAULT_EVENT_RETENTION,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[AsyncioEngine]:
     """From asyncio: run an engine on its own thread for the ``async with`` block::
 
@@ -131,9 +234,25 @@ async def open_asyncio_engine(
             order = await engine.place_order({"sku-1": 1})
 
     Starting and stopping (which commits the journal) run off the event loop, so the loop keeps
-    serving meanwhile. ``options`` are :func:`stockade.open_engine`'s.
+    serving meanwhile. ``clock`` is the thread's (see :class:`EngineThread`); the rest are
+    :func:`stockade.open_engine`'s.
     """
-    thread = EngineThread(database, **options)
+    thread = EngineThread(
+        database,
+        clock=clock,
+        store=store,
+        durability=durability,
+        mailbox_size=mailbox_size,
+        journal_size=journal_size,
+        idempotency_ttl=idempotency_ttl,
+        max_hold=max_hold,
+        max_hold_lifetime=max_hold_lifetime,
+        allocation=allocation,
+        feed=feed,
+        event_retention=event_retention,
+        shutdown_grace=shutdown_grace,
+        wall_clock=wall_clock,
+    )
     await asyncio.to_thread(thread.start)
     try:
         yield AsyncioEngine(thread)

@@ -16,40 +16,109 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import timedelta
-from typing import Any, Protocol, TypeVar
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, TypeVarTuple
 
 import trio
 
-from stockade._open import open_engine
-from stockade.engine.engine import Engine, EngineStatistics
-from stockade.engine.models import Order, StockLevel
-from stockade.engine.validation import Lines
-from stockade.errors import EngineClosed
+from stockade._open import (
+    DEFAULT_EVENT_RETENTION,
+    DEFAULT_JOURNAL_SIZE,
+    DEFAULT_SHUTDOWN_GRACE,
+    open_engine,
+)
+from stockade.engine.allocation import Strategy
+from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
+from stockade.engine.engine import Engine
+from stockade.engine.locations import DEFAULT_LOCATION
+from stockade.engine.models import (
+    Channel,
+    EngineStatistics,
+    Event,
+    Location,
+    LocationLevel,
+    Movement,
+    Order,
+    OrderStatus,
+    StockLevel,
+)
+from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
+from stockade.errors import EngineClosed, InvalidRequest
+from stockade.persistence.journal import Durability, Store
 
 __all__ = ["BlockingEngine", "EngineThread", "FutureReply", "Reply", "ThreadReply", "run_in_thread"]
 
+P = ParamSpec("P")
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+Ts = TypeVarTuple("Ts")
+
+
+class Reply(Protocol[T_contra]):
+    """Where a call's outcome goes; ``settle`` runs on the engine thread and must not block.
+    ``result`` means nothing when ``error`` is not None."""
+
+    def settle(self, result: T_contra, error: BaseException | None) -> None: ...
+
+
+#: One call waiting in the inbox: ``(fn, args, kwargs, reply)``, a tuple: cheaper
+#: to make than an object, and one is made per call.
+_Call = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...], Mapping[str, Any], Reply[Any]]
 
 
 class EngineThread:
-    """Owns a thread running an engine. ``options`` are :func:`stockade.open_engine`'s;
-    ``clock`` is passed to ``trio.run`` (tests use ``trio.testing.MockClock``).
+    """Owns a thread running an engine. The keyword arguments are :func:`stockade.open_engine`'s,
+    and ``clock`` is passed to ``trio.run`` (tests use ``trio.testing.MockClock``).
 
     Start it with :meth:`start` (or use :func:`run_in_thread`); :meth:`stop` closes the engine,
     which answers the calls in flight and commits the journal, and joins the thread. An error
     that stops the engine thread is raised by :meth:`stop` and is the cause of the
     EngineClosed that later calls get.
+
+    Calls name an engine method (or any coroutine function taking the engine first) and its
+    arguments, typed like ``trio.from_thread.run``: ``thread.submit(Engine.stock, "sku-1")``
+    is a ``Future[StockLevel]``. The engine object itself stays on its thread.
     """
 
     def __init__(
-        self, database: str | None = None, *, clock: trio.abc.Clock | None = None, **options: Any
+        self,
+        database: str | None = None,
+        *,
+        clock: trio.abc.Clock | None = None,
+        store: Store | None = None,
+        durability: Durability | None = None,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        journal_size: int = DEFAULT_JOURNAL_SIZE,
+        idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
+        max_hold: timedelta = DEFAULT_MAX_HOLD,
+        max_hold_lifetime: timedelta = DEFAULT_MAX_HOLD_LIFETIME,
+        allocation: Strategy = "priority",
+        feed: bool = True,
+        event_retention: timedelta = DEFAULT_EVENT_RETENTION,
+        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._database = database
-        self._options = options
+        self._open = partial(
+            open_engine,
+            database,
+            store=store,
+            durability=durability,
+            mailbox_size=mailbox_size,
+            journal_size=journal_size,
+            idempotency_ttl=idempotency_ttl,
+            max_hold=max_hold,
+            max_hold_lifetime=max_hold_lifetime,
+            allocation=allocation,
+            feed=feed,
+            event_retention=event_retention,
+            shutdown_grace=shutdown_grace,
+            wall_clock=wall_clock,
+        )
         self._clock = clock
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -59,16 +128,18 @@ class EngineThread:
         self._stopping: trio.Event | None = None
         self._error: BaseException | None = None
         self._stopped = False
-        self._inbox: deque[tuple[str, tuple[Any, ...], dict[str, Any], Reply]] = deque()
+        self._inbox: deque[_Call] = deque()
         self._wake_pending = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the thread and block until the engine is open (its store loaded). Raises
-        whatever stopped it from opening, e.g. InvalidRequest for a bad database URL."""
+        whatever stopped it from opening, e.g. InvalidRequest for a bad database URL or
+        option, a StoreError for a store that cannot be used; InvalidRequest if this thread
+        was already started."""
         if self._thread is not None:
-            raise RuntimeError("this EngineThread was already started")
+            raise InvalidRequest("this EngineThread was already started")
         self._thread = threading.Thread(target=self._run, name="stockade-engine", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -78,7 +149,8 @@ class EngineThread:
 
     def stop(self, timeout: float | None = None) -> None:
         """Close the engine (calls in flight are answered, the journal is committed) and join
-        the thread. Idempotent. Raises the error that crashed the engine thread, if any."""
+        the thread; blocks until then, or raises TimeoutError after ``timeout`` seconds.
+        Idempotent. Raises the error that crashed the engine thread, if any."""
         thread = self._thread
         if thread is None:
             return
@@ -100,8 +172,10 @@ class EngineThread:
         try:
             trio.run(self._main, clock=self._clock)
         except BaseException as exc:
-            lone = isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1
-            self._error = exc.exceptions[0] if lone else exc  # type: ignore[attr-defined]
+            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                self._error = exc.exceptions[0]
+            else:
+                self._error = exc
         finally:
             while self._inbox:  # calls that arrived as the engine stopped
                 self._inbox.popleft()[3].settle(None, self._closed())
@@ -110,10 +184,7 @@ class EngineThread:
     async def _main(self) -> None:
         # The nursery closes first (every call task has finished), then open_engine commits
         # the journal.
-        async with (
-            open_engine(self._database, **self._options) as engine,
-            trio.open_nursery() as nursery,
-        ):
+        async with self._open() as engine, trio.open_nursery() as nursery:
             self._engine = engine
             self._nursery = nursery
             self._stopping = trio.Event()
@@ -132,16 +203,49 @@ class EngineThread:
     # ``run_sync_soon`` wake-up per batch, not per call. Each call then runs as a task in the
     # engine's nursery and settles its ``Reply`` from the trio thread.
 
+    def submit(
+        self,
+        fn: Callable[Concatenate[Engine, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> concurrent.futures.Future[T]:
+        """Start ``fn(engine, *args, **kwargs)`` on the engine thread, e.g.
+        ``submit(Engine.place_order, {"sku-1": 1}, hold_for=60)``, and return a future for its
+        outcome (a result, a StockadeError, or EngineClosed if the engine stops first). Never
+        blocks; ``future.result(timeout)`` waits. Raises EngineClosed when not running."""
+        reply: FutureReply[T] = FutureReply()
+        self.enqueue(fn, args, kwargs, reply)
+        return reply.future
+
+    def call(
+        self,
+        fn: Callable[Concatenate[Engine, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(engine, *args, **kwargs)`` on the engine thread and block the calling
+        thread for its result (see :class:`BlockingEngine` for calls with a timeout)."""
+        reply: ThreadReply[T] = ThreadReply()
+        self.enqueue(fn, args, kwargs, reply)
+        return reply.wait(None)
+
     def enqueue(
-        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        reply: Reply[T],
     ) -> None:
-        """Start ``engine.<method>(*args, **kwargs)`` on the engine thread; ``reply.settle`` is
-        called there with its result or exception. Never blocks; raises EngineClosed when the
-        engine is not running."""
+        """The step under :meth:`submit`, :meth:`call` and the handles, for writing a handle:
+        start ``fn(engine, *args, **kwargs)`` on the engine thread and settle ``reply`` there
+        with its outcome. The arguments are not checked here (the typed callers check them).
+        Never blocks; raises EngineClosed when the engine is not running."""
         token = self._token
         if token is None or self._stopped:
             raise self._closed()
-        self._inbox.append((method, args, kwargs, reply))
+        self._inbox.append((fn, args, kwargs, reply))
         if not self._wake_pending:
             self._wake_pending = True
             try:
@@ -149,21 +253,7 @@ class EngineThread:
             except trio.RunFinishedError:
                 raise self._closed() from self._error
 
-    def submit(self, method: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        """Start ``engine.<method>(*args, **kwargs)`` and return a future for its outcome (a
-        result, a StockadeError, or EngineClosed if the engine stops first)."""
-        reply = FutureReply()
-        self.enqueue(method, args, kwargs, reply)
-        return reply.future
-
-    def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Run ``engine.<method>`` and block the calling thread for its result. On ``timeout``
-        raise TimeoutError; the call itself still completes on the engine thread."""
-        reply = ThreadReply()
-        self.enqueue(method, args, kwargs, reply)
-        return reply.wait(timeout)
-
-    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    def run_sync(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run ``fn(*args)`` on the engine thread and return its result; blocks until then.
         For reading engine state consistently, or driving a test clock."""
         if self._token is None:
@@ -174,7 +264,7 @@ class EngineThread:
             raise self._closed() from self._error
 
     def statistics(self) -> EngineStatistics:
-        """The engine's counters, read on its own thread."""
+        """The engine's counters, read on its own thread; blocks until then."""
         if self._engine is None:
             raise self._closed()
         return self.run_sync(self._engine.statistics)
@@ -185,18 +275,22 @@ class EngineThread:
         stopping = self._stopping
         nursery = self._nursery
         while inbox:
-            method, args, kwargs, reply = inbox.popleft()
+            call = inbox.popleft()
             if stopping is None or stopping.is_set() or nursery is None:
-                reply.settle(None, self._closed())
+                call[3].settle(None, self._closed())
             else:
-                nursery.start_soon(self._call, method, args, kwargs, reply)
+                nursery.start_soon(self._serve, *call)
 
-    async def _call(
-        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply
+    async def _serve(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        reply: Reply[Any],
     ) -> None:
         assert self._engine is not None
         try:
-            result = await getattr(self._engine, method)(*args, **kwargs)
+            result = await fn(self._engine, *args, **kwargs)
         except trio.Cancelled:
             reply.settle(None, self._closed())
             raise
@@ -211,29 +305,25 @@ class EngineThread:
         return error
 
 
-class Reply(Protocol):
-    """Where a call's outcome goes; ``settle`` runs on the engine thread and must not block."""
-
-    def settle(self, result: Any, error: BaseException | None) -> None: ...
-
-
-class ThreadReply:
+class ThreadReply(Generic[T]):
     """A blocked host thread's reply: a lock taken at creation and released by ``settle``."""
 
     __slots__ = ("_done", "error", "result")
 
+    result: T
+
     def __init__(self) -> None:
         self._done = threading.Lock()
         self._done.acquire()
-        self.result: Any = None
         self.error: BaseException | None = None
 
-    def settle(self, result: Any, error: BaseException | None) -> None:
+    def settle(self, result: T, error: BaseException | None) -> None:
         self.result = result
         self.error = error
         self._done.release()
 
-    def wait(self, timeout: float | None) -> Any:
+    def wait(self, timeout: float | None) -> T:
+        """Block until settled; raise TimeoutError after ``timeout`` seconds (None: never)."""
         if not self._done.acquire(timeout=-1 if timeout is None else timeout):
             raise TimeoutError("the engine did not answer in time (the call still completes)")
         if self.error is not None:
@@ -241,15 +331,15 @@ class ThreadReply:
         return self.result
 
 
-class FutureReply:
+class FutureReply(Generic[T]):
     """A reply delivered to a ``concurrent.futures.Future`` (ignored if the host cancelled it)."""
 
     __slots__ = ("future",)
 
     def __init__(self) -> None:
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
-    def settle(self, result: Any, error: BaseException | None) -> None:
+    def settle(self, result: T, error: BaseException | None) -> None:
         try:
             if error is not None:
                 self.future.set_exception(error)
@@ -262,19 +352,33 @@ class FutureReply:
 class BlockingEngine:
     """The engine's API as blocking calls, safe from any number of threads at once.
 
-    Same names, arguments, results and errors as :class:`stockade.Engine`. With ``timeout`` a
-    call that takes longer raises TimeoutError; it still completes on the engine thread.
+    Same names, arguments, results and errors as :class:`stockade.Engine`. Each call blocks
+    the calling thread until the engine answers; with ``timeout`` a call that takes longer
+    raises TimeoutError, and still completes on the engine thread.
     """
 
     def __init__(self, thread: EngineThread, *, timeout: float | None = None) -> None:
         self.thread = thread
         self.timeout = timeout
 
-    def set_stock(self, sku: str, on_hand: int) -> StockLevel:
-        return self.thread.call("set_stock", sku, on_hand, timeout=self.timeout)  # type: ignore[no-any-return]
+    def _call(
+        self,
+        fn: Callable[Concatenate[Engine, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        reply: ThreadReply[T] = ThreadReply()
+        self.thread.enqueue(fn, args, kwargs, reply)
+        return reply.wait(self.timeout)
 
-    def adjust_stock(self, sku: str, delta: int, reason: str = "") -> StockLevel:
-        return self.thread.call("adjust_stock", sku, delta, reason, timeout=self.timeout)  # type: ignore[no-any-return]
+    def set_stock(self, sku: str, on_hand: int, location: str = DEFAULT_LOCATION) -> StockLevel:
+        return self._call(Engine.set_stock, sku, on_hand, location)
+
+    def adjust_stock(
+        self, sku: str, delta: int, reason: str = "", location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        return self._call(Engine.adjust_stock, sku, delta, reason, location)
 
     def place_order(
         self,
@@ -282,26 +386,73 @@ class BlockingEngine:
         *,
         hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None,
+        location: str | None = None,
+        channel: str | None = None,
     ) -> Order:
-        return self.thread.call(  # type: ignore[no-any-return]
-            "place_order",
+        return self._call(
+            Engine.place_order,
             lines,
             hold_for=hold_for,
             idempotency_key=idempotency_key,
-            timeout=self.timeout,
+            location=location,
+            channel=channel,
         )
 
-    def confirm(self, order_id: str) -> Order:
-        return self.thread.call("confirm", order_id, timeout=self.timeout)  # type: ignore[no-any-return]
+    def change_order(
+        self, order_id: str, lines: Lines, *, idempotency_key: str | None = None
+    ) -> Order:
+        return self._call(Engine.change_order, order_id, lines, idempotency_key=idempotency_key)
 
-    def cancel(self, order_id: str) -> Order:
-        return self.thread.call("cancel", order_id, timeout=self.timeout)  # type: ignore[no-any-return]
+    def extend(
+        self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
+    ) -> Order:
+        return self._call(Engine.extend, order_id, hold_for, idempotency_key=idempotency_key)
+
+    def confirm(self, order_id: str) -> Order:
+        return self._call(Engine.confirm, order_id)
+
+    def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
+        return self._call(Engine.cancel, order_id, allow_return=allow_return)
 
     def get_order(self, order_id: str) -> Order:
-        return self.thread.call("get_order", order_id, timeout=self.timeout)  # type: ignore[no-any-return]
+        return self._call(Engine.get_order, order_id)
 
-    def stock(self, sku: str) -> StockLevel:
-        return self.thread.call("stock", sku, timeout=self.timeout)  # type: ignore[no-any-return]
+    def stock(self, sku: str, channel: str | None = None) -> StockLevel:
+        return self._call(Engine.stock, sku, channel)
+
+    def stock_by_location(self, sku: str) -> list[LocationLevel]:
+        return self._call(Engine.stock_by_location, sku)
+
+    def transfer(
+        self, sku: str, qty: int, source: str, destination: str, reason: str = ""
+    ) -> list[LocationLevel]:
+        return self._call(Engine.transfer, sku, qty, source, destination, reason)
+
+    def set_location(
+        self, id: str, name: str = "", priority: int = 0, active: bool = True
+    ) -> Location:
+        return self._call(Engine.set_location, id, name, priority, active)
+
+    def set_channel(self, id: str, locations: list[str]) -> Channel:
+        return self._call(Engine.set_channel, id, locations)
+
+    def list_orders(
+        self,
+        status: OrderStatus | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        return self._call(Engine.list_orders, status, created_after, created_before, after, limit)
+
+    def movements(self, sku: str, after: int | None = None, limit: int = 100) -> list[Movement]:
+        return self._call(Engine.movements, sku, after, limit)
+
+    def event_page(
+        self, after: int = 0, limit: int = 100, types: list[str] | None = None
+    ) -> tuple[list[Event], int]:
+        return self._call(Engine.event_page, after, limit, types)
 
     def statistics(self) -> EngineStatistics:
         return self.thread.statistics()
@@ -309,17 +460,49 @@ class BlockingEngine:
 
 @contextmanager
 def run_in_thread(
-    database: str | None = None, *, timeout: float | None = None, **options: Any
+    database: str | None = None,
+    *,
+    timeout: float | None = None,
+    clock: trio.abc.Clock | None = None,
+    store: Store | None = None,
+    durability: Durability | None = None,
+    mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+    journal_size: int = DEFAULT_JOURNAL_SIZE,
+    idempotency_ttl: timedelta = DEFAULT_KEY_TTL,
+    max_hold: timedelta = DEFAULT_MAX_HOLD,
+    max_hold_lifetime: timedelta = DEFAULT_MAX_HOLD_LIFETIME,
+    allocation: Strategy = "priority",
+    feed: bool = True,
+    event_retention: timedelta = DEFAULT_EVENT_RETENTION,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Iterator[BlockingEngine]:
     """Run an engine on its own thread for the ``with`` block and yield its blocking handle::
 
         with stockade.run_in_thread("sqlite:///stock.db") as engine:
             order = engine.place_order({"sku-1": 1})
 
-    Leaving the block closes the engine (committing the journal) and joins the thread; an error
-    that crashed the engine thread is raised there. ``options`` are ``open_engine``'s.
+    Entering blocks until the store is loaded; leaving the block closes the engine
+    (committing the journal) and joins the thread, and raises an error that crashed the
+    engine thread. ``timeout`` is the handle's (see :class:`BlockingEngine`), ``clock`` the
+    thread's (see :class:`EngineThread`); the rest are :func:`stockade.open_engine`'s.
     """
-    thread = EngineThread(database, **options)
+    thread = EngineThread(
+        database,
+        clock=clock,
+        store=store,
+        durability=durability,
+        mailbox_size=mailbox_size,
+        journal_size=journal_size,
+        idempotency_ttl=idempotency_ttl,
+        max_hold=max_hold,
+        max_hold_lifetime=max_hold_lifetime,
+        allocation=allocation,
+        feed=feed,
+        event_retention=event_retention,
+        shutdown_grace=shutdown_grace,
+        wall_clock=wall_clock,
+    )
     thread.start()
     try:
         yield BlockingEngine(thread, timeout=timeout)

@@ -19,19 +19,28 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from stockade.engine.commands import Command, Take
-from stockade.engine.events import Event
+from stockade.engine.commands import (
+    Adjust,
+    Command,
+    Read,
+    ReadLocations,
+    SetStock,
+    Take,
+    Transfer,
+)
+from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
+from stockade.engine.models import LocationLevel, StockLevel
 from stockade.engine.orders import from_timestamp
 from stockade.errors import EngineClosed, Overloaded, StockadeError
 
-__all__ = ["Dispatcher", "Waiter"]
+__all__ = ["BATCH_PER_ACTOR", "Dispatcher", "Waiter"]
 
 #: Messages one actor handles in one pass before the next actor's turn.
 BATCH_PER_ACTOR = 1024
@@ -86,7 +95,7 @@ class Dispatcher:
         ledgers: dict[str, ProductLedger],
         table: LocationTable,
         clock: Callable[[], float],
-        journal_append: Callable[[tuple[Event, ...]], int],
+        journal_append: Callable[[tuple[Change, ...]], int],
         mailbox_size: int,
     ) -> None:
         self._ledgers = ledgers
@@ -116,10 +125,12 @@ class Dispatcher:
         return True
 
     def post(
-        self, sku: str, command: Command, waiter: Waiter | None, index: int, *, force: bool = False
+        self, sku: str, command: Command, waiter: Waiter | None, index: int, force: bool = False
     ) -> None:
         """Queue ``command`` for ``sku``'s actor, activating it if it was idle. The reply goes to
-        ``waiter.replies[index]`` (nowhere if ``waiter`` is None)."""
+        ``waiter.replies[index]`` (nowhere if ``waiter`` is None). Pass ``force=True`` by
+        keyword; it is not keyword-only because a keyword-only parameter stops CPython 3.11
+        from specialising the call, and ``place_order`` posts every line through here."""
         actor = self._active.get(sku)
         if actor is None:
             actor = _Actor(self._ledgers[sku])
@@ -133,8 +144,21 @@ class Dispatcher:
             raise Overloaded(f"the mailbox of {sku!r} is full; retry later")
         actor.mailbox.append((command, waiter, index))
 
+    @overload
+    async def ask(self, sku: str, command: Read) -> StockLevel: ...
+
+    @overload
+    async def ask(self, sku: str, command: ReadLocations) -> list[LocationLevel]: ...
+
+    @overload
+    async def ask(self, sku: str, command: SetStock | Adjust) -> tuple[StockLevel, int]: ...
+
+    @overload
+    async def ask(self, sku: str, command: Transfer) -> tuple[list[LocationLevel], int]: ...
+
     async def ask(self, sku: str, command: Command) -> Any:
-        """Send one command and wait for its reply; re-raise a refusal from the ledger."""
+        """Send one command and wait for its reply; re-raise a refusal from the ledger. A
+        merchant change answers its level(s) and the journal sequence number of its event."""
         if self._closing:
             raise EngineClosed("the engine is shutting down")
         waiter = Waiter(1)

@@ -89,7 +89,9 @@ class Carts(Placing):
                 )  # fmt: skip
                 waiter = Waiter(len(grow))
                 for index, (sku, qty) in enumerate(grow.items()):
-                    dispatcher.post(sku, Take(order.id, qty, True, where), waiter, index)
+                    dispatcher.post(
+                        sku, Take(order_id=order.id, qty=qty, hold=True, where=where), waiter, index
+                    )
                 replies = await waiter.wait()
                 if not all(type(r) is dict for r in replies):
                     await self._give_back(order.id, grow, replies, True)

@@ -24,11 +24,12 @@ __all__ = [
 ]
 
 
-class Take(msgspec.Struct, frozen=True, gc=False):
+class Take(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Take ``qty`` units for an order: held (``hold``) or sold outright, from the active
     locations in ``where`` (None: any active location). For an order that already holds units
     of the product (a cart edit), the new units are added to its hold. Answered with the
-    allocation taken, or with the units available (an int) when short."""
+    allocation taken, or with the units available (an int) when short. Keyword-only, so the
+    flag is always named; that costs nothing (msgspec matches keyword names by identity)."""
 
     order_id: str
     qty: int
@@ -36,7 +37,7 @@ class Take(msgspec.Struct, frozen=True, gc=False):
     where: Where = None
 
 
-class GiveBack(msgspec.Struct, frozen=True, gc=False):
+class GiveBack(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Undo a Take that succeeded for an order that could not go ahead (another line was
     short): ``allocation`` is what that Take answered."""
 

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import trio
 
 from stockade.engine.actors import Dispatcher
 from stockade.engine.allocation import Strategy
 from stockade.engine.commands import Release
-from stockade.engine.events import Event
+from stockade.engine.events import Change
 from stockade.engine.expiry import ExpiryScheduler
 from stockade.engine.feed import FeedHub
 from stockade.engine.journal import History, JournalSink, Snapshot
@@ -38,7 +39,7 @@ from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable
 from stockade.engine.models import Order
 from stockade.engine.orders import OrderBook
-from stockade.engine.validation import check_sku
+from stockade.engine.validation import DEFAULT_MAX_HOLD, check_sku
 from stockade.errors import (
     CorruptStore,
     EngineClosed,
@@ -50,7 +51,6 @@ from stockade.errors import (
 __all__ = [
     "DEFAULT_KEY_TTL",
     "DEFAULT_MAILBOX_SIZE",
-    "DEFAULT_MAX_HOLD",
     "DEFAULT_MAX_HOLD_LIFETIME",
     "RETIRE_INTERVAL_S",
     "EngineCore",
@@ -58,7 +58,6 @@ __all__ = [
 
 DEFAULT_MAILBOX_SIZE = 10_000
 DEFAULT_KEY_TTL = timedelta(hours=24)
-DEFAULT_MAX_HOLD = timedelta(days=1)
 DEFAULT_MAX_HOLD_LIFETIME = timedelta(hours=24)
 #: How often finished orders past their window are dropped from memory.
 RETIRE_INTERVAL_S = 1.0
@@ -178,7 +177,7 @@ class EngineCore:
             check_sku(sku)
             raise UnknownProduct(sku)
 
-    async def _journal_move(self, event: Event, commands: list[tuple[str, Any]]) -> int:
+    async def _journal_move(self, event: Change, commands: list[tuple[str, Any]]) -> int:
         """Journal a decided move, hand its commands to the actors (they cannot be refused),
         and wait until it is durable; return its seq. Later reads through the mailboxes see the
         move."""
@@ -293,20 +292,32 @@ class EngineCore:
                 ledger.on_hand += on_hand
                 ledger.reserved += reserved
         now = self._clock()
-        self._book.restore(snapshot.orders, snapshot.keys, now)
+        orders = [_with_allocations(order) for order in snapshot.orders]
         held: dict[tuple[str, str], int] = {}
-        for order in snapshot.orders:
+        for order in orders:
+            if order.status == "confirmed":  # a return may still put its units back
+                for sku in order.lines:
+                    if sku not in ledgers:
+                        raise CorruptStore(f"order {order.id!r} sold units of unknown {sku!r}")
             if order.status != "reserved":
                 continue
+            if order.expires_at is None:
+                raise CorruptStore(f"order {order.id!r} is reserved but has no deadline")
             for sku, allocation in order.allocations.items():
                 ledger = ledgers.get(sku)
                 if ledger is None:
-                    raise CorruptStore(f"order {order.id} holds units of unknown product {sku!r}")
+                    raise CorruptStore(f"order {order.id!r} holds units of unknown {sku!r}")
                 if ledger.holds is None:
                     ledger.holds = {}
                 ledger.holds[order.id] = allocation
                 for location, qty in allocation.items():
                     held[sku, location] = held.get((sku, location), 0) + qty
+        for sku, location in held:
+            if ledgers[sku].site(location)[1] == 0:
+                raise CorruptStore(
+                    f"store is inconsistent for {sku!r} at {location!r}: open holds "
+                    f"{held[sku, location]} where nothing is reserved"
+                )
         for sku, ledger in ledgers.items():
             for level in ledger.location_levels(table):
                 reserved = held.get((sku, level.location), 0)
@@ -315,8 +326,19 @@ class EngineCore:
                         f"store is inconsistent for {sku!r} at {level.location!r}: on_hand "
                         f"{level.on_hand}, reserved {level.reserved}, open holds {reserved}"
                     )
+        self._book.restore(orders, snapshot.keys, now)
         for deadline, order_id in self._book.open_holds():
             if deadline <= now:
                 self._expire(order_id, now)  # lapsed while stopped: released before any call
             else:
                 self._expiry.add(deadline, order_id)
+
+
+def _with_allocations(order: Order) -> Order:
+    """``order`` with its allocations: all at ``default`` when it records none (an order from
+    before locations, or written by hand)."""
+    if order.allocations or not order.lines:
+        return order
+    return msgspec.structs.replace(
+        order, allocations={sku: {DEFAULT_LOCATION: qty} for sku, qty in order.lines.items()}
+    )

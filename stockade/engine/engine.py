@@ -12,57 +12,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
-import msgspec
 import trio
 
 from stockade.engine.carts import Carts
-from stockade.engine.core import (
-    DEFAULT_KEY_TTL,
-    DEFAULT_MAILBOX_SIZE,
-    DEFAULT_MAX_HOLD,
-    DEFAULT_MAX_HOLD_LIFETIME,
-)
-from stockade.engine.feed import EVENT_TYPES, Event, FeedHub
-from stockade.engine.journal import History, JournalStatistics, OrderQuery
+from stockade.engine.feed import FeedHub
+from stockade.engine.journal import History, OrderQuery
 from stockade.engine.merchant import Merchant
-from stockade.engine.models import Movement, Order, OrderStatus
+from stockade.engine.models import (
+    EVENT_TYPES,
+    EngineStatistics,
+    Event,
+    Movement,
+    Order,
+    OrderStatus,
+)
 from stockade.errors import FeedGone, InvalidRequest
 
-__all__ = [
-    "DEFAULT_KEY_TTL",
-    "DEFAULT_MAILBOX_SIZE",
-    "DEFAULT_MAX_HOLD",
-    "DEFAULT_MAX_HOLD_LIFETIME",
-    "Engine",
-    "EngineStatistics",
-]
+__all__ = ["Engine", "FeedReader"]
 
 _STATUSES = ("reserved", "confirmed", "cancelled", "expired")
-
-
-class EngineStatistics(msgspec.Struct, frozen=True):
-    """A snapshot of the engine's counters (see :meth:`Engine.statistics`)."""
-
-    placed: int
-    out_of_stock: int
-    confirmed: int
-    cancelled: int
-    expired: int
-    replayed: int
-    changed: int
-    extended: int
-    extend_refused: int
-    transfers: int
-    products: int
-    locations: int
-    orders: int
-    retired: int
-    scheduled_expiries: int
-    active_actors: int
-    queued_messages: int
-    messages: int
-    passes: int
-    journal: JournalStatistics
 
 
 class Engine(Carts, Merchant):

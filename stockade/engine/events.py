@@ -24,8 +24,9 @@ __all__ = [
     "MOVEMENT_KIND",
     "Adjusted",
     "ChannelSet",
-    "Event",
+    "Change",
     "KeyUsed",
+    "Move",
     "LocationSet",
     "OrderCancelled",
     "OrderChanged",
@@ -133,7 +134,8 @@ class ChannelSet(msgspec.Struct, frozen=True, gc=False, tag=True):
     at: float
 
 
-Event = (
+#: Every change event (the journal's element type).
+Change = (
     StockSet
     | Adjusted
     | Transferred
@@ -169,7 +171,7 @@ MOVEMENT_KIND: dict[type, str] = {
 Move = tuple[str, str, str | None, int, int]
 
 
-def movements(event: Event) -> Iterator[Move]:
+def movements(event: Change) -> Iterator[Move]:
     """Yield ``(sku, location, order_id, d_on_hand, d_reserved)`` for each (sku, location) the
     event moves (none for events that move no stock)."""
     match event:

@@ -14,42 +14,15 @@ again (at its own pace) until it has caught up, with no gap and no duplicate.
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime
-from typing import Any
 
-import msgspec
 import trio
 
-__all__ = ["EVENT_TYPES", "RING_SIZE", "Event", "FeedHub"]
+from stockade.engine.models import Event
 
-#: Every public event type.
-EVENT_TYPES = (
-    "stock.changed",
-    "order.placed",
-    "order.changed",
-    "order.extended",
-    "order.confirmed",
-    "order.cancelled",
-    "order.expired",
-    "product.sold_out",
-    "product.back_in_stock",
-)
+__all__ = ["RING_SIZE", "FeedHub"]
 
 #: Newest events the hub keeps for live readers (older ones are read from the store).
 RING_SIZE = 10_000
-
-
-class Event(msgspec.Struct, frozen=True, gc=False):
-    """One public event of the change feed. ``seq`` is gap-free per store, in commit order;
-    ``type`` is one of :data:`EVENT_TYPES`; ``data`` is the JSON-ready payload: the Order for
-    ``order.*``; ``{"location_level", "stock_level"}`` for ``stock.changed`` (the values after
-    the commit that changed them); ``{"sku", "stock_level"}`` for ``product.sold_out`` /
-    ``product.back_in_stock`` (when ``available`` reaches zero, or leaves it)."""
-
-    seq: int
-    type: str
-    at: datetime
-    data: dict[str, Any]
 
 
 class FeedHub:

@@ -8,11 +8,18 @@ from typing import Protocol
 
 import msgspec
 
-from stockade.engine.events import Event
-from stockade.engine.feed import Event as FeedEvent
-from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+from stockade.engine.events import Change
+from stockade.engine.models import (
+    Channel,
+    JournalStatistics,
+    KeyUse,
+    Location,
+    Movement,
+    Order,
+)
+from stockade.engine.models import Event as FeedEvent
 
-__all__ = ["History", "JournalSink", "JournalStatistics", "OrderQuery", "Snapshot"]
+__all__ = ["History", "JournalSink", "OrderQuery", "Snapshot"]
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -33,30 +40,16 @@ class Snapshot(msgspec.Struct, gc=False):
     last_event_seq: int = 0
 
 
-class JournalStatistics(msgspec.Struct, frozen=True):
-    """A snapshot of a journal's counters: events buffered (appended, not yet committed),
-    batches and events committed, the last batch's size, milliseconds spent committing, failed
-    commits (retried), and whether the store accepts commits right now."""
-
-    buffered: int
-    batches: int
-    events_committed: int
-    last_batch_size: int
-    commit_ms_total: int
-    store_errors: int
-    healthy: bool
-    events_written: int = 0
-
-
 class JournalSink(Protocol):
     """The engine's view of the journal.
 
     ``append`` is synchronous and never refuses: what is appended is committed in order, in
     batches. ``admit`` is the back-pressure check made *before* new work changes anything: it
     raises Overloaded when the journal is full. A caller that appends right away (no await in
-    between) uses ``admit``; one that appends after an await holds a slot with ``claim_slot``
-    and gives it back with ``free_slot`` once it appended (or failed), so a burst of callers
-    cannot all pass the check before any of them appends.
+    between) uses ``admit``; one that appends after an await claims a slot in the journal with
+    ``claim_slot`` (which admits first) and frees it with ``free_slot`` once it appended (or
+    failed), so a burst of callers cannot all pass the check before any of them appends.
+    (A slot is a place in the journal's buffer, nothing to do with stock reserved by holds.)
 
     ``wait_durable`` returns once every event up to ``seq`` is committed (at once in ``fast``
     durability); it may be cancelled, and the change is then still committed, only
@@ -74,7 +67,7 @@ class JournalSink(Protocol):
         """True when a caller need not wait for ``seq`` (committed, or ``fast`` mode)."""
         ...
 
-    def append(self, events: tuple[Event, ...]) -> int: ...
+    def append(self, events: tuple[Change, ...]) -> int: ...
 
     async def wait_durable(self, seq: int) -> None: ...
 

@@ -47,7 +47,7 @@ Reply = (
     | tuple[StockLevel | list[LocationLevel], StockSet | Adjusted | Transferred]
 )
 
-DEFAULT = DEFAULT_LOCATION
+_DEFAULT = DEFAULT_LOCATION
 
 
 class ProductLedger:
@@ -69,14 +69,14 @@ class ProductLedger:
     def site(self, location: str) -> tuple[int, int]:
         """``(on_hand, reserved)`` at ``location``."""
         if self.sites is None:
-            return (self.on_hand, self.reserved) if location == DEFAULT else (0, 0)
+            return (self.on_hand, self.reserved) if location == _DEFAULT else (0, 0)
         values = self.sites.get(location)
         return (values[0], values[1]) if values is not None else (0, 0)
 
     def available(self, table: LocationTable, where: Where = None) -> int:
         """Units new orders may take: over active locations (in ``where``, if given)."""
         if self.sites is None:
-            if table.default_active and (where is None or DEFAULT in where):
+            if table.default_active and (where is None or _DEFAULT in where):
                 return self.on_hand - self.reserved
             return 0
         inactive = table.inactive
@@ -110,7 +110,7 @@ class ProductLedger:
 
     def location_levels(self, table: LocationTable) -> list[LocationLevel]:
         """A LocationLevel per location that holds this product's stock, in allocation order."""
-        sites = self.sites if self.sites is not None else {DEFAULT: [self.on_hand, self.reserved]}
+        sites = self.sites if self.sites is not None else {_DEFAULT: [self.on_hand, self.reserved]}
         ordered = sorted(sites, key=table.rank().__getitem__) if len(sites) > 1 else sites
         return [self.level_at(location, table) for location in ordered]
 
@@ -168,14 +168,18 @@ class ProductLedger:
         self, order_id: str, qty: int, hold: bool, where: Where, table: LocationTable
     ) -> dict[str, int] | int:
         """Take ``qty`` units for an order: the allocation if taken, else the units available
-        (to the order: over the active locations it may take from)."""
+        (to the order: over the active locations it may take from).
+
+        The arguments are positional on purpose: the dispatcher calls this for every order
+        line, and keyword arguments would stop CPython 3.11 from specialising the call. The
+        caller passes ``command.hold``, which names it."""
         if self.sites is None:
-            if not table.default_active or (where is not None and DEFAULT not in where):
+            if not table.default_active or (where is not None and _DEFAULT not in where):
                 return 0
             available = self.on_hand - self.reserved
             if available < qty:
                 return available
-            allocation = {DEFAULT: qty}
+            allocation = {_DEFAULT: qty}
             if hold:
                 self.reserved += qty
                 self._add_hold(order_id, allocation)
@@ -239,7 +243,7 @@ class ProductLedger:
         """Add ``allocation``'s units to on-hand and reserved, each times its sign."""
         sites = self.sites
         if sites is None:
-            qty = allocation.get(DEFAULT)
+            qty = allocation.get(_DEFAULT)
             if qty is not None and len(allocation) == 1:
                 self.on_hand += on_hand_sign * qty
                 self.reserved += reserved_sign * qty
@@ -259,7 +263,7 @@ class ProductLedger:
         that never had stock there gets no ``default`` entry)."""
         if self.sites is None:
             none_here = self.on_hand == 0 and self.reserved == 0 and self.holds is None
-            self.sites = {} if none_here else {DEFAULT: [self.on_hand, self.reserved]}
+            self.sites = {} if none_here else {_DEFAULT: [self.on_hand, self.reserved]}
         return self.sites
 
     # -- merchant changes ---------------------------------------------------------------------
@@ -285,7 +289,7 @@ class ProductLedger:
         on_hand, reserved = self.site(location)
         after = on_hand + delta
         if after < reserved:
-            where = "" if location == DEFAULT else f" at {location!r}"
+            where = "" if location == _DEFAULT else f" at {location!r}"
             raise InvalidRequest(
                 f"cannot adjust {self.sku!r}{where} by {delta}: on_hand would be {after}, "
                 f"below the {reserved} units reserved"
@@ -313,7 +317,7 @@ class ProductLedger:
         ], event
 
     def _change_on_hand(self, location: str, delta: int) -> None:
-        if self.sites is None and location != DEFAULT:
+        if self.sites is None and location != _DEFAULT:
             self._spread()
         self.on_hand += delta
         if self.sites is not None:

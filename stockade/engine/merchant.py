@@ -145,7 +145,7 @@ class Merchant(EngineCore):
         where = None if channel is None else self._table.where(channel, None)
         self._enter()
         try:
-            return await self._dispatcher.ask(sku, Read(where))  # type: ignore[no-any-return]
+            return await self._dispatcher.ask(sku, Read(where))
         finally:
             self._leave()
 
@@ -155,7 +155,7 @@ class Merchant(EngineCore):
         self._known(sku)
         self._enter()
         try:
-            return await self._dispatcher.ask(sku, ReadLocations())  # type: ignore[no-any-return]
+            return await self._dispatcher.ask(sku, ReadLocations())
         finally:
             self._leave()
 
@@ -165,9 +165,13 @@ class Merchant(EngineCore):
 
     def products(self, after: str | None = None, limit: int = 100) -> list[StockLevel]:
         """Up to ``limit`` products in sku order, starting after ``after``: a page of a listing.
-        Read at one instant (no actor is asked), so changes still in mailboxes are not shown."""
+        Read at one instant (no actor is asked), so changes still in mailboxes are not shown.
+        Raises InvalidRequest for a limit that is not an integer from 1 to 1000, or an
+        ``after`` that is not a string."""
         if type(limit) is not int or not 1 <= limit <= 1000:
-            raise InvalidRequest("limit must be from 1 to 1000")
+            raise InvalidRequest(f"limit must be an integer from 1 to 1000, not {limit!r}")
+        if after is not None and type(after) is not str:
+            raise InvalidRequest(f"after must be a sku or None, not {after!r}")
         if self._sorted_skus is None or len(self._sorted_skus) != len(self._ledgers):
             self._sorted_skus = sorted(self._ledgers)
         skus = self._sorted_skus

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 __all__ = [
+    "EVENT_TYPES",
     "Allocations",
+    "EngineStatistics",
+    "Event",
+    "JournalStatistics",
     "KeyUse",
     "Channel",
     "Location",
@@ -113,3 +117,86 @@ class KeyUse(msgspec.Struct, frozen=True, gc=False):
     order_id: str
     fingerprint: dict[str, int] | float
     at: float
+
+
+class JournalStatistics(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A snapshot of the journal's counters (see :meth:`stockade.Engine.statistics`)."""
+
+    #: Events appended and not yet committed.
+    buffered: int
+    #: Batches committed since start.
+    batches: int
+    #: Events committed since start.
+    events_committed: int
+    #: Events in the most recent batch.
+    last_batch_size: int
+    #: Milliseconds spent in successful commits since start.
+    commit_ms_total: int
+    #: Commits that failed with StoreUnavailable (and were retried).
+    store_errors: int
+    #: False while the store refuses commits (the journal is retrying).
+    healthy: bool
+    #: Change-feed events written since start.
+    events_written: int = 0
+
+
+class EngineStatistics(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A snapshot of the engine's counters, from :meth:`stockade.Engine.statistics`.
+
+    The order counters count since start: ``placed`` orders (every line taken),
+    ``out_of_stock`` refusals, ``confirmed`` holds, ``cancelled`` orders (releases and
+    returns), ``expired`` holds, ``replayed`` answers from an idempotency key, ``changed``
+    cart edits, ``extended`` holds and ``extend_refused`` extensions refused at the cap,
+    ``transfers`` between locations, and ``retired`` finished orders dropped from memory. The
+    rest is the state at that instant: ``products`` in the catalogue, ``locations``, ``orders``
+    in memory, ``scheduled_expiries`` (hold deadlines), ``active_actors`` (products with mail)
+    and their ``queued_messages``; ``messages`` and ``passes`` count the dispatcher's work.
+    """
+
+    placed: int
+    out_of_stock: int
+    confirmed: int
+    cancelled: int
+    expired: int
+    replayed: int
+    changed: int
+    extended: int
+    extend_refused: int
+    transfers: int
+    products: int
+    locations: int
+    orders: int
+    retired: int
+    scheduled_expiries: int
+    active_actors: int
+    queued_messages: int
+    messages: int
+    passes: int
+    journal: JournalStatistics
+
+
+#: Every public event type.
+EVENT_TYPES = (
+    "stock.changed",
+    "order.placed",
+    "order.changed",
+    "order.extended",
+    "order.confirmed",
+    "order.cancelled",
+    "order.expired",
+    "product.sold_out",
+    "product.back_in_stock",
+)
+
+
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """One public event of the change feed. ``seq`` is gap-free per store, in commit order;
+    ``type`` is one of :data:`EVENT_TYPES`; ``data`` is the JSON-ready payload: the Order for
+    ``order.*``; ``{"location_level", "stock_level"}`` for ``stock.changed`` (the values after
+    the commit that changed them); ``{"sku", "stock_level"}`` for ``product.sold_out`` /
+    ``product.back_in_stock`` (when ``available`` reaches zero, or leaves it)."""
+
+    seq: int
+    type: str
+    at: datetime
+    data: dict[str, Any]

@@ -20,7 +20,13 @@ from stockade.engine.validation import (
     check_idempotency_key,
     check_lines,
 )
-from stockade.errors import OrderNotFound, OutOfStock, Overloaded, UnknownProduct
+from stockade.errors import (
+    InvalidTransition,
+    OrderNotFound,
+    OutOfStock,
+    Overloaded,
+    UnknownProduct,
+)
 
 __all__ = ["Placing"]
 
@@ -79,7 +85,9 @@ class Placing(EngineCore):
                 waiter = Waiter(len(checked))
                 index = 0
                 for sku, qty in checked.items():  # a full mailbox refuses a lone line here
-                    dispatcher.post(sku, Take(order_id, qty, hold, where), waiter, index)
+                    dispatcher.post(
+                        sku, Take(order_id=order_id, qty=qty, hold=hold, where=where), waiter, index
+                    )
                     index += 1
                 await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
                 replies = waiter.replies
@@ -156,7 +164,7 @@ class Placing(EngineCore):
         if taken:
             waiter = Waiter(len(taken))
             for index, (sku, allocation) in enumerate(taken):
-                command = GiveBack(order_id, allocation, hold)
+                command = GiveBack(order_id=order_id, allocation=allocation, hold=hold)
                 self._dispatcher.post(sku, command, waiter, index, force=True)
             await waiter.wait()
         self.counters["out_of_stock"] += 1
@@ -193,10 +201,12 @@ class Placing(EngineCore):
         finally:
             self._leave()
 
-    async def cancel(self, order_id: str) -> Order:
+    async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         """Cancel an order: release its hold, or for a confirmed order take the units back on
         hand where they came from (a return). Idempotent: a cancelled or expired order is
-        returned as it is."""
+        returned as it is. With ``allow_return=False`` a confirmed order raises
+        InvalidTransition instead, decided in the same step as the cancel (a hold confirmed
+        meanwhile is never returned)."""
         if type(order_id) is not str:
             raise OrderNotFound(str(order_id))
         self._enter()
@@ -206,6 +216,8 @@ class Placing(EngineCore):
             now = self._clock()
             self._expire(order_id, now)
             order = self._book.get(order_id)
+            if order.status == "confirmed" and not allow_return:
+                raise InvalidTransition(order_id, "confirmed", "cancel")
             if order.status in ("reserved", "confirmed"):
                 self._journal.admit()
             order, event = self._book.cancel(order_id, now)

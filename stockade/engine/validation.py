@@ -9,6 +9,7 @@ from datetime import timedelta
 from stockade.errors import InvalidRequest
 
 __all__ = [
+    "DEFAULT_MAX_HOLD",
     "MAX_KEY_LENGTH",
     "MAX_LINES",
     "MAX_REASON_LENGTH",
@@ -32,6 +33,8 @@ MAX_QTY = 1_000_000
 MAX_STOCK = 10**12
 MAX_KEY_LENGTH = 255
 MAX_REASON_LENGTH = 1000
+#: The longest hold (``hold_for``) an engine takes unless told otherwise (``max_hold``).
+DEFAULT_MAX_HOLD = timedelta(days=1)
 
 _SKU = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")

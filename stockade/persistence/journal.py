@@ -9,7 +9,8 @@ what arrived during one commit).
 
 A store that is unreachable raises :class:`~stockade.errors.StoreUnavailable`; the writer then
 retries the same batch with exponential backoff and jitter, forever, while ``healthy`` reports
-False. Any other exception from a store is a bug or corrupt data and stops the journal loudly.
+False. Any other exception from a store (:class:`~stockade.errors.CorruptStore`,
+:class:`~stockade.errors.StoreLost`, a bug) stops the journal loudly.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import msgspec
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from stockade.engine.events import Event
-from stockade.engine.feed import Event as FeedEvent
+from stockade.engine.events import Change
 from stockade.engine.feed import FeedHub
-from stockade.engine.journal import JournalStatistics, OrderQuery, Snapshot
-from stockade.engine.models import Movement, Order
-from stockade.errors import InvalidRequest, Overloaded, StoreUnavailable
+from stockade.engine.journal import OrderQuery, Snapshot
+from stockade.engine.models import Event as FeedEvent
+from stockade.engine.models import JournalStatistics, Movement, Order
+from stockade.errors import CorruptStore, InvalidRequest, Overloaded
+from stockade.errors import StoreUnavailable as StoreUnavailable  # its home before errors.py
 
-__all__ = ["Batch", "Durability", "Journal", "Snapshot", "Store", "StoreUnavailable"]
+__all__ = ["Batch", "Durability", "Journal", "Store", "is_new_batch"]
 
 Durability = Literal["durable", "fast"]
 
@@ -41,7 +43,22 @@ class Batch(msgspec.Struct, frozen=True, gc=False):
 
     first_seq: int
     last_seq: int
-    events: list[Event]
+    events: list[Change]
+
+
+def is_new_batch(first_seq: int, last_seq: int, committed_seq: int) -> bool:
+    """Whether a store that has committed up to ``committed_seq`` must apply the batch
+    ``first_seq..last_seq``: True when it comes next, False when it was already committed (a
+    retried commit whose first attempt landed). Raises CorruptStore for a batch that leaves a
+    gap or overlaps what was committed: the store and the journal disagree."""
+    if last_seq <= committed_seq:
+        return False
+    if first_seq != committed_seq + 1:
+        raise CorruptStore(
+            f"batch {first_seq}..{last_seq} does not follow the last committed event "
+            f"{committed_seq}"
+        )
+    return True
 
 
 class Store(Protocol):
@@ -115,7 +132,7 @@ class Journal:
         self._fast = durability == "fast"
         self.max_buffered = max_buffered
         self.max_batch = max_batch
-        self._buffer: list[Event] = []
+        self._buffer: list[Change] = []
         self._seq = start_seq
         self._committed = start_seq
         self._claimed = 0
@@ -147,7 +164,7 @@ class Journal:
     def free_slot(self) -> None:
         self._claimed -= 1
 
-    def append(self, events: tuple[Event, ...]) -> int:
+    def append(self, events: tuple[Change, ...]) -> int:
         self._buffer.extend(events)
         self._seq += len(events)
         if self._writer_parked:

@@ -12,15 +12,16 @@ import bisect
 
 import trio
 
-from stockade.engine.feed import Event as FeedEvent
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+from stockade.engine.models import Event as FeedEvent
 from stockade.errors import CorruptStore, InvalidRequest
-from stockade.persistence.journal import Batch
+from stockade.persistence.journal import Batch, is_new_batch
+from stockade.persistence.keys import MemoryKeys
 from stockade.persistence.outbox import feed_events
 from stockade.persistence.rows import BatchRows, batch_rows, key_from_row, order_from_row
 
-__all__ = ["MemoryStore", "Movement", "StoreState"]
+__all__ = ["MemoryStore", "StoreState"]
 
 
 class StoreState:
@@ -48,10 +49,8 @@ class StoreState:
         return totals
 
     def apply_batch(self, batch: Batch) -> list[FeedEvent]:
-        if batch.last_seq <= self.last_seq:
+        if not is_new_batch(batch.first_seq, batch.last_seq, self.last_seq):
             return []  # already applied: a retried commit must not double a movement
-        if batch.first_seq != self.last_seq + 1:
-            raise CorruptStore(f"batch {batch.first_seq} does not follow {self.last_seq}")
         rows = batch_rows(batch)
         self.apply_rows(rows)
         if not self.feed:
@@ -71,6 +70,9 @@ class StoreState:
         return events
 
     def apply_rows(self, rows: BatchRows) -> None:
+        """Apply a batch's rows, or (as the SQL schema would) refuse them whole with
+        CorruptStore: stock out of its bounds, an order placed twice."""
+        self._check(rows)
         stock = self.stock
         for sku, location, d_on_hand, d_reserved in rows.stock_deltas:
             on_hand, reserved = stock.get((sku, location), (0, 0))
@@ -89,6 +91,18 @@ class StoreState:
         for channel in rows.channels:
             self.channels[channel.id] = channel
         self.last_seq = rows.last_seq
+
+    def _check(self, rows: BatchRows) -> None:
+        for sku, location, d_on_hand, d_reserved in rows.stock_deltas:
+            on_hand, reserved = self.stock.get((sku, location), (0, 0))
+            on_hand, reserved = on_hand + d_on_hand, reserved + d_reserved
+            if not 0 <= reserved <= on_hand:
+                raise CorruptStore(
+                    f"{sku!r} at {location!r} would have on_hand {on_hand}, reserved {reserved}"
+                )
+        for row in rows.new_orders:
+            if row[0] in self.orders:
+                raise CorruptStore(f"order {row[0]!r} is placed twice")
 
     def snapshot(self, since: float) -> Snapshot:
         keys = [use for use in self.keys.values() if use.at > since]
@@ -141,7 +155,8 @@ class MemoryStore:
     With ``keep_state=False`` (what ``open_engine(None)`` uses) it keeps nothing and only counts
     the events: the engine itself already holds the state (and, having no history to read
     back from, keeps every order in memory), and copying it would only slow a store that
-    cannot survive the process anyway.
+    cannot survive the process anyway. It keeps the API keys a server made
+    (``key_table()``) either way.
     """
 
     def __init__(
@@ -150,6 +165,14 @@ class MemoryStore:
         self.state = StoreState(keep_movements=keep_movements, feed=feed and keep_state)
         self.keep_state = keep_state
         self.keeps_history = keep_state
+        self.keys = MemoryKeys()
+
+    def key_table(self) -> MemoryKeys:
+        """The store's API keys (kept whatever ``keep_state`` says: a handful of rows)."""
+        return self.keys
+
+    async def migrate(self) -> None:
+        await trio.lowlevel.checkpoint()  # nothing to migrate in memory
 
     async def load(self, since: float) -> Snapshot:
         await trio.lowlevel.checkpoint()

@@ -19,9 +19,7 @@ from typing import Any
 import msgspec
 
 from stockade.engine.events import (
-    Event as Change,
-)
-from stockade.engine.events import (
+    Change,
     OrderCancelled,
     OrderChanged,
     OrderConfirmed,
@@ -29,8 +27,7 @@ from stockade.engine.events import (
     OrderExtended,
     OrderPlaced,
 )
-from stockade.engine.feed import Event
-from stockade.engine.models import LocationLevel, StockLevel
+from stockade.engine.models import Event, LocationLevel, StockLevel
 from stockade.engine.orders import from_timestamp
 
 __all__ = ["EventRow", "event_from_row", "event_row", "feed_events"]

@@ -9,8 +9,10 @@ bumps ``owner_epoch``. A second instance blocks in :meth:`load` as a hot standby
 one's session ends. Every batch transaction reads the epoch ``FOR SHARE`` and refuses to write
 if another owner has taken over since, so a stale owner can never land a batch.
 
-Connection failures raise :class:`StoreUnavailable` (the journal retries); the next commit
-reconnects, takes the lock again without waiting, and checks the epoch is still its own.
+Connection failures raise :class:`~stockade.errors.StoreUnavailable` (the journal retries); the
+next commit reconnects, takes the lock again without waiting, and checks the epoch is still its
+own. A batch the schema refuses (a constraint broken) raises
+:class:`~stockade.errors.CorruptStore`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
-from stockade.engine.feed import Event as FeedEvent
 from stockade.engine.journal import OrderQuery, Snapshot
+from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
-from stockade.errors import CorruptStore, InvalidRequest, StoreLost, StoreUnavailable
+from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
+from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
-from stockade.persistence.journal import Batch
+from stockade.persistence.journal import Batch, is_new_batch
+from stockade.persistence.keys import PostgresKeys
 from stockade.persistence.outbox import event_from_row, event_row, feed_events
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
@@ -49,7 +53,7 @@ from stockade.persistence.schema import (
     migrations_after,
 )
 
-__all__ = ["PostgresStore", "StoreLost"]
+__all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
@@ -77,6 +81,8 @@ _UNREACHABLE = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
 )
+#: What a batch or a stored row that breaks the schema's rules raises: the store is corrupt.
+_REFUSED = (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
 
 
 def _swallow(future: Any) -> None:
@@ -106,6 +112,13 @@ class _AsyncioThread:
             future.add_done_callback(_swallow)
             raise
         return future.result()
+
+    async def aclose(self, conn: asyncpg.Connection | None) -> None:
+        """Close ``conn`` on the loop (a dead connection needs nothing), then stop the loop."""
+        if conn is not None:
+            with contextlib.suppress(*_UNREACHABLE):
+                await self.run(conn.close)
+        self.close()
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -149,7 +162,40 @@ class PostgresStore:
             snapshot: Snapshot = await self._run(self._load, since)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        except _REFUSED as exc:
+            raise CorruptStore(f"PostgreSQL: {exc}") from exc
         return snapshot
+
+    async def migrate(self) -> None:
+        """Take ownership if nobody has it (StoreInUse at once if another instance does), bring
+        the schema up to date, and let go. Does not bump the owner epoch: nothing is written
+        but the schema."""
+        try:
+            await self._run(self._migrate)
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        finally:
+            await self.aclose()
+
+    def key_table(self) -> PostgresKeys:
+        """The database's API keys, through a session of their own (never the owner's lock)."""
+        return PostgresKeys(self.dsn, connect_timeout=self.connect_timeout)
+
+    async def _migrate(self) -> None:
+        conn = self._conn = await self._connect()
+        if not await conn.fetchval(_TRY_LOCK):
+            raise StoreInUse("the PostgreSQL store is owned by another stockade instance")
+        async with conn.transaction():
+            await self._apply_schema(conn)
+
+    @staticmethod
+    async def _apply_schema(conn: asyncpg.Connection) -> None:
+        await conn.execute(STATE_TABLE)
+        await conn.execute(INIT_STATE)
+        version = await conn.fetchval("SELECT schema_version FROM stockade_state")
+        for statement in migrations_after(version):
+            await conn.execute(statement)
+        await conn.execute("UPDATE stockade_state SET schema_version = $1", SCHEMA_VERSION)
 
     async def _connect(self) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
@@ -161,12 +207,7 @@ class PostgresStore:
         conn = self._conn = await self._connect()
         await conn.execute(_LOCK)  # blocks while another instance owns the store
         async with conn.transaction():
-            await conn.execute(STATE_TABLE)
-            await conn.execute(INIT_STATE)
-            version = await conn.fetchval("SELECT schema_version FROM stockade_state")
-            for statement in migrations_after(version):
-                await conn.execute(statement)
-            await conn.execute("UPDATE stockade_state SET schema_version = $1", SCHEMA_VERSION)
+            await self._apply_schema(conn)
             self._epoch = await conn.fetchval(
                 "UPDATE stockade_state SET owner_epoch = owner_epoch + 1 RETURNING owner_epoch"
             )
@@ -196,6 +237,8 @@ class PostgresStore:
         except _UNREACHABLE as exc:
             await self._discard_connection()  # the next attempt reconnects
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        except _REFUSED as exc:
+            raise CorruptStore(f"PostgreSQL refused the batch: {exc}") from exc
 
     async def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -223,10 +266,8 @@ class PostgresStore:
             )
             if epoch != self._epoch:
                 raise StoreLost(f"owner epoch is {epoch}, ours was {self._epoch}")
-            if rows.last_seq <= last_seq:
+            if not is_new_batch(rows.first_seq, rows.last_seq, last_seq):
                 return []  # already committed: a replay must not double anything
-            if rows.first_seq != last_seq + 1:
-                raise CorruptStore(f"batch {rows.first_seq} does not follow {last_seq}")
             await conn.copy_records_to_table("movements", records=rows.movements)
             deltas = rows.stock_deltas
             await conn.executemany(_UPSERT_STOCK_ROW, [(sku, loc) for sku, loc, _, _ in deltas])
@@ -335,13 +376,10 @@ class PostgresStore:
     async def aclose(self) -> None:
         if self._aio is None:
             return
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(*_UNREACHABLE):  # closing a dead connection: nothing to do
-                await self._aio.run(conn.close)
+        aio, self._aio = self._aio, None
         if self._readers is not None:
             pool, self._readers = self._readers, None
             with contextlib.suppress(*_UNREACHABLE):
-                await self._aio.run(pool.close)
-        self._aio.close()
-        self._aio = None
+                await aio.run(pool.close)
+        conn, self._conn = self._conn, None
+        await aio.aclose(conn)

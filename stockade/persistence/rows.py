@@ -27,12 +27,14 @@ from stockade.engine.events import (
 from stockade.engine.locations import DEFAULT_LOCATION
 from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
 from stockade.engine.orders import from_timestamp
+from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch
 
 __all__ = [
     "ORDER_COLUMNS",
     "BatchRows",
     "KeyRow",
+    "MovementRow",
     "OrderRow",
     "batch_rows",
     "key_from_row",
@@ -143,24 +145,29 @@ def order_row(order: Order) -> OrderRow:
 
 def order_from_row(row: Any) -> Order:
     """An Order from a row of :data:`ORDER_COLUMNS`. A row written before locations existed
-    has no allocations (NULL): all its units were at ``default``."""
+    has no allocations (NULL): all its units were at ``default``. Raises CorruptStore for a row
+    that cannot be an order (lines that are not ``{sku: qty}`` JSON, a time that is not a
+    number)."""
     order_id, status, lines, created_at, expires_at, key, allocations, channel, location = row
-    decoded = _lines_decoder.decode(lines)
-    return Order(
-        order_id,
-        status,
-        decoded,
-        from_timestamp(created_at),
-        None if expires_at is None else from_timestamp(expires_at),
-        key,
-        (
-            {sku: {DEFAULT_LOCATION: qty} for sku, qty in decoded.items()}
-            if allocations is None
-            else _allocations_decoder.decode(allocations)
-        ),
-        channel,
-        location,
-    )
+    try:
+        decoded = _lines_decoder.decode(lines)
+        return Order(
+            order_id,
+            status,
+            decoded,
+            from_timestamp(created_at),
+            None if expires_at is None else from_timestamp(expires_at),
+            key,
+            (
+                {sku: {DEFAULT_LOCATION: qty} for sku, qty in decoded.items()}
+                if allocations is None
+                else _allocations_decoder.decode(allocations)
+            ),
+            channel,
+            location,
+        )
+    except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
+        raise CorruptStore(f"order {order_id!r} cannot be read back: {exc}") from exc
 
 
 def key_row(use: KeyUse) -> KeyRow:

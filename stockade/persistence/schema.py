@@ -9,7 +9,16 @@ append a new one.
 
 from __future__ import annotations
 
-__all__ = ["INIT_STATE", "MIGRATIONS", "SCHEMA_VERSION", "STATE_TABLE", "migrations_after"]
+from stockade.errors import IncompatibleStore
+
+__all__ = [
+    "INIT_STATE",
+    "KEYS_SINCE",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "STATE_TABLE",
+    "migrations_after",
+]
 
 #: Created before anything else, so the version can be read; version 0 is an empty database.
 STATE_TABLE = """CREATE TABLE IF NOT EXISTS stockade_state (
@@ -47,10 +56,20 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (seq, sku)
         )""",
     ],
+    [  # 2: API keys (design.md §10): only a hash of each key's secret is kept
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('service', 'merchant')),
+            hash TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        )""",
+    ],
 ]
 
 MIGRATIONS.append(
-    [  # 2: stock per location, locations and channels, order allocations, the movements ledger
+    [  # 3: stock per location, locations and channels, order allocations, the movements ledger
         # by location, idempotency keys of every kind, indexes for the order history
         """CREATE TABLE stock (
             sku TEXT NOT NULL,
@@ -105,7 +124,7 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    [  # 3: the change feed's outbox, written in the same transaction as the changes
+    [  # 4: the change feed's outbox, written in the same transaction as the changes
         """CREATE TABLE events (
             seq BIGINT PRIMARY KEY,
             type TEXT NOT NULL,
@@ -126,12 +145,15 @@ INIT_STATE = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: The first schema version with the ``api_keys`` table.
+KEYS_SINCE = 2
+
 
 def migrations_after(version: int) -> list[str]:
     """The statements that bring a database at ``version`` up to :data:`SCHEMA_VERSION`.
-    Raises RuntimeError for a database newer than this code."""
+    Raises IncompatibleStore for a database newer than this code."""
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise IncompatibleStore(
             f"the database has schema version {version}, newer than this stockade "
             f"({SCHEMA_VERSION}): upgrade stockade before opening it"
         )

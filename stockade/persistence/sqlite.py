@@ -18,17 +18,18 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import trio
 
-from stockade.engine.feed import Event as FeedEvent
 from stockade.engine.journal import OrderQuery, Snapshot
+from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
 from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
 from stockade.persistence import sql
-from stockade.persistence.journal import Batch
+from stockade.persistence.journal import Batch, is_new_batch
+from stockade.persistence.keys import SQLiteKeys
 from stockade.persistence.outbox import event_from_row, event_row, feed_events
 from stockade.persistence.rows import (
     BatchRows,
@@ -50,6 +51,24 @@ from stockade.persistence.schema import (
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Raise sqlite3's (and the file system's) errors as stockade's. What is worth retrying
+    (busy, locked, disk full, an I/O error, a file that cannot be opened) becomes
+    StoreUnavailable; a constraint the data breaks, or a file that is not a sound database,
+    CorruptStore. A misuse of sqlite3 (ProgrammingError and the like) is a bug: it stays."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        raise StoreUnavailable(f"SQLite: {exc}") from exc
+    except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+        raise CorruptStore(f"SQLite refused the data: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError:
+            raise
+        raise CorruptStore(f"SQLite: {exc}") from exc  # malformed, or not a database at all
 
 
 class SQLiteStore:
@@ -74,11 +93,9 @@ class SQLiteStore:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def read() -> T:
             if self._reader is None:
-                raise StoreUnavailable("the SQLite store is not open")
-            try:
+                raise InvalidRequest("the SQLite store is not open: load() it first")
+            with _translated():
                 return fn(self._reader)
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"SQLite: {exc}") from exc
 
         return await trio.to_thread.run_sync(read, limiter=self._read_limiter)
 
@@ -91,6 +108,22 @@ class SQLiteStore:
         return await self._run(self._load, since)
 
     def _open(self) -> None:
+        with _translated():
+            self._open_file()
+
+    async def migrate(self) -> None:
+        """Take the file lock (StoreInUse at once if another process owns the file), create or
+        bring the schema up to date, and let go. Blocks in a worker thread; not cancellable."""
+        try:
+            await self._run(self._open)
+        finally:
+            await self.aclose()
+
+    def key_table(self) -> SQLiteKeys:
+        """The file's API keys, through a connection of their own (never the lock)."""
+        return SQLiteKeys(self.path)
+
+    def _open_file(self) -> None:
         fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -122,6 +155,10 @@ class SQLiteStore:
         self._conn = conn
 
     def _load(self, since: float) -> Snapshot:
+        with _translated():
+            return self._read_snapshot(since)
+
+    def _read_snapshot(self, since: float) -> Snapshot:
         conn = self._connection()
         last_seq, last_event = conn.execute(
             "SELECT last_seq, last_event_seq FROM stockade_state"
@@ -147,18 +184,16 @@ class SQLiteStore:
     def _commit(self, batch: Batch, rows: BatchRows) -> list[FeedEvent]:
         conn = self._connection()
         events: list[FeedEvent] = []
-        try:
+        with _translated():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 last_seq, last_event = conn.execute(
                     "SELECT last_seq, last_event_seq FROM stockade_state"
                 ).fetchone()
-                if rows.last_seq <= last_seq:
+                if not is_new_batch(rows.first_seq, rows.last_seq, last_seq):
                     conn.execute("ROLLBACK")
                     return []  # already committed: a replay must not double anything
-                if rows.first_seq != last_seq + 1:
-                    raise CorruptStore(f"batch {rows.first_seq} does not follow {last_seq}")
-                write_rows(conn.executemany, rows)
+                _write_rows(conn.executemany, rows)
                 conn.execute("UPDATE stockade_state SET last_seq = ?", (rows.last_seq,))
                 if self.feed:
                     self._inactive.update(x.id for x in rows.locations if not x.active)
@@ -175,8 +210,6 @@ class SQLiteStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        except sqlite3.OperationalError as exc:  # disk full, I/O error, busy: worth retrying
-            raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     # -- history ------------------------------------------------------------------------------
 
@@ -200,12 +233,9 @@ class SQLiteStore:
     async def prune_events(self, before: float, limit: int) -> int:
         def prune() -> int:
             conn = self._connection()
-            try:
-                with conn:  # one short transaction per chunk, between commits
-                    conn.execute("BEGIN IMMEDIATE")
-                    return conn.execute(sql.PRUNE_EVENTS, (before, limit)).rowcount
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"SQLite: {exc}") from exc
+            with _translated(), conn:  # one short transaction per chunk, between commits
+                conn.execute("BEGIN IMMEDIATE")
+                return conn.execute(sql.PRUNE_EVENTS, (before, limit)).rowcount
 
         return await self._run(prune)
 
@@ -257,7 +287,7 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise StoreUnavailable("the SQLite store is not open")
+            raise InvalidRequest("the SQLite store is not open: load() it first")
         return self._conn
 
 
@@ -273,7 +303,7 @@ def _stock_of(conn: sqlite3.Connection, skus: set[str]) -> dict[str, dict[str, t
     return out
 
 
-def write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None:
+def _write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None:
     """Write a batch's rows with ``executemany(sql, params)`` (``?`` placeholders)."""
     executemany(sql.INSERT_MOVEMENT, rows.movements)
     executemany(sql.UPSERT_STOCK_ROW, [(sku, loc) for sku, loc, _, _ in rows.stock_deltas])

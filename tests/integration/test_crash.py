@@ -22,6 +22,7 @@ LATER = {
     "reserved": {"reserved", "confirmed", "cancelled", "expired"},
     "confirmed": {"confirmed", "cancelled"},
     "cancelled": {"cancelled"},
+    "expired": {"expired"},  # a cancel that met a lapsed hold answers it as it is: expired
 }
 
 

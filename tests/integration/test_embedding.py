@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, assert_type
 
 import pytest
 import trio.testing
@@ -15,6 +16,7 @@ import stockade
 from stockade import (
     AsyncioEngine,
     BlockingEngine,
+    Engine,
     EngineClosed,
     EngineThread,
     IdempotencyConflict,
@@ -198,7 +200,7 @@ def test_shutdown_from_the_host_flushes_the_journal():
     thread.start()
     engine = BlockingEngine(thread)
     engine.set_stock("a", 10)
-    futures = [thread.submit("place_order", {"a": 1}) for _ in range(10)]
+    futures = [thread.submit(Engine.place_order, {"a": 1}) for _ in range(10)]
     thread.stop()
     assert all(f.result().status == "confirmed" for f in futures)
     assert store.state.products["a"] == (0, 0)
@@ -230,9 +232,9 @@ def test_start_up_errors_surface_and_bad_use_is_refused():
         pass  # pragma: no cover
     thread = EngineThread()
     with pytest.raises(EngineClosed):
-        thread.submit("stock", "a")
+        thread.submit(Engine.stock, "a")
     thread.start()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InvalidRequest, match="already started"):
         thread.start()
     thread.stop()
     thread.stop()  # idempotent
@@ -249,3 +251,41 @@ def test_asyncio_context_manager_starts_and_stops_off_the_loop():
 
     asyncio.run(main())
     assert store.state.products["a"] == (1, 0)
+
+
+def test_calls_through_the_thread_are_typed() -> None:
+    # mypy checks this file: a wrong argument or result type below would fail `mypy`, and so
+    # would each `type: ignore` that stopped being needed (warn_unused_ignores).
+    with stockade.run_in_thread(store=MemoryStore()) as engine:
+        assert_type(engine.set_stock("a", 3), StockLevel)
+        order = assert_type(engine.place_order({"a": 1}, hold_for=60), stockade.Order)
+        thread = engine.thread
+        future = thread.submit(Engine.confirm, order.id)
+        assert_type(future, concurrent.futures.Future[stockade.Order])
+        assert future.result(5).status == "confirmed"
+        assert assert_type(thread.call(Engine.stock, "a"), StockLevel).on_hand == 2
+        assert assert_type(engine.statistics(), stockade.EngineStatistics).placed == 1
+        with pytest.raises(InvalidRequest):
+            thread.call(Engine.stock, 1)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            thread.call(Engine.place_order, {"a": 1}, hold=60)  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            engine.place_order({"a": 1}, 60)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        stockade.run_in_thread(mailbox=5)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("opener", "own"),
+    [
+        (EngineThread.__init__, {"self", "clock"}),
+        (stockade.run_in_thread, {"timeout", "clock"}),
+        (stockade.open_asyncio_engine, {"clock"}),
+    ],
+)
+def test_the_handles_take_open_engines_arguments(opener, own):
+    def keywords(fn: Callable[..., Any]) -> dict[str, tuple[object, object]]:
+        parameters = inspect.signature(fn).parameters.values()
+        return {p.name: (p.default, p.annotation) for p in parameters if p.name not in own}
+
+    assert keywords(opener) == keywords(stockade.open_engine)

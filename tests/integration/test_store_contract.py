@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
+import msgspec
 import pytest
 import trio
 
 import stockade
-from stockade import CorruptStore, StockLevel
-from stockade.engine.events import OrderPlaced, StockSet
+from stockade import StockLevel
+from stockade.engine.events import OrderConfirmed, OrderPlaced, StockSet
 from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch
@@ -76,12 +77,43 @@ async def test_a_replayed_batch_changes_nothing_and_a_gap_is_refused(kind):
     )
     await store.commit(batch)
     await store.commit(batch)  # a retried commit whose first try did land
-    with pytest.raises(CorruptStore):
+    with pytest.raises(stockade.CorruptStore, match="does not follow"):
         await store.commit(Batch(batch.last_seq + 5, batch.last_seq + 5, [batch.events[0]]))
     await store.aclose()
     state = kind.read()
     assert state.products["a"] == (4, 0)
     assert state.last_seq == batch.last_seq
+    assert len(state.movements or []) == 2
+
+
+def _breaking_batch(how: str, first_seq: int, order: Order) -> Batch:
+    if how == "oversold":  # confirms more than the product has
+        oversold = msgspec.structs.replace(
+            order, status="confirmed", lines={"a": 10}, allocations={"a": {"default": 10}}
+        )
+        return Batch(first_seq, first_seq, [OrderConfirmed(oversold, 1_001.0)])
+    return Batch(first_seq, first_seq, [OrderPlaced(order, 1_001.0)])  # the same order again
+
+
+@pytest.mark.parametrize("how", ["oversold", "placed-twice"])
+async def test_a_batch_the_store_must_refuse_is_corrupt_and_writes_nothing(kind, how):
+    store = kind.make()
+    snapshot = await store.load(0.0)
+    held = Order("o1", "reserved", {"a": 1}, from_timestamp(1_000.0), from_timestamp(1_060.0),
+                 allocations={"a": {"default": 1}})  # fmt: skip
+    first = Batch(
+        snapshot.last_seq + 1,
+        snapshot.last_seq + 2,
+        [StockSet("a", "default", 5, 5, 1_000.0), OrderPlaced(held, 1_000.0)],
+    )
+    await store.commit(first)
+    with pytest.raises(stockade.CorruptStore):
+        await store.commit(_breaking_batch(how, first.last_seq + 1, held))
+    await store.aclose()
+    state = kind.read()
+    assert state.products == {"a": (5, 1)}
+    assert state.orders == {"o1": held}
+    assert state.last_seq == first.last_seq
     assert len(state.movements or []) == 2
 
 
@@ -137,7 +169,7 @@ async def test_a_newer_schema_is_refused_and_left_alone(name, request, tmp_path)
         await engine.set_stock("a", 3)
     assert kind.read().products["a"] == (3, 0)  # migrated from an empty database
     set_schema_version(kind, SCHEMA_VERSION + 1, database)
-    with pytest.raises(RuntimeError, match="newer than this stockade"):
+    with pytest.raises(stockade.IncompatibleStore, match="newer than this stockade"):
         async with stockade.open_engine(store=kind.make()):
             pass  # pragma: no cover
     set_schema_version(kind, SCHEMA_VERSION, database)

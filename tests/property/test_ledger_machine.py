@@ -19,7 +19,7 @@ from stockade.engine.commands import (
     Take,
     Transfer,
 )
-from stockade.engine.events import Event
+from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
 from stockade.engine.orders import OrderBook
@@ -39,7 +39,7 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.now = T0
         self.table = LocationTable()
-        self.events: list[Event] = []
+        self.events: list[Change] = []
         for priority, location in enumerate(LOCATIONS[1:], 1):
             self.emit(self.table.set_location(location, "", priority, True, T0)[1])
         self.ledgers = {sku: ProductLedger(sku) for sku in SKUS}
@@ -48,7 +48,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.next_id = 0
         self.on_hand_expected = dict.fromkeys(SKUS, 0)
 
-    def emit(self, event: Event | None) -> None:
+    def emit(self, event: Change | None) -> None:
         if event is not None:
             self.events.append(event)
 
@@ -120,12 +120,13 @@ class LedgerMachine(RuleBasedStateMachine):
         lines = dict(sorted(lines.items()))
         hold = hold_s is not None
         replies = {
-            sku: self.apply(sku, Take(order_id, qty, hold, where)) for sku, qty in lines.items()
+            sku: self.apply(sku, Take(order_id=order_id, qty=qty, hold=hold, where=where))
+            for sku, qty in lines.items()
         }
         if not all(type(r) is dict for r in replies.values()):  # all or nothing
             for sku, reply in replies.items():
                 if type(reply) is dict:
-                    self.apply(sku, GiveBack(order_id, reply, hold))
+                    self.apply(sku, GiveBack(order_id=order_id, allocation=reply, hold=hold))
                 else:
                     assert self.ledgers[sku].available(self.table, where) == reply < lines[sku]
             return order_id
@@ -185,12 +186,13 @@ class LedgerMachine(RuleBasedStateMachine):
         grow = growth(order.lines, lines)
         where = self.where[order_id]
         replies = {
-            sku: self.apply(sku, Take(order_id, qty, True, where)) for sku, qty in grow.items()
+            sku: self.apply(sku, Take(order_id=order_id, qty=qty, hold=True, where=where))
+            for sku, qty in grow.items()
         }
         if not all(type(r) is dict for r in replies.values()):
             for sku, reply in replies.items():
                 if type(reply) is dict:
-                    self.apply(sku, GiveBack(order_id, reply, True))
+                    self.apply(sku, GiveBack(order_id=order_id, allocation=reply, hold=True))
             after = {sku: (ledger.on_hand, ledger.reserved) for sku, ledger in self.ledgers.items()}
             assert after == before  # a short edit leaves every product as it was
             return

@@ -45,19 +45,19 @@ async def test_stock_and_orders_round_trip(client):
     )
     assert (await adjusted.get_json())["on_hand"] == 4
     placed = await client.post(
-        "/v1/orders", json={"lines": [{"sku": "tee", "qty": 2}], "hold_seconds": 600}
+        "/v1/orders", json={"lines": [{"sku": "tee", "qty": 2}], "hold_seconds": 600}, headers=ADMIN
     )
     assert placed.status_code == 201
     order = await placed.get_json()
     assert order["status"] == "reserved" and order["lines"] == {"tee": 2}
-    confirmed = await client.post(f"/v1/orders/{order['id']}/confirm")
+    confirmed = await client.post(f"/v1/orders/{order['id']}/confirm", headers=ADMIN)
     assert (await confirmed.get_json())["status"] == "confirmed"
-    again = await client.post(f"/v1/orders/{order['id']}/confirm")
+    again = await client.post(f"/v1/orders/{order['id']}/confirm", headers=ADMIN)
     assert again.status_code == 200
     assert (await (await client.get(f"/v1/orders/{order['id']}")).get_json())["status"] == (
         "confirmed"
     )
-    cancelled = await client.post(f"/v1/orders/{order['id']}/cancel")
+    cancelled = await client.post(f"/v1/orders/{order['id']}/cancel", headers=ADMIN)
     assert (await cancelled.get_json())["status"] == "cancelled"
     stock = await (await client.get("/v1/products/tee")).get_json()
     assert stock["on_hand"] == 4
@@ -67,7 +67,9 @@ async def test_stock_and_orders_round_trip(client):
 
 async def test_out_of_stock_is_409_with_shortages(client):
     await put_stock(client, "a", 1)
-    response = await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 2}]})
+    response = await client.post(
+        "/v1/orders", json={"lines": [{"sku": "a", "qty": 2}]}, headers=ADMIN
+    )
     await assert_problem(response, 409, "out-of-stock")
     body = await response.get_json()
     assert body["shortages"] == [{"sku": "a", "requested": 2, "available": 1}]
@@ -76,14 +78,11 @@ async def test_out_of_stock_is_409_with_shortages(client):
 async def test_idempotency_key_replays_the_original_order(client):
     await put_stock(client, "a", 5)
     body = {"lines": [{"sku": "a", "qty": 1}]}
-    first = await client.post("/v1/orders", json=body, headers={"Idempotency-Key": "cart-1"})
-    again = await client.post("/v1/orders", json=body, headers={"Idempotency-Key": "cart-1"})
+    keyed = {**ADMIN, "Idempotency-Key": "cart-1"}
+    first = await client.post("/v1/orders", json=body, headers=keyed)
+    again = await client.post("/v1/orders", json=body, headers=keyed)
     assert (await first.get_json())["id"] == (await again.get_json())["id"]
-    other = await client.post(
-        "/v1/orders",
-        json={"lines": [{"sku": "a", "qty": 2}]},
-        headers={"Idempotency-Key": "cart-1"},
-    )
+    other = await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 2}]}, headers=keyed)
     await assert_problem(other, 409, "idempotency-conflict")
     assert (await (await client.get("/v1/products/a")).get_json())["on_hand"] == 4
 
@@ -91,10 +90,11 @@ async def test_idempotency_key_replays_the_original_order(client):
 async def test_merchant_routes_need_the_token(client):
     no_token = await client.put("/v1/products/a", json={"on_hand": 1})
     await assert_problem(no_token, 401, "unauthorized")
+    assert no_token.headers["WWW-Authenticate"].startswith("Bearer")
     wrong = await client.put(
         "/v1/products/a", json={"on_hand": 1}, headers={"Authorization": "Bearer nope"}
     )
-    await assert_problem(wrong, 403, "forbidden")
+    await assert_problem(wrong, 401, "unauthorized")  # a token that is no key (design.md §10)
     assert (await client.get("/v1/products/a")).status_code == 404  # nothing was created
 
 
@@ -118,7 +118,7 @@ async def test_merchant_routes_need_the_token(client):
 )
 async def test_bad_orders_get_4xx_and_change_nothing(client, body, status):
     await put_stock(client, "a", 5)
-    response = await client.post("/v1/orders", json=body)
+    response = await client.post("/v1/orders", json=body, headers=ADMIN)
     assert response.status_code == status
     assert response.content_type == "application/problem+json"
     assert (await (await client.get("/v1/products/a")).get_json())["available"] == 5
@@ -126,15 +126,14 @@ async def test_bad_orders_get_4xx_and_change_nothing(client, body, status):
 
 async def test_malformed_oversized_and_wrong_type_bodies(client):
     await put_stock(client, "a", 5)
-    malformed = await client.post(
-        "/v1/orders", data=b"{not json", headers={"Content-Type": "application/json"}
-    )
+    as_json = {**ADMIN, "Content-Type": "application/json"}
+    malformed = await client.post("/v1/orders", data=b"{not json", headers=as_json)
     await assert_problem(malformed, 400, "malformed-json")
-    huge = await client.post(
-        "/v1/orders", data=b"[" + b"1," * 5000 + b"1]", headers={"Content-Type": "application/json"}
-    )
+    huge = await client.post("/v1/orders", data=b"[" + b"1," * 5000 + b"1]", headers=as_json)
     await assert_problem(huge, 413, "request-entity-too-large")
-    text = await client.post("/v1/orders", data=b"a=1", headers={"Content-Type": "text/plain"})
+    text = await client.post(
+        "/v1/orders", data=b"a=1", headers={**ADMIN, "Content-Type": "text/plain"}
+    )
     await assert_problem(text, 415, "unsupported-media-type")
     negative = await client.put("/v1/products/a", json={"on_hand": -1}, headers=ADMIN)
     await assert_problem(negative, 422, "invalid-request")
@@ -147,12 +146,14 @@ async def test_unknown_things_are_404_and_transitions_409(client):
     await assert_problem(await client.get("/v1/nothing-here"), 404, "not-found")
     await put_stock(client, "a", 5)
     placed = await client.post(
-        "/v1/orders", json={"lines": [{"sku": "a", "qty": 1}], "hold_seconds": 60}
+        "/v1/orders", json={"lines": [{"sku": "a", "qty": 1}], "hold_seconds": 60}, headers=ADMIN
     )
     order_id = (await placed.get_json())["id"]
-    await client.post(f"/v1/orders/{order_id}/cancel")
+    await client.post(f"/v1/orders/{order_id}/cancel", headers=ADMIN)
     await assert_problem(
-        await client.post(f"/v1/orders/{order_id}/confirm"), 409, "invalid-transition"
+        await client.post(f"/v1/orders/{order_id}/confirm", headers=ADMIN),
+        409,
+        "invalid-transition",
     )
 
 
@@ -164,8 +165,8 @@ async def test_health_and_readiness(client):
 
 async def test_metrics_count_orders_and_engine_state(client):
     await put_stock(client, "a", 1)
-    await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]})
-    await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]})
+    await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]}, headers=ADMIN)
+    await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]}, headers=ADMIN)
     response = await client.get("/metrics")
     assert response.status_code == 200
     text = (await response.get_data()).decode()
@@ -205,7 +206,9 @@ async def test_a_full_journal_is_503_with_retry_after(autojump_clock):
             await put_stock(client, "a", 5)
             await trio.testing.wait_all_tasks_blocked()  # the writer is stuck on "a"
             await put_stock(client, "b", 5)  # with "a", the journal of 2 is now full
-            refused = await client.post("/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]})
+            refused = await client.post(
+                "/v1/orders", json={"lines": [{"sku": "a", "qty": 1}]}, headers=ADMIN
+            )
             await assert_problem(refused, 503, "overloaded")
             assert refused.headers["Retry-After"] == "1"
             ready = await client.get("/readyz")

@@ -31,16 +31,29 @@ async def app() -> AsyncIterator[Any]:
 
 
 async def asgi_post(
-    app, body: bytes, *, chunked: bool = False, headers=()
+    app, body: bytes, *, chunked: bool = False, headers=(), key: str | None = TOKEN
 ) -> tuple[int, dict[str, str], Any]:
-    """POST /v1/orders straight to the ASGI app: (status, headers, JSON body)."""
+    """POST /v1/orders straight to the ASGI app, with ``key`` if any: (status, headers, JSON
+    body)."""
     head = [(b"content-type", b"application/json"), *headers]
+    if key is not None:
+        head.append((b"authorization", f"Bearer {key}".encode()))
     if chunked:
         messages = [{"type": "http.request", "body": body[:5], "more_body": True},
                     {"type": "http.request", "body": body[5:], "more_body": False}]  # fmt: skip
     else:
         head.append((b"content-length", str(len(body)).encode()))
         messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = await asgi_call(app, head, messages)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    answer_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], answer_headers, json.loads(body_out)
+
+
+async def asgi_call(app, head, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """POST /v1/orders with ``head`` to the ASGI app, the client sending ``messages``: what the
+    app sent back."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/v1/orders", "raw_path": b"/v1/orders", "query_string": b"",
@@ -58,10 +71,7 @@ async def asgi_post(
         sent.append(message)
 
     await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    answer_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-    return start["status"], answer_headers, json.loads(body_out)
+    return sent
 
 
 def order(lines, hold_seconds=None) -> bytes:
@@ -129,3 +139,64 @@ async def test_the_fast_path_is_counted_in_metrics(app):
     assert 'stockade_http_requests_total{route="/v1/orders",status="201"} 1.0' in metrics
     assert 'stockade_http_requests_total{route="/v1/orders",status="409"} 1.0' in metrics
     assert 'stockade_order_latency_seconds_count{outcome="placed"} 1.0' in metrics
+
+
+async def test_the_500_of_both_paths_quotes_the_requests_own_id(app, monkeypatch):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app.config["TEST_ENGINE"], "place_order", broken)
+    mine = [(b"x-request-id", b"req-500")]
+    for chunked in (False, True):
+        status, headers, body = await asgi_post(app, order([("tee", 1)]), chunked=chunked,
+                                                headers=mine)  # fmt: skip
+        assert status == 500 and headers["x-request-id"] == body["request_id"] == "req-500"
+
+
+@pytest.mark.parametrize("content_length", [True, False], ids=["fast", "quart"])
+async def test_a_client_gone_mid_body_places_nothing(app, content_length):
+    """The body so far is a whole order, but the client went away before the rest it promised:
+    nobody is answered and nothing is placed."""
+    body = order([("tee", 1)])
+    head = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {TOKEN}".encode())]
+    if content_length:
+        head.append((b"content-length", str(len(body) + 10).encode()))
+    sent = await asgi_call(app, head, [{"type": "http.request", "body": body, "more_body": True},
+                                       {"type": "http.disconnect"}])  # fmt: skip
+    assert sent == []
+    assert (await app.config["TEST_ENGINE"].stock("tee")).available == 5
+
+
+@pytest.mark.parametrize("key", [None, "nope", "sk_" + "0" * 16 + "_" + "s" * 43])
+async def test_the_fast_path_refuses_a_missing_or_invalid_key_as_quart_does(app, key):
+    fast = await asgi_post(app, order([("tee", 1)]), key=key)
+    slow = await asgi_post(app, order([("tee", 1)]), key=key, chunked=True)
+    assert fast[0] == slow[0] == 401
+    assert fast[1]["www-authenticate"] == slow[1]["www-authenticate"]
+    assert fast[1]["www-authenticate"].startswith("Bearer")
+    assert fast[2] == slow[2] and fast[2]["type"] == "/problems/unauthorized"
+    assert (await app.config["TEST_ENGINE"].stock("tee")).available == 5
+
+
+async def test_a_key_works_on_the_fast_path_until_it_is_revoked(app):
+    record, key = await app.config["STOCKADE_KEYS"].create("service", "shop")
+    assert (await asgi_post(app, order([("tee", 1)]), key=key))[0] == 201
+    await app.config["STOCKADE_KEYS"].revoke(record.id)
+    assert (await asgi_post(app, order([("tee", 1)]), key=key))[0] == 401
+    assert (await app.config["TEST_ENGINE"].stock("tee")).on_hand == 4
+
+
+async def test_public_holds_on_the_fast_path_are_holds_only():
+    async with stockade.open_engine(None) as engine:
+        await engine.set_stock("tee", 5)
+        settings = ApiSettings(admin_token=TOKEN, log_requests=False, public_holds=True)
+        app = create_app(engine, settings)
+        async with app.test_app():
+            held = await asgi_post(app, order([("tee", 1)], 60), key=None)
+            slow = await asgi_post(app, order([("tee", 1)], 60), key=None, chunked=True)
+            assert held[0] == slow[0] == 201 and held[2]["status"] == "reserved"
+            bought = await asgi_post(app, order([("tee", 1)]), key=None)
+            slow = await asgi_post(app, order([("tee", 1)]), key=None, chunked=True)
+            assert bought[0] == slow[0] == 401 and bought[2] == slow[2]
+            assert "holds only" in bought[2]["detail"]
+            assert await engine.stock("tee") == stockade.StockLevel("tee", 5, 2, 3)

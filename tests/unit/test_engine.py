@@ -133,6 +133,22 @@ async def test_repeated_confirm_and_cancel_move_stock_once(engine):
         await engine.confirm(order.id)
 
 
+async def test_a_cancel_that_allows_no_return_releases_holds_only(engine, store):
+    await engine.set_stock("a", 5)
+    hold = await engine.place_order({"a": 2}, hold_for=60)
+    assert (await engine.cancel(hold.id, allow_return=False)).status == "cancelled"
+    assert (await engine.cancel(hold.id, allow_return=False)).status == "cancelled"  # idempotent
+    sold = await engine.place_order({"a": 2}, hold_for=60)
+    await engine.confirm(sold.id)
+    with pytest.raises(InvalidTransition, match="confirmed"):
+        await engine.cancel(sold.id, allow_return=False)
+    assert (await engine.get_order(sold.id)).status == "confirmed"
+    level = await engine.stock("a")
+    assert level == StockLevel("a", 3, 0, 3)
+    orders = [await engine.get_order(hold.id), await engine.get_order(sold.id)]
+    assert_store_matches(store.state, {"a": level}, orders)
+
+
 async def test_idempotency_key_takes_stock_once(engine):
     await engine.set_stock("a", 5)
     first = await engine.place_order({"a": 2}, idempotency_key="k")

@@ -1,0 +1,165 @@
+"""The flash sale's targets: the embedded engine, and ``stockade serve`` over HTTP.
+
+Each ``sale_*`` function opens its target, stocks the one product and runs the sale against it
+(see :func:`~bench.flash.simulation.run_sale` for how long that blocks).
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+import stockade
+from bench.flash.sale import Sale, SaleConfig, Shop
+from bench.flash.simulation import run_sale
+from bench.httpclient import HttpConnection, HttpError
+from bench.server import Server
+
+__all__ = ["SKU", "EngineShop", "HttpShop", "sale_embedded", "sale_http"]
+
+SKU = "flash-drop"
+
+
+class EngineShop(Shop):
+    def __init__(self, engine: stockade.Engine) -> None:
+        self.engine = engine
+
+    async def hold(self, hold_s: int) -> tuple[str, float] | None:
+        try:
+            order = await self.engine.place_order({SKU: 1}, hold_for=hold_s)
+        except stockade.OutOfStock:
+            return None
+        assert order.expires_at is not None
+        return order.id, order.expires_at.timestamp()
+
+    async def confirm(self, order_id: str) -> bool:
+        try:
+            await self.engine.confirm(order_id)
+        except stockade.InvalidTransition:
+            return False
+        return True
+
+    async def cancel(self, order_id: str) -> str:
+        return str((await self.engine.cancel(order_id)).status)
+
+    async def status(self, order_id: str) -> str:
+        return str((await self.engine.get_order(order_id)).status)
+
+    async def level(self) -> tuple[int, int]:
+        level = await self.engine.stock(SKU)
+        return level.on_hand, level.reserved
+
+
+class HttpShop(Shop):
+    """Shoppers share ``connections`` keep-alive connections; payments (the payment
+    provider's webhooks) come through a pool of their own, as they would."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.request_latencies_s: list[float] = []
+        self.pools: dict[
+            str,
+            tuple[
+                MemoryObjectSendStream[HttpConnection], MemoryObjectReceiveStream[HttpConnection]
+            ],
+        ] = {}
+
+    @asynccontextmanager
+    async def open(self, shoppers: int, payments: int) -> AsyncIterator[HttpShop]:
+        opened = []
+        try:
+            for name, size in (("shop", shoppers), ("pay", payments)):
+                send, receive = anyio.create_memory_object_stream[HttpConnection](size)
+                self.pools[name] = (send, receive)
+                for _ in range(size):
+                    conn = await HttpConnection.open(
+                        self.server.host, self.server.port, self.server.token
+                    )
+                    opened.append(conn)
+                    send.send_nowait(conn)
+            yield self
+        finally:
+            for conn in opened:
+                await conn.aclose()
+
+    async def call(self, pool: str, method: str, path: str, body: object = None) -> Any:
+        send, receive = self.pools[pool]
+        conn = await receive.receive()
+        start = time.perf_counter()
+        try:
+            answer = await conn.request(method, path, body)
+            self.request_latencies_s.append(time.perf_counter() - start)
+        finally:
+            send.send_nowait(conn)
+        return answer
+
+    async def hold(self, hold_s: int) -> tuple[str, float] | None:
+        body = {"lines": [{"sku": SKU, "qty": 1}], "hold_seconds": hold_s}
+        answer = await self.call("shop", "POST", "/v1/orders", body)
+        if answer.status == 409:
+            return None
+        if answer.status == 503:
+            raise stockade.Overloaded("503 from the server")
+        order = self.expect(answer, 201)
+        return order["id"], datetime.datetime.fromisoformat(order["expires_at"]).timestamp()
+
+    async def confirm(self, order_id: str) -> bool:
+        answer = await self.call("pay", "POST", f"/v1/orders/{order_id}/confirm")
+        if answer.status == 409:
+            return False
+        self.expect(answer, 200)
+        return True
+
+    async def cancel(self, order_id: str) -> str:
+        order = self.expect(await self.call("pay", "POST", f"/v1/orders/{order_id}/cancel"), 200)
+        return str(order["status"])
+
+    async def status(self, order_id: str) -> str:
+        order = self.expect(await self.call("shop", "GET", f"/v1/orders/{order_id}"), 200)
+        return str(order["status"])
+
+    async def level(self) -> tuple[int, int]:
+        level = self.expect(await self.call("shop", "GET", f"/v1/products/{SKU}"), 200)
+        return int(level["on_hand"]), int(level["reserved"])
+
+    @staticmethod
+    def expect(answer: Any, status: int) -> Any:
+        if answer.status != status:
+            raise HttpError(f"expected {status}, got {answer.status}: {answer.body[:200]!r}")
+        return answer.json()
+
+
+async def sale_embedded(config: SaleConfig, database: str | None) -> Sale:
+    async with stockade.open_engine(database) as engine:
+        await engine.set_stock(SKU, config.units)
+        return await run_sale(EngineShop(engine), config, f"embedded ({database or 'memory'})")
+
+
+def sale_http(config: SaleConfig, connections: int) -> Sale:
+    with tempfile.TemporaryDirectory(prefix="stockade-flash-") as workdir:
+        server = Server(Path(workdir), "flash-token")
+        server.start()
+        try:
+
+            async def main() -> Sale:
+                async with HttpShop(server).open(connections, max(8, connections // 4)) as shop:
+                    answer = await shop.call(
+                        "shop", "PUT", f"/v1/products/{SKU}", {"on_hand": config.units}
+                    )
+                    shop.expect(answer, 201)
+                    sale = await run_sale(shop, config, "HTTP (stockade serve, durable SQLite)")
+                    sale.latency_note = f" (incl. waiting for one of {connections} connections)"
+                    sale.request_latencies_s = shop.request_latencies_s
+                    return sale
+
+            return anyio.run(main, backend="asyncio")
+        finally:
+            server.stop()
