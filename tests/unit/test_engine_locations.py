@@ -7,16 +7,19 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import stockade
 from stockade import (
     Channel,
     Engine,
+    EngineClosed,
     InvalidRequest,
     Location,
     LocationLevel,
     MemoryStore,
     OutOfStock,
+    Overloaded,
     StockLevel,
     UnknownChannel,
     UnknownLocation,
@@ -24,6 +27,7 @@ from stockade import (
 )
 from stockade.engine import locations as locations_module
 from tests.books import assert_location_books_balance
+from tests.fakes import StalledStore
 
 
 def at(levels: list[LocationLevel]) -> dict[str, tuple[int, int, int]]:
@@ -355,3 +359,29 @@ async def test_books_balance_per_location_after_merchant_moves(engine, store):
         levels, [order, sold], net, store.state.movements, {"a": await engine.stock("a")},
         store.state.stock,
     )  # fmt: skip
+
+
+async def test_a_full_journal_refuses_location_and_channel_changes_without_making_them(
+    autojump_clock,
+):
+    store = StalledStore()
+    async with stockade.open_engine(store=store, journal_size=2, durability="fast") as engine:
+        await engine.set_location("berlin")
+        await trio.testing.wait_all_tasks_blocked()  # the writer is stuck committing it
+        await engine.set_location("paris")  # 2 events uncommitted: the journal is full
+        before = (engine.locations(), engine.channels())
+        for call in (
+            engine.set_location("rome"),
+            engine.set_location("berlin", active=False),
+            engine.set_channel("fr", ["paris"]),
+        ):
+            with pytest.raises(Overloaded):
+                await call
+        assert (engine.locations(), engine.channels()) == before
+        assert engine._table.is_active("berlin")
+        store.resume()
+    assert set(store.state.locations) == {"berlin", "paris"}
+    assert store.state.channels == {}
+    with pytest.raises(EngineClosed):  # a closed engine changes nothing either
+        await engine.set_location("late")
+    assert [x.id for x in engine.locations()] == ["berlin", "default", "paris"]
