@@ -83,7 +83,8 @@ class Merchant(EngineCore):
             self._journal.claim_slot()
             try:
                 if create and sku not in self._ledgers:
-                    self._ledgers[sku] = ProductLedger(sku)
+                    assert type(command) is SetStock
+                    self._ledgers[sku] = ProductLedger.created_at(sku, command.location)
                 reply, seq = await self._dispatcher.ask(sku, command)
             finally:
                 self._journal.free_slot()

@@ -385,3 +385,24 @@ async def test_a_full_journal_refuses_location_and_channel_changes_without_makin
     with pytest.raises(EngineClosed):  # a closed engine changes nothing either
         await engine.set_location("late")
     assert [x.id for x in engine.locations()] == ["berlin", "default", "paris"]
+
+
+async def test_the_per_location_listing_is_the_same_after_a_restart(store):
+    """stock_by_location lists every location that ever held the product's stock, before a
+    restart and after it, whatever order the store returns its rows in."""
+    async with stockade.open_engine(store=store) as engine:
+        await engine.set_location("berlin", priority=1)
+        await engine.set_stock("a", 3)
+        await engine.set_stock("a", 2, location="berlin")
+        await engine.place_order({"a": 3})  # default is emptied by a sale
+        await engine.set_stock("b", 4)
+        await engine.transfer("b", 4, "default", "berlin")  # and by a transfer
+        await engine.set_stock("c", 1, location="berlin")  # never had stock at default
+        before = {sku: await engine.stock_by_location(sku) for sku in "abc"}
+    assert [x.location for x in before["a"]] == ["default", "berlin"]
+    assert [x.location for x in before["b"]] == ["default", "berlin"]
+    assert [x.location for x in before["c"]] == ["berlin"]
+    for rows in (dict(store.state.stock), dict(reversed(store.state.stock.items()))):
+        store.state.stock = rows
+        async with stockade.open_engine(store=store) as engine:
+            assert {sku: await engine.stock_by_location(sku) for sku in "abc"} == before
