@@ -93,7 +93,9 @@ async def test_each_line_of_an_order_is_allocated_on_its_own(engine):
 
 async def test_most_available_takes_from_the_fullest_location_first():
     store = MemoryStore(keep_movements=True)
-    async with stockade.open_engine(store=store, allocation="most_available") as engine:
+    async with stockade.open_engine(
+        store=store, durability="durable", allocation="most_available"
+    ) as engine:
         await three_sites(engine, default=2, berlin=5, paris=4)
         first = await engine.place_order({"a": 3}, hold_for=60)
         assert first.allocations == {"a": {"berlin": 3}}
