@@ -292,8 +292,9 @@ def _page_in_memory(orders: list[Order], query: OrderQuery) -> list[Order]:
     orders.sort(key=lambda o: (o.created_at.timestamp(), o.id), reverse=True)
     if query.after is not None:
         ids = [o.id for o in orders]
-        start = ids.index(query.after) + 1 if query.after in ids else len(orders)
-        orders = orders[start:]
+        if query.after not in ids:  # as the stores answer a cursor naming no order
+            raise InvalidRequest(f"after: no order {query.after!r}")
+        orders = orders[ids.index(query.after) + 1 :]
     out = []
     for order in orders:
         t = order.created_at.timestamp()

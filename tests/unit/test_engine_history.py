@@ -5,7 +5,7 @@ movements page through what the store committed."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -238,6 +238,17 @@ async def test_bad_list_orders_requests_are_refused(shop, kwargs, error, autojum
     await shop.place_order({"a": 1})
     with pytest.raises(error):
         await shop.list_orders(**kwargs)
+
+
+async def test_list_orders_without_a_history_lists_what_is_in_memory(autojump_clock):
+    async with stockade.open_engine(None) as engine:
+        await engine.set_stock("a", 10)
+        placed = [await engine.place_order({"a": 1}) for _ in range(3)]
+        assert await collect(engine, 2) == newest_first(placed)
+        aware = datetime(2000, 1, 1, tzinfo=UTC)
+        assert await engine.list_orders(created_before=aware) == []
+        with pytest.raises(InvalidRequest):
+            await engine.list_orders(after="no-such-order")
 
 
 # -- movements --------------------------------------------------------------------------------
