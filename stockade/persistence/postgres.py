@@ -300,7 +300,7 @@ class PostgresStore:
 
     async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]:
         async def read(pool: asyncpg.Pool) -> list[Movement]:
-            rows = await pool.fetch(_MOVEMENTS, sku, after or 0, limit)
+            rows = await pool.fetch(_MOVEMENTS, *sql.movements_params(sku, after, limit))
             return [movement_from_row(tuple(r)) for r in rows]
 
         return await self._read(read)

@@ -18,13 +18,13 @@ from stockade import (
     InvalidRequest,
     InvalidTransition,
     MemoryStore,
-    Movement,
     Order,
     OrderNotFound,
     StockLevel,
     UnknownProduct,
 )
 from stockade.engine.core import RETIRE_INTERVAL_S
+from tests.paging import all_movements, all_orders, newest_first
 
 T0 = 1_000_000_000.0
 TTL = 60.0
@@ -163,23 +163,6 @@ async def test_memory_is_flat_under_a_steady_load(shop, autojump_clock):
 # -- list_orders ------------------------------------------------------------------------------
 
 
-async def collect(engine: Engine, limit: int, **filters: Any) -> list[Order]:
-    """Every page of list_orders, following the cursor."""
-    out: list[Order] = []
-    after = None
-    while True:
-        page = await engine.list_orders(after=after, limit=limit, **filters)
-        assert len(page) <= limit
-        out += page
-        if len(page) < limit:
-            return out
-        after = page[-1].id
-
-
-def newest_first(orders: list[Order]) -> list[Order]:
-    return sorted(orders, key=lambda o: (o.created_at, o.id), reverse=True)
-
-
 async def test_list_orders_pages_newest_first_with_filters(shop, autojump_clock):
     placed: list[Order] = []
     for _ in range(4):
@@ -197,19 +180,19 @@ async def test_list_orders_pages_newest_first_with_filters(shop, autojump_clock)
     everything = newest_first(list(orders.values()))
     assert len({o.created_at for o in everything}) == 4
     for limit in (1, 3, 7, 100):
-        assert await collect(shop, limit) == everything
+        assert await all_orders(shop, limit) == everything
     for status in ("reserved", "confirmed", "cancelled", "expired"):
-        assert await collect(shop, 4, status=status) == [
+        assert await all_orders(shop, 4, status=status) == [
             o for o in everything if o.status == status
         ]
     instants = sorted({o.created_at for o in everything})
-    assert await collect(shop, 5, created_after=instants[1]) == [
+    assert await all_orders(shop, 5, created_after=instants[1]) == [
         o for o in everything if o.created_at > instants[1]
     ]
-    assert await collect(shop, 5, created_before=instants[1]) == [
+    assert await all_orders(shop, 5, created_before=instants[1]) == [
         o for o in everything if o.created_at < instants[1]
     ]
-    between = await collect(
+    between = await all_orders(
         shop, 2, created_after=instants[0], created_before=instants[3], status="confirmed"
     )
     assert between == [
@@ -217,7 +200,7 @@ async def test_list_orders_pages_newest_first_with_filters(shop, autojump_clock)
         if instants[0] < o.created_at < instants[3] and o.status == "confirmed"
     ]  # fmt: skip
     await past_the_window()  # retired orders are listed the same
-    assert await collect(shop, 6) == [await shop.get_order(o.id) for o in everything]
+    assert await all_orders(shop, 6) == [await shop.get_order(o.id) for o in everything]
 
 
 @pytest.mark.parametrize(
@@ -244,7 +227,7 @@ async def test_list_orders_without_a_history_lists_what_is_in_memory(autojump_cl
     async with stockade.open_engine(None) as engine:
         await engine.set_stock("a", 10)
         placed = [await engine.place_order({"a": 1}) for _ in range(3)]
-        assert await collect(engine, 2) == newest_first(placed)
+        assert await all_orders(engine, 2) == newest_first(placed)
         aware = datetime(2000, 1, 1, tzinfo=UTC)
         assert await engine.list_orders(created_before=aware) == []
         with pytest.raises(InvalidRequest):
@@ -254,16 +237,36 @@ async def test_list_orders_without_a_history_lists_what_is_in_memory(autojump_cl
 # -- movements --------------------------------------------------------------------------------
 
 
-async def all_movements(engine: Engine, sku: str, limit: int) -> list[Movement]:
-    out: list[Movement] = []
-    after = None
-    while True:
-        page = await engine.movements(sku, after=after, limit=limit)
-        out += page
-        if not page:
-            return out
-        assert len({m.seq for m in page}) <= limit
-        after = page[-1].seq
+async def test_movements_page_by_seq_without_losing_a_row(shop, store, autojump_clock):
+    await shop.set_location("north", priority=1)
+    await shop.set_stock("a", 3, location="north")
+    await shop.transfer("a", 2, "default", "north", reason="rebalance")  # two rows, one seq
+    split = await shop.place_order({"a": 99}, hold_for=60)  # default 98, north 1
+    assert split.allocations == {"a": {"default": 98, "north": 1}}
+    await shop.confirm(split.id)
+    await shop.adjust_stock("a", 5, reason="restock", location="north")
+    await shop.set_stock("b", 1)
+    whole = await shop.movements("a", limit=1000)
+    assert [(m.kind, m.location, m.d_on_hand, m.d_reserved) for m in whole] == [
+        ("set", "default", 100, 0),
+        ("set", "north", 3, 0),
+        ("transferred", "default", -2, 0),
+        ("transferred", "north", 2, 0),
+        ("placed", "default", 0, 98),
+        ("placed", "north", 0, 1),
+        ("confirmed", "default", -98, -98),
+        ("confirmed", "north", -1, -1),
+        ("adjusted", "north", 5, 0),
+    ]
+    assert whole == [m for m in store.state.movements or [] if m.sku == "a"]
+    assert [m.reason for m in whole if m.kind != "placed" and m.kind != "confirmed"] == [
+        None, None, "rebalance", "rebalance", "restock",
+    ]  # fmt: skip
+    assert whole[4].order_id == split.id
+    for limit in (1, 2, 3, 4):
+        assert await all_movements(shop, "a", limit) == whole, limit
+    assert await shop.movements("a", after=whole[-1].seq) == []
+    assert [m.kind for m in await shop.movements("b")] == ["set", "set"]
 
 
 async def test_bad_movements_requests_are_refused(shop, autojump_clock):
