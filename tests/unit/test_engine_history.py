@@ -4,6 +4,7 @@ movements page through what the store committed."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,6 +95,32 @@ async def test_calls_on_retired_orders_work_as_before(shop, store, autojump_cloc
     await past_the_window(0)
     assert shop.statistics().orders == 0  # read back, then retired again
     assert await shop.get_order(confirmed.id) == returned
+
+
+async def test_concurrent_late_returns_of_a_retired_order_move_stock_once(
+    shop, store, autojump_clock
+):
+    sold = await shop.place_order({"a": 3, "b": 1})
+    await past_the_window()
+    assert shop.statistics().orders == 0
+    answers: list[Order] = []
+
+    async def late_return() -> None:
+        answers.append(await shop.cancel(sold.id))
+
+    async def late_webhook() -> None:  # a late confirm racing them: as it is, or refused
+        with contextlib.suppress(InvalidTransition):
+            assert await shop.confirm(sold.id) == sold
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(late_return)
+        nursery.start_soon(late_webhook)
+    assert len(answers) == 10 and all(a == answers[0] for a in answers)
+    assert answers[0].status == "cancelled"
+    assert await shop.stock("a") == StockLevel("a", 100, 0, 100)
+    assert await shop.stock("b") == StockLevel("b", 100, 0, 100)
+    assert [m.kind for m in await shop.movements("a")] == ["set", "placed", "cancelled"]
 
 
 async def test_a_placing_key_is_answered_until_its_window_ends(shop, autojump_clock):
