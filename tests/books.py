@@ -111,12 +111,7 @@ def assert_location_books_balance(
         for m in movements:
             on_hand, reserved = ledger.get((m.sku, m.location), (0, 0))
             ledger[m.sku, m.location] = (on_hand + m.d_on_hand, reserved + m.d_reserved)
-        for (sku, location), level in seen.items():
-            summed = ledger.get((sku, location), (0, 0))
-            assert summed == (level.on_hand, level.reserved), (level, summed)
-        for (sku, location), values in ledger.items():
-            if sku in levels and (sku, location) not in seen:
-                assert values == (0, 0), (sku, location, values)
+        _assert_same_values(seen, set(levels), ledger)
     if totals is not None:
         for sku, total in totals.items():
             mine = [level for (s, _), level in seen.items() if s == sku]
@@ -124,12 +119,24 @@ def assert_location_books_balance(
             assert total.reserved == sum(level.reserved for level in mine), total
             assert total.available == sum(level.available for level in mine), total
     if stored is not None:
-        for (sku, location), level in seen.items():
-            row = stored.get((sku, location), (0, 0))
-            assert row == (level.on_hand, level.reserved), (level, row)
-        for (sku, location), values in stored.items():
-            if sku in levels and (sku, location) not in seen:
-                assert values == (0, 0), (sku, location, values)
+        _assert_same_values(seen, set(levels), stored)
+
+
+def _assert_same_values(
+    seen: Mapping[tuple[str, str], LocationLevel],
+    skus: set[str],
+    values: Mapping[tuple[str, str], tuple[int, int]],
+) -> None:
+    """``values`` (``(on_hand, reserved)`` by (sku, location)) say what the levels say, and
+    are zero wherever no level is listed (for the products in ``skus``)."""
+    for site, level in seen.items():
+        assert values.get(site, (0, 0)) == (level.on_hand, level.reserved), (
+            level,
+            values.get(site),
+        )
+    for (sku, location), found in values.items():
+        if sku in skus and (sku, location) not in seen:
+            assert found == (0, 0), (sku, location, found)
 
 
 def assert_holds_match_orders(engine: Engine) -> None:
