@@ -19,6 +19,11 @@ class StalledStore(MemoryStore):
     def resume(self) -> None:
         self._resumed.set()
 
+    def pause(self) -> None:
+        """Stall the commits again, from the next one on, until :meth:`resume`."""
+        if self._resumed.is_set():
+            self._resumed = trio.Event()
+
     async def commit(self, batch: Batch) -> list[Event]:
         await self._resumed.wait()
         return await super().commit(batch)

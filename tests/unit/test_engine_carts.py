@@ -27,6 +27,7 @@ from stockade import (
 from stockade.engine.commands import Take
 from stockade.engine.orders import from_timestamp
 from tests.books import assert_books_balance, assert_location_books_balance
+from tests.fakes import StalledStore
 
 T0 = 1_000_000_000.0  # the engines' wall clock at start: deadlines are exact floats from it
 
@@ -431,3 +432,32 @@ async def test_a_retried_extension_applies_once(carts, store, autojump_clock):
     assert again == first  # not pushed to now + 300
     assert carts.statistics().extended == 1
     assert store.state.keys["ext"].fingerprint == 300.0
+
+
+@pytest.mark.parametrize("call", ["change", "extend"])
+async def test_a_keyed_cart_call_answers_once_its_key_is_durable(call, autojump_clock):
+    """In durable mode a call answers once its change is committed, and the key use is part of
+    the change: were it lost in a crash, a retry would apply again. Here the call changes
+    nothing else (the same lines; a deadline already later), so the key is all there is."""
+    store = StalledStore()
+    store.resume()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 5)
+        order = await engine.place_order({"a": 1}, hold_for=600)
+        store.pause()
+        answered = trio.Event()
+
+        async def keyed() -> None:
+            if call == "change":
+                await engine.change_order(order.id, {"a": 1}, idempotency_key="k")
+            else:
+                await engine.extend(order.id, 10, idempotency_key="k")
+            answered.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keyed)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not answered.is_set()  # the key use is not committed yet
+            assert "k" not in store.state.keys
+            store.resume()
+        assert store.state.keys["k"].kind == call
