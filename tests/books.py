@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from stockade import Order, StockLevel
+from stockade import Engine, LocationLevel, Movement, Order, StockLevel
 from stockade.persistence.memory import StoreState
 
 
@@ -49,3 +49,114 @@ def assert_store_matches(
             totals[m.sku] = (on_hand + m.d_on_hand, reserved + m.d_reserved)
             assert totals[m.sku][0] >= 0 and totals[m.sku][1] >= 0
         assert totals == state.products
+
+
+def assert_location_books_balance(
+    levels: Mapping[str, Iterable[LocationLevel]],
+    orders: Iterable[Order],
+    merchant_net: Mapping[tuple[str, str], int] | None = None,
+    movements: Iterable[Movement] | None = None,
+    totals: Mapping[str, StockLevel] | None = None,
+    stored: Mapping[tuple[str, str], tuple[int, int]] | None = None,
+) -> None:
+    """design.md §7's invariants, location by location. ``levels`` is each product's
+    ``stock_by_location``; ``orders`` every order that may hold or have sold its units.
+
+    * every (sku, location): ``0 <= reserved <= on_hand``, ``available`` is ``on_hand -
+      reserved`` while the location is active and 0 while it is not;
+    * every order's allocations add up to its lines, with positive parts only;
+    * ``reserved`` at each (sku, location) is what the reserved orders' allocations hold there;
+    * with ``merchant_net`` (what set_stock, adjust_stock and transfers put at each (sku,
+      location), net): ``on_hand == merchant_net - units the confirmed orders took there``;
+    * with ``movements`` (the whole ledger): they add up to each (sku, location)'s values;
+    * with ``totals`` (each product's StockLevel): the sums over locations, ``available`` over
+      the active ones;
+    * with ``stored`` (a store's stock rows, ``StoreState.stock``): the same values.
+    """
+    held: dict[tuple[str, str], int] = {}
+    sold: dict[tuple[str, str], int] = {}
+    for order in orders:
+        assert set(order.allocations) == set(order.lines), order
+        for sku, allocation in order.allocations.items():
+            assert all(qty > 0 for qty in allocation.values()), order
+            assert sum(allocation.values()) == order.lines[sku], order
+            into = held if order.status == "reserved" else sold
+            if order.status in ("reserved", "confirmed"):
+                for location, qty in allocation.items():
+                    into[sku, location] = into.get((sku, location), 0) + qty
+    seen: dict[tuple[str, str], LocationLevel] = {}
+    for sku, per_location in levels.items():
+        for level in per_location:
+            assert level.sku == sku, level
+            assert (sku, level.location) not in seen, level
+            seen[sku, level.location] = level
+            assert 0 <= level.reserved <= level.on_hand, level
+            free = level.on_hand - level.reserved
+            assert level.available == (free if level.active else 0), level
+    for (sku, location), qty in held.items():
+        if sku in levels:
+            found = seen.get((sku, location))
+            assert found is not None and found.reserved == qty, (sku, location, qty, found)
+    for (sku, location), level in seen.items():
+        assert level.reserved == held.get((sku, location), 0), (level, held.get((sku, location)))
+        if merchant_net is not None:
+            expected = merchant_net.get((sku, location), 0) - sold.get((sku, location), 0)
+            assert level.on_hand == expected, (level, expected)
+    if merchant_net is not None:
+        for (sku, location), net in merchant_net.items():
+            if (sku, location) not in seen and sku in levels:
+                assert net - sold.get((sku, location), 0) == 0, (sku, location, net)
+    if movements is not None:
+        ledger: dict[tuple[str, str], tuple[int, int]] = {}
+        for m in movements:
+            on_hand, reserved = ledger.get((m.sku, m.location), (0, 0))
+            ledger[m.sku, m.location] = (on_hand + m.d_on_hand, reserved + m.d_reserved)
+        _assert_same_values(seen, set(levels), ledger)
+    if totals is not None:
+        for sku, total in totals.items():
+            mine = [level for (s, _), level in seen.items() if s == sku]
+            assert total.on_hand == sum(level.on_hand for level in mine), total
+            assert total.reserved == sum(level.reserved for level in mine), total
+            assert total.available == sum(level.available for level in mine), total
+    if stored is not None:
+        _assert_same_values(seen, set(levels), stored)
+
+
+def _assert_same_values(
+    seen: Mapping[tuple[str, str], LocationLevel],
+    skus: set[str],
+    values: Mapping[tuple[str, str], tuple[int, int]],
+) -> None:
+    """``values`` (``(on_hand, reserved)`` by (sku, location)) say what the levels say, and
+    are zero wherever no level is listed (for the products in ``skus``)."""
+    for site, level in seen.items():
+        assert values.get(site, (0, 0)) == (level.on_hand, level.reserved), (
+            level,
+            values.get(site),
+        )
+    for (sku, location), found in values.items():
+        if sku in skus and (sku, location) not in seen:
+            assert found == (0, 0), (sku, location, found)
+
+
+def assert_holds_match_orders(engine: Engine) -> None:
+    """No order holds units it does not list: every product's holds are exactly the
+    allocations of the reserved orders, checked between moves (no mail waiting in any
+    mailbox). Orders not yet in the book (a placement in flight) and orders with a move in
+    progress (a cart edit takes before it records) are left out."""
+    assert engine.statistics().queued_messages == 0
+    busy = engine._busy
+    orders = engine._book.orders
+    for sku, ledger in engine._ledgers.items():
+        for order_id, allocation in (ledger.holds or {}).items():
+            order = orders.get(order_id)
+            if order is None or order_id in busy:
+                continue
+            assert order.status == "reserved", (sku, order)
+            assert order.allocations.get(sku) == allocation, (sku, order, allocation)
+    for order_id, order in orders.items():
+        if order.status != "reserved" or order_id in busy:
+            continue
+        for sku, allocation in order.allocations.items():
+            holds = engine._ledgers[sku].holds or {}
+            assert holds.get(order_id) == allocation, (sku, order, holds.get(order_id))

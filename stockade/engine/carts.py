@@ -59,8 +59,8 @@ class Carts(Placing):
                         changed, seq = await self._change(order, checked, now)
                     finally:
                         self._unmark_busy(order_id)
-                if key is not None:
-                    self._remember(key, "change", order_id, checked, now)
+                if key is not None:  # appended last: waiting for it covers the edit too
+                    seq = self._remember(key, "change", order_id, checked, now)
             finally:
                 if key is not None:
                     self._claiming.pop(key).set()
@@ -151,7 +151,7 @@ class Carts(Placing):
                     self._expiry.add(deadline, order_id)
                     self.counters["extended"] += 1
                 if key is not None:
-                    self._remember(key, "extend", order_id, hold_s, now)
+                    seq = self._remember(key, "extend", order_id, hold_s, now)
             finally:
                 if key is not None:
                     self._claiming.pop(key).set()
@@ -165,8 +165,9 @@ class Carts(Placing):
 
     def _remember(
         self, key: str, kind: str, order_id: str, fingerprint: dict[str, int] | float, now: float
-    ) -> None:
-        """Remember a key use (journaled, so it survives a restart)."""
+    ) -> int:
+        """Remember a key use, journaled so that it survives a restart: its seq, which the
+        answer waits for like a change (a retry after a crash must still find the key)."""
         use = KeyUse(key, kind, order_id, fingerprint, now)
         self._book.remember(use)
-        self._journal.append((KeyUsed(use, now),))
+        return self._journal.append((KeyUsed(use, now),))

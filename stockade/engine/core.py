@@ -279,8 +279,8 @@ class EngineCore:
         ledgers = self._ledgers
         for sku, location, on_hand, reserved in snapshot.stock:
             ledger = ledgers.get(sku)
-            if ledger is None:
-                ledger = ledgers[sku] = ProductLedger(sku)
+            if ledger is None:  # in any row order: every row a site, or only default
+                ledger = ledgers[sku] = ProductLedger.created_at(sku, location)
             if location == DEFAULT_LOCATION and ledger.sites is None:
                 ledger.on_hand += on_hand
                 ledger.reserved += reserved

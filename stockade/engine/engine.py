@@ -86,9 +86,11 @@ class Engine(Carts, Merchant):
         self, sku: str, after: int | None = None, limit: int = 100
     ) -> list[Movement]:
         """A page of ``sku``'s movements ledger in ``seq`` order, after ``after`` (the ``seq``
-        of the last movement of the previous page). Every change made so far is committed
-        first. Raises UnknownProduct, InvalidRequest; with a memory store that keeps nothing,
-        the ledger is empty."""
+        of the last movement of the previous page). A page never splits one change's
+        movements (a transfer, or an order taking from several locations, shares one ``seq``
+        over its rows), so it may hold a few more than ``limit`` to finish the last change.
+        Every change made so far is committed first. Raises UnknownProduct, InvalidRequest;
+        with a memory store that keeps nothing, the ledger is empty."""
         self._known(sku)
         if after is not None and (type(after) is not int or after < 0):
             raise InvalidRequest("after must be a movement seq (a non-negative integer)")
@@ -260,8 +262,9 @@ def _page_in_memory(orders: list[Order], query: OrderQuery) -> list[Order]:
     orders.sort(key=lambda o: (o.created_at.timestamp(), o.id), reverse=True)
     if query.after is not None:
         ids = [o.id for o in orders]
-        start = ids.index(query.after) + 1 if query.after in ids else len(orders)
-        orders = orders[start:]
+        if query.after not in ids:  # as the stores answer a cursor naming no order
+            raise InvalidRequest(f"after: no order {query.after!r}")
+        orders = orders[ids.index(query.after) + 1 :]
     out = []
     for order in orders:
         t = order.created_at.timestamp()

@@ -99,7 +99,10 @@ class History(Protocol):
 
     async def orders(self, query: OrderQuery) -> list[Order]: ...
 
-    async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]: ...
+    async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]:
+        """``sku``'s movements after seq ``after`` in ``(seq, location)`` order: the first
+        ``limit``, and the rest of the last one's seq (a page never splits a seq)."""
+        ...
 
     async def events(
         self, after: int, limit: int, types: tuple[str, ...] | None = None

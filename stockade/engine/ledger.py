@@ -259,12 +259,22 @@ class ProductLedger:
             values[1] += reserved_sign * qty
 
     def _spread(self) -> dict[str, list[int]]:
-        """Start keeping per-location values (everything so far is at ``default``; a product
-        that never had stock there gets no ``default`` entry)."""
+        """Start keeping per-location values. Everything so far is at ``default``, which keeps
+        its entry even at zero: ``sites is None`` means the product was created there, and a
+        location that ever held the product's stock stays listed (as its store row does). A
+        product created elsewhere starts with ``sites = {}`` instead (see :meth:`created_at`)."""
         if self.sites is None:
-            none_here = self.on_hand == 0 and self.reserved == 0 and self.holds is None
-            self.sites = {} if none_here else {_DEFAULT: [self.on_hand, self.reserved]}
+            self.sites = {_DEFAULT: [self.on_hand, self.reserved]}
         return self.sites
+
+    @classmethod
+    def created_at(cls, sku: str, location: str) -> ProductLedger:
+        """A new product whose first stock is at ``location``: with no ``default`` entry
+        unless that is where it is."""
+        ledger = cls(sku)
+        if location != _DEFAULT:
+            ledger.sites = {}
+        return ledger
 
     # -- merchant changes ---------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ stock (design.md §2 and §7)."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -83,7 +83,8 @@ class Merchant(EngineCore):
             self._journal.claim_slot()
             try:
                 if create and sku not in self._ledgers:
-                    self._ledgers[sku] = ProductLedger(sku)
+                    assert type(command) is SetStock
+                    self._ledgers[sku] = ProductLedger.created_at(sku, command.location)
                 reply, seq = await self._dispatcher.ask(sku, command)
             finally:
                 self._journal.free_slot()
@@ -101,8 +102,9 @@ class Merchant(EngineCore):
         """Create or replace a location. Deactivating one takes its units out of every
         product's ``available`` at once, in every channel (holds already there stay valid);
         reactivating puts them back. Allocation takes locations in ``(priority, id)`` order."""
-        location, event, _ = self._table.set_location(id, name, priority, active, self._clock())
-        await self._journal_change(event)
+        location: Location = await self._journal_change(
+            lambda now: self._table.set_location(id, name, priority, active, now)
+        )
         return location
 
     def locations(self) -> list[Location]:
@@ -113,8 +115,9 @@ class Merchant(EngineCore):
     async def set_channel(self, id: str, locations: Iterable[str]) -> Channel:
         """Create or replace a sales channel selling from ``locations`` (known locations, at
         least one). Raises UnknownLocation, InvalidRequest."""
-        channel, event, _ = self._table.set_channel(id, locations, self._clock())
-        await self._journal_change(event)
+        channel: Channel = await self._journal_change(
+            lambda now: self._table.set_channel(id, locations, now)
+        )
         return channel
 
     def channels(self) -> list[Channel]:
@@ -124,15 +127,20 @@ class Merchant(EngineCore):
     def location_exists(self, location: str) -> bool:
         return type(location) is str and location in self._table.locations
 
-    async def _journal_change(self, event: Any) -> None:
+    async def _journal_change(self, change: Callable[[float], tuple[Any, Any, bool]]) -> Any:
+        """Make a change to the location table, ``change(now) -> (value, event, created)``,
+        only once the engine is open and the journal has room (so a refused call changes
+        nothing), journal it, and wait until it is durable; return the value."""
         self._enter()
         try:
             self._journal.admit()
+            value, event, _ = change(self._clock())
             seq = self._journal.append((event,))
             if self._journal.is_durable(seq):
                 await trio.lowlevel.checkpoint()
             else:
                 await self._journal.wait_durable(seq)
+            return value
         finally:
             self._leave()
 

@@ -204,7 +204,10 @@ class MemoryStore:
         start = 0 if after is None else after
         found = [m for m in ledger if m.sku == sku and m.seq > start]
         found.sort(key=lambda m: (m.seq, m.location))  # as the SQL stores order them
-        return found[:limit]
+        if len(found) > limit:  # as they page: never splitting one change's rows
+            last = found[limit - 1].seq
+            return [m for m in found if m.seq <= last]
+        return found
 
     async def events(
         self, after: int, limit: int, types: tuple[str, ...] | None = None

@@ -146,6 +146,7 @@ class PostgresStore:
         self._aio: _AsyncioThread | None = None
         self._conn: asyncpg.Connection | None = None
         self._readers: asyncpg.Pool | None = None
+        self._readers_lock: asyncio.Lock | None = None  # made on the store's loop
         self._epoch: int | None = None
 
     async def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
@@ -310,16 +311,25 @@ class PostgresStore:
 
     async def _read(self, fn: Callable[[asyncpg.Pool], Coroutine[Any, Any, T]]) -> T:
         async def read() -> T:
-            if self._readers is None:
-                self._readers = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=4, timeout=self.connect_timeout
-                )
-            return await fn(self._readers)
+            pool = self._readers if self._readers is not None else await self._open_readers()
+            return await fn(pool)
 
         try:
             return await self._run(read)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+
+    async def _open_readers(self) -> asyncpg.Pool:
+        """The readers' pool, made once (on the store's loop) however many reads find none:
+        a second pool made meanwhile would never be closed, nor its connections."""
+        if self._readers_lock is None:
+            self._readers_lock = asyncio.Lock()
+        async with self._readers_lock:
+            if self._readers is None:
+                self._readers = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=4, timeout=self.connect_timeout
+                )
+            return self._readers
 
     async def order(self, order_id: str) -> Order | None:
         async def read(pool: asyncpg.Pool) -> Order | None:
@@ -341,7 +351,7 @@ class PostgresStore:
 
     async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]:
         async def read(pool: asyncpg.Pool) -> list[Movement]:
-            rows = await pool.fetch(_MOVEMENTS, sku, after or 0, limit)
+            rows = await pool.fetch(_MOVEMENTS, *sql.movements_params(sku, after, limit))
             return [movement_from_row(tuple(r)) for r in rows]
 
         return await self._read(read)
@@ -381,5 +391,6 @@ class PostgresStore:
             pool, self._readers = self._readers, None
             with contextlib.suppress(*_UNREACHABLE):
                 await aio.run(pool.close)
+        self._readers_lock = None  # bound to this loop, which stops now
         conn, self._conn = self._conn, None
         await aio.aclose(conn)

@@ -32,6 +32,7 @@ __all__ = [
     "STOCK_OF",
     "STOCK_OF_PG",
     "events_page",
+    "movements_params",
     "numbered",
     "orders_page",
 ]
@@ -47,9 +48,14 @@ LOAD_ORDERS = (
 LOAD_KEYS = "SELECT key, kind, order_id, fingerprint, at FROM idempotency_keys WHERE at > ?"
 GET_ORDER = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
 ORDER_EXISTS = "SELECT 1 FROM orders WHERE id = ?"
+#: A page of a product's movements after a seq: the first ``limit`` rows, and the rest of the
+#: change the last of them belongs to (a page never splits one seq's rows, or paging by seq
+#: would skip the rest). Parameters: :func:`movements_params`.
 MOVEMENTS = (
     "SELECT seq, sku, location, kind, order_id, d_on_hand, d_reserved, reason, at "
-    "FROM movements WHERE sku = ? AND seq > ? ORDER BY seq, location LIMIT ?"
+    "FROM movements WHERE sku = ? AND seq > ? AND seq <= COALESCE(("
+    "SELECT seq FROM movements WHERE sku = ? AND seq > ? ORDER BY seq, location "
+    "LIMIT 1 OFFSET ?), 9223372036854775807) ORDER BY seq, location"
 )
 
 INSERT_MOVEMENT = "INSERT INTO movements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -125,6 +131,11 @@ def orders_page(query: OrderQuery) -> tuple[str, list[object]]:
     params.append(query.limit)
     sql = f"SELECT {ORDER_COLUMNS} FROM orders{where} ORDER BY created_at DESC, id DESC LIMIT ?"
     return sql, params
+
+
+def movements_params(sku: str, after: int | None, limit: int) -> tuple[str, int, str, int, int]:
+    """The parameters of :data:`MOVEMENTS`."""
+    return sku, after or 0, sku, after or 0, limit - 1
 
 
 def numbered(sql: str) -> str:

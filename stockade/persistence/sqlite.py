@@ -261,7 +261,7 @@ class SQLiteStore:
 
     async def movements(self, sku: str, after: int | None, limit: int) -> list[Movement]:
         def read(conn: sqlite3.Connection) -> list[Movement]:
-            rows = conn.execute(sql.MOVEMENTS, (sku, after or 0, limit))
+            rows = conn.execute(sql.MOVEMENTS, sql.movements_params(sku, after, limit))
             return [movement_from_row(r) for r in rows]
 
         return await self._read(read)
