@@ -43,6 +43,8 @@ from stockade.engine.ledger import ProductLedger
 from stockade.engine.models import Order, StockLevel
 from stockade.engine.orders import OrderBook
 from stockade.engine.validation import (
+    DEFAULT_MAX_HOLD,
+    MAX_REASON_LENGTH,
     MAX_STOCK,
     Lines,
     check_hold,
@@ -57,7 +59,6 @@ __all__ = ["Engine"]
 
 DEFAULT_MAILBOX_SIZE = 10_000
 DEFAULT_KEY_TTL = timedelta(hours=24)
-DEFAULT_MAX_HOLD = timedelta(days=1)
 
 
 class Engine:
@@ -129,8 +130,10 @@ class Engine:
         check_stock_value("delta", delta, low=-MAX_STOCK, high=MAX_STOCK)
         if delta == 0:
             raise InvalidRequest("delta must not be zero")
-        if not isinstance(reason, str) or len(reason) > 1000:
-            raise InvalidRequest("reason must be a string of at most 1000 characters")
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+            raise InvalidRequest(
+                f"reason must be a string of at most {MAX_REASON_LENGTH} characters"
+            )
         self._enter()
         try:
             return await self._change_product(sku, Adjust(delta, reason))
