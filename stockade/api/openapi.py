@@ -9,6 +9,7 @@ import msgspec
 
 from stockade.api.schemas import Adjustment, PlaceOrder, PutStock
 from stockade.engine.models import Order, StockLevel
+from stockade.engine.validation import KEY_PATTERN, MAX_KEY_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN
 
 __all__ = ["docs_page", "openapi_document"]
 
@@ -74,9 +75,13 @@ def _body(kind: type) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(kind)}}}
 
 
-_SKU = {"name": "sku", "in": "path", "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}  # fmt: skip
+_SKU_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_SKU_LENGTH,
+               "pattern": SKU_PATTERN}  # fmt: skip
+_SKU = {"name": "sku", "in": "path", "required": True, "schema": _SKU_SCHEMA}
 _ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+               "pattern": KEY_PATTERN}  # fmt: skip
+_KEY = {"name": "Idempotency-Key", "in": "header", "schema": _KEY_SCHEMA}
 _ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 _WRITE = (400, 413, 415, 422, 503)
 
@@ -91,7 +96,7 @@ def openapi_document() -> dict[str, Any]:
         "/v1/products": {"get": {
             "summary": "List products in sku order (paged)",
             "parameters": [
-                {"name": "after", "in": "query", "schema": _SKU["schema"]},
+                {"name": "after", "in": "query", "schema": _SKU_SCHEMA},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
             ],
@@ -111,8 +116,7 @@ def openapi_document() -> dict[str, Any]:
                           **_problems(401, 403, 404, *_WRITE)}}},
         "/v1/orders": {"post": {
             "summary": "Place an order: every line or none",
-            "parameters": [{"name": "Idempotency-Key", "in": "header",
-                            "schema": {"type": "string", "maxLength": 255}}],
+            "parameters": [_KEY],
             "requestBody": _body(PlaceOrder),
             "responses": {"201": _answer(Order, "placed"), **_problems(404, 409, *_WRITE)}}},
         "/v1/orders/{order_id}": {"get": {"summary": "An order", "parameters": [_ID],
