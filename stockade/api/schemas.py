@@ -6,7 +6,7 @@ generated from these types, says exactly what the server enforces.
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -21,7 +21,7 @@ from stockade.engine.validation import (
     SKU_PATTERN,
 )
 
-__all__ = ["Adjustment", "Line", "PlaceOrder", "PutStock", "decoder"]
+__all__ = ["Adjustment", "BodyDecoder", "Line", "PlaceOrder", "PutStock", "decoder"]
 
 T = TypeVar("T")
 
@@ -59,10 +59,54 @@ class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
     hold_seconds: Annotated[int, Meta(ge=1, le=int(DEFAULT_MAX_HOLD.total_seconds()))] | None = None
 
 
-_DECODERS: dict[type, msgspec.json.Decoder] = {  # type: ignore[type-arg]
-    kind: msgspec.json.Decoder(kind) for kind in (PutStock, Adjustment, PlaceOrder)
+_untyped = msgspec.json.Decoder()
+
+
+def _integral_floats_as_ints(value: Any) -> tuple[Any, bool]:
+    """``value`` with each float that has no fraction (``5.0``) made an int, and whether any was."""
+    if type(value) is float and value.is_integer():
+        return int(value), True
+    if type(value) is dict:
+        changed = False
+        out = {}
+        for key, item in value.items():
+            out[key], item_changed = _integral_floats_as_ints(item)
+            changed |= item_changed
+        return out, changed
+    if type(value) is list:
+        pairs = [_integral_floats_as_ints(item) for item in value]
+        return [item for item, _ in pairs], any(changed for _, changed in pairs)
+    return value, False
+
+
+class BodyDecoder(Generic[T]):
+    """Decodes and validates one body type; raises msgspec.DecodeError (ValidationError for a
+    well-formed body that breaks the schema) with a message naming the field.
+
+    JSON Schema's ``integer`` is a number with no fraction, so ``5.0`` is one: an integer field
+    takes it as ``5``, and the document and the server agree. ``5.5`` and ``"5"`` are refused.
+    A body is decoded once, typed; only a body that fails that is decoded again untyped, its
+    integral floats made ints, and validated again.
+    """
+
+    def __init__(self, kind: type[T]) -> None:
+        self.kind = kind
+        self._typed = msgspec.json.Decoder(kind)
+
+    def decode(self, data: bytes | str) -> T:
+        try:
+            return self._typed.decode(data)
+        except msgspec.ValidationError:
+            value, changed = _integral_floats_as_ints(_untyped.decode(data))
+            if not changed:
+                raise
+            return msgspec.convert(value, self.kind)
+
+
+_DECODERS: dict[type, BodyDecoder[Any]] = {
+    kind: BodyDecoder(kind) for kind in (PutStock, Adjustment, PlaceOrder)
 }
 
 
-def decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+def decoder(kind: type[T]) -> BodyDecoder[T]:
     return _DECODERS[kind]
