@@ -15,6 +15,7 @@ from stockade.errors import (
     OutOfStock,
     Overloaded,
     StockadeError,
+    StockConflict,
     StoreInUse,
     UnknownProduct,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "OrderStatus",
     "OutOfStock",
     "Overloaded",
+    "StockConflict",
     "StockLevel",
     "StockadeError",
     "StoreInUse",

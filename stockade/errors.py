@@ -9,6 +9,7 @@ raised, and none of them leaves any state changed::
     ├── OrderNotFound         (an order id the engine does not know)
     ├── InvalidTransition     (confirming a cancelled or expired order)
     ├── InvalidRequest        (bad input: sku syntax, qty, lines, stock levels; also a ValueError)
+    │   └── StockConflict     (a stock change the product's current stock refuses)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── EngineClosed          (the engine is shutting down or has shut down)
@@ -31,6 +32,7 @@ __all__ = [
     "OutOfStock",
     "Overloaded",
     "StockadeError",
+    "StockConflict",
     "StoreInUse",
     "UnknownProduct",
 ]
@@ -87,8 +89,15 @@ class InvalidTransition(StockadeError):
 class InvalidRequest(StockadeError, ValueError):
     """Raised for input that can never succeed as given: a malformed sku, a quantity below 1 or
     above the limit, an empty order, too many or duplicate lines, a negative stock level, a
-    ``set_stock``/``adjust_stock`` that would put on-hand below what is reserved, a bad hold
-    time or idempotency key, or an unsupported database URL."""
+    bad hold time or idempotency key, or an unsupported database URL; and, as its subclass
+    :class:`StockConflict`, for a stock change the product's current stock refuses."""
+
+
+class StockConflict(InvalidRequest):
+    """Raised by ``set_stock`` or ``adjust_stock`` when the change is well formed but the
+    product's stock right now refuses it: on-hand would fall below what open holds reserve (or
+    below zero), or rise above the largest stock allowed. The same call may succeed once the
+    stock has moved (HTTP answers 409, not 422)."""
 
 
 class IdempotencyConflict(StockadeError):

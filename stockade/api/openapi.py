@@ -59,15 +59,22 @@ def _answer(kind: type, description: str, media: str = "application/json") -> di
     return {"description": description, "content": {media: {"schema": _ref(kind)}}}
 
 
-def _problems(*codes: int) -> dict[str, Any]:
+def _problems(*codes: int, conflict: str = "conflict") -> dict[str, Any]:
+    """Problem answers for ``codes``; ``conflict`` describes what a 409 means here."""
     described = {
         400: "malformed JSON", 401: "no admin token", 403: "wrong admin token",
-        404: "not found", 409: "conflict", 413: "body too large",
+        404: "not found", 409: conflict, 413: "body too large",
         415: "body not JSON", 422: "invalid input", 503: "overloaded, retry later",
     }  # fmt: skip
-    out = {str(c): _answer(Problem, described[c], "application/problem+json") for c in codes}
-    if 409 in codes:
-        out["409"] = _answer(OutOfStockProblem, "conflict", "application/problem+json")
+    return {str(c): _answer(Problem, described[c], "application/problem+json") for c in codes}
+
+
+def _order_problems(*codes: int) -> dict[str, Any]:
+    """As _problems, where a 409 may be out of stock (a Problem with ``shortages``)."""
+    out = _problems(*codes, conflict="out of stock (with shortages), or idempotency key reused")
+    out["409"]["content"]["application/problem+json"]["schema"] = {
+        "anyOf": [_ref(OutOfStockProblem), _ref(Problem)]
+    }
     return out
 
 
@@ -91,7 +98,9 @@ def openapi_document() -> dict[str, Any]:
         _TYPES, ref_template="#/components/schemas/{name}"
     )
     order_change = {"parameters": [_ID], "responses": {
-        "200": _answer(Order, "the order as it is now"), **_problems(404, 409, 503)}}  # fmt: skip
+        "200": _answer(Order, "the order as it is now"),
+        **_problems(404, 409, 503, conflict="not possible from the order's status")}}  # fmt: skip
+    stock_conflict = "refused by the product's stock now (on-hand below reserved, or above max)"
     paths = {
         "/v1/products": {"get": {
             "summary": "List products in sku order (paged)",
@@ -108,17 +117,18 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [_SKU], "security": _ADMIN, "requestBody": _body(PutStock),
                     "responses": {"200": _answer(StockLevel, "updated"),
                                   "201": _answer(StockLevel, "created"),
-                                  **_problems(401, 403, *_WRITE)}}},
+                                  **_problems(401, 403, 409, *_WRITE,
+                                              conflict=stock_conflict)}}},
         "/v1/products/{sku}/adjustments": {"post": {
             "summary": "Move on-hand by delta (merchant)", "parameters": [_SKU],
             "security": _ADMIN, "requestBody": _body(Adjustment),
             "responses": {"200": _answer(StockLevel, "adjusted"),
-                          **_problems(401, 403, 404, *_WRITE)}}},
+                          **_problems(401, 403, 404, 409, *_WRITE, conflict=stock_conflict)}}},
         "/v1/orders": {"post": {
             "summary": "Place an order: every line or none",
             "parameters": [_KEY],
             "requestBody": _body(PlaceOrder),
-            "responses": {"201": _answer(Order, "placed"), **_problems(404, 409, *_WRITE)}}},
+            "responses": {"201": _answer(Order, "placed"), **_order_problems(404, 409, *_WRITE)}}},
         "/v1/orders/{order_id}": {"get": {"summary": "An order", "parameters": [_ID],
             "responses": {"200": _answer(Order, "the order"), **_problems(404)}}},
         "/v1/orders/{order_id}/confirm": {"post": {"summary": "Confirm a hold", **order_change}},

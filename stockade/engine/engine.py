@@ -113,8 +113,8 @@ class Engine:
     # -- merchant calls -----------------------------------------------------------------------
 
     async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
-        """Create the product or overwrite its on-hand. Refused (InvalidRequest) below what is
-        reserved by open holds, or outside 0..MAX_STOCK."""
+        """Create the product or overwrite its on-hand. Refused with InvalidRequest outside
+        0..MAX_STOCK, with its subclass StockConflict below what open holds reserve."""
         check_sku(sku)
         check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
         self._enter()
@@ -124,8 +124,8 @@ class Engine:
             self._leave()
 
     async def adjust_stock(self, sku: str, delta: int, reason: str = "") -> StockLevel:
-        """Move on-hand by ``delta`` (non-zero). Refused (InvalidRequest) if on-hand would fall
-        below what is reserved (or below zero)."""
+        """Move on-hand by ``delta`` (non-zero). Refused with StockConflict (an InvalidRequest)
+        if on-hand would fall below what is reserved (or below zero) or rise above MAX_STOCK."""
         self._known(sku)
         check_stock_value("delta", delta, low=-MAX_STOCK, high=MAX_STOCK)
         if delta == 0:

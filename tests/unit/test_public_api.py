@@ -19,6 +19,7 @@ def test_public_names_are_pinned():
         "OrderStatus",
         "OutOfStock",
         "Overloaded",
+        "StockConflict",
         "StockLevel",
         "StockadeError",
         "StoreInUse",
