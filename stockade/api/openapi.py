@@ -93,16 +93,49 @@ _ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 _WRITE = (400, 413, 415, 422, 503)
 
 
+def _links(parameter: str, pointer: str, *operation_ids: str) -> dict[str, Any]:
+    """OpenAPI links from an answer to ``operation_ids``, each given ``parameter`` from the
+    answer's body at ``pointer`` (what a client, or schemathesis' state machine, calls next)."""
+    return {
+        operation_id[0].upper() + operation_id[1:]: {
+            "operationId": operation_id,
+            "parameters": {parameter: f"$response.body#{pointer}"},
+        }
+        for operation_id in operation_ids
+    }
+
+
+def _product_links() -> dict[str, Any]:
+    """Links from a product's StockLevel: read it, adjust it, hold one unit of it. The hold's
+    body is a literal with a runtime expression inside, which schemathesis evaluates; its
+    extension makes that the whole body, not merged into a generated one (whose other lines
+    could name the same sku)."""
+    links = _links("sku", "/sku", "getProduct", "adjustProduct")
+    links["PlaceOrder"] = {
+        "operationId": "placeOrder",
+        "requestBody": {"lines": [{"sku": "$response.body#/sku", "qty": 1}], "hold_seconds": 900},
+        "x-schemathesis": {"merge_body": False},
+    }
+    return links
+
+
+def _linked(answer: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
+    return {**answer, "links": links}
+
+
 def openapi_document() -> dict[str, Any]:
     (_, components) = msgspec.json.schema_components(
         _TYPES, ref_template="#/components/schemas/{name}"
     )
+    to_order = _links("order_id", "/id", "getOrder", "confirmOrder", "cancelOrder")
     order_change = {"parameters": [_ID], "responses": {
-        "200": _answer(Order, "the order as it is now"),
+        "200": _linked(_answer(Order, "the order as it is now"), to_order),
         **_problems(404, 409, 503, conflict="not possible from the order's status")}}  # fmt: skip
     stock_conflict = "refused by the product's stock now (on-hand below reserved, or above max)"
+    to_product = _product_links()
     paths = {
         "/v1/products": {"get": {
+            "operationId": "listProducts",
             "summary": "List products in sku order (paged)",
             "parameters": [
                 {"name": "after", "in": "query", "schema": _SKU_SCHEMA},
@@ -111,32 +144,41 @@ def openapi_document() -> dict[str, Any]:
             ],
             "responses": {"200": _answer(ProductPage, "a page"), **_problems(422)}}},
         "/v1/products/{sku}": {
-            "get": {"summary": "A product's stock", "parameters": [_SKU],
+            "get": {"operationId": "getProduct", "summary": "A product's stock",
+                    "parameters": [_SKU],
                     "responses": {"200": _answer(StockLevel, "stock"), **_problems(404, 422)}},
-            "put": {"summary": "Create a product or overwrite its on-hand (merchant)",
+            "put": {"operationId": "putProduct",
+                    "summary": "Create a product or overwrite its on-hand (merchant)",
                     "parameters": [_SKU], "security": _ADMIN, "requestBody": _body(PutStock),
-                    "responses": {"200": _answer(StockLevel, "updated"),
-                                  "201": _answer(StockLevel, "created"),
-                                  **_problems(401, 403, 409, *_WRITE,
-                                              conflict=stock_conflict)}}},
+                    "responses": {
+                        "200": _linked(_answer(StockLevel, "updated"), to_product),
+                        "201": _linked(_answer(StockLevel, "created"), to_product),
+                        **_problems(401, 403, 409, *_WRITE, conflict=stock_conflict)}}},
         "/v1/products/{sku}/adjustments": {"post": {
+            "operationId": "adjustProduct",
             "summary": "Move on-hand by delta (merchant)", "parameters": [_SKU],
             "security": _ADMIN, "requestBody": _body(Adjustment),
             "responses": {"200": _answer(StockLevel, "adjusted"),
                           **_problems(401, 403, 404, 409, *_WRITE, conflict=stock_conflict)}}},
         "/v1/orders": {"post": {
+            "operationId": "placeOrder",
             "summary": "Place an order: every line or none",
             "parameters": [_KEY],
             "requestBody": _body(PlaceOrder),
-            "responses": {"201": _answer(Order, "placed"), **_order_problems(404, 409, *_WRITE)}}},
-        "/v1/orders/{order_id}": {"get": {"summary": "An order", "parameters": [_ID],
+            "responses": {"201": _linked(_answer(Order, "placed"), to_order),
+                          **_order_problems(404, 409, *_WRITE)}}},
+        "/v1/orders/{order_id}": {"get": {
+            "operationId": "getOrder", "summary": "An order", "parameters": [_ID],
             "responses": {"200": _answer(Order, "the order"), **_problems(404)}}},
-        "/v1/orders/{order_id}/confirm": {"post": {"summary": "Confirm a hold", **order_change}},
-        "/v1/orders/{order_id}/cancel": {"post": {"summary": "Cancel or return", **order_change}},
-        "/healthz": {"get": {"summary": "Liveness",
+        "/v1/orders/{order_id}/confirm": {"post": {
+            "operationId": "confirmOrder", "summary": "Confirm a hold", **order_change}},
+        "/v1/orders/{order_id}/cancel": {"post": {
+            "operationId": "cancelOrder", "summary": "Cancel or return", **order_change}},
+        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                              "responses": {"200": _answer(Health, "alive")}}},
-        "/readyz": {"get": {"summary": "Readiness: the store keeps up", "responses": {
-            "200": _answer(Readiness, "ready"), "503": _answer(Readiness, "not ready")}}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: the store keeps up",
+                            "responses": {"200": _answer(Readiness, "ready"),
+                                          "503": _answer(Readiness, "not ready")}}},
     }  # fmt: skip
     return {
         "openapi": "3.1.0",

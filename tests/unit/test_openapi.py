@@ -1,5 +1,6 @@
 """/openapi.json says what the server enforces: its patterns mean what the engine's checks mean,
-under Python's ``re`` and under ECMA-262 alike, and its limits are the engine's constants."""
+under Python's ``re`` and under ECMA-262 alike, its limits are the engine's constants, and its
+links lead from a placed order to the routes that move it."""
 
 from __future__ import annotations
 
@@ -73,3 +74,31 @@ def test_limits_are_the_engines():
     assert (delta["minimum"], delta["maximum"]) == (-MAX_STOCK, MAX_STOCK)
     assert not jsonschema_rs.validator_for(delta).is_valid(0)  # the engine refuses 0
     assert SCHEMAS["Adjustment"]["properties"]["reason"]["maxLength"] == MAX_REASON_LENGTH
+
+
+def operation_ids() -> set[str]:
+    return {op["operationId"] for methods in DOCUMENT["paths"].values() for op in methods.values()}
+
+
+def test_a_placed_order_links_to_the_routes_that_move_it():
+    placed = DOCUMENT["paths"]["/v1/orders"]["post"]["responses"]["201"]["links"]
+    targets = {link["operationId"]: link["parameters"] for link in placed.values()}
+    assert targets == {
+        name: {"order_id": "$response.body#/id"}
+        for name in ("getOrder", "confirmOrder", "cancelOrder")
+    }
+
+
+def test_every_link_names_an_operation_and_its_parameters():
+    ids = operation_ids()
+    assert len(ids) == sum(len(methods) for methods in DOCUMENT["paths"].values())  # unique
+    by_id = {
+        op["operationId"]: op for methods in DOCUMENT["paths"].values() for op in methods.values()
+    }
+    for methods in DOCUMENT["paths"].values():
+        for operation in methods.values():
+            for answer in operation["responses"].values():
+                for link in answer.get("links", {}).values():
+                    target = by_id[link["operationId"]]
+                    names = {p["name"] for p in target.get("parameters", [])}
+                    assert set(link.get("parameters", {})) <= names, link
