@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import signal
+from typing import cast
 
 import msgspec
 import trio
@@ -20,13 +21,24 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from stockade._open import open_engine
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.fastpath import ASGIApp, Message, Receive, Scope, Send
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
 
-__all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tune_gc"]
+__all__ = [
+    "BODY_WAIT_S",
+    "GC_YOUNG_THRESHOLD",
+    "ServerSettings",
+    "end_responses_cleanly",
+    "serve",
+    "tune_gc",
+]
 
 #: Allocations between young collections while serving (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
+#: How long an answer sent before its request's body arrived waits for that body before its
+#: connection is closed instead of reused (see end_responses_cleanly).
+BODY_WAIT_S = 1.0
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
@@ -60,6 +72,45 @@ def tune_gc() -> dict[str, object]:
     return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
+def end_responses_cleanly(app: ASGIApp, body_wait_s: float = BODY_WAIT_S) -> ASGIApp:
+    """``app``, with the last message of each HTTP response held until the request's body has
+    arrived (for at most ``body_wait_s``) and then sent in a shielded cancel scope.
+
+    An answer may go out before the body it answers has arrived: a 401, 404, 405 or 413
+    never reads it. hypercorn then cannot reuse the connection and closes it, from inside the
+    send of that last message, while quart-trio cancels the request's tasks as soon as the
+    response is out; unshielded, the cancel cut the close short and the connection hung, its
+    next request never answered. Waiting for the body first keeps the connection usable (the
+    client, still sending it, sees no reset); after ``body_wait_s`` the close goes ahead, and
+    the shield lets it finish. The response's data is sent at once; only its end waits. Both
+    waits are bounded: hypercorn shields its socket writes itself.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        body_read = trio.Event()
+
+        async def receive_noting_the_end() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                body_read.set()  # the whole body, or a disconnect
+            return message
+
+        async def send_the_end_cleanly(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(body_wait_s):
+                        await body_read.wait()
+                    await send(message)
+            else:
+                await send(message)
+
+        return await app(scope, receive_noting_the_end, send_the_end_cleanly)
+
+    return wrapped
+
+
 async def _until_signalled() -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -82,7 +133,10 @@ async def serve(
 
         async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
-                app, config, shutdown_trigger=_until_signalled, task_status=task_status
+                end_responses_cleanly(cast(ASGIApp, app)),  # type: ignore[arg-type]
+                config,
+                shutdown_trigger=_until_signalled,
+                task_status=task_status,
             )
 
         async with trio.open_nursery() as nursery:
