@@ -41,11 +41,17 @@ from datetime import datetime, timedelta
 import trio
 
 import stockade
-from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAX_HOLD
+from stockade.engine.engine import DEFAULT_KEY_TTL
 from stockade.engine.events import Event
 from stockade.engine.models import Order
 from stockade.engine.orders import OrderBook, from_timestamp
-from stockade.engine.validation import Lines, check_hold, check_idempotency_key, check_lines
+from stockade.engine.validation import (
+    DEFAULT_MAX_HOLD,
+    Lines,
+    check_hold,
+    check_idempotency_key,
+    check_lines,
+)
 
 #: engine / order-keeping baseline, for the hot product and for 100 products
 TARGET = 0.8

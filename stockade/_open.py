@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import trio
 
-from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD, Engine
+from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, Engine
+from stockade.engine.validation import DEFAULT_MAX_HOLD
 from stockade.errors import InvalidRequest
 from stockade.persistence.journal import Durability, Journal, Store
 from stockade.persistence.keys import KeyedStore

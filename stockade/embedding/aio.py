@@ -24,9 +24,9 @@ import trio
 
 from stockade._open import DEFAULT_JOURNAL_SIZE, DEFAULT_SHUTDOWN_GRACE
 from stockade.embedding.thread import EngineThread
-from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD, Engine
+from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, Engine
 from stockade.engine.models import EngineStatistics, Order, StockLevel
-from stockade.engine.validation import Lines
+from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
 from stockade.persistence.journal import Durability, Store
 
 __all__ = ["AsyncioEngine", "open_asyncio_engine"]

@@ -27,9 +27,9 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, Type
 import trio
 
 from stockade._open import DEFAULT_JOURNAL_SIZE, DEFAULT_SHUTDOWN_GRACE, open_engine
-from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD, Engine
+from stockade.engine.engine import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, Engine
 from stockade.engine.models import EngineStatistics, Order, StockLevel
-from stockade.engine.validation import Lines
+from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
 from stockade.errors import EngineClosed, InvalidRequest
 from stockade.persistence.journal import Durability, Store
 

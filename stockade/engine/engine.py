@@ -43,6 +43,8 @@ from stockade.engine.ledger import ProductLedger
 from stockade.engine.models import EngineStatistics, Order, StockLevel
 from stockade.engine.orders import OrderBook
 from stockade.engine.validation import (
+    DEFAULT_MAX_HOLD,
+    MAX_REASON_LENGTH,
     MAX_STOCK,
     Lines,
     check_hold,
@@ -61,11 +63,10 @@ from stockade.errors import (
     UnknownProduct,
 )
 
-__all__ = ["DEFAULT_KEY_TTL", "DEFAULT_MAILBOX_SIZE", "DEFAULT_MAX_HOLD", "Engine"]
+__all__ = ["DEFAULT_KEY_TTL", "DEFAULT_MAILBOX_SIZE", "Engine"]
 
 DEFAULT_MAILBOX_SIZE = 10_000
 DEFAULT_KEY_TTL = timedelta(hours=24)
-DEFAULT_MAX_HOLD = timedelta(days=1)
 
 
 class Engine:
@@ -120,8 +121,8 @@ class Engine:
     # -- merchant calls -----------------------------------------------------------------------
 
     async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
-        """Create the product or overwrite its on-hand. Refused (InvalidRequest) below what is
-        reserved by open holds, or outside 0..MAX_STOCK."""
+        """Create the product or overwrite its on-hand. Refused with InvalidRequest outside
+        0..MAX_STOCK, with its subclass StockConflict below what open holds reserve."""
         check_sku(sku)
         check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
         self._enter()
@@ -131,14 +132,16 @@ class Engine:
             self._leave()
 
     async def adjust_stock(self, sku: str, delta: int, reason: str = "") -> StockLevel:
-        """Move on-hand by ``delta`` (non-zero). Refused (InvalidRequest) if on-hand would fall
-        below what is reserved (or below zero)."""
+        """Move on-hand by ``delta`` (non-zero). Refused with StockConflict (an InvalidRequest)
+        if on-hand would fall below what is reserved (or below zero) or rise above MAX_STOCK."""
         self._known(sku)
         check_stock_value("delta", delta, low=-MAX_STOCK, high=MAX_STOCK)
         if delta == 0:
             raise InvalidRequest("delta must not be zero")
-        if not isinstance(reason, str) or len(reason) > 1000:
-            raise InvalidRequest("reason must be a string of at most 1000 characters")
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+            raise InvalidRequest(
+                f"reason must be a string of at most {MAX_REASON_LENGTH} characters"
+            )
         self._enter()
         try:
             return await self._change_product(sku, Adjust(delta, reason))

@@ -22,7 +22,7 @@ from stockade.engine.commands import (
 from stockade.engine.events import Adjusted, StockSet
 from stockade.engine.models import StockLevel
 from stockade.engine.validation import MAX_STOCK
-from stockade.errors import InvalidRequest
+from stockade.errors import StockConflict
 
 __all__ = ["ProductLedger", "Reply"]
 
@@ -53,7 +53,7 @@ class ProductLedger:
     def apply(self, command: Command, now: float) -> Reply:
         """Carry out ``command`` at time ``now`` (UNIX seconds) and return its reply.
 
-        Raises InvalidRequest (state unchanged) for a merchant change that would break the
+        Raises StockConflict (state unchanged) for a merchant change that would break the
         invariants. Raises KeyError for a hold that does not exist: that is a bug upstream.
         """
         # Ordered by frequency: a Take is by far the most common message.
@@ -111,7 +111,7 @@ class ProductLedger:
 
     def _set(self, on_hand: int, now: float) -> tuple[StockLevel, StockSet]:
         if on_hand < self.reserved:
-            raise InvalidRequest(
+            raise StockConflict(
                 f"cannot set on_hand of {self.sku!r} to {on_hand}: "
                 f"{self.reserved} units are reserved by open holds"
             )
@@ -122,13 +122,13 @@ class ProductLedger:
     def _adjust(self, delta: int, reason: str, now: float) -> tuple[StockLevel, Adjusted]:
         after = self.on_hand + delta
         if after < self.reserved:
-            raise InvalidRequest(
+            raise StockConflict(
                 f"cannot adjust {self.sku!r} by {delta}: on_hand would be {after}, "
                 f"below the {self.reserved} units reserved"
                 if self.reserved
                 else f"cannot adjust {self.sku!r} by {delta}: on_hand would be {after}"
             )
         if after > MAX_STOCK:
-            raise InvalidRequest(f"cannot adjust {self.sku!r} by {delta}: above {MAX_STOCK}")
+            raise StockConflict(f"cannot adjust {self.sku!r} by {delta}: above {MAX_STOCK}")
         self.on_hand = after
         return self.level(), Adjusted(self.sku, delta, reason, now)
