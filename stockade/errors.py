@@ -11,6 +11,7 @@ when it is raised::
     ├── OrderNotFound         (an order id the engine does not know)
     ├── InvalidTransition     (confirming a cancelled or expired order; extending past the cap)
     ├── InvalidRequest        (bad input: sku syntax, qty, lines, stock levels; also a ValueError)
+    │   └── StockConflict     (a stock change the product's current stock refuses)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── EngineClosed          (the engine is shutting down or has shut down)
@@ -45,6 +46,7 @@ __all__ = [
     "OutOfStock",
     "Overloaded",
     "StockadeError",
+    "StockConflict",
     "StoreError",
     "StoreInUse",
     "StoreLost",
@@ -130,7 +132,16 @@ class InvalidRequest(StockadeError, ValueError):
     ``set_stock``/``adjust_stock`` that would put on-hand below what is reserved, a bad hold
     time or idempotency key, an unsupported database URL or engine option; and for an object
     used out of turn (an ``EngineThread`` started twice, a store committed to before it was
-    loaded). It is also a ``ValueError``, so code that catches bad values keeps working."""
+    loaded). It is also a ``ValueError``, so code that catches bad values keeps working. Its
+    subclass :class:`StockConflict` is raised for a stock change the product's current stock
+    refuses."""
+
+
+class StockConflict(InvalidRequest):
+    """Raised by ``set_stock`` or ``adjust_stock`` when the change is well formed but the
+    product's stock right now refuses it: on-hand would fall below what open holds reserve (or
+    below zero), or rise above the largest stock allowed. The same call may succeed once the
+    stock has moved (HTTP answers 409, not 422)."""
 
 
 class IdempotencyConflict(StockadeError):

@@ -1,8 +1,7 @@
 """The OpenAPI 3.1 document, its schemas generated from the msgspec types the API uses.
 
 Each operation's ``security`` (and its 401/403 answers, and ``x-stockade-role``) comes from the
-role its route declares (:func:`stockade.api.auth.requires`), never from this file.
-"""
+role its route declares (:func:`stockade.api.auth.requires`), never from this file."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from stockade.api.auth import Access
 from stockade.api.keys import ApiKey, KeyPage, NewKey
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.engine.models import Order, StockLevel
+from stockade.engine.validation import KEY_PATTERN, MAX_KEY_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN
 
 __all__ = ["docs_page", "openapi_document"]
 
@@ -64,16 +64,23 @@ def _answer(kind: type, description: str, media: str = "application/json") -> di
     return {"description": description, "content": {media: {"schema": _ref(kind)}}}
 
 
-def _problems(*codes: int) -> dict[str, Any]:
+def _problems(*codes: int, conflict: str = "conflict") -> dict[str, Any]:
+    """Problem answers for ``codes``; ``conflict`` describes what a 409 means here."""
     described = {
         400: "malformed JSON", 401: "no key, or one that is not valid",
         403: "a key whose role is too low",
-        404: "not found", 409: "conflict", 413: "body too large",
+        404: "not found", 409: conflict, 413: "body too large",
         415: "body not JSON", 422: "invalid input", 503: "overloaded, retry later",
     }  # fmt: skip
-    out = {str(c): _answer(Problem, described[c], "application/problem+json") for c in codes}
-    if 409 in codes:
-        out["409"] = _answer(OutOfStockProblem, "conflict", "application/problem+json")
+    return {str(c): _answer(Problem, described[c], "application/problem+json") for c in codes}
+
+
+def _order_problems(*codes: int) -> dict[str, Any]:
+    """As _problems, where a 409 may be out of stock (a Problem with ``shortages``)."""
+    out = _problems(*codes, conflict="out of stock (with shortages), or idempotency key reused")
+    out["409"]["content"]["application/problem+json"]["schema"] = {
+        "anyOf": [_ref(OutOfStockProblem), _ref(Problem)]
+    }
     return out
 
 
@@ -81,9 +88,13 @@ def _body(kind: type) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(kind)}}}
 
 
-_SKU = {"name": "sku", "in": "path", "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}  # fmt: skip
+_SKU_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_SKU_LENGTH,
+               "pattern": SKU_PATTERN}  # fmt: skip
+_SKU = {"name": "sku", "in": "path", "required": True, "schema": _SKU_SCHEMA}
 _ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+               "pattern": KEY_PATTERN}  # fmt: skip
+_KEY = {"name": "Idempotency-Key", "in": "header", "schema": _KEY_SCHEMA}
 _KEY_ID = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _WHO = {"anyone": "anyone", "service": "a service or merchant key", "merchant": "a merchant key"}
 _WRITE = (400, 413, 415, 422, 503)
@@ -109,6 +120,36 @@ def _secure(operation: dict[str, Any], access: Access, public_holds: bool) -> No
     responses["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
 
 
+def _links(parameter: str, pointer: str, *operation_ids: str) -> dict[str, Any]:
+    """OpenAPI links from an answer to ``operation_ids``, each given ``parameter`` from the
+    answer's body at ``pointer`` (what a client, or schemathesis' state machine, calls next)."""
+    return {
+        operation_id[0].upper() + operation_id[1:]: {
+            "operationId": operation_id,
+            "parameters": {parameter: f"$response.body#{pointer}"},
+        }
+        for operation_id in operation_ids
+    }
+
+
+def _product_links() -> dict[str, Any]:
+    """Links from a product's StockLevel: read it, adjust it, hold one unit of it. The hold's
+    body is a literal with a runtime expression inside, which schemathesis evaluates; its
+    extension makes that the whole body, not merged into a generated one (whose other lines
+    could name the same sku)."""
+    links = _links("sku", "/sku", "getProduct", "adjustProduct")
+    links["PlaceOrder"] = {
+        "operationId": "placeOrder",
+        "requestBody": {"lines": [{"sku": "$response.body#/sku", "qty": 1}], "hold_seconds": 900},
+        "x-schemathesis": {"merge_body": False},
+    }
+    return links
+
+
+def _linked(answer: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
+    return {**answer, "links": links}
+
+
 def openapi_document(
     access: dict[tuple[str, str], Access] | None = None, *, public_holds: bool = False
 ) -> dict[str, Any]:
@@ -117,58 +158,77 @@ def openapi_document(
     (_, components) = msgspec.json.schema_components(
         _TYPES, ref_template="#/components/schemas/{name}"
     )
+    to_order = _links("order_id", "/id", "getOrder", "confirmOrder", "cancelOrder")
     order_change = {"parameters": [_ID], "responses": {
-        "200": _answer(Order, "the order as it is now"), **_problems(404, 409, 503)}}  # fmt: skip
+        "200": _linked(_answer(Order, "the order as it is now"), to_order),
+        **_problems(404, 409, 503, conflict="not possible from the order's status")}}  # fmt: skip
+    stock_conflict = "refused by the product's stock now (on-hand below reserved, or above max)"
+    to_product = _product_links()
     paths: dict[str, dict[str, Any]] = {
         "/v1/products": {"get": {
+            "operationId": "listProducts",
             "summary": "List products in sku order (paged)",
             "parameters": [
-                {"name": "after", "in": "query", "schema": _SKU["schema"]},
+                {"name": "after", "in": "query", "schema": _SKU_SCHEMA},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
             ],
             "responses": {"200": _answer(ProductPage, "a page"), **_problems(422)}}},
         "/v1/products/{sku}": {
-            "get": {"summary": "A product's stock", "parameters": [_SKU],
+            "get": {"operationId": "getProduct", "summary": "A product's stock",
+                    "parameters": [_SKU],
                     "responses": {"200": _answer(StockLevel, "stock"), **_problems(404, 422)}},
-            "put": {"summary": "Create a product or overwrite its on-hand",
+            "put": {"operationId": "putProduct",
+                    "summary": "Create a product or overwrite its on-hand",
                     "parameters": [_SKU], "requestBody": _body(PutStock),
-                    "responses": {"200": _answer(StockLevel, "updated"),
-                                  "201": _answer(StockLevel, "created"), **_problems(*_WRITE)}}},
+                    "responses": {
+                        "200": _linked(_answer(StockLevel, "updated"), to_product),
+                        "201": _linked(_answer(StockLevel, "created"), to_product),
+                        **_problems(409, *_WRITE, conflict=stock_conflict)}}},
         "/v1/products/{sku}/adjustments": {"post": {
+            "operationId": "adjustProduct",
             "summary": "Move on-hand by delta", "parameters": [_SKU],
             "requestBody": _body(Adjustment),
-            "responses": {"200": _answer(StockLevel, "adjusted"), **_problems(404, *_WRITE)}}},
+            "responses": {"200": _answer(StockLevel, "adjusted"),
+                          **_problems(404, 409, *_WRITE, conflict=stock_conflict)}}},
         "/v1/orders": {"post": {
+            "operationId": "placeOrder",
             "summary": "Place an order: every line or none",
-            "parameters": [{"name": "Idempotency-Key", "in": "header",
-                            "schema": {"type": "string", "maxLength": 255}}],
+            "parameters": [_KEY],
             "requestBody": _body(PlaceOrder),
-            "responses": {"201": _answer(Order, "placed"), **_problems(404, 409, *_WRITE)}}},
-        "/v1/orders/{order_id}": {"get": {"summary": "An order", "parameters": [_ID],
+            "responses": {"201": _linked(_answer(Order, "placed"), to_order),
+                          **_order_problems(404, 409, *_WRITE)}}},
+        "/v1/orders/{order_id}": {"get": {
+            "operationId": "getOrder", "summary": "An order", "parameters": [_ID],
             "responses": {"200": _answer(Order, "the order"), **_problems(404)}}},
-        "/v1/orders/{order_id}/confirm": {"post": {"summary": "Confirm a hold", **order_change}},
-        "/v1/orders/{order_id}/cancel": {"post": {"summary": "Cancel or return", **order_change}},
+        "/v1/orders/{order_id}/confirm": {"post": {
+            "operationId": "confirmOrder", "summary": "Confirm a hold", **order_change}},
+        "/v1/orders/{order_id}/cancel": {"post": {
+            "operationId": "cancelOrder", "summary": "Cancel or return", **order_change}},
         "/v1/keys": {
-            "post": {"summary": "Make an API key (shown once)", "requestBody": _body(CreateKey),
+            "post": {"operationId": "createKey", "summary": "Make an API key (shown once)",
+                     "requestBody": _body(CreateKey),
                      "responses": {"201": _answer(NewKey, "the key, shown this once"),
                                    **_problems(400, 413, 415, 422, 503)}},
-            "get": {"summary": "List the API keys (never their secrets)",
+            "get": {"operationId": "listKeys", "summary": "List the API keys (never their secrets)",
                     "responses": {"200": _answer(KeyPage, "every key, revoked ones too"),
                                   **_problems(503)}}},
         "/v1/keys/{key_id}": {"delete": {
-            "summary": "Revoke an API key (idempotent)", "parameters": [_KEY_ID],
+            "operationId": "revokeKey", "summary": "Revoke an API key (idempotent)",
+            "parameters": [_KEY_ID],
             "responses": {"200": _answer(ApiKey, "the key, revoked"), **_problems(404, 503)}}},
-        "/healthz": {"get": {"summary": "Liveness",
+        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                              "responses": {"200": _answer(Health, "alive")}}},
-        "/readyz": {"get": {"summary": "Readiness: the store keeps up", "responses": {
-            "200": _answer(Readiness, "ready"), "503": _answer(Readiness, "not ready")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics",
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: the store keeps up",
+                            "responses": {"200": _answer(Readiness, "ready"),
+                                          "503": _answer(Readiness, "not ready")}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
                              "responses": {"200": _text("text/plain", "the metrics")}}},
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                  "responses": {"200": {
             "description": "OpenAPI 3.1",
             "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-        "/docs": {"get": {"summary": "This document as an HTML page",
+        "/docs": {"get": {"operationId": "docs", "summary": "This document as an HTML page",
                           "responses": {"200": _text("text/html", "the page")}}},
     }  # fmt: skip
     for path, operations in paths.items():

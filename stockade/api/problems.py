@@ -19,6 +19,7 @@ from stockade.errors import (
     OutOfStock,
     Overloaded,
     StockadeError,
+    StockConflict,
     UnknownProduct,
 )
 
@@ -41,6 +42,7 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     OrderNotFound: (404, "order-not-found", "Order not found"),
     InvalidTransition: (409, "invalid-transition", "Invalid order transition"),
     IdempotencyConflict: (409, "idempotency-conflict", "Idempotency key reused"),
+    StockConflict: (409, "stock-conflict", "Stock conflict"),  # before its base, InvalidRequest
     InvalidRequest: (422, "invalid-request", "Invalid request"),
     Overloaded: (503, "overloaded", "Overloaded"),
     EngineClosed: (503, "shutting-down", "Shutting down"),

@@ -1,18 +1,33 @@
-"""Request bodies, validated once at the boundary with msgspec (one decoder per type)."""
+"""Request bodies, validated once at the boundary with msgspec (one decoder per type).
+
+Every limit here is the engine's own (stockade/engine/validation.py), so /openapi.json, which is
+generated from these types, says exactly what the server enforces.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from msgspec import Meta
 
-from stockade.engine.validation import MAX_LINES, MAX_QTY, MAX_STOCK
-from stockade.persistence.keys import MAX_NAME_CHARS, KeyRole
+from stockade.engine.validation import (
+    DEFAULT_MAX_HOLD,
+    MAX_LINES,
+    MAX_QTY,
+    MAX_REASON_LENGTH,
+    MAX_SKU_LENGTH,
+    MAX_STOCK,
+    SKU_PATTERN,
+)
+from stockade.persistence.keys import MAX_NAME_CHARS, NAME_PATTERN, KeyRole
 
-__all__ = ["Adjustment", "CreateKey", "Line", "PlaceOrder", "PutStock", "decoder"]
+__all__ = ["Adjustment", "BodyDecoder", "CreateKey", "Line", "PlaceOrder", "PutStock", "decoder"]
 
 T = TypeVar("T")
+
+#: A sku in a body: the pattern means the same to msgspec (Python ``re``) and to JSON Schema.
+Sku = Annotated[str, Meta(min_length=1, max_length=MAX_SKU_LENGTH, pattern=SKU_PATTERN)]
 
 
 class PutStock(msgspec.Struct, forbid_unknown_fields=True):
@@ -20,29 +35,84 @@ class PutStock(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Adjustment(msgspec.Struct, forbid_unknown_fields=True):
-    delta: Annotated[int, Meta(ge=-MAX_STOCK, le=MAX_STOCK)]
-    reason: Annotated[str, Meta(max_length=1000)] = ""
+    # The engine refuses a zero delta (it would move nothing); the schema says so.
+    delta: Annotated[
+        int, Meta(ge=-MAX_STOCK, le=MAX_STOCK, extra_json_schema={"not": {"const": 0}})
+    ]
+    reason: Annotated[str, Meta(max_length=MAX_REASON_LENGTH)] = ""
 
 
 class Line(msgspec.Struct, forbid_unknown_fields=True):
-    sku: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+    sku: Sku
     qty: Annotated[int, Meta(ge=1, le=MAX_QTY)]
 
 
 class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
-    lines: Annotated[list[Line], Meta(min_length=1, max_length=MAX_LINES)]
-    hold_seconds: Annotated[int, Meta(ge=1, le=86_400)] | None = None
+    lines: Annotated[
+        list[Line],
+        Meta(
+            min_length=1,
+            max_length=MAX_LINES,
+            description="One line per sku: a sku named in two lines is refused (422).",
+            extra_json_schema={"uniqueItems": True},
+        ),
+    ]
+    hold_seconds: Annotated[int, Meta(ge=1, le=int(DEFAULT_MAX_HOLD.total_seconds()))] | None = None
 
 
 class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
     role: KeyRole
-    name: Annotated[str, Meta(max_length=MAX_NAME_CHARS)] = ""
+    name: Annotated[str, Meta(max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)] = ""
 
 
-_DECODERS: dict[type, msgspec.json.Decoder] = {  # type: ignore[type-arg]
-    kind: msgspec.json.Decoder(kind) for kind in (PutStock, Adjustment, PlaceOrder, CreateKey)
+_untyped = msgspec.json.Decoder()
+
+
+def _integral_floats_as_ints(value: Any) -> tuple[Any, bool]:
+    """``value`` with each float that has no fraction (``5.0``) made an int, and whether any was."""
+    if type(value) is float and value.is_integer():
+        return int(value), True
+    if type(value) is dict:
+        changed = False
+        out = {}
+        for key, item in value.items():
+            out[key], item_changed = _integral_floats_as_ints(item)
+            changed |= item_changed
+        return out, changed
+    if type(value) is list:
+        pairs = [_integral_floats_as_ints(item) for item in value]
+        return [item for item, _ in pairs], any(changed for _, changed in pairs)
+    return value, False
+
+
+class BodyDecoder(Generic[T]):
+    """Decodes and validates one body type; raises msgspec.DecodeError (ValidationError for a
+    well-formed body that breaks the schema) with a message naming the field.
+
+    JSON Schema's ``integer`` is a number with no fraction, so ``5.0`` is one: an integer field
+    takes it as ``5``, and the document and the server agree. ``5.5`` and ``"5"`` are refused.
+    A body is decoded once, typed; only a body that fails that is decoded again untyped, its
+    integral floats made ints, and validated again.
+    """
+
+    def __init__(self, kind: type[T]) -> None:
+        self.kind = kind
+        self._typed = msgspec.json.Decoder(kind)
+
+    def decode(self, data: bytes | str) -> T:
+        try:
+            return self._typed.decode(data)
+        except msgspec.ValidationError:
+            value, changed = _integral_floats_as_ints(_untyped.decode(data))
+            if not changed:
+                raise
+            return msgspec.convert(value, self.kind)
+
+
+_DECODERS: dict[type, BodyDecoder[Any]] = {
+    kind: BodyDecoder(kind) for kind in (PutStock, Adjustment, PlaceOrder, CreateKey)
 }
 
 
-def decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+def decoder(kind: type[T]) -> BodyDecoder[T]:
     return _DECODERS[kind]

@@ -31,7 +31,7 @@ from stockade.engine.events import Adjusted, StockSet, Transferred
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable, Where
 from stockade.engine.models import LocationLevel, StockLevel
 from stockade.engine.validation import MAX_STOCK
-from stockade.errors import InvalidRequest, OutOfStock
+from stockade.errors import OutOfStock, StockConflict
 
 __all__ = ["ProductLedger", "Reply"]
 
@@ -119,7 +119,7 @@ class ProductLedger:
     def apply(self, command: Command, now: float, table: LocationTable) -> Reply:
         """Carry out ``command`` at time ``now`` (UNIX seconds) and return its reply.
 
-        Raises InvalidRequest or OutOfStock (state unchanged) for a merchant change that would
+        Raises StockConflict or OutOfStock (state unchanged) for a merchant change that would
         break the invariants. Raises KeyError for a hold that does not exist: a bug upstream.
         """
         # Ordered by frequency: a Take is by far the most common message.
@@ -283,13 +283,13 @@ class ProductLedger:
     ) -> tuple[StockLevel, StockSet]:
         before, reserved = self.site(location)
         if on_hand < reserved:
-            raise InvalidRequest(
+            raise StockConflict(
                 f"cannot set on_hand of {self.sku!r} at {location!r} to {on_hand}: "
                 f"{reserved} units are reserved there by open holds"
             )
         delta = on_hand - before
         if self.on_hand + delta > MAX_STOCK:
-            raise InvalidRequest(f"cannot set on_hand of {self.sku!r}: above {MAX_STOCK} in all")
+            raise StockConflict(f"cannot set on_hand of {self.sku!r}: above {MAX_STOCK} in all")
         self._change_on_hand(location, delta)
         return self.level(table), StockSet(self.sku, location, on_hand, delta, now)
 
@@ -300,14 +300,14 @@ class ProductLedger:
         after = on_hand + delta
         if after < reserved:
             where = "" if location == _DEFAULT else f" at {location!r}"
-            raise InvalidRequest(
+            raise StockConflict(
                 f"cannot adjust {self.sku!r}{where} by {delta}: on_hand would be {after}, "
                 f"below the {reserved} units reserved"
                 if reserved
                 else f"cannot adjust {self.sku!r}{where} by {delta}: on_hand would be {after}"
             )
         if self.on_hand + delta > MAX_STOCK:
-            raise InvalidRequest(f"cannot adjust {self.sku!r} by {delta}: above {MAX_STOCK}")
+            raise StockConflict(f"cannot adjust {self.sku!r} by {delta}: above {MAX_STOCK}")
         self._change_on_hand(location, delta)
         return self.level(table), Adjusted(self.sku, location, delta, reason, now)
 

@@ -32,9 +32,10 @@ class Merchant(EngineCore):
     async def set_stock(
         self, sku: str, on_hand: int, location: str = DEFAULT_LOCATION
     ) -> StockLevel:
-        """Create the product or overwrite its on-hand at ``location``. Refused
-        (InvalidRequest) below what is reserved there by open holds, or outside 0..MAX_STOCK;
-        UnknownLocation for a location never created."""
+        """Create the product or overwrite its on-hand at ``location``. Refused with
+        InvalidRequest outside 0..MAX_STOCK, with its subclass StockConflict below what open
+        holds reserve there (or above MAX_STOCK in all); UnknownLocation for a location never
+        created."""
         check_sku(sku)
         check_stock_value("on_hand", on_hand, low=0, high=MAX_STOCK)
         self._table.location(location)
@@ -43,8 +44,9 @@ class Merchant(EngineCore):
     async def adjust_stock(
         self, sku: str, delta: int, reason: str = "", location: str = DEFAULT_LOCATION
     ) -> StockLevel:
-        """Move on-hand at ``location`` by ``delta`` (non-zero). Refused (InvalidRequest) if
-        on-hand there would fall below what is reserved (or below zero)."""
+        """Move on-hand at ``location`` by ``delta`` (non-zero). Refused with StockConflict (an
+        InvalidRequest) if on-hand there would fall below what is reserved (or below zero) or
+        the product's rise above MAX_STOCK."""
         self._known(sku)
         check_stock_value("delta", delta, low=-MAX_STOCK, high=MAX_STOCK)
         if delta == 0:

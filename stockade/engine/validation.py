@@ -10,12 +10,15 @@ from stockade.errors import InvalidRequest
 
 __all__ = [
     "DEFAULT_MAX_HOLD",
+    "KEY_PATTERN",
     "MAX_KEY_LENGTH",
     "MAX_LINES",
     "MAX_REASON_LENGTH",
+    "MAX_SKU_LENGTH",
     "Lines",
     "MAX_QTY",
     "MAX_STOCK",
+    "SKU_PATTERN",
     "check_hold",
     "check_idempotency_key",
     "check_lines",
@@ -31,13 +34,22 @@ MAX_LINES = 100
 MAX_QTY = 1_000_000
 #: Largest on-hand a product may have; keeps every value inside a 64-bit SQL integer with room.
 MAX_STOCK = 10**12
+MAX_SKU_LENGTH = 128
 MAX_KEY_LENGTH = 255
 MAX_REASON_LENGTH = 1000
-#: The longest hold (``hold_for``) an engine takes unless told otherwise (``max_hold``).
+#: The longest hold an engine grants unless it is opened with another ``max_hold``.
 DEFAULT_MAX_HOLD = timedelta(days=1)
 
-_SKU = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# The patterns below are whole-value patterns that mean the same under Python's ``re`` (msgspec
+# applies a pattern with ``re.search``) and ECMA-262 (JSON Schema): anchored at both ends, with
+# ``(?!\n)`` before ``$`` because Python's ``$`` also matches before a final newline.
+#: A sku: 1-128 characters of ``A-Z a-z 0-9 . _ : -``.
+SKU_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{MAX_SKU_LENGTH}}}(?!\n)$"
+#: An idempotency key: 1-255 visible ASCII characters.
+KEY_PATTERN = rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}(?!\n)$"
+
+_SKU = re.compile(SKU_PATTERN)
+_KEY = re.compile(KEY_PATTERN)
 
 
 def _is_int(value: object) -> bool:
@@ -47,16 +59,18 @@ def _is_int(value: object) -> bool:
 def check_sku(sku: object) -> str:
     """Return ``sku`` if it is 1-128 chars of ``[A-Za-z0-9._:-]``, else raise InvalidRequest."""
     if type(sku) is not str or _SKU.fullmatch(sku) is None:
-        raise InvalidRequest(f"invalid sku {sku!r}: use 1-128 characters of A-Z a-z 0-9 . _ : -")
+        raise InvalidRequest(
+            f"invalid sku {sku!r}: use 1-{MAX_SKU_LENGTH} characters of A-Z a-z 0-9 . _ : -"
+        )
     return sku
 
 
 def check_location_id(value: object, *, what: str = "location id") -> str:
     """Return ``value`` if it is a valid location or channel id (the sku syntax), else raise
     InvalidRequest naming ``what``."""
-    if type(value) is not str or _SKU.fullmatch(value) is None:
+    if type(value) is not str or _SKU.search(value) is None:
         raise InvalidRequest(
-            f"invalid {what} {value!r}: use 1-128 characters of A-Z a-z 0-9 . _ : -"
+            f"invalid {what} {value!r}: use 1-{MAX_SKU_LENGTH} characters of A-Z a-z 0-9 . _ : -"
         )
     return value
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Coroutine
@@ -35,6 +36,7 @@ __all__ = [
     "ID_HEX_DIGITS",
     "KEY_PREFIX",
     "MAX_NAME_CHARS",
+    "NAME_PATTERN",
     "ROLES",
     "KeyRecord",
     "KeyRole",
@@ -56,6 +58,10 @@ ROLES: tuple[KeyRole, ...] = ("service", "merchant")
 KEY_PREFIX = "sk_"
 ID_HEX_DIGITS = 16
 MAX_NAME_CHARS = 200
+#: A key's name: any text without control characters (C0, DEL, C1), in a form that means the
+#: same in Python's ``re`` and JSON Schema's regex dialect (so the OpenAPI document says it).
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*(?!\n)$"
+_NAME = re.compile(NAME_PATTERN)
 #: How long a key table's write waits for the owner's SQLite transaction before giving up.
 BUSY_TIMEOUT_S = 5.0
 
@@ -82,8 +88,9 @@ def check_key_role(role: object) -> KeyRole:
 
 
 def check_key_name(name: object) -> str:
-    """``name`` if it is printable text of at most 200 characters, else InvalidRequest."""
-    if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
+    """``name`` if it is text of at most 200 characters without control characters, else
+    InvalidRequest."""
+    if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not _NAME.search(name):
         raise InvalidRequest(
             f"a key's name must be printable text of at most {MAX_NAME_CHARS} characters"
         )

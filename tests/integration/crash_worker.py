@@ -1,5 +1,6 @@
 """A load that a crash test kills with SIGKILL: concurrent shoppers on a durable store, printing
-one line per acknowledged change (``<order id> <status>``), flushed at once.
+one line per acknowledged answer (``<order id> <status>``), flushed at once. Shoppers place
+direct purchases and holds, confirm, cancel, return, repeat a cancel, and let short holds lapse.
 
     python -m tests.integration.crash_worker DATABASE_URL
 """
@@ -31,12 +32,18 @@ async def shopper(engine: stockade.Engine, rng: random.Random) -> None:
             await trio.sleep(0.01)
             continue
         ack(order)
+        if rng.random() < 0.2:
+            await trio.sleep(0.1)  # a 0.05 s hold lapses: confirm fails, cancel answers expired
         action = rng.random()
         try:
             if action < 0.4:
                 ack(await engine.confirm(order.id))
+                if action < 0.1:
+                    ack(await engine.cancel(order.id))  # a return
             elif action < 0.6:
                 ack(await engine.cancel(order.id))
+                if action < 0.45:
+                    ack(await engine.cancel(order.id))  # a repeat changes nothing
         except stockade.InvalidTransition:
             pass  # the hold lapsed first
 

@@ -140,6 +140,52 @@ async def test_malformed_oversized_and_wrong_type_bodies(client):
     assert (await (await client.get("/v1/products/a")).get_json())["on_hand"] == 5
 
 
+async def test_integral_numbers_are_integers(client):
+    """JSON Schema's integer admits 5.0, so the server does too (and still refuses 5.5)."""
+    created = await client.put("/v1/products/a", json={"on_hand": 5.0}, headers=ADMIN)
+    assert created.status_code == 201
+    assert (await created.get_json())["on_hand"] == 5
+    adjusted = await client.post(
+        "/v1/products/a/adjustments", json={"delta": 2.0, "reason": "count"}, headers=ADMIN
+    )
+    assert (await adjusted.get_json())["on_hand"] == 7
+    placed = await client.post(
+        "/v1/orders",
+        json={"lines": [{"sku": "a", "qty": 2.0}], "hold_seconds": 60.0},
+        headers=ADMIN,
+    )
+    assert placed.status_code == 201
+    order = await placed.get_json()
+    assert order["lines"] == {"a": 2} and order["status"] == "reserved"
+    half = await client.put("/v1/products/a", json={"on_hand": 5.5}, headers=ADMIN)
+    await assert_problem(half, 422, "invalid-request")
+    text = await client.put("/v1/products/a", json={"on_hand": "5"}, headers=ADMIN)
+    await assert_problem(text, 422, "invalid-request")
+    assert (await (await client.get("/v1/products/a")).get_json())["on_hand"] == 7
+
+
+async def test_stock_conflicts_are_409_and_bad_adjustments_422(client):
+    """A change the product's stock refuses now is a conflict (the same call may succeed
+    later); a zero delta or a sku over two lines can never succeed."""
+    await put_stock(client, "a", 5)
+    await client.post(
+        "/v1/orders", json={"lines": [{"sku": "a", "qty": 3}], "hold_seconds": 60}, headers=ADMIN
+    )
+    below = await client.post("/v1/products/a/adjustments", json={"delta": -3}, headers=ADMIN)
+    await assert_problem(below, 409, "stock-conflict")
+    await assert_problem(await put_stock(client, "a", 2), 409, "stock-conflict")
+    zero = await client.post("/v1/products/a/adjustments", json={"delta": 0}, headers=ADMIN)
+    await assert_problem(zero, 422, "invalid-request")
+    two_lines = await client.put("/v1/products/a%0A", json={"on_hand": 1}, headers=ADMIN)
+    await assert_problem(two_lines, 422, "invalid-request")
+    newline = await client.post(
+        "/v1/orders", json={"lines": [{"sku": "a\n", "qty": 1}]}, headers=ADMIN
+    )
+    await assert_problem(newline, 422, "invalid-request")
+    level = await (await client.get("/v1/products/a")).get_json()
+    assert (level["on_hand"], level["reserved"]) == (5, 3)
+
+
 async def test_unknown_things_are_404_and_transitions_409(client):
     await assert_problem(await client.get("/v1/orders/nope"), 404, "order-not-found")
     await assert_problem(await client.get("/v1/products/nope"), 404, "unknown-product")

@@ -14,6 +14,7 @@ from stockade import (
     OrderNotFound,
     OutOfStock,
     Overloaded,
+    StockConflict,
     StockLevel,
     UnknownProduct,
 )
@@ -280,11 +281,12 @@ async def test_bad_merchant_calls_are_refused_and_change_nothing(engine):
     await engine.place_order({"a": 3}, hold_for=60)
     for call, error in [
         (engine.set_stock("a", -1), InvalidRequest),
-        (engine.set_stock("a", 2), InvalidRequest),  # below what is reserved
+        (engine.set_stock("a", 2), StockConflict),  # below what is reserved
         (engine.set_stock("a", 10**13), InvalidRequest),
         (engine.set_stock("bad sku", 1), InvalidRequest),
         (engine.set_stock("a", "5"), InvalidRequest),
-        (engine.adjust_stock("a", -3), InvalidRequest),  # on_hand 2 < reserved 3
+        (engine.adjust_stock("a", -3), StockConflict),  # on_hand 2 < reserved 3
+        (engine.adjust_stock("a", 10**12), StockConflict),  # above MAX_STOCK
         (engine.adjust_stock("a", 0), InvalidRequest),
         (engine.adjust_stock("nope", 1), UnknownProduct),
         (engine.adjust_stock("a", 1, reason=5), InvalidRequest),
@@ -294,8 +296,9 @@ async def test_bad_merchant_calls_are_refused_and_change_nothing(engine):
         (engine.cancel("missing"), OrderNotFound),
         (engine.get_order("missing"), OrderNotFound),
     ]:
-        with pytest.raises(error):
+        with pytest.raises(error) as raised:
             await call
+        assert type(raised.value) is error  # a conflict with stock now, or input never valid
     assert await engine.stock("a") == StockLevel("a", 5, 3, 2)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from stockade import InvalidRequest, LocationLevel, OutOfStock, StockLevel
+from stockade import InvalidRequest, LocationLevel, OutOfStock, StockConflict, StockLevel
 from stockade.engine.commands import (
     Adjust,
     Confirm,
@@ -80,7 +80,7 @@ def test_set_and_adjust_emit_events_with_deltas(table):
 def test_merchant_changes_below_reserved_are_refused_and_change_nothing(command, table):
     ledger = ProductLedger("a", on_hand=6)
     ledger.apply(Take(order_id="h", qty=3, hold=True), 0.0, table)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(StockConflict):
         ledger.apply(command, 0.0, table)
     assert (ledger.on_hand, ledger.reserved, ledger.holds) == (6, 3, {"h": {D: 3}})
 

@@ -31,6 +31,7 @@ def test_public_names_are_pinned():
         "OrderStatus",
         "OutOfStock",
         "Overloaded",
+        "StockConflict",
         "StockLevel",
         "StockadeError",
         "StoreError",
@@ -60,7 +61,7 @@ def test_the_error_tree_in_the_docstring_is_the_real_one():
     drawn: dict[str, str | None] = {}  # class -> the parent it is drawn under
     stack: list[str] = []
     for line in (stockade.errors.__doc__ or "").splitlines():
-        match = re.fullmatch(r"    ((?:    )*)(?:[├└]── )?(\w+)\b.*", line)
+        match = re.fullmatch(r"    ((?:    |│   )*)(?:[├└]── )?(\w+)\b.*", line)
         if match is None or not match.group(2)[0].isupper():
             continue
         depth = len(match.group(1)) // 4 + (1 if "──" in line else 0)
