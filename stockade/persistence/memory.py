@@ -20,6 +20,7 @@ from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys
 from stockade.persistence.outbox import feed_events
 from stockade.persistence.rows import BatchRows, batch_rows, key_from_row, order_from_row
+from stockade.persistence.webhooks import MemoryWebhooks
 
 __all__ = ["MemoryStore", "StoreState"]
 
@@ -166,10 +167,15 @@ class MemoryStore:
         self.keep_state = keep_state
         self.keeps_history = keep_state
         self.keys = MemoryKeys()
+        self.webhooks = MemoryWebhooks()
 
     def key_table(self) -> MemoryKeys:
         """The store's API keys (kept whatever ``keep_state`` says: a handful of rows)."""
         return self.keys
+
+    def webhook_table(self) -> MemoryWebhooks:
+        """The store's webhook subscriptions (kept whatever ``keep_state`` says)."""
+        return self.webhooks
 
     async def migrate(self) -> None:
         await trio.lowlevel.checkpoint()  # nothing to migrate in memory

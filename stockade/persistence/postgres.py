@@ -52,6 +52,7 @@ from stockade.persistence.schema import (
     STATE_TABLE,
     migrations_after,
 )
+from stockade.persistence.webhooks import PostgresWebhooks
 
 __all__ = ["PostgresStore"]
 
@@ -181,6 +182,11 @@ class PostgresStore:
     def key_table(self) -> PostgresKeys:
         """The database's API keys, through a session of their own (never the owner's lock)."""
         return PostgresKeys(self.dsn, connect_timeout=self.connect_timeout)
+
+    def webhook_table(self) -> PostgresWebhooks:
+        """The database's webhook subscriptions, through the readers' pool (open the store with
+        load() first: only the owner writes them)."""
+        return PostgresWebhooks(self._read)
 
     async def _migrate(self) -> None:
         conn = self._conn = await self._connect()

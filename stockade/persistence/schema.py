@@ -137,6 +137,23 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    [  # 5: webhook subscriptions and how far each has delivered the change feed
+        """CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            types TEXT,
+            secret TEXT NOT NULL,
+            delivered_seq BIGINT NOT NULL CHECK (delivered_seq >= 0),
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            failing BOOLEAN NOT NULL,
+            last_error TEXT,
+            last_error_at DOUBLE PRECISION
+        )""",
+    ]
+)
+
 #: Makes the one state row of a new database (the columns named: later migrations add more).
 INIT_STATE = (
     "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "

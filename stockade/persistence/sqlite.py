@@ -47,6 +47,7 @@ from stockade.persistence.schema import (
     STATE_TABLE,
     migrations_after,
 )
+from stockade.persistence.webhooks import SQLiteWebhooks
 
 __all__ = ["SQLiteStore"]
 
@@ -122,6 +123,19 @@ class SQLiteStore:
     def key_table(self) -> SQLiteKeys:
         """The file's API keys, through a connection of their own (never the lock)."""
         return SQLiteKeys(self.path)
+
+    def webhook_table(self) -> SQLiteWebhooks:
+        """The file's webhook subscriptions, on the owner's writer connection between commits
+        (open the store with load() first)."""
+        return SQLiteWebhooks(self._side)
+
+    async def _side(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._connection()
+            with _translated():
+                return fn(conn)
+
+        return await self._run(run)
 
     def _open_file(self) -> None:
         fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
