@@ -136,6 +136,12 @@ class Engine(Carts, Merchant):
         events = await history.events(after, limit, wanted)
         return events, events[-1].seq if events else after
 
+    @property
+    def feed_head(self) -> int | None:
+        """The seq of the newest event committed so far (0 before the first); None when the
+        engine keeps no change feed. Never blocks."""
+        return None if self._feed is None or self._history is None else self._feed.head
+
     async def _feed_position(self, after: int) -> tuple[FeedHub, History]:
         _check_after(after)
         hub, history = self._feed, self._history

@@ -142,3 +142,12 @@ async def test_order_moves_have_exactly_one_event_each(engine):
                       "order.changed": 1, "order.extended": 1}  # fmt: skip
     moved = [e.data["location_level"]["location"] for e in events[-2:]]
     assert sorted(moved) == ["default", "north"]  # a transfer moves both locations
+
+
+async def test_the_head_is_the_newest_committed_seq(engine):
+    assert engine.feed_head == 0
+    await engine.set_stock("a", 1)
+    _, head = await engine.event_page(0, 100)
+    assert engine.feed_head == head == 2  # stock.changed, product.back_in_stock
+    async with stockade.open_engine(None) as nothing_kept:
+        assert nothing_kept.feed_head is None
