@@ -55,6 +55,7 @@ async def _demo(units: int, buyers: int) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from stockade.api.feed import FeedSettings
     from stockade.api.logs import log_event
     from stockade.api.server import ServerSettings, serve
 
@@ -70,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
         admin_token=token,
         read_timeout_s=args.read_timeout,
         public_holds=args.public_holds,
+        feed=FeedSettings(max_streams=args.max_streams, lifetime_s=args.stream_lifetime),
     )
     try:
         trio.run(serve, settings)
@@ -174,6 +176,16 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stockade", description=stockade.__doc__)
     parser.add_argument("--version", action="version", version=stockade.__version__)
@@ -216,6 +228,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         default=env("STOCKADE_PUBLIC_HOLDS", "") in ("1", "true", "yes"),
         help="let anonymous callers place holds and cancel them (env STOCKADE_PUBLIC_HOLDS=1)",
+    )
+    serve.add_argument(
+        "--max-streams",
+        type=_count,
+        default=env("STOCKADE_MAX_STREAMS", "1000"),
+        metavar="N",
+        help="event streams open at once, at most; more get 503 (env STOCKADE_MAX_STREAMS)",
+    )
+    serve.add_argument(
+        "--stream-lifetime",
+        type=_seconds,
+        default=env("STOCKADE_STREAM_LIFETIME", "3600"),
+        metavar="SECONDS",
+        help="end each event stream after this long; clients reconnect and resume"
+        " (env STOCKADE_STREAM_LIFETIME)",
     )
     keys = commands.add_parser("keys", help="make, list and revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True)

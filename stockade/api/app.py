@@ -21,6 +21,7 @@ from stockade.api.accounting import Accounting, request_id
 from stockade.api.asgi import ASGIApp
 from stockade.api.auth import Guard, Unauthorized, requires, route_access
 from stockade.api.fastpath import OrderFastPath
+from stockade.api.feed import FeedCollector, FeedService, FeedSettings, feed
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKey, ApiKeys, KeyPage, NewKey
 from stockade.api.metrics import Metrics
@@ -28,10 +29,12 @@ from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
 from stockade.api.problems import Problem, register_error_handlers
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock, decoder
+from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
 from stockade.errors import InvalidTransition
 from stockade.persistence.keys import KeyTable, MemoryKeys
+from stockade.persistence.webhooks import MemoryWebhooks, WebhookTable
 
 __all__ = ["ApiSettings", "create_app"]
 
@@ -54,6 +57,7 @@ class ApiSettings(msgspec.Struct, frozen=True):
     drain_s: float = 2.0
     public_holds: bool = False
     key_refresh_s: float = 1.0
+    feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -219,14 +223,17 @@ async def readyz() -> Response:
 
 
 def create_app(
-    engine: Engine, settings: ApiSettings, key_table: KeyTable | None = None
-) -> QuartTrio:
+    engine: Engine, settings: ApiSettings, key_table: KeyTable | None = None,
+    webhook_table: WebhookTable | None = None,
+) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
     API keys live in ``key_table`` (the store's: ``store.key_table()``; by default a table in
     memory). ``app.config["STOCKADE_KEYS"]`` is the :class:`ApiKeys` over it: the server runs
-    its ``run`` to see keys that other processes make or revoke. Raises RuntimeError if a
-    route declares no role."""
+    its ``run`` to see keys that other processes make or revoke. Webhook subscriptions live in
+    ``webhook_table`` (likewise); ``app.config["STOCKADE_FEED"]`` is the
+    :class:`~stockade.api.feed.FeedService` whose ``run`` delivers them and feeds product
+    streams. Raises RuntimeError if a route declares no role."""
     app = QuartTrio(__name__, static_folder=None)
     app.config["STOCKADE_ENGINE"] = engine
     app.config["STOCKADE_SETTINGS"] = settings
@@ -239,7 +246,11 @@ def create_app(
     app.config["STOCKADE_KEYS"] = ApiKeys(
         MemoryKeys() if key_table is None else key_table, auth, refresh_s=settings.key_refresh_s
     )
-    for blueprint in (products, orders, keys, health):
+    app.config["STOCKADE_FEED"] = service = FeedService(
+        engine, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table
+    )
+    observed.registry.register(FeedCollector(service))
+    for blueprint in (products, orders, keys, health, feed, webhooks):
         app.register_blueprint(blueprint)
     access = route_access(app)
     app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)

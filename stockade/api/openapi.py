@@ -155,8 +155,10 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The document; ``access`` maps ``(path, method)`` to what each route declares
     (:func:`stockade.api.auth.route_access`), ``public_holds`` is the server's setting."""
+    from stockade.api.openapi_feed import FEED_TYPES, feed_paths  # it uses the helpers here
+
     (_, components) = msgspec.json.schema_components(
-        _TYPES, ref_template="#/components/schemas/{name}"
+        _TYPES + FEED_TYPES, ref_template="#/components/schemas/{name}"
     )
     to_order = _links("order_id", "/id", "getOrder", "confirmOrder", "cancelOrder")
     order_change = {"parameters": [_ID], "responses": {
@@ -231,6 +233,7 @@ def openapi_document(
         "/docs": {"get": {"operationId": "docs", "summary": "This document as an HTML page",
                           "responses": {"200": _text("text/html", "the page")}}},
     }  # fmt: skip
+    paths.update(feed_paths())
     for path, operations in paths.items():
         for method, operation in operations.items():
             declared = (access or {}).get((path, method))

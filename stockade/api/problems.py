@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from stockade.errors import (
     EngineClosed,
+    FeedGone,
     IdempotencyConflict,
     InvalidRequest,
     InvalidTransition,
@@ -46,6 +47,7 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     InvalidRequest: (422, "invalid-request", "Invalid request"),
     Overloaded: (503, "overloaded", "Overloaded"),
     EngineClosed: (503, "shutting-down", "Shutting down"),
+    FeedGone: (410, "feed-gone", "Feed position gone"),
 }
 
 

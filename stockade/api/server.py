@@ -1,8 +1,10 @@
 """``stockade serve``: the engine and the HTTP API in one trio process, on hypercorn.
 
 SIGTERM or SIGINT stops accepting connections, closes idle ones, refuses requests whose body is
-still on its way (503, see :mod:`stockade.api.guard`), lets requests in flight finish (up to
-``grace_s``), then leaves the engine, which answers its calls and commits the journal.
+still on its way (503, see :mod:`stockade.api.guard`), ends every event stream (see
+:mod:`stockade.api.sse`), lets requests in flight finish (up to ``grace_s``), stops webhook
+delivery (saving each subscription's cursor), then leaves the engine, which answers its calls
+and commits the journal.
 Lifecycle events are written to stderr as one JSON object per line.
 
 Connections are bounded in time (hypercorn's ``read_timeout`` and ``keep_alive_timeout``): a
@@ -31,11 +33,13 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from stockade._open import open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import log_event
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
+from stockade.persistence.webhooks import WebhookStore
 
 __all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tune_gc"]
 
@@ -54,6 +58,7 @@ class ServerSettings(msgspec.Struct, frozen=True):
     keep_alive_s: float = 5.0
     public_holds: bool = False
     key_refresh_s: float = 1.0
+    feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
 
 
 def tune_gc() -> dict[str, object]:
@@ -78,12 +83,13 @@ def tune_gc() -> dict[str, object]:
     return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
-async def _until_signalled(stopping: Callable[[], None]) -> None:
-    """Return at SIGTERM or SIGINT, after calling ``stopping``."""
+async def _until_signalled(*stopping: Callable[[], None]) -> None:
+    """Return at SIGTERM or SIGINT, after calling each of ``stopping``."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log_event("stopping", signal=signal.Signals(signum).name)
-            stopping()
+            for stop in stopping:
+                stop()
             return
 
 
@@ -93,7 +99,8 @@ async def serve(
     """Serve until SIGTERM/SIGINT. ``task_status`` receives the bound addresses.
 
     API keys are read from the store before listening, then re-read every ``key_refresh_s``
-    beside the server (see :mod:`stockade.api.keys`)."""
+    beside the server (see :mod:`stockade.api.keys`); so are the webhook subscriptions, which
+    are delivered beside it (see :mod:`stockade.api.delivery`)."""
     log_event("starting", database=settings.database, durability=settings.durability,
               public_holds=settings.public_holds)  # fmt: skip
     opened = open_engine_and_store(settings.database, durability=settings.durability)
@@ -101,8 +108,10 @@ async def serve(
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         try:
             api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
-                              key_refresh_s=settings.key_refresh_s)  # fmt: skip
-            app = create_app(engine, api, table)
+                              key_refresh_s=settings.key_refresh_s, feed=settings.feed)  # fmt: skip
+            hooks = store.webhook_table() if isinstance(store, WebhookStore) else None
+            app = create_app(engine, api, table, hooks)
+            feed: FeedService = app.config["STOCKADE_FEED"]
             keys: ApiKeys = app.config["STOCKADE_KEYS"]
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]
@@ -113,16 +122,17 @@ async def serve(
             config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
             config.keep_alive_timeout = settings.keep_alive_s
             guard: RequestGuard = app.config["STOCKADE_GUARD"]
-            until_signalled = partial(_until_signalled, guard.stop)
+            until_signalled = partial(_until_signalled, guard.stop, feed.stop_streams)
 
             async with trio.open_nursery() as nursery:
                 await nursery.start(keys.run)
+                await nursery.start(feed.run)
 
                 async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
                     await hypercorn_serve(
                         app, config, shutdown_trigger=until_signalled, task_status=task_status
                     )
-                    nursery.cancel_scope.cancel()  # served: stop re-reading the keys
+                    nursery.cancel_scope.cancel()  # served: stop re-reading keys, delivering
 
                 binds = await nursery.start(started)
                 tuned = tune_gc()

@@ -81,6 +81,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("/v1/products/{sku}/adjustments", "post"): {"delta": 1},
     ("/v1/orders", "post"): HOLD,
     ("/v1/keys", "post"): {"role": "service", "name": "from the table test"},
+    ("/v1/webhooks/{webhook_id}", "put"): {
+        "url": "http://127.0.0.1:9/hook",
+        "secret": "whsec_" + "A" * 32,
+    },
 }
 
 
@@ -96,7 +100,7 @@ async def test_every_route_answers_each_role_as_it_declares(client, engine):
             for caller, headers in callers.items():
                 order = await engine.place_order({"a": 1}, hold_for=60)
                 victim = (await new_key(client, "service"))["id"]
-                url = path.format(sku="a", order_id=order.id, key_id=victim)
+                url = path.format(sku="a", order_id=order.id, key_id=victim, webhook_id="w")
                 response = await client.open(
                     url, method=method.upper(), json=BODIES.get((path, method)), headers=headers
                 )
@@ -129,6 +133,13 @@ ROLES = {
     ("/metrics", "get"): "anyone",
     ("/openapi.json", "get"): "anyone",
     ("/docs", "get"): "anyone",
+    ("/v1/events", "get"): "service",
+    ("/v1/events/stream", "get"): "service",
+    ("/v1/products/{sku}/stream", "get"): "anyone",
+    ("/v1/webhooks", "get"): "merchant",
+    ("/v1/webhooks/{webhook_id}", "put"): "merchant",
+    ("/v1/webhooks/{webhook_id}", "get"): "merchant",
+    ("/v1/webhooks/{webhook_id}", "delete"): "merchant",
 }
 
 

@@ -39,3 +39,20 @@ def test_a_bad_read_timeout_is_refused(served, capsys, value):
     assert exit_.value.code == 2
     assert "--read-timeout: must be a positive number of seconds" in capsys.readouterr().err
     assert served == []
+
+
+def test_stream_bounds_from_the_flags_or_the_environment(served, monkeypatch):
+    assert main(["serve", "--max-streams", "3", "--stream-lifetime", "0.5"]) == 0
+    monkeypatch.setenv("STOCKADE_MAX_STREAMS", "7")
+    monkeypatch.setenv("STOCKADE_STREAM_LIFETIME", "60")
+    assert main(["serve"]) == 0
+    assert [(s.feed.max_streams, s.feed.lifetime_s) for s in served] == [(3, 0.5), (7, 60.0)]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
+def test_a_bad_stream_bound_is_refused(served, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--max-streams", value])
+    assert exit_.value.code == 2
+    assert "--max-streams: must be a positive integer" in capsys.readouterr().err
+    assert served == []

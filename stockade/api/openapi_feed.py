@@ -1,0 +1,112 @@
+"""The change feed's and the webhooks' part of /openapi.json (merged by
+:func:`stockade.api.openapi.openapi_document`, which imports this module when it builds the
+document: this module uses its helpers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from stockade.api.feed import MAX_SEQ, EventPage
+from stockade.api.openapi import _SKU, _SKU_SCHEMA, _answer, _body, _linked, _links, _problems
+from stockade.api.webhooks import EventType, PutWebhook, WebhookPage, WebhookView
+from stockade.engine.models import EVENT_TYPES
+
+__all__ = ["FEED_TYPES", "FeedGoneProblem", "feed_paths"]
+
+
+class FeedGoneProblem(msgspec.Struct):
+    """410: a position the feed cannot serve; ``first`` and ``last`` are the oldest and newest
+    seq it keeps (both 0 when it keeps no feed)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    first: int
+    last: int
+
+
+#: The schemas this part adds to the document's components.
+FEED_TYPES = (EventPage, PutWebhook, WebhookView, WebhookPage, FeedGoneProblem)
+_ = EventType  # the enum of event types, named in PutWebhook's schema
+
+_SEQ = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+_TYPES = {
+    "name": "types", "in": "query", "style": "form", "explode": False,
+    "description": "only these event types (comma-separated)",
+    "schema": {"type": "array", "minItems": 1, "items": {"enum": list(EVENT_TYPES)}},
+}  # fmt: skip
+_WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": _SKU_SCHEMA}
+_STREAM = {"description": "Server-Sent Events (text/event-stream)",
+           "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
+_BUSY = {
+    "description": "too many streams open (or the server is stopping): retry later",
+    "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    **{k: v for k, v in _problems(503)["503"].items() if k == "content"},
+}
+
+
+def _gone(description: str) -> dict[str, Any]:
+    answer = _answer(FeedGoneProblem, description, "application/problem+json")
+    return {"410": answer}
+
+
+def feed_paths() -> dict[str, dict[str, Any]]:
+    """The paths of /v1/events, the streams and /v1/webhooks."""
+    to_webhook = _links("webhook_id", "/id", "getWebhook", "deleteWebhook")
+    gone = _gone("events after this position were pruned, it is beyond the newest event, or "
+                 "the server keeps no feed")  # fmt: skip
+    return {
+        "/v1/events": {"get": {
+            "operationId": "listEvents", "summary": "A page of the change feed",
+            "parameters": [
+                {"name": "after", "in": "query", "schema": _SEQ,
+                 "description": "the seq after which to read (0: from the oldest kept)"},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                _TYPES,
+            ],
+            "responses": {"200": _answer(EventPage, "a page"), **gone, **_problems(422)}}},
+        "/v1/events/stream": {"get": {
+            "operationId": "streamEvents",
+            "summary": "The change feed as Server-Sent Events (resumes from Last-Event-ID)",
+            "parameters": [
+                {"name": "after", "in": "query", "schema": _SEQ,
+                 "description": "the seq after which to start (default: from now)"},
+                {"name": "Last-Event-ID", "in": "header",
+                 "schema": {"type": "string", "pattern": r"^[0-9]{1,18}(?!\n)$"},
+                 "description": "the last seq received (sent by a reconnecting EventSource)"},
+                _TYPES,
+            ],
+            "responses": {"200": _STREAM, **gone, **_problems(422), "503": _BUSY}}},
+        "/v1/products/{sku}/stream": {"get": {
+            "operationId": "streamProduct",
+            "summary": "A product's stock level as Server-Sent Events, as it changes",
+            "parameters": [_SKU],
+            "responses": {"200": _STREAM, **_problems(404, 422), "503": _BUSY,
+                          **_gone("the server keeps no change feed")}}},
+        "/v1/webhooks": {"get": {
+            "operationId": "listWebhooks", "summary": "List the webhook subscriptions",
+            "responses": {"200": _answer(WebhookPage, "every subscription"),
+                          **_problems(503)}}},
+        "/v1/webhooks/{webhook_id}": {
+            "put": {"operationId": "putWebhook",
+                    "summary": "Subscribe a URL to the change feed (create or replace)",
+                    "parameters": [_WEBHOOK_ID], "requestBody": _body(PutWebhook),
+                    "responses": {
+                        "200": _linked(_answer(WebhookView, "replaced"), to_webhook),
+                        "201": _linked(_answer(WebhookView, "created"), to_webhook),
+                        **_problems(400, 413, 415, 422, 503),
+                        **_gone("the server keeps no change feed")}},
+            "get": {"operationId": "getWebhook",
+                    "summary": "A subscription: its cursor, backlog and last error",
+                    "parameters": [_WEBHOOK_ID],
+                    "responses": {"200": _answer(WebhookView, "the subscription"),
+                                  **_problems(404, 422, 503)}},
+            "delete": {"operationId": "deleteWebhook", "summary": "Remove a subscription",
+                       "parameters": [_WEBHOOK_ID],
+                       "responses": {"200": _answer(WebhookView, "removed"),
+                                     **_problems(404, 422, 503)}}},
+    }  # fmt: skip
