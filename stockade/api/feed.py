@@ -148,6 +148,14 @@ def _seq(name: str, value: str | None, default: int) -> int:
     return int(value)
 
 
+def _query(*known: str) -> None:
+    """Refuse a query naming a parameter the route does not take (a typo would otherwise read
+    the whole feed unfiltered)."""
+    unknown = sorted(set(request.args) - set(known))
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter {unknown[0]!r}: use {', '.join(known)}")
+
+
 def _types() -> list[str] | None:
     value = request.args.get("types")
     return None if value is None else value.split(",")
@@ -168,6 +176,7 @@ def _stream(stream: SseStream) -> Response:
 @feed.get("/v1/events")
 @requires("service")
 async def list_events() -> Response:
+    _query("after", "limit", "types")
     after = _seq("after", request.args.get("after"), 0)
     limit = _seq("limit", request.args.get("limit"), 100)
     try:
@@ -180,6 +189,7 @@ async def list_events() -> Response:
 @feed.get("/v1/events/stream")
 @requires("service")
 async def stream_events() -> Response:
+    _query("after", "types")
     service = _service()
     engine = service.engine
     after = _seq("after", request.args.get("after"), engine.feed_head or 0)
@@ -199,6 +209,7 @@ async def stream_events() -> Response:
 @requires("anyone")
 async def stream_product(sku: str) -> Response:
     check_sku(sku)
+    _query()
     service = _service()
     engine = service.engine
     service.streams.admit()

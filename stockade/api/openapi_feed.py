@@ -33,14 +33,29 @@ FEED_TYPES = (EventPage, PutWebhook, WebhookView, WebhookPage, FeedGoneProblem)
 _ = EventType  # the enum of event types, named in PutWebhook's schema
 
 _SEQ = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+_TYPE = "|".join(t.replace(".", r"\.") for t in EVENT_TYPES)
 _TYPES = {
-    "name": "types", "in": "query", "style": "form", "explode": False,
-    "description": "only these event types (comma-separated)",
-    "schema": {"type": "array", "minItems": 1, "items": {"enum": list(EVENT_TYPES)}},
+    "name": "types", "in": "query", "description": "only these event types (comma-separated)",
+    "schema": {"type": "string", "pattern": rf"^(?:{_TYPE})(?:,(?:{_TYPE}))*(?!\n)$"},
 }  # fmt: skip
 _WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": _SKU_SCHEMA}
-_STREAM = {"description": "Server-Sent Events (text/event-stream)",
-           "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
+
+
+def _stream(description: str, event: dict[str, Any], data: str) -> dict[str, Any]:
+    """An answer of Server-Sent Events; the schema describes each event (OpenAPI 3.1), its
+    ``data`` the JSON of the ``data`` component."""
+    each = {"type": "object", "required": ["data", "event"], "properties": {
+        "id": {"type": "string", "pattern": r"^[0-9]+$"}, "event": event,
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"$ref": f"#/components/schemas/{data}"}},
+        "retry": {"type": "integer", "minimum": 0}}}  # fmt: skip
+    return {"description": description, "content": {"text/event-stream": {"schema": each}}}
+
+
+_EVENTS = _stream("the events, one message each (id: the seq, event: the type)",
+                  {"enum": list(EVENT_TYPES)}, "Event")  # fmt: skip
+_LEVELS = _stream("the product's stock level, now and as it changes", {"const": "stock"},
+                  "StockLevel")  # fmt: skip
 _BUSY = {
     "description": "too many streams open (or the server is stopping): retry later",
     "headers": {"Retry-After": {"schema": {"type": "string"}}},
@@ -80,12 +95,12 @@ def feed_paths() -> dict[str, dict[str, Any]]:
                  "description": "the last seq received (sent by a reconnecting EventSource)"},
                 _TYPES,
             ],
-            "responses": {"200": _STREAM, **gone, **_problems(422), "503": _BUSY}}},
+            "responses": {"200": _EVENTS, **gone, **_problems(422), "503": _BUSY}}},
         "/v1/products/{sku}/stream": {"get": {
             "operationId": "streamProduct",
             "summary": "A product's stock level as Server-Sent Events, as it changes",
             "parameters": [_SKU],
-            "responses": {"200": _STREAM, **_problems(404, 422), "503": _BUSY,
+            "responses": {"200": _LEVELS, **_problems(404, 422), "503": _BUSY,
                           **_gone("the server keeps no change feed")}}},
         "/v1/webhooks": {"get": {
             "operationId": "listWebhooks", "summary": "List the webhook subscriptions",

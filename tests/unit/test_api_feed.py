@@ -75,7 +75,8 @@ async def test_a_position_the_feed_cannot_serve_is_gone(client, store):
 @pytest.mark.parametrize(
     "query",
     ["after=-1", "after=x", "after=1.5", "after=%201", "after=1_0", "after=1000000000000000000",
-     "limit=0", "limit=1001", "types=order.shipped", "types=", "types=order.placed,"],
+     "limit=0", "limit=1001", "types=order.shipped", "types=", "types=order.placed,",
+     "type=order.placed"],
 )  # fmt: skip
 async def test_bad_queries_are_refused(client, query):
     await problem(await client.get(f"/v1/events?{query}", headers=ADMIN), 422, "invalid-request")
@@ -86,6 +87,9 @@ async def test_a_bad_resume_position_is_refused_before_streaming(client):
     await problem(await client.get("/v1/events/stream", headers=bad), 422, "invalid-request")
     await problem(await client.get("/v1/products/no:such/stream"), 404, "unknown-product")
     await problem(await client.get("/v1/products/b%20c/stream"), 422, "invalid-request")
+    await problem(await client.get("/v1/products/a/stream?x=1"), 422, "invalid-request")
+    stream = await client.get("/v1/events/stream?after=0&tpyes=order.placed", headers=ADMIN)
+    await problem(stream, 422, "invalid-request")
 
 
 async def test_a_subscription_is_made_shown_replaced_and_removed(client, engine):
