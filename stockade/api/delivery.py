@@ -197,7 +197,7 @@ class Webhooks:
                               max_keepalive_connections=options.max_in_flight)  # fmt: skip
         try:
             async with (
-                httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client,
+                httpx.AsyncClient(timeout=timeout, limits=limits) as client,
                 trio.open_nursery() as nursery,
             ):
                 self._client = client

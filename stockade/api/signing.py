@@ -13,8 +13,9 @@ base64.b64encode(os.urandom(32)).decode()``. Anything else is refused.
 A URL is ``http://`` or ``https://``, a host name or an IPv4 address, an optional port, path
 and query, no user info or fragment, at most 2000 characters. Any host is accepted, loopback
 included: a server whose merchants must not reach its private network puts the deliveries
-behind an egress proxy. The patterns below are what the server checks and what /openapi.json
-declares, and mean the same under Python's ``re`` and ECMA-262.
+behind an egress proxy (``HTTPS_PROXY`` and the like are honoured). The patterns below are
+what the server checks and what /openapi.json declares, and mean the same under Python's
+``re`` and ECMA-262.
 """
 
 from __future__ import annotations
