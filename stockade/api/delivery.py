@@ -6,7 +6,9 @@ from the store, then live; a task that falls behind reads the store at its own p
 delivers each event of the types it wants, one at a time, before the next: a receiver sees its
 events in seq order, and a retried one again with the same ``webhook-id``. A slow or dead
 receiver holds back only its own subscription: it never delays another one, nor the engine
-(the feed keeps no queue per reader). ``max_in_flight`` bounds the requests in flight overall.
+(the feed keeps no queue per reader). ``max_in_flight`` bounds the requests in flight overall,
+and while the process is busy (orders arriving) deliveries take at most ``busy_share`` of its
+time (see :class:`Pacer`): each costs the CPU of several orders.
 
 A delivery is a POST of the event's JSON (``{"seq", "type", "at", "data"}``, as
 ``GET /v1/events`` shows it) with the Standard Webhooks headers (see :mod:`stockade.api.signing`).
@@ -45,14 +47,12 @@ from stockade.engine.validation import check_location_id
 from stockade.errors import FeedGone, InvalidRequest, StoreUnavailable
 from stockade.persistence.webhooks import WebhookProgress, WebhookRecord, WebhookTable
 
-__all__ = ["OUTCOMES", "DeliveryOptions", "Subscription", "Webhooks"]
+__all__ = ["OUTCOMES", "DeliveryOptions", "Pacer", "Subscription", "Webhooks"]
 
 Outcome = Literal["delivered", "refused", "timeout", "error"]
 #: What an attempt can come to: a 2xx, another status, no answer in time, a connection failure.
 OUTCOMES: tuple[Outcome, ...] = ("delivered", "refused", "timeout", "error")
 _encoder = msgspec.json.Encoder()
-#: How much of an answer's body is read (so its connection can be reused); the rest is dropped.
-_MAX_ANSWER_BYTES = 64 * 1024
 
 
 class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +66,52 @@ class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True):
     save_every_s: float = 1.0
     #: How long the last save may take when delivery stops (a database that is down).
     final_save_s: float = 5.0
+    #: The share of the time deliveries may take while the process has other work (1: any).
+    busy_share: float = 0.1
+
+
+class Pacer:
+    """Keeps deliveries, all together, to ``share`` of the process's time while it has other
+    work to do (other tasks wait in trio's run queue), so a burst of orders is not slowed down
+    by the deliveries of its own events; with nothing else to do they go at full speed.
+
+    While busy, each attempt is charged what an attempt costs when the process is otherwise
+    idle (learnt from such attempts; its own wall time if less: while busy, other tasks run
+    between an attempt's steps and its wall time says little about its cost), and the next
+    attempt waits until the charge is paid off at ``share``, checking every 10 ms whether the
+    process is still busy. Under a sustained load the webhooks fall behind, and catch up when
+    it eases: their backlog is in the store, not in memory."""
+
+    def __init__(self, share: float, busy: Callable[[], bool] | None = None) -> None:
+        self.share = share
+        self.busy = _other_tasks_runnable if busy is None else busy
+        self.cost_s = 0.001  # an attempt's time while the process is otherwise idle (EWMA)
+        self._free_at = 0.0  # (trio time) while busy, no attempt starts before this
+
+    def wait_s(self, now: float, busy: bool) -> float:
+        """How long an attempt about to start waits, if the process stays as busy."""
+        return max(self._free_at - now, 0.0) if busy and self.share < 1 else 0.0
+
+    def spent(self, started: float, ended: float, idle: bool) -> None:
+        """An attempt ran from ``started`` to ``ended``; ``idle``: nothing else waited to run
+        when it started."""
+        took = ended - started
+        if idle:
+            self.cost_s += (took - self.cost_s) / 8
+        if self.share < 1:
+            charge = min(took, self.cost_s) * (1 / self.share - 1)
+            self._free_at = max(self._free_at, ended) + charge
+
+    async def turn(self) -> bool:
+        """Wait for an attempt's turn (see the class docstring); whether the process was idle
+        when it came. Cancellable."""
+        while True:
+            busy = self.busy()
+            wait = self.wait_s(trio.current_time(), busy)
+            if not wait:
+                await trio.lowlevel.checkpoint()
+                return not busy
+            await trio.sleep(min(wait, 0.01))
 
 
 class Subscription:
@@ -115,6 +161,7 @@ class Webhooks:
         self._nursery: trio.Nursery | None = None
         self._client: httpx.AsyncClient | None = None
         self._in_flight = trio.CapacityLimiter(options.max_in_flight)
+        self._pacer = Pacer(options.busy_share)
 
     # -- the API's side -----------------------------------------------------------------------
 
@@ -313,25 +360,34 @@ class Webhooks:
             "webhook-signature": sign(subscription.key, message_id, timestamp, body),
         }
         timeout_s = self.options.timeout_s
+        status = 0
+        retry_after = None
+        idle = await self._pacer.turn()
+        started = trio.current_time()
         async with self._in_flight:
             try:
                 with trio.fail_after(timeout_s):
                     async with client.stream(
                         "POST", subscription.record.url, content=body, headers=headers
                     ) as answer:
-                        read = 0
-                        async for chunk in answer.aiter_raw():
-                            read += len(chunk)
-                            if read > _MAX_ANSWER_BYTES:
-                                break
+                        status = answer.status_code
+                        retry_after = answer.headers.get("retry-after")
+                        async for _ in answer.aiter_raw():
+                            pass  # read to its end (and dropped): the connection is reused
             except (trio.TooSlowError, httpx.TimeoutException):
-                return "timeout", f"no answer within {timeout_s:g} s", None
+                if not status:  # (an answer whose body never ends counts as its status)
+                    return "timeout", f"no answer within {timeout_s:g} s", None
             except httpx.HTTPError as exc:
                 return "error", f"{type(exc).__name__}: {exc}".rstrip(": "), None
-        status = answer.status_code
+            finally:
+                self._pacer.spent(started, trio.current_time(), idle)
         if 200 <= status < 300:
             return "delivered", None, None
-        return "refused", f"answered {status}", _retry_after(answer.headers.get("retry-after"))
+        return "refused", f"answered {status}", _retry_after(retry_after)
+
+
+def _other_tasks_runnable() -> bool:
+    return trio.lowlevel.current_statistics().tasks_runnable > 0
 
 
 def _retry_after(value: str | None) -> float | None:
