@@ -1,6 +1,7 @@
 """Durable throughput: stockade against the row-lock approach, on PostgreSQL and SQLite.
 
     ./dev bench durable [--orders N] [--baseline-orders N] [--callers N] [--dsn DSN]
+                        [--feed on|off|off,on] [--webhook]
 
 Every contender sells out a hot product with ``callers`` concurrent callers placing
 single-line direct purchases, each acknowledged only once durable:
@@ -10,6 +11,12 @@ single-line direct purchases, each acknowledged only once durable:
   on_hand - 1 WHERE sku = $1 AND on_hand >= 1`` plus the order ``INSERT``, through an asyncpg
   pool, from the same number of asyncio tasks;
 * the same on SQLite (one writer at a time is all SQLite allows: one connection, in a loop).
+
+``--feed`` runs stockade with the change feed on (the default), off, or both (``off,on``: the
+ratio of on to off is printed); ``--webhook`` subscribes one webhook to every event of the runs
+with the feed on, delivered by the engine's process to a receiver in a process of its own
+(bench/feedload.py), and prints the feed lag p99 (events not yet read by the webhook, sampled
+while orders run) and the delivery lag p99 (from an event's change to its arrival).
 
 Printed per contender: orders/s, rows written per transaction, p50/p99 acknowledgement latency,
 and the ratio to its database's baseline. Afterwards each is verified against its own database:
@@ -32,6 +39,8 @@ import trio
 
 import stockade
 from bench.contenders.postgres import POSTGRES_DSN, reset_schema, with_schema
+from bench.feedload import FeedFigures, watching
+from stockade._open import EngineOptions, open_engine_and_store
 
 
 class Result:
@@ -43,39 +52,55 @@ class Result:
         self.p50_ms = statistics.median(latencies) * 1000
         self.p99_ms = latencies[int(len(latencies) * 0.99) - 1] * 1000
         self.rows_per_tx = 0.0
+        self.feed: FeedFigures | None = None
 
 
 # -- stockade ---------------------------------------------------------------------------------
 
 
-def run_stockade(name: str, url: str, units: int, callers: int) -> Result:
+def run_stockade(
+    name: str, url: str, units: int, callers: int, *, feed: bool = True, webhook: bool = False
+) -> Result:
     async def main() -> Result:
-        async with stockade.open_engine(url, journal_size=1_000_000) as engine:
-            await engine.set_stock("hot", units)
-            before = engine.statistics()
-            latencies: list[float] = []
-
-            async def buyer() -> None:
-                while True:
-                    start = time.perf_counter()
-                    try:
-                        await engine.place_order({"hot": 1})
-                    except stockade.OutOfStock:
-                        return
-                    latencies.append(time.perf_counter() - start)
-
-            start = time.perf_counter()
-            async with trio.open_nursery() as nursery:
-                for _ in range(callers):
-                    nursery.start_soon(buyer)
-            result = Result(name, len(latencies), time.perf_counter() - start, latencies)
-            after = engine.statistics()
-            batches = after.journal.batches - before.journal.batches
-            # per order: a movement row and an order row; per batch: the product row and state
-            result.rows_per_tx = (2 * result.orders + 2 * batches) / max(batches, 1)
-        return result
+        options = EngineOptions(journal_size=1_000_000, feed=feed)
+        async with open_engine_and_store(url, options=options) as (engine, store):
+            if webhook:
+                async with watching(engine, store) as watch:
+                    first_seq = engine.feed_head or 0
+                    result = await sell_out(engine, units, callers, name)
+                    watch.orders_done()
+                    result.feed = await watch.drain(first_seq)
+                return result
+            return await sell_out(engine, units, callers, name)
 
     return trio.run(main)
+
+
+async def sell_out(engine: stockade.Engine, units: int, callers: int, name: str) -> Result:
+    """``callers`` buyers take the ``units`` of one product one by one until none is left."""
+    await engine.set_stock("hot", units)
+    before = engine.statistics()
+    latencies: list[float] = []
+
+    async def buyer() -> None:
+        while True:
+            start = time.perf_counter()
+            try:
+                await engine.place_order({"hot": 1})
+            except stockade.OutOfStock:
+                return
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(callers):
+            nursery.start_soon(buyer)
+    result = Result(name, len(latencies), time.perf_counter() - start, latencies)
+    after = engine.statistics()
+    batches = after.journal.batches - before.journal.batches
+    # per order: a movement row and an order row; per batch: the product row and state
+    result.rows_per_tx = (2 * result.orders + 2 * batches) / max(batches, 1)
+    return result
 
 
 async def verify_stockade_postgres(dsn: str, units: int, acknowledged: int) -> None:
@@ -180,8 +205,19 @@ def run_sqlite_baseline(path: str, units: int) -> Result:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def main(dsn: str, orders: int, baseline_orders: int, callers: int) -> None:
+def main(
+    dsn: str, orders: int, baseline_orders: int, callers: int,
+    feeds: tuple[bool, ...] = (True,), webhook: bool = False,
+) -> None:  # fmt: skip
     results: list[tuple[Result, Result | None]] = []
+    by_feed: dict[tuple[str, bool], Result] = {}
+
+    def label(database: str, feed: bool) -> str:
+        if feeds == (True,) and not webhook:
+            return f"stockade, {database}"  # as before the feed options
+        return f"stockade, {database}, feed " + ("on + webhook" if feed and webhook else
+                                                 "on" if feed else "off")  # fmt: skip
+
     try:
         asyncio.run(reset_schema(dsn, "stockade_bench"))
         asyncio.run(reset_schema(dsn, "stockade_bench_baseline"))
@@ -195,27 +231,64 @@ def main(dsn: str, orders: int, baseline_orders: int, callers: int) -> None:
                 with_schema(dsn, "stockade_bench_baseline"), baseline_orders, callers
             )
         )
+        results.append((baseline, None))
         url = with_schema(dsn, "stockade_bench")
-        ours = run_stockade("stockade, PostgreSQL", url, orders, callers)
-        asyncio.run(verify_stockade_postgres(url, orders, ours.orders))
-        results += [(baseline, None), (ours, baseline)]
+        for feed in feeds:
+            asyncio.run(reset_schema(dsn, "stockade_bench"))  # each run from an empty store
+            ours = run_stockade(label("PostgreSQL", feed), url, orders, callers, feed=feed,
+                                webhook=webhook and feed)  # fmt: skip
+            asyncio.run(verify_stockade_postgres(url, orders, ours.orders))
+            results.append((ours, baseline))
+            by_feed["PostgreSQL", feed] = ours
     with tempfile.TemporaryDirectory() as tmp:
         baseline = run_sqlite_baseline(os.path.join(tmp, "baseline.db"), baseline_orders)
-        path = os.path.join(tmp, "stockade.db")
-        ours = run_stockade("stockade, SQLite", f"sqlite:///{path}", orders, callers)
-        verify_stockade_sqlite(path, orders, ours.orders)
-        results += [(baseline, None), (ours, baseline)]
+        results.append((baseline, None))
+        for feed in feeds:
+            path = os.path.join(tmp, f"stockade-{'on' if feed else 'off'}.db")
+            ours = run_stockade(label("SQLite", feed), f"sqlite:///{path}", orders, callers,
+                                feed=feed, webhook=webhook and feed)  # fmt: skip
+            verify_stockade_sqlite(path, orders, ours.orders)
+            results.append((ours, baseline))
+            by_feed["SQLite", feed] = ours
 
     print(f"durable single-line orders on one hot product, {callers} concurrent callers")
-    print(f"{'contender':<24}{'orders':>8}{'orders/s':>11}{'rows/tx':>9}{'p50 ms':>9}"
+    print(f"{'contender':<40}{'orders':>8}{'orders/s':>11}{'rows/tx':>9}{'p50 ms':>9}"
           f"{'p99 ms':>9}{'ratio':>8}  verified")  # fmt: skip
     for result, base in results:
         ratio = f"{result.rate / base.rate:.1f}x" if base else "1.0x"
-        print(f"{result.name:<24}{result.orders:>8}{result.rate:>11,.0f}{result.rows_per_tx:>9.1f}"
+        print(f"{result.name:<40}{result.orders:>8}{result.rate:>11,.0f}{result.rows_per_tx:>9.1f}"
               f"{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{ratio:>8}  yes")  # fmt: skip
+    print_feed(by_feed)
     if postgres:
         asyncio.run(reset_schema(dsn, "stockade_bench", create=False))
         asyncio.run(reset_schema(dsn, "stockade_bench_baseline", create=False))
+
+
+def print_feed(by_feed: dict[tuple[str, bool], Result]) -> None:
+    """The feed's cost (on against off, the target is 0.85 or more) and the webhook's lags."""
+    for database in ("PostgreSQL", "SQLite"):
+        on, off = by_feed.get((database, True)), by_feed.get((database, False))
+        if on is not None and off is not None:
+            print(f"{database}: feed on / feed off = {on.rate / off.rate:.2f}x (target >= 0.85)")
+    watched = [r for r in by_feed.values() if r.feed is not None]
+    if not watched:
+        return
+    print(f"{'webhook of':<40}{'feed lag p99':>13}{'delivery p50 ms':>16}{'p99 ms':>9}"
+          f"{'delivered':>11}{'caught up s':>13}")  # fmt: skip
+    for result in watched:
+        f = result.feed
+        assert f is not None
+        print(
+            f"{result.name:<40}{f.feed_lag_p99:>13}{f.delivery_p50_ms:>16.1f}"
+            f"{f.delivery_p99_ms:>9.1f}{f'{f.delivered}/{f.events}':>11}{f.catch_up_s:>13.1f}"
+        )
+
+
+def _feeds(value: str) -> tuple[bool, ...]:
+    words = value.split(",")
+    if not words or any(w not in ("on", "off") for w in words) or len(set(words)) != len(words):
+        raise argparse.ArgumentTypeError(f"use on, off or off,on, not {value!r}")
+    return tuple(w == "on" for w in words)
 
 
 if __name__ == "__main__":
@@ -224,5 +297,17 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-orders", type=int, default=5_000)
     parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--dsn", default=POSTGRES_DSN)
+    parser.add_argument(
+        "--feed",
+        type=_feeds,
+        default=(True,),
+        metavar="on|off|off,on",
+        help="the change feed on, off, or both in one run (default: on)",
+    )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="one webhook subscribed to every event while the feed is on",
+    )
     args = parser.parse_args()
-    main(args.dsn, args.orders, args.baseline_orders, args.callers)
+    main(args.dsn, args.orders, args.baseline_orders, args.callers, args.feed, args.webhook)
