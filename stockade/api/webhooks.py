@@ -11,6 +11,7 @@ one and stops its deliveries. Delivery itself: :mod:`stockade.api.delivery`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -103,10 +104,6 @@ def _answer(value: Any, status: int = 200) -> Response:
     return Response(_encoder.encode(value), status=status, content_type="application/json")
 
 
-def _not_found(webhook_id: str) -> Problem:
-    return Problem(404, "webhook-not-found", "Webhook not found", f"no webhook {webhook_id!r}")
-
-
 @webhooks.put("/<webhook_id>")
 @requires("merchant")
 async def put_webhook(webhook_id: str) -> Response:
@@ -128,12 +125,7 @@ async def put_webhook(webhook_id: str) -> Response:
 @webhooks.get("/<webhook_id>")
 @requires("merchant")
 async def get_webhook(webhook_id: str) -> Response:
-    check_location_id(webhook_id, what="webhook id")
-    service = _service()
-    subscription = await service.get(webhook_id)
-    if subscription is None:
-        raise _not_found(webhook_id)
-    return _answer(_view(subscription, service.engine.feed_head))
+    return await _one(webhook_id, Webhooks.get)
 
 
 @webhooks.get("")
@@ -147,9 +139,16 @@ async def list_webhooks() -> Response:
 @webhooks.delete("/<webhook_id>")
 @requires("merchant")
 async def delete_webhook(webhook_id: str) -> Response:
+    return await _one(webhook_id, Webhooks.delete)
+
+
+async def _one(
+    webhook_id: str, act: Callable[[Webhooks, str], Awaitable[Subscription | None]]
+) -> Response:
+    """``act`` on the subscription ``webhook_id`` and show it; 404 if there is none."""
     check_location_id(webhook_id, what="webhook id")
     service = _service()
-    subscription = await service.delete(webhook_id)
+    subscription = await act(service, webhook_id)
     if subscription is None:
-        raise _not_found(webhook_id)
+        raise Problem(404, "webhook-not-found", "Webhook not found", f"no webhook {webhook_id!r}")
     return _answer(_view(subscription, service.engine.feed_head))
