@@ -21,6 +21,8 @@ when it stops.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import trio
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -165,8 +167,11 @@ def _gone(exc: FeedGone) -> Problem:
     return Problem(410, "feed-gone", "Feed position gone", str(exc), first=exc.first, last=exc.last)
 
 
-def _stream(stream: SseStream) -> Response:
-    response = Response(stream, content_type="text/event-stream")
+def _stream(open_stream: Callable[[], SseStream]) -> Response:
+    """The streaming answer; for HEAD, its head only (no stream is opened: nothing would ever
+    read it, nor find out that the client has gone)."""
+    body: SseStream | bytes = b"" if request.method == "HEAD" else open_stream()
+    response = Response(body, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each message on at once
     response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut a stream short
@@ -202,7 +207,7 @@ async def stream_events() -> Response:
         await engine.event_page(after, 1, types)  # refuses a position it cannot serve, here
     except FeedGone as exc:
         raise _gone(exc) from None
-    return _stream(EventStream(service.streams, engine.events(after, types)))
+    return _stream(lambda: EventStream(service.streams, engine.events(after, types)))
 
 
 @feed.get("/v1/products/<sku>/stream")
@@ -218,4 +223,4 @@ async def stream_product(sku: str) -> Response:
     watched = service.watch.watch(sku)  # before reading the level: no change falls between
     level = await engine.stock(sku)
     interval = service.settings.product_interval_s
-    return _stream(ProductStream(service.streams, watched, level, interval))
+    return _stream(lambda: ProductStream(service.streams, watched, level, interval))

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import trio
 
 import stockade
 from stockade import MemoryStore
@@ -153,3 +154,11 @@ async def test_metrics_show_the_feed(client, engine):
     assert 'stockade_webhook_backlog{webhook="w"} 1.0' in text
     assert 'stockade_webhook_deliveries_total{outcome="delivered"} 0.0' in text
     assert "stockade_feed_lag 1.0" in text
+
+
+async def test_a_head_request_opens_no_stream(client):
+    for path, headers in (("/v1/products/a/stream", {}), ("/v1/events/stream", ADMIN)):
+        with trio.fail_after(10):  # (a stream opened for HEAD would never end)
+            response = await client.head(path, headers=headers)
+        assert response.status_code == 200 and response.content_type == "text/event-stream"
+    assert len(client.app.config["STOCKADE_FEED"].streams) == 0  # nothing left holding a place
