@@ -68,8 +68,9 @@ def check_deliveries(
 async def delivering(
     database: str | None = None, store: Any = None, options: DeliveryOptions = QUICK
 ) -> AsyncIterator[tuple[stockade.Engine, Webhooks]]:
-    """An engine on ``database`` (or ``store``) and its webhooks, delivered until exit."""
-    async with open_engine_and_store(database, store) as (engine, opened):
+    """An engine on ``database`` (or ``store``) and its webhooks, delivered until exit. Durable:
+    what a call changed is committed (and in the feed) when it returns."""
+    async with open_engine_and_store(database, store, "durable") as (engine, opened):
         assert isinstance(opened, WebhookStore)
         hooks = Webhooks(engine, opened.webhook_table(), options)
         async with trio.open_nursery() as nursery:

@@ -26,7 +26,7 @@ def store() -> MemoryStore:
 
 @pytest.fixture
 async def engine(store) -> AsyncIterator[stockade.Engine]:
-    async with stockade.open_engine(store=store) as engine:
+    async with stockade.open_engine(store=store, durability="durable") as engine:
         await engine.set_stock("a", 10)
         yield engine
 

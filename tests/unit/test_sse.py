@@ -26,7 +26,8 @@ from stockade.api.sse import (
 
 @pytest.fixture
 async def engine() -> AsyncIterator[stockade.Engine]:
-    async with stockade.open_engine(store=MemoryStore()) as engine:
+    # durable: each call commits a batch of its own, so the events are the same every run
+    async with stockade.open_engine(store=MemoryStore(), durability="durable") as engine:
         await engine.set_stock("a", 1000)
         yield engine
 
