@@ -37,9 +37,22 @@ class FeedHub:
     def publish(self, events: list[Event]) -> None:
         if not events:
             return
+        if events[0].seq != self.head + 1:
+            # Events committed in between never came here (a batch whose commit landed but
+            # whose answer was lost is skipped when retried, and yields nothing): the ring
+            # must stay gap-free, so it starts afresh and readers find those in the store.
+            self._ring.clear()
         self._ring.extend(events)
         self.head = events[-1].seq
         self._lot.unpark_all()
+
+    def advance(self, last: int) -> None:
+        """The store's events reach ``last``, beyond the head: some committed events never
+        came here (see :meth:`publish`). Readers past the head read them from the store."""
+        if last > self.head:
+            self._ring.clear()
+            self.head = last
+            self._lot.unpark_all()
 
     def since(self, after: int) -> list[Event] | None:
         """The events after ``after`` still in the ring (may be empty), or None when some of

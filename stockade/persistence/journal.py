@@ -240,7 +240,7 @@ class Journal:
                 first = self._committed + 1
                 batch = Batch(first, first + len(events) - 1, events)
                 started = trio.current_time()
-                published = await self._commit(batch)
+                published, retried = await self._commit(batch)
                 self.commit_ms_total += round((trio.current_time() - started) * 1000)
                 self._committed = batch.last_seq
                 self.batches += 1
@@ -251,6 +251,8 @@ class Journal:
                     self.events_written += len(published)
                     if self.feed is not None:
                         self.feed.publish(published)
+                elif retried and self.feed is not None:
+                    await self._find_unpublished_events()
         finally:
             self._writer = None
             self._writer_parked = False
@@ -260,8 +262,11 @@ class Journal:
         self._writer_parked = False
         return Abort.SUCCEEDED
 
-    async def _commit(self, batch: Batch) -> list[FeedEvent]:
+    async def _commit(self, batch: Batch) -> tuple[list[FeedEvent], bool]:
+        """Commit ``batch``, retrying while the store is unreachable; the events it yielded,
+        and whether it was retried."""
         delay = 0.05
+        retried = False
         while True:
             try:
                 published = await self.store.commit(batch)
@@ -269,11 +274,22 @@ class Journal:
                 self.healthy = False
                 self.store_errors += 1
                 self.last_error = str(exc)
+                retried = True
                 await trio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 5.0)
             else:
                 self.healthy = True
-                return published
+                return published, retried
+
+    async def _find_unpublished_events(self) -> None:
+        """A retried batch may have landed at its first attempt, whose answer was lost: the
+        retry skips it and yields no events, though the first attempt wrote some. Tell the
+        feed how far the store's events go; its readers read them from the store. (A store
+        still unreachable: the next batch's events tell it.)"""
+        assert self.feed is not None
+        with contextlib.suppress(StoreUnavailable):
+            _, last = await self.store.feed_bounds()
+            self.feed.advance(last)
 
     def _wake(self, committed: int) -> None:
         waiting = self._waiting

@@ -9,8 +9,9 @@ import pytest
 import trio
 
 import stockade
-from stockade import FeedGone, InvalidRequest, MemoryStore
+from stockade import FeedGone, InvalidRequest, MemoryStore, StoreUnavailable
 from stockade.engine import feed
+from stockade.persistence.journal import Batch
 
 
 async def drain(
@@ -100,7 +101,9 @@ async def test_positions_the_feed_cannot_serve_are_refused(engine):
 
 async def test_pruned_events_are_gone_for_a_reader_from_before_them():
     store = MemoryStore()
-    async with stockade.open_engine(store=store, event_retention=timedelta(days=1)) as engine:
+    async with stockade.open_engine(
+        store=store, durability="durable", event_retention=timedelta(days=1)
+    ) as engine:  # durable: the two sets commit apart (in one batch their events coalesce)
         await engine.set_stock("a", 3)
         await engine.set_stock("a", 4)
         pruned = await store.prune_events(before=float("inf"), limit=2)
@@ -151,3 +154,48 @@ async def test_the_head_is_the_newest_committed_seq(engine):
     assert engine.feed_head == head == 2  # stock.changed, product.back_in_stock
     async with stockade.open_engine(None) as nothing_kept:
         assert nothing_kept.feed_head is None
+
+
+class LostAnswerStore(MemoryStore):
+    """A store whose commits land, but whose next ``lose`` answers are lost on the way back
+    (the connection drops after the commit): the journal retries the batch, which the store
+    then skips as already applied."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose = 0
+
+    async def commit(self, batch: Batch) -> list[stockade.Event]:
+        published = await super().commit(batch)
+        if self.lose:
+            self.lose -= 1
+            raise StoreUnavailable("the connection dropped before the commit's answer")
+        return published
+
+
+async def test_a_live_reader_misses_no_event_of_a_commit_whose_answer_was_lost(autojump_clock):
+    store = LostAnswerStore()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 100)
+        reader = engine.events(engine.feed_head or 0)
+        store.lose = 1
+        await engine.place_order({"a": 1})  # lands; its events reach no live reader
+        await engine.place_order({"a": 2})
+        written, head = await engine.event_page(2, 100)
+        with trio.fail_after(60):
+            got = [await reader.__anext__() for _ in range(len(written))]
+    assert [e.seq for e in got] == [e.seq for e in written] == list(range(3, head + 1))
+
+
+async def test_the_last_commit_whose_answer_was_lost_still_reaches_live_readers(autojump_clock):
+    store = LostAnswerStore()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 100)
+        reader = engine.events(engine.feed_head or 0)
+        store.lose = 1
+        await engine.place_order({"a": 1})  # lands; nothing is committed after it
+        written, head = await engine.event_page(2, 100)
+        assert engine.feed_head == head == 4  # the head knows
+        with trio.fail_after(60):  # (nothing else will commit to wake the reader)
+            got = [await reader.__anext__() for _ in range(len(written))]
+    assert got == written
