@@ -10,7 +10,7 @@ body that was not read to its end from wedging its connection, and in front of t
 from __future__ import annotations
 
 import time
-from typing import Any, TypeVar, cast
+from typing import cast
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,16 +27,16 @@ from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
 from stockade.api.problems import Problem, register_error_handlers
-from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock, decoder
+from stockade.api.routing import current_engine as _engine
+from stockade.api.routing import json_response as _json
+from stockade.api.routing import read_body as _body
+from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
 from stockade.errors import InvalidTransition
 from stockade.persistence.keys import KeyTable, MemoryKeys
 
 __all__ = ["ApiSettings", "create_app"]
-
-T = TypeVar("T")
-_encoder = msgspec.json.Encoder()
 
 
 class ApiSettings(msgspec.Struct, frozen=True):
@@ -54,23 +54,6 @@ class ApiSettings(msgspec.Struct, frozen=True):
     drain_s: float = 2.0
     public_holds: bool = False
     key_refresh_s: float = 1.0
-
-
-def _json(value: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(value), status=status, content_type="application/json")
-
-
-def _engine() -> Engine:
-    engine: Engine = current_app.config["STOCKADE_ENGINE"]
-    return engine
-
-
-async def _body(kind: type[T]) -> T:
-    if request.mimetype != "application/json":
-        raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                      "send the body as application/json")  # fmt: skip
-    data = await request.get_data(as_text=False)
-    return decoder(kind).decode(data)
 
 
 products = Blueprint("products", __name__, url_prefix="/v1/products")
