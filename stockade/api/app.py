@@ -20,9 +20,11 @@ from quart_trio import QuartTrio
 from stockade.api.accounting import Accounting, request_id
 from stockade.api.asgi import ASGIApp
 from stockade.api.auth import Guard, Unauthorized, requires, route_access
+from stockade.api.carts import carts
 from stockade.api.fastpath import OrderFastPath
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKey, ApiKeys, KeyPage, NewKey
+from stockade.api.locations import locations
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
@@ -75,7 +77,7 @@ async def put_product(sku: str) -> Response:
 @requires("merchant")
 async def adjust_product(sku: str) -> Response:
     body = await _body(Adjustment)
-    return _json(await _engine().adjust_stock(sku, body.delta, body.reason))
+    return _json(await _engine().adjust_stock(sku, body.delta, body.reason, body.location))
 
 
 @products.get("")
@@ -98,7 +100,7 @@ async def list_products() -> Response:
 @products.get("/<sku>")
 @requires("anyone")
 async def get_product(sku: str) -> Response:
-    return _json(await _engine().stock(sku))
+    return _json(await _engine().stock(sku, request.args.get("channel")))
 
 
 @orders.post("")
@@ -224,6 +226,8 @@ def create_app(
     )
     for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
+    app.register_blueprint(locations)  # design.md §7
+    app.register_blueprint(carts)  # design.md §8
     access = route_access(app)
     app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)
     register_error_handlers(app)

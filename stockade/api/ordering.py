@@ -49,7 +49,8 @@ async def answer_order(
 ) -> OrderAnswer:
     """Place ``order`` for a caller of ``role`` (already authorized for the route) and say what
     to answer: 201 and the Order, or the problem document of a refusal (401 for an anonymous
-    direct purchase, 409 out of stock with ``shortages``, 404, 422, 503 with
+    direct purchase, 409 out of stock with ``shortages``, 404 for an unknown product, location
+    or channel, 422, 503 with
     ``Retry-After``...), or 500 quoting ``request_id`` for an unexpected error (logged with its
     traceback).
 
@@ -64,6 +65,8 @@ async def answer_order(
             [(line.sku, line.qty) for line in order.lines],
             hold_for=order.hold_seconds,
             idempotency_key=idempotency_key,
+            location=order.location,
+            channel=order.channel,
         )
     except StockadeError as error:
         return refusal(error)

@@ -20,6 +20,8 @@ from stockade.errors import (
     Overloaded,
     StockadeError,
     StockConflict,
+    UnknownChannel,
+    UnknownLocation,
     UnknownProduct,
 )
 
@@ -39,6 +41,8 @@ _encoder = msgspec.json.Encoder()
 _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     OutOfStock: (409, "out-of-stock", "Out of stock"),
     UnknownProduct: (404, "unknown-product", "Unknown product"),
+    UnknownLocation: (404, "unknown-location", "Unknown location"),
+    UnknownChannel: (404, "unknown-channel", "Unknown channel"),
     OrderNotFound: (404, "order-not-found", "Order not found"),
     InvalidTransition: (409, "invalid-transition", "Invalid order transition"),
     IdempotencyConflict: (409, "idempotency-conflict", "Idempotency key reused"),
