@@ -4,14 +4,17 @@ links lead from a placed order to the routes that move it."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import jsonschema_rs
 import pytest
 
+from stockade.api.app import ApiSettings
 from stockade.api.openapi import openapi_document
-from stockade.engine.locations import MAX_LOCATIONS, MAX_NAME_LENGTH, MAX_PRIORITY
+from stockade.api.schemas import MAX_CHANNEL_LOCATIONS
+from stockade.engine.locations import MAX_NAME_LENGTH, MAX_PRIORITY
 from stockade.engine.validation import (
     DEFAULT_MAX_HOLD,
     MAX_LINES,
@@ -93,8 +96,10 @@ def test_limits_are_the_engines():
     )  # fmt: skip
     channel = SCHEMAS["PutChannel"]["properties"]["locations"]
     assert (channel["minItems"], channel["maxItems"], channel["uniqueItems"]) == (
-        1, MAX_LOCATIONS, True,
+        1, MAX_CHANNEL_LOCATIONS, True,
     )  # fmt: skip
+    too_many = {"locations": [f"{i:0128d}" for i in range(MAX_CHANNEL_LOCATIONS + 1)]}
+    assert len(json.dumps(too_many)) < ApiSettings(admin_token="").max_body_bytes
     transfer = SCHEMAS["TransferStock"]["properties"]
     assert (transfer["qty"]["minimum"], transfer["qty"]["maximum"]) == (1, MAX_STOCK)
     assert transfer["reason"]["maxLength"] == MAX_REASON_LENGTH
