@@ -43,21 +43,37 @@ def add_paths(paths: dict[str, dict[str, Any]]) -> None:
         paths.setdefault(path, {}).update(operations)
 
 
+def _order_answers(links: dict[str, Any], missing: str, conflict: str) -> dict[str, Any]:
+    """The answers of a call that moves a held order: 200 the order (with ``links``), 404
+    ``missing``, 409 ``conflict`` (perhaps out of stock, with shortages) and bad bodies'."""
+    answers = {"200": _linked(_answer(Order, "the order as it is now"), links),
+               **_order_problems(404, 409, *_WRITE)}  # fmt: skip
+    answers["404"]["description"] = missing
+    answers["409"]["description"] = conflict
+    return answers
+
+
 def _paths() -> dict[str, dict[str, Any]]:
     to_order = _links(
         "order_id", "/id", "getOrder", "confirmOrder", "cancelOrder", "changeOrder", "extendOrder"
     )
     to_product = _links("sku", "/sku", "getProduct", "listProductLocations", "adjustProduct")
     level = _answer(LocationLevel, "the product's stock at the location")
-    cart_answers = {
-        "200": _linked(_answer(Order, "the order as it is now"), to_order),
-        **_order_problems(404, 409, *_WRITE),
-    }
-    cart_answers["404"]["description"] = "unknown order or product"
-    cart_answers["409"]["description"] = (
-        "out of stock (with shortages; the order is left as it was), the order is not reserved "
-        "or its hold is at its maximum lifetime, or the idempotency key was used for another "
-        "request"
+    edited = _order_answers(
+        to_order,
+        "unknown order or product",
+        (
+            "out of stock (with shortages; the order is left as it was), the order is not reserved, "
+            "or the idempotency key was used for another request"
+        ),
+    )
+    extended = _order_answers(
+        to_order,
+        "unknown order",
+        (
+            "the order is not reserved, or its hold is already at its maximum lifetime, or the "
+            "idempotency key was used for another request"
+        ),
     )
     moved = {"200": _answer(LocationLevelPage, "the source's level, then the destination's"),
              **_order_problems(404, 409, *_WRITE)}  # fmt: skip
@@ -105,10 +121,10 @@ def _paths() -> dict[str, dict[str, Any]]:
             "operationId": "changeOrder",
             "summary": "Replace a held order's lines, all or nothing (a cart edit)",
             "parameters": [_ID, _KEY], "requestBody": _body(ChangeOrder),
-            "responses": cart_answers}},
+            "responses": edited}},
         "/v1/orders/{order_id}/extend": {"post": {
             "operationId": "extendOrder",
             "summary": "Extend a hold, up to its maximum lifetime",
             "parameters": [_ID, _KEY], "requestBody": _body(ExtendHold),
-            "responses": cart_answers}},
+            "responses": extended}},
     }  # fmt: skip
