@@ -13,6 +13,7 @@ import trio
 
 import stockade
 from stockade.api.app import ApiSettings, create_app
+from tests.answers import ok, problem
 
 TOKEN = "merchant-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -48,23 +49,11 @@ async def public(engine) -> AsyncIterator[Any]:
         yield test_app.test_client()
 
 
-async def ok(response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, await response.get_data(as_text=True)
-    body: dict[str, Any] = await response.get_json()
-    return body
-
-
-async def problem(response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, await response.get_data(as_text=True)
-    assert response.content_type == "application/problem+json"
-    body: dict[str, Any] = await response.get_json()
-    assert body["type"] == f"/problems/{slug}" and body["status"] == status, body
-    return body
-
-
 async def hold(client, headers=ADMIN, hold_seconds: int = 600, **qty: int) -> dict[str, Any]:
     body = {"lines": lines(**qty), "hold_seconds": hold_seconds}
-    return await ok(await client.post("/v1/orders", json=body, headers=headers), 201)
+    order: dict[str, Any] = await ok(await client.post("/v1/orders", json=body, headers=headers),
+                                     201)  # fmt: skip
+    return order
 
 
 async def reserved(engine) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import pytest
 
 import stockade
 from stockade.api.app import ApiSettings, create_app
+from tests.answers import ok, problem
 
 TOKEN = "merchant-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,20 +28,6 @@ async def client(engine) -> AsyncIterator[Any]:
     app = create_app(engine, ApiSettings(admin_token=TOKEN, log_requests=False))
     async with app.test_app() as test_app:
         yield test_app.test_client()
-
-
-async def ok(response, status: int = 200) -> Any:
-    assert response.status_code == status, await response.get_data(as_text=True)
-    assert response.content_type == "application/json"
-    return await response.get_json()
-
-
-async def problem(response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, await response.get_data(as_text=True)
-    assert response.content_type == "application/problem+json"
-    body: dict[str, Any] = await response.get_json()
-    assert body["type"] == f"/problems/{slug}" and body["status"] == status, body
-    return body
 
 
 async def two_warehouses(client) -> None:
