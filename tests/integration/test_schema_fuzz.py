@@ -29,12 +29,12 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from bench.server import Server
-from stockade.engine.validation import check_idempotency_key, check_sku
+from stockade.engine.validation import check_idempotency_key
 from stockade.errors import InvalidRequest
 from tests.integration.test_server import ADMIN, TOKEN
 
 EXAMPLES = 20  # per operation and generation mode
-SCENARIOS = 100
+SCENARIOS = 200
 STEPS = 10  # calls per scenario, at most
 BOUNDED = settings(
     deadline=None,
@@ -141,10 +141,14 @@ def test_linked_calls_conform(tmp_path: Path) -> None:
         listed = {**hold, "requestBody": {**hold["requestBody"], "lines": first}}
         paths["/v1/products"]["get"]["responses"]["200"]["links"] = {"HoldListed": listed}
 
-        # The shop's set-up stays as it is: a location or channel changed in one scenario
-        # (the default location deactivated, say) would change what every later scenario's
-        # calls answer, which hypothesis reports as flaky generation. Both are fuzzed above.
-        fixed = schema.exclude(operation_id=["putLocation", "putChannel"])
+        # The shop's set-up (locations, channels, stock per location, transfers) stays out of
+        # the scenarios, fuzzed above instead: a change there in one scenario (the default
+        # location deactivated, a product made) changes what later scenarios' calls answer,
+        # which hypothesis reports as flaky generation, and every root added spreads the steps
+        # thinner over the order routes this test follows.
+        fixed = schema.exclude(
+            path_regex="^/v1/(locations|channels|transfers|products/[^/]+/locations)"
+        )
 
         class Scenarios(fixed.as_state_machine()):  # type: ignore[misc]
             def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
@@ -155,17 +159,6 @@ def test_linked_calls_conform(tmp_path: Path) -> None:
                 # lines (409) or the same (the old order again): the server's answer would
                 # depend on earlier scenarios, which hypothesis reports as flaky generation.
                 # A fresh valid key keeps scenarios apart; an invalid one stays as drawn.
-                # Likewise a product made at a location (a link from GET /v1/locations names
-                # one): a fresh valid sku makes it 201 in every scenario, never 200 in later
-                # ones, and sorts after "a" and "b", so the first product GET /v1/products
-                # lists, which the link above holds, stays "a".
-                if case.operation.label == "PUT /v1/products/{sku}/locations/{location_id}":
-                    try:
-                        check_sku(case.path_parameters["sku"])
-                    except InvalidRequest:
-                        pass
-                    else:
-                        case.path_parameters["sku"] = f"z-{uuid.uuid4().hex}"
                 key = case.headers.get("Idempotency-Key")
                 if key is None:
                     return
@@ -187,4 +180,3 @@ def test_linked_calls_conform(tmp_path: Path) -> None:
     assert answered["POST /v1/orders/{order_id}/confirm", 200] > 0, answered
     assert answered["POST /v1/orders/{order_id}/cancel", 200] > 0, answered
     assert answered["POST /v1/orders/{order_id}/extend", 200] > 0, answered
-    assert answered["PUT /v1/products/{sku}/locations/{location_id}", 201] > 0, answered
