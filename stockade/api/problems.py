@@ -28,6 +28,7 @@ __all__ = [
     "internal_error",
     "problem",
     "problem_document",
+    "problem_kind",
     "register_error_handlers",
     "stockade_problem",
 ]
@@ -98,16 +99,21 @@ def _from_stockade(error: StockadeError) -> Response:
                     headers=headers)  # fmt: skip
 
 
+def problem_kind(error: StockadeError) -> tuple[int, str, str]:
+    """The status, type slug and title that answer ``error``."""
+    return next(
+        (v for cls, v in _ERRORS.items() if isinstance(error, cls)),
+        (500, "internal", "Internal error"),
+    )
+
+
 def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[str, str] | None]:
     """The status, problem document and extra headers that answer ``error``."""
     if isinstance(error, Problem):
         document = problem_document(error.status, error.slug, error.title, error.detail,
                                     **error.extra)  # fmt: skip
         return error.status, document, error.headers
-    status, slug, title = next(
-        (v for cls, v in _ERRORS.items() if isinstance(error, cls)),
-        (500, "internal", "Internal error"),
-    )
+    status, slug, title = problem_kind(error)
     extra: dict[str, Any] = {}
     headers = None
     if isinstance(error, OutOfStock):
