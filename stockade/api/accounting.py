@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from stockade.api.logs import log_event
+from stockade.api.logs import log_event, set_request_id
 from stockade.api.metrics import Metrics
 
 if TYPE_CHECKING:  # only imported when tracing is on: see stockade/api/tracing.py
@@ -28,8 +28,11 @@ MAX_REQUEST_ID = 64
 
 
 def request_id(supplied: str | None) -> str:
-    """The caller's ``X-Request-Id`` (its first 64 characters) or, without one, a new random id."""
-    return supplied[:MAX_REQUEST_ID] if supplied else secrets.token_hex(8)
+    """The caller's ``X-Request-Id`` (its first 64 characters) or, without one, a new random
+    id; from now on, the request id of the current task's log records."""
+    rid = supplied[:MAX_REQUEST_ID] if supplied else secrets.token_hex(8)
+    set_request_id(rid)
+    return rid
 
 
 async def traced(

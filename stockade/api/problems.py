@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 import msgspec
-from quart import Quart, Response
+from quart import Quart, Response, g
 from werkzeug.exceptions import HTTPException
 
 from stockade.errors import (
@@ -153,7 +153,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def on_unexpected(error: Exception) -> Response:
-        request_id = secrets.token_hex(8)
+        request_id = g.get("request_id") or secrets.token_hex(8)  # the X-Request-Id answered
         log.exception("unexpected error", extra={"request_id": request_id})
         return Response(internal_error(request_id), status=500,
                         content_type="application/problem+json")  # fmt: skip

@@ -14,14 +14,16 @@ stopped, not a slow network. A request being answered is not timed: the server d
 while it answers.
 
 The server owns its process, so it tunes the garbage collector for serving (see
-:func:`tune_gc`); the embeddable engine never touches its host's settings. Traces are off
-unless the ``OTEL_*`` environment asks for them (see :func:`tracing_requested` and
-:mod:`stockade.api.tracing`).
+:func:`tune_gc`) and sends every standard-library log record to stderr as JSON too (see
+:func:`~stockade.api.logs.install_json_logging`); the embeddable engine never touches its
+host's settings. Traces are off unless the ``OTEL_*`` environment asks for them (see
+:func:`tracing_requested` and :mod:`stockade.api.tracing`).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
@@ -37,7 +39,7 @@ from stockade._open import open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
-from stockade.api.logs import log_event
+from stockade.api.logs import install_json_logging, log_event
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 
@@ -130,6 +132,7 @@ async def serve(
     installed). On the way out, the spans not yet exported are exported (blocking, in a
     thread, up to the exporters' timeouts)."""
     tracing = _open_tracing()
+    install_json_logging(None if tracing is None else tracing.current_ids)
     log_event("starting", database=settings.database, durability=settings.durability,
               public_holds=settings.public_holds, tracing=tracing is not None)  # fmt: skip
     try:
@@ -156,8 +159,10 @@ async def _serve(
             keys: ApiKeys = app.config["STOCKADE_KEYS"]
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]
-            config.accesslog = None
-            config.errorlog = None
+            config.accesslog = None  # Accounting logs each request
+            errors = logging.getLogger("hypercorn.error")  # as JSON, through the root logger
+            errors.setLevel(logging.WARNING)  # not its "Running on" line: we log "listening"
+            config.errorlog = errors
             config.graceful_timeout = settings.grace_s
             # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
             config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
