@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -73,17 +74,28 @@ def spawn_worker(
 def run_and_kill(module: str, args: list[str], seconds: float) -> list[str]:
     """Run the worker until it prints "ready", let it work ``seconds`` more, kill it with
     SIGKILL and return the lines it printed after "ready" (each an acknowledged answer,
-    flushed at once); a last line cut short by the kill is left out. Blocks for the run."""
+    flushed at once); a last line cut short by the kill is left out. Blocks for the run.
+
+    A thread reads the worker's output as it comes: were the pipe left to fill, the worker
+    would block writing an answer, and the kill would find it idle."""
     worker = spawn_worker(*args, module=module)
+    assert worker.stdout is not None
+    stdout = worker.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(stdout))
     try:
-        assert worker.stdout is not None
-        assert worker.stdout.readline() == "ready\n"
+        assert stdout.readline() == "ready\n"
+        reader.start()
         time.sleep(seconds)
     finally:
         worker.send_signal(signal.SIGKILL)  # also when it never got ready
-        out, _ = worker.communicate(timeout=30)
+        worker.wait(timeout=30)
+        if reader.is_alive():
+            reader.join(timeout=30)
+        stdout.close()
     assert worker.returncode == -signal.SIGKILL
-    return out.split("\n")[:-1]  # the last piece, if any, was cut short by the kill
+    assert not reader.is_alive()
+    return [line[:-1] for line in lines if line.endswith("\n")]
 
 
 def crash_database(

@@ -76,3 +76,10 @@ def test_model_allows_exactly_design_transitions():
     sale = Order("o", "confirmed", {"a": 1}, now)
     assert not may_have_become("expired", sale, now)
     assert not may_have_become("cancelled", sale, now)
+
+
+def test_a_worker_is_read_while_it_runs():
+    """run_and_kill reads the worker's answers as they come: 4 MB of them, far more than a
+    pipe holds, all arrive (a worker left blocked on a full pipe would be killed idle)."""
+    lines = run_and_kill("tests.integration.chatter", ["40000"], 2.0)
+    assert lines == [f"{n:099d}" for n in range(40_000)]
