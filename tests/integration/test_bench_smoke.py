@@ -63,3 +63,33 @@ def test_quick_flash_sale_with_carts_checks_itself():
     embedded, http = done.stdout.split("flash sale, HTTP")
     assert "accessories sold" in embedded and "cart edits" in embedded, embedded
     assert "cart edits" in http or "skipped over HTTP" in http, http
+
+
+def single_bench(name: str, *args: str) -> str:
+    """Run ``python -m bench.NAME args`` as ``./dev bench NAME`` does; its output, once it
+    exited 0 (a bench whose books do not verify raises and exits 1)."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def table_row(out: str, label: str) -> list[str]:
+    """The cells of the table row starting with ``label`` ("NOT met" as one cell)."""
+    [line] = [line for line in out.splitlines() if line.startswith(label)]
+    return line[len(label) :].replace("NOT met", "NOT-met").split()
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def test_tiny_allocation_bench_verifies_and_prints_the_cost_ratio():
+    out = single_bench("locations", "--orders", "2000", "--tasks", "50", "--rounds", "1")
+    for label in ("direct purchases", "holds"):
+        one, five, split, ratio, _target, verified = table_row(out, label)
+        assert verified == "yes", out
+        assert number(one) > 0 and number(five) > 0 and number(ratio) > 0, out
+        assert number(split.rstrip("%")) > 0, out  # lines did split
