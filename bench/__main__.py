@@ -2,7 +2,7 @@
 simulation; ``python -m bench report``: redraw plots and docs from the last results.
 
 The single-purpose benches run as modules of their own: ``python -m bench.engine``,
-``bench.locations``, ``bench.memory``, ``bench.embedding``, ``bench.durable``,
+``bench.locations``, ``bench.carts``, ``bench.memory``, ``bench.embedding``, ``bench.durable``,
 ``bench.startup``, ``bench.http``.
 """
 

@@ -93,3 +93,10 @@ def test_tiny_allocation_bench_verifies_and_prints_the_cost_ratio():
         assert verified == "yes", out
         assert number(one) > 0 and number(five) > 0 and number(ratio) > 0, out
         assert number(split.rstrip("%")) > 0, out  # lines did split
+
+
+def test_tiny_cart_bench_verifies_and_prints_the_ratio():
+    out = single_bench("carts", "--edits", "2000", "--tasks", "50", "--rounds", "1")
+    rate, ratio, verified = table_row(out, "change_order")
+    assert verified == "yes" and number(rate) > 0 and number(ratio) > 0, out
+    assert table_row(out, "place_order (baseline)")[1:] == ["1.00", "yes"], out
