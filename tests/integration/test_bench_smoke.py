@@ -100,3 +100,14 @@ def test_tiny_cart_bench_verifies_and_prints_the_ratio():
     rate, ratio, verified = table_row(out, "change_order")
     assert verified == "yes" and number(rate) > 0 and number(ratio) > 0, out
     assert table_row(out, "place_order (baseline)")[1:] == ["1.00", "yes"], out
+
+
+def test_tiny_memory_bench_loads_a_catalogue_over_locations():
+    out = single_bench(
+        "memory", "--products", "5000", "--located-products", "1000", "--locations", "10"
+    )
+    assert "target: each engine row <= 500 MB" in out
+    load_s, rss_mb, per_product, target = table_row(out, "engine, 10 locations, from store")
+    assert number(load_s) >= 0 and number(rss_mb) >= 0 and number(per_product) >= 0, out
+    assert target in ("met", "NOT-met"), out
+    assert table_row(out, "baseline dict of 10-location dicts")[-1] == "-", out
