@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -50,6 +51,15 @@ async def stocked(engine: stockade.Engine, tasks: int) -> None:
                 nursery.start_soon(engine.set_stock, sku, STOCK)
 
 
+async def timed(tasks: int, work: Callable[[int], Awaitable[None]]) -> float:
+    """Seconds until ``work(task)`` has returned for every task, all run at once."""
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for task in range(tasks):
+            nursery.start_soon(work, task)
+    return time.perf_counter() - start
+
+
 async def edit_run(tasks: int, per_task: int) -> float:
     """Edits per second; every cart verified afterwards."""
     async with stockade.open_engine(None) as engine:
@@ -62,11 +72,7 @@ async def edit_run(tasks: int, per_task: int) -> float:
             for n in range(1, per_task + 1):
                 await engine.change_order(cart_id, lines_for(task, n))
 
-        start = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for task in range(tasks):
-                nursery.start_soon(editor, task)
-        seconds = time.perf_counter() - start
+        seconds = await timed(tasks, editor)
         if engine.statistics().changed != tasks * per_task:
             raise VerificationFailed(f"{engine.statistics().changed} edits counted")
         for task, cart in enumerate(carts):
@@ -87,11 +93,7 @@ async def place_run(tasks: int, per_task: int) -> float:
             for n in range(1, per_task + 1):
                 await engine.place_order(lines_for(task, n), hold_for=HOLD_S)
 
-        start = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for task in range(tasks):
-                nursery.start_soon(placer, task)
-        seconds = time.perf_counter() - start
+        seconds = await timed(tasks, placer)
         if engine.statistics().placed != tasks * per_task:
             raise VerificationFailed(f"{engine.statistics().placed} placements counted")
         odd, even = (per_task + 1) // 2, per_task // 2  # placements of CART[1], of CART[0]

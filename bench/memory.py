@@ -25,6 +25,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -73,16 +74,11 @@ async def restart(products: int) -> tuple[float, float, int]:
     """Open an engine over a store that already holds the catalogue (what a restart does)."""
     store = stockade.MemoryStore()
     store.state.stock = {(f"sku-{n:08d}", "default"): (n % 100, 0) for n in range(products)}
-    gc.collect()
-    before = rss_mb()
-    start = time.perf_counter()
-    async with stockade.open_engine(store=store) as engine:
-        seconds = time.perf_counter() - start
-        gc.collect()
-        grown = rss_mb() - before
-        count = engine.statistics().products
+
+    async def check(engine: stockade.Engine) -> None:
         assert (await engine.stock(f"sku-{products - 1:08d}")).on_hand == (products - 1) % 100
-    return seconds, grown, count
+
+    return await opened(store, check)
 
 
 def located_sites(locations: int) -> list[str]:
@@ -101,13 +97,8 @@ async def restart_located(products: int, locations: int) -> tuple[float, float, 
         for n in range(products)
         for i, site in enumerate(sites)
     }
-    gc.collect()
-    before = rss_mb()
-    start = time.perf_counter()
-    async with stockade.open_engine(store=store) as engine:
-        seconds = time.perf_counter() - start
-        gc.collect()
-        grown = rss_mb() - before
+
+    async def check(engine: stockade.Engine) -> None:
         stats = engine.statistics()
         assert stats.products == products and stats.locations == locations, stats
         for n in (0, products - 1):
@@ -115,7 +106,24 @@ async def restart_located(products: int, locations: int) -> tuple[float, float, 
             assert [(x.location, x.on_hand) for x in levels] == [
                 (site, (n + i) % 100 + 1) for i, site in enumerate(sites)
             ], levels
-        count = stats.products
+
+    return await opened(store, check)
+
+
+async def opened(
+    store: stockade.MemoryStore, check: Callable[[stockade.Engine], Awaitable[None]]
+) -> tuple[float, float, int]:
+    """Open an engine over ``store``: (seconds until it answers, MB the process grew, products
+    loaded), ``check`` run on it before it closes (the store's copy is built before)."""
+    gc.collect()
+    before = rss_mb()
+    start = time.perf_counter()
+    async with stockade.open_engine(store=store) as engine:
+        seconds = time.perf_counter() - start
+        gc.collect()
+        grown = rss_mb() - before
+        await check(engine)
+        count = engine.statistics().products
     return seconds, grown, count
 
 

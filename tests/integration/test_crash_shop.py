@@ -10,7 +10,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import pytest
@@ -159,17 +159,35 @@ class LocationRuns:
             self.locations[location_id] = {found}  # what it became is durable now
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
-def test_location_books_survive_kill_9(request, tmp_path, store):
-    rng = random.Random(2)
-    database, read = crash_database(request, tmp_path, store)
-    runs = LocationRuns()
+class Runs(Protocol):
+    """What a test keeps of its workers' answers."""
+
+    def read(self, lines: list[str]) -> None:
+        """Take in one run's answers."""
+
+    def assert_in(self, state: StoreState, now: datetime) -> None:
+        """Every acknowledged answer is in the store."""
+
+
+def crash_cycles(
+    runs: Runs, workload: str, skus: list[str], database: str, read: Callable[[], StoreState]
+) -> None:
+    """Four times: run the workload a moment, kill it, check the store (the answers in it, its
+    books balanced), then restart an engine over it and check its books. Blocks for them."""
+    rng = random.Random(workload)
     for _cycle in range(4):
-        runs.read(run_and_kill(WORKER, ["locations", database], rng.uniform(0.3, 1.2)))
+        runs.read(run_and_kill(WORKER, [workload, database], rng.uniform(0.3, 1.2)))
         state = read()
         runs.assert_in(state, datetime.now(UTC))
         assert_store_balances(state)
-        assert_restart_balances(database, SKUS, read)
+        assert_restart_balances(database, skus, read)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_location_books_survive_kill_9(request, tmp_path, store):
+    database, read = crash_database(request, tmp_path, store)
+    runs = LocationRuns()
+    crash_cycles(runs, "locations", SKUS, database, read)
     orders = read().orders.values()
     assert runs.seen["order"] > 100 and runs.seen["transfer"] > 10, runs.seen
     assert runs.seen["adjust"] > 10 and runs.seen["deactivated"] > 0, runs.seen
@@ -247,15 +265,9 @@ class CartRuns:
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_cart_edits_and_extensions_survive_kill_9(request, tmp_path, store):
-    rng = random.Random(3)
     database, read = crash_database(request, tmp_path, store)
     runs = CartRuns()
-    for _cycle in range(4):
-        runs.read(run_and_kill(WORKER, ["carts", database], rng.uniform(0.3, 1.2)))
-        state = read()
-        runs.assert_in(state, datetime.now(UTC))
-        assert_store_balances(state)
-        assert_restart_balances(database, CART_SKUS, read)
+    crash_cycles(runs, "carts", CART_SKUS, database, read)
     assert runs.seen["change"] > 100 and runs.seen["extend"] > 20, runs.seen
     assert runs.seen["refused"] > 0 and runs.seen["in flight at a kill"] > 0, runs.seen
     orders = read().orders.values()
