@@ -178,19 +178,22 @@ class EngineCore:
             check_sku(sku)
             raise UnknownProduct(sku)
 
-    async def _journal_move(self, event: Change, commands: list[tuple[str, Any]]) -> int:
-        """Journal a decided move, hand its commands to the actors (they cannot be refused),
-        and wait until it is durable; return its seq. Later reads through the mailboxes see the
-        move."""
+    async def _journal_move(
+        self, event: Change, commands: list[tuple[str, Any]], order: Order, now: float
+    ) -> None:
+        """Journal a decided move that finishes ``order`` (a confirm or a cancel), hand its
+        commands to the actors (they cannot be refused), schedule the order's retirement, and
+        wait until the move is durable. Later reads through the mailboxes see the move. Only
+        the wait can be cancelled: the move is then made all the same, retirement included."""
         seq = self._journal.append((event,))
         post = self._dispatcher.post
         for sku, command in commands:
             post(sku, command, None, 0, force=True)
+        self._finished_order(order, seq, now)
         if self._journal.is_durable(seq):
             await trio.lowlevel.checkpoint()
         else:
             await self._journal.wait_durable(seq)
-        return seq
 
     def _finished_order(self, order: Order, seq: int, now: float) -> None:
         """``order`` reached a final status at ``seq``: schedule it to leave memory (only where

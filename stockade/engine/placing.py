@@ -195,10 +195,9 @@ class Placing(EngineCore):
             order, event = self._book.confirm(order_id, now)
             if event is not None:
                 self.counters["confirmed"] += 1
-                seq = await self._journal_move(
-                    event, [(sku, Confirm(order_id)) for sku in order.lines]
+                await self._journal_move(
+                    event, [(sku, Confirm(order_id)) for sku in order.lines], order, now
                 )
-                self._finished_order(order, seq, now)
             else:
                 await trio.lowlevel.checkpoint()
             return order
@@ -234,8 +233,7 @@ class Placing(EngineCore):
             else:
                 moves = [(sku, Return(order_id, allocation))
                          for sku, allocation in order.allocations.items()]  # fmt: skip
-            seq = await self._journal_move(event, moves)
-            self._finished_order(order, seq, now)
+            await self._journal_move(event, moves, order, now)
             return order
         finally:
             self._leave()
