@@ -195,6 +195,27 @@ class EngineCore:
         else:
             await self._journal.wait_durable(seq)
 
+    async def _settled(self) -> None:
+        """Wait until every change journaled so far is durable (at once in ``fast`` mode).
+
+        An answer that repeats what another call did (a replayed idempotency key; a confirm or
+        cancel delivered twice) must come no sooner than that call's own answer could, or a
+        crash could lose a change the repeat has acknowledged. The other call's move was
+        journaled when it was decided, so waiting for everything appended so far covers it.
+        Cancellable."""
+        journal = self._journal
+        seq = journal.appended_seq
+        if journal.is_durable(seq):
+            await trio.lowlevel.checkpoint()
+        else:
+            await journal.wait_durable(seq)
+
+    async def _replayed(self, order_id: str) -> Order:
+        """The answer to a replayed idempotency key: the order as it is now, once durable."""
+        order = await self._lookup(order_id)
+        await self._settled()
+        return order
+
     def _finished_order(self, order: Order, seq: int, now: float) -> None:
         """``order`` reached a final status at ``seq``: schedule it to leave memory (only where
         a history can read it back)."""

@@ -52,7 +52,7 @@ class Placing(EngineCore):
         Raises OutOfStock (with every short line) after giving back lines already taken,
         UnknownProduct, UnknownLocation, UnknownChannel, InvalidRequest, IdempotencyConflict.
         The same ``idempotency_key`` with the same lines returns the original order (as it is
-        now) and takes nothing.
+        now, once that is durable) and takes nothing.
         """
         # One coroutine per order, deliberately flat: this is the engine's hot path.
         ledgers = self._ledgers
@@ -70,7 +70,7 @@ class Placing(EngineCore):
             if key is not None:
                 use = await self._claim_key(key, "place", checked)
                 if use is not None:
-                    return await self._lookup(use.order_id)
+                    return await self._replayed(use.order_id)
             journal = self._journal
             claimed = False
             try:
@@ -199,7 +199,7 @@ class Placing(EngineCore):
                     event, [(sku, Confirm(order_id)) for sku in order.lines], order, now
                 )
             else:
-                await trio.lowlevel.checkpoint()
+                await self._settled()  # a repeat: confirmed by another call
             return order
         finally:
             self._leave()
@@ -225,7 +225,7 @@ class Placing(EngineCore):
                 self._journal.admit()
             order, event = self._book.cancel(order_id, now)
             if event is None:
-                await trio.lowlevel.checkpoint()
+                await self._settled()  # a repeat: cancelled or expired by another move
                 return order
             self.counters["cancelled"] += 1
             if event.was == "reserved":

@@ -229,6 +229,10 @@ class Journal:
         return self._committed
 
     @property
+    def appended_seq(self) -> int:
+        return self._seq
+
+    @property
     def buffered(self) -> int:
         """Events appended and not yet committed."""
         return self._seq - self._committed
