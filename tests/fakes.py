@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from stockade import MemoryStore
+from stockade import MemoryStore, StoreUnavailable
 from stockade.engine.models import Event
 from stockade.persistence.journal import Batch
 
@@ -58,4 +58,21 @@ class CheckingStore(MemoryStore):
             assert reserved == held.pop((sku, location), 0), (batch.last_seq, sku, location)
         assert not held, (batch.last_seq, held)
         self.batches_checked += 1
+        return published
+
+
+class UnheardStore(MemoryStore):
+    """A memory store whose next commit, once :attr:`lose_answer` is set, lands and then
+    reports the store unreachable: a connection lost between COMMIT and its reply. The
+    journal retries a batch the store already holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_answer = False
+
+    async def commit(self, batch: Batch) -> list[Event]:
+        published = await super().commit(batch)
+        if self.lose_answer:
+            self.lose_answer = False
+            raise StoreUnavailable("the connection was lost before COMMIT answered")
         return published

@@ -37,6 +37,11 @@ class FeedHub:
     def publish(self, events: list[Event]) -> None:
         if not events:
             return
+        if events[0].seq != self.head + 1:
+            # Events the hub never saw (a batch whose commit landed but went unheard, so its
+            # retry yielded nothing): the ring holds consecutive events only, or ``since``
+            # would skip the hole. Start it afresh; readers before it read the store.
+            self._ring.clear()
         self._ring.extend(events)
         self.head = events[-1].seq
         self._lot.unpark_all()

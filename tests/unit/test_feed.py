@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
@@ -11,6 +11,7 @@ import trio
 import stockade
 from stockade import FeedGone, InvalidRequest, MemoryStore
 from stockade.engine import feed
+from tests.fakes import UnheardStore
 
 
 async def drain(
@@ -80,6 +81,35 @@ async def test_a_slow_reader_falls_back_to_the_store_and_misses_nothing(engine, 
         with trio.fail_after(5):
             rest = [await reader.__anext__() for _ in range(head - 1)]
     assert [first, *rest] == written
+
+
+async def test_a_batch_committed_but_unheard_leaves_no_gap_for_live_readers(autojump_clock):
+    """The store commits a batch but its answer is lost: the journal retries, the store finds
+    the batch already there and yields no events, so the hub never sees that batch's events.
+    A live reader must still get every event in seq order, reading the missing ones from the
+    store, neither skipping them nor spinning on a ring with a hole in it."""
+    store = UnheardStore()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 5)
+        _, before = await engine.event_page(0)
+        store.lose_answer = True
+        await engine.set_stock("b", 5)  # lands, is retried, publishes nothing
+        assert engine.statistics().journal.store_errors == 1
+        await engine.set_stock("c", 5)
+        written, head = await engine.event_page(before)
+        for after in range(before, head):
+            assert await drain(engine, after, head - after) == written[after - before :]
+
+
+def test_the_hub_sends_readers_to_the_store_across_a_gap_in_what_it_was_given():
+    hub = feed.FeedHub()
+    at = datetime.now(UTC)
+    hub.publish([stockade.Event(seq, "stock.changed", at, {}) for seq in (1, 2)])
+    hub.publish([stockade.Event(seq, "stock.changed", at, {}) for seq in (5, 6)])  # 3, 4 unheard
+    for after in (0, 1, 2, 3):
+        assert hub.since(after) is None  # read the store
+    assert [e.seq for e in hub.since(4) or []] == [5, 6]
+    assert hub.since(6) == []
 
 
 async def test_positions_the_feed_cannot_serve_are_refused(engine):
