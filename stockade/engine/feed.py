@@ -46,6 +46,15 @@ class FeedHub:
         self.head = events[-1].seq
         self._lot.unpark_all()
 
+    def skip_to(self, head: int) -> None:
+        """Events up to ``head`` were committed without passing through :meth:`publish` (a
+        batch whose commit landed unheard): wake the readers, which read them from the
+        store."""
+        if head > self.head:
+            self._ring.clear()
+            self.head = head
+            self._lot.unpark_all()
+
     def since(self, after: int) -> list[Event] | None:
         """The events after ``after`` still in the ring (may be empty), or None when some of
         them have already left it (read the store)."""

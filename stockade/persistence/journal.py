@@ -269,6 +269,7 @@ class Journal:
                 batch = Batch(first, first + len(events) - 1, events)
                 started = trio.current_time()
                 started_ns = time.time_ns() if self.record_commits else 0
+                errors = self.store_errors
                 published = await self._commit(batch)
                 self.commit_ms_total += round((trio.current_time() - started) * 1000)
                 self._committed = batch.last_seq
@@ -283,6 +284,8 @@ class Journal:
                     self.events_written += len(published)
                     if self.feed is not None:
                         self.feed.publish(published)
+                elif self.store_errors != errors and self.feed is not None:
+                    await self._catch_up_feed()
         finally:
             self._writer = None
             self._writer_parked = False
@@ -306,6 +309,22 @@ class Journal:
             else:
                 self.healthy = True
                 return published
+
+    async def _catch_up_feed(self) -> None:
+        """A retried commit yielded no events: the batch may have landed in an attempt whose
+        answer was lost, with its events in the store only. Move the hub's head to the
+        store's, so live readers read them from there now rather than at the next commit.
+
+        The batch is committed whatever this read does, so no failure of it may stop the
+        writer: one (a store unreachable again, a reader pool that cannot connect) is
+        recorded in ``last_error`` and leaves the catching up to the next commit."""
+        assert self.feed is not None
+        try:
+            _, last = await self.store.feed_bounds()
+        except Exception as exc:  # recorded (trio.Cancelled is no Exception: it propagates)
+            self.last_error = f"reading the feed's head after a retried commit: {exc!r}"
+            return
+        self.feed.skip_to(last)
 
     def _wake(self, committed: int, times: CommitTimes | None = None) -> None:
         """Wake the callers waiting for ``committed`` or less, handing each ``times``."""

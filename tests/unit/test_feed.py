@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
+import trio.testing
 
 import stockade
 from stockade import FeedGone, InvalidRequest, MemoryStore
@@ -99,6 +100,46 @@ async def test_a_batch_committed_but_unheard_leaves_no_gap_for_live_readers(auto
         written, head = await engine.event_page(before)
         for after in range(before, head):
             assert await drain(engine, after, head - after) == written[after - before :]
+
+
+async def test_a_live_reader_gets_an_unheard_batch_without_waiting_for_the_next(
+    autojump_clock,
+):
+    """The events of a batch whose commit landed unheard are in the store only; a reader
+    waiting for them gets them once the journal is past the batch, not whenever something
+    else happens to commit (a quiet shop's webhooks would wait that long)."""
+    store = UnheardStore()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 5)
+        _, before = await engine.event_page(0)
+        store.lose_answer = True
+        reader = engine.events(before)
+        got: list[stockade.Event] = []
+
+        async def read_two() -> None:
+            got.extend([await reader.__anext__(), await reader.__anext__()])
+
+        with trio.fail_after(60):  # nothing else commits: without the events, a deadlock
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_two)
+                await trio.testing.wait_all_tasks_blocked()  # the reader waits live
+                await engine.set_stock("b", 5)  # lands, is retried, publishes nothing
+        written, _ = await engine.event_page(before)
+        assert got == written  # b's stock.changed and back_in_stock
+
+
+async def test_a_failed_catch_up_read_never_stops_the_writer(autojump_clock):
+    class Unreadable(UnheardStore):
+        async def feed_bounds(self) -> tuple[int, int]:
+            raise RuntimeError("the readers' pool cannot connect")
+
+    store = Unreadable()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        store.lose_answer = True
+        await engine.set_stock("a", 5)  # lands, is retried; reading the head then fails
+        await engine.set_stock("b", 5)  # the writer goes on
+        assert store.state.products == {"a": (5, 0), "b": (5, 0)}
+        assert "readers' pool" in (engine._journal.last_error or "")  # type: ignore[attr-defined]
 
 
 def test_the_hub_sends_readers_to_the_store_across_a_gap_in_what_it_was_given():
