@@ -19,7 +19,7 @@ from stockade import (
     UnknownProduct,
 )
 from tests.books import assert_books_balance, assert_store_matches
-from tests.fakes import StalledStore
+from tests.fakes import StalledStore, stalled_hold
 
 
 async def test_the_design_walkthrough(engine):
@@ -347,12 +347,7 @@ async def test_a_repeated_call_answers_no_sooner_than_the_call_it_repeats(call, 
     the first call's outcome; in durable mode not before that outcome is committed, or a crash
     could lose a change the retry has acknowledged (a payment webhook answered "confirmed" on
     its second delivery never sends again, and the lost confirm lets the hold expire)."""
-    store = StalledStore()
-    store.resume()
-    async with stockade.open_engine(store=store, durability="durable") as engine:
-        await engine.set_stock("a", 5)
-        order = await engine.place_order({"a": 1}, hold_for=600)
-        store.pause()
+    async with stalled_hold() as (engine, store, order):
         calls = {
             "place": lambda: engine.place_order({"a": 2}, hold_for=600, idempotency_key="k"),
             "change": lambda: engine.change_order(order.id, {"a": 2}, idempotency_key="k"),
