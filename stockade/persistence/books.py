@@ -136,6 +136,10 @@ class Tally:
                 self.on_finding(finding)
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
 def _signed(n: int) -> str:
     return f"{n:+d}" if n else "0"
 
@@ -182,7 +186,7 @@ def check_order(order: Order, moves: Iterable[OrderMove]) -> list[Finding]:
                     kind="order", order_id=oid, sku=sku, location=location, field=field,
                     recorded=got, expected=want,
                     detail=f"order {oid} ({status}), {sku} at {location}: its movements move "
-                    f"{field} by {_signed(got)}, but a {status} order allocated {qty} there "
+                    f"{field} by {_signed(got)}, but {_a(status)} order allocated {qty} there "
                     f"moves it by {_signed(want)}",
                 ))  # fmt: skip
     required = set(_REQUIRED[status])
