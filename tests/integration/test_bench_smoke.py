@@ -52,3 +52,42 @@ def test_quick_flash_sale_checks_itself():
     assert done.stdout.count("verified: sold <= units") == 2, done.stdout
     assert "flash sale, embedded (memory)" in done.stdout
     assert "flash sale, HTTP" in done.stdout
+
+
+def test_quick_soak_keeps_memory_flat_and_its_books_balanced(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--orders", "20000", "--open-holds", "2000",
+         "--samples", "4", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "books: verified (22,000 orders" in done.stdout
+    lines = done.stdout.splitlines()
+    rows = [line.split() for line in lines if line[:12].strip().replace(",", "").isdigit()]
+    orders = [int(row[0].replace(",", "")) for row in rows]
+    assert orders == [0, 2000, 5000, 10000, 15000, 20000], done.stdout
+    retired = int(rows[-1][4].replace(",", ""))
+    assert retired > 0  # finished orders left memory while the load ran
+    assert "restart with 2,000 open holds" in done.stdout and "per 100k open holds" in done.stdout
+    assert (tmp_path / "soak.png").stat().st_size > 1000
+
+
+def test_quick_startup_benches_load_only_what_they_must():
+    catalogue = subprocess.run(
+        [sys.executable, "-m", "bench.startup", "--products", "2000", "--holds", "300",
+         "--dsn", POSTGRES_DSN],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert catalogue.returncode == 0, catalogue.stdout + catalogue.stderr
+    assert "start-up with 2,000 products and 300 open holds" in catalogue.stdout
+    history = subprocess.run(
+        [sys.executable, "-m", "bench.startup", "--dsn", POSTGRES_DSN, "history",
+         "--finished", "0,5000", "--holds", "100", "--products", "500"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert history.returncode == 0, history.stdout + history.stderr
+    measured = [line for line in history.stdout.splitlines() if line.startswith(("SQLite", "Post"))]
+    assert [line.split()[1] for line in measured][:2] == ["0", "5,000"]
+    if not ON_CI:
+        return
+    assert len(measured) == 4, history.stdout  # PostgreSQL too
