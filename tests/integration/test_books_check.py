@@ -18,6 +18,7 @@ import stockade
 from stockade import Engine, MemoryStore
 from stockade.persistence.audit import check_database, check_store
 from stockade.persistence.books import BooksReport, Finding, Tally
+from tests.integration.stores import database_url
 from tests.legacy import version_1_statements
 
 KINDS = ["sqlite", "postgresql"]
@@ -25,10 +26,7 @@ KINDS = ["sqlite", "postgresql"]
 
 @pytest.fixture(params=KINDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        dsn: str = request.getfixturevalue("postgres_dsn")
-        return dsn
-    return f"sqlite:///{tmp_path / 'stock.db'}"
+    return database_url(request.param, tmp_path, request)
 
 
 def tamper(database: str, *statements: str) -> None:
@@ -72,6 +70,12 @@ async def trade(engine: Engine) -> dict[str, Any]:
             "returned": returned, "released": released}  # fmt: skip
 
 
+async def traded(database: str) -> dict[str, Any]:
+    """:func:`trade` on ``database`` by an engine that then closes."""
+    async with stockade.open_engine(database) as engine:
+        return await trade(engine)
+
+
 def holds(where: str, reserved: int, held: int) -> str:
     return (
         f"{where}: reserved is {reserved} in the stock table, but the open holds (reserved "
@@ -97,8 +101,7 @@ async def test_a_store_the_engine_wrote_balances_while_owned_and_after(database)
 
 
 async def test_a_hand_edited_on_hand_is_found(database):
-    async with stockade.open_engine(database) as engine:
-        await trade(engine)
+    await traded(database)
     tamper(database, "UPDATE stock SET on_hand = on_hand + 5 WHERE sku = 'b'")
     report, details = await checked(database)
     assert not report.balanced
@@ -110,8 +113,7 @@ async def test_a_hand_edited_on_hand_is_found(database):
 
 
 async def test_a_deleted_movement_is_found_at_its_level_and_its_order(database):
-    async with stockade.open_engine(database) as engine:
-        orders = await trade(engine)
+    orders = await traded(database)
     sold = orders["confirmed"].id
     tamper(database, f"DELETE FROM movements WHERE order_id = '{sold}' AND kind = 'confirmed'")
     report, details = await checked(database)
@@ -123,8 +125,7 @@ async def test_a_deleted_movement_is_found_at_its_level_and_its_order(database):
 
 
 async def test_a_missing_hold_is_found(database):
-    async with stockade.open_engine(database) as engine:
-        orders = await trade(engine)
+    orders = await traded(database)
     held = orders["held"].id
     tamper(database, f"DELETE FROM orders WHERE id = '{held}'")
     report, details = await checked(database)
@@ -134,8 +135,7 @@ async def test_a_missing_hold_is_found(database):
 
 
 async def test_an_order_whose_status_disagrees_with_its_movements_is_found(database):
-    async with stockade.open_engine(database) as engine:
-        orders = await trade(engine)
+    orders = await traded(database)
     edited = orders["edited"].id
     tamper(database, f"UPDATE orders SET status = 'expired' WHERE id = '{edited}'")
     _, details = await checked(database)
@@ -190,8 +190,7 @@ async def test_a_memory_store_is_checked_in_process():
 
 async def test_a_check_can_be_cancelled_while_its_thread_is_busy(tmp_path):
     database = f"sqlite:///{tmp_path / 'stock.db'}"
-    async with stockade.open_engine(database) as engine:
-        await trade(engine)
+    await traded(database)
     tamper(database, "UPDATE stock SET on_hand = on_hand + 1")
     reading, release = trio.Event(), threading.Event()
 

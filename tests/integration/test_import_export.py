@@ -17,6 +17,7 @@ import trio
 
 import stockade
 from stockade.cli import main
+from tests.integration.stores import database_url
 
 KINDS = ["sqlite", "postgresql"]
 
@@ -44,10 +45,7 @@ async def cli(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
 
 @pytest.fixture(params=KINDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        dsn: str = request.getfixturevalue("postgres_dsn")
-        return dsn
-    return f"sqlite:///{tmp_path / 'stock.db'}"
+    return database_url(request.param, tmp_path, request)
 
 
 def stock_file(path: Path, text: str) -> str:
