@@ -73,7 +73,8 @@ def read_file(lines: Iterable[bytes], format: Format) -> StockFile:
 async def check_against(engine: Engine, rows: list[StockRow]) -> list[BadRow]:
     """The rows ``engine`` would refuse: an unknown location, on-hand below what open holds
     reserve at that location, a product whose on-hand over all its locations would pass
-    MAX_STOCK. Reads each product's stock that the rows name (many reads in flight)."""
+    MAX_STOCK. Reads the stock of each product the rows name (many reads in flight, each
+    through the product's actor); cancellable."""
     known = {location.id for location in engine.locations()}
     bad: list[BadRow] = []
     by_sku: dict[str, list[StockRow]] = {}

@@ -16,6 +16,7 @@ import trio
 
 import stockade
 from stockade import Engine, MemoryStore
+from stockade._open import open_engine_and_store
 from stockade.persistence.audit import check_database, check_store
 from stockade.persistence.books import BooksReport, Finding, Tally
 from tests.integration.stores import database_url
@@ -90,12 +91,13 @@ async def checked(database: str) -> tuple[BooksReport, list[str]]:
 
 
 async def test_a_store_the_engine_wrote_balances_while_owned_and_after(database):
-    async with stockade.open_engine(database) as engine:
+    async with open_engine_and_store(database) as (engine, store):
         orders = await trade(engine)
         report, details = await checked(database)  # the engine owns the store meanwhile
         assert details == [] and report.balanced, details
         assert (report.products, report.levels, report.orders) == (2, 3, len(orders))
         assert report.open_holds == 2
+        assert await check_store(store, Tally()) == report  # what a live server's check reads
     report, _ = await checked(database)
     assert report.balanced and report.orders == len(orders)
 
