@@ -216,6 +216,7 @@ async def _import_rows(args: argparse.Namespace, parsed: object) -> int:
         print(f"stockade import: {exc}", file=sys.stderr)
         return 2
     bad = list(parsed.bad)
+    progress: Progress | None = None
     try:
         async with stockade.open_engine(store=store) as engine:
             bad += await check_against(engine, parsed.rows)
@@ -249,7 +250,9 @@ async def _import_rows(args: argparse.Namespace, parsed: object) -> int:
         )
         return 1
     except stockade.StockadeError as exc:
-        print(f"stockade import: stopped: {exc}", file=sys.stderr)
+        done = progress.done if progress is not None else 0
+        where = f"stopped after {done:,} of {len(parsed.rows):,} rows: " if done else ""
+        print(f"stockade import: {where}{exc}", file=sys.stderr)
         return 1
     skipped = f", {len(bad):,} bad row(s) skipped" if bad else ""
     print(f"imported {applied:,} rows into {database} in {seconds:.1f} s{skipped}",
