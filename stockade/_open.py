@@ -173,9 +173,12 @@ async def open_engine_and_store(
     store: Store | None = None,
     durability: Durability | None = None,
     options: EngineOptions = EngineOptions(),  # noqa: B008 (frozen: safe to share)
+    *,
+    record_commits: bool = False,
 ) -> AsyncIterator[tuple[Engine, Store]]:
     """:func:`open_engine`, yielding the store too (for the server, which keeps its API keys
-    there). Internal."""
+    there). ``record_commits``: the journal hands each durable wait its commit's times (see
+    :class:`~stockade.persistence.journal.Journal`), for tracing. Internal."""
     if durability not in (None, "durable", "fast"):
         raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
     options.check()
@@ -193,7 +196,7 @@ async def open_engine_and_store(
         hub = FeedHub(snapshot.last_event_seq) if options.feed and store.keeps_history else None
         journal = Journal(
             store, durability=durability, max_buffered=options.journal_size,
-            start_seq=snapshot.last_seq, feed=hub,
+            start_seq=snapshot.last_seq, feed=hub, record_commits=record_commits,
         )  # fmt: skip
         engine = Engine(
             journal,

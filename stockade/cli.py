@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -76,6 +77,10 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(serve, settings)
     except stockade.StockadeError as exc:
         log_event("failed", error=type(exc).__name__, detail=str(exc))
+        return 1
+    except Exception as exc:  # a bug: one JSON line with its traceback, like every log line
+        log_event("failed", error=type(exc).__name__, detail=str(exc),
+                  exception=traceback.format_exc())  # fmt: skip
         return 1
     return 0
 

@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from stockade.engine.actors import Dispatcher
-from stockade.engine.allocation import Strategy
+from stockade.engine.allocation import SharedAllocations, Strategy
 from stockade.engine.commands import Release
 from stockade.engine.events import Change
 from stockade.engine.expiry import ExpiryScheduler
@@ -103,6 +103,7 @@ class EngineCore:
         self._busy: dict[str, trio.Event] = {}  # orders with a move in progress across an await
         self._claiming: dict[str, trio.Event] = {}  # idempotency keys of calls in progress
         self._ids: list[str] = []  # a pool of order ids
+        self._shared_allocations = SharedAllocations()  # see allocation.SharedAllocations
         self._calls = 0
         self._closing = False
         self._idle = trio.Event()

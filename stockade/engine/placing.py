@@ -11,6 +11,7 @@ import trio
 from trio.lowlevel import wait_task_rescheduled
 
 from stockade.engine.actors import Waiter, _cannot_abort
+from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW
 from stockade.engine.commands import Confirm, GiveBack, Release, Return, Take
 from stockade.engine.core import EngineCore
 from stockade.engine.models import KeyUse, Order
@@ -91,11 +92,14 @@ class Placing(EngineCore):
                     index += 1
                 await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
                 replies = waiter.replies
-                if index == 1:
+                if index == 1:  # (sku and qty are the one line's, from the loop)
                     allocation = replies[0]
                     if type(allocation) is not dict:
                         await self._give_back(order_id, checked, replies, hold)
-                    allocations = {next(iter(checked)): allocation}
+                    if qty < SHARED_BELOW and allocation is AT_DEFAULT[qty]:
+                        allocations = self._shared_allocations.of(sku, qty)
+                    else:
+                        allocations = {sku: allocation}
                 else:
                     if not all(type(r) is dict for r in replies):
                         await self._give_back(order_id, checked, replies, hold)

@@ -100,7 +100,9 @@ async def test_positions_the_feed_cannot_serve_are_refused(engine):
 
 async def test_pruned_events_are_gone_for_a_reader_from_before_them():
     store = MemoryStore()
-    async with stockade.open_engine(store=store, event_retention=timedelta(days=1)) as engine:
+    async with stockade.open_engine(  # durable: each set_stock is its own commit
+        store=store, durability="durable", event_retention=timedelta(days=1)
+    ) as engine:
         await engine.set_stock("a", 3)
         await engine.set_stock("a", 4)
         pruned = await store.prune_events(before=float("inf"), limit=2)
