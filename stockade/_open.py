@@ -81,8 +81,12 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidRequest(f"feed must be True or False, not {self.feed!r}")
 
 
-def store_for(database: str | None, durability: Durability, feed: bool = True) -> KeyedStore:
-    """The store a database URL names, not yet opened (InvalidRequest for a bad URL)."""
+def store_for(
+    database: str | None, durability: Durability, feed: bool = True, *, standby: bool = True
+) -> KeyedStore:
+    """The store a database URL names, not yet opened (InvalidRequest for a bad URL).
+    ``standby=False``: a PostgreSQL store owned by another instance is refused at once
+    (StoreInUse) rather than waited for; a SQLite file always is."""
     if database is None or database == "memory://":
         return MemoryStore(keep_state=False)
     if not isinstance(database, str):
@@ -93,7 +97,7 @@ def store_for(database: str | None, durability: Durability, feed: bool = True) -
     if database.startswith(("postgresql://", "postgres://")):
         from stockade.persistence.postgres import PostgresStore  # imports asyncpg: only if used
 
-        return PostgresStore(database, durable=durable, feed=feed)
+        return PostgresStore(database, durable=durable, feed=feed, standby=standby)
     raise InvalidRequest(
         f"unsupported database URL {database!r}: use None (memory), sqlite:///path "
         "or postgresql://..."

@@ -22,6 +22,7 @@ from stockade.api.asgi import ASGIApp
 from stockade.api.auth import Guard, Unauthorized, requires, route_access
 from stockade.api.fastpath import OrderFastPath
 from stockade.api.guard import RequestGuard
+from stockade.api.history import history
 from stockade.api.keys import ApiKey, ApiKeys, KeyPage, NewKey
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
@@ -257,6 +258,7 @@ def create_app(
     )
     for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
+    app.register_blueprint(history)
     access = route_access(app)
     app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)
     register_error_handlers(app)

@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 
 from stockade.api.auth import Access
+from stockade.api.history import paths as history_paths
+from stockade.api.history import types as history_types
 from stockade.api.keys import ApiKey, KeyPage, NewKey
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.engine.models import Order, StockLevel
@@ -156,7 +158,7 @@ def openapi_document(
     """The document; ``access`` maps ``(path, method)`` to what each route declares
     (:func:`stockade.api.auth.route_access`), ``public_holds`` is the server's setting."""
     (_, components) = msgspec.json.schema_components(
-        _TYPES, ref_template="#/components/schemas/{name}"
+        (*_TYPES, *history_types()), ref_template="#/components/schemas/{name}"
     )
     to_order = _links("order_id", "/id", "getOrder", "confirmOrder", "cancelOrder")
     order_change = {"parameters": [_ID], "responses": {
@@ -231,6 +233,8 @@ def openapi_document(
         "/docs": {"get": {"operationId": "docs", "summary": "This document as an HTML page",
                           "responses": {"200": _text("text/html", "the page")}}},
     }  # fmt: skip
+    for path, operations in history_paths(_answer, _problems, _SKU).items():
+        paths.setdefault(path, {}).update(operations)
     for path, operations in paths.items():
         for method, operation in operations.items():
             declared = (access or {}).get((path, method))

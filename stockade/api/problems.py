@@ -20,6 +20,7 @@ from stockade.errors import (
     Overloaded,
     StockadeError,
     StockConflict,
+    StoreUnavailable,
     UnknownProduct,
 )
 
@@ -47,6 +48,7 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     InvalidRequest: (422, "invalid-request", "Invalid request"),
     Overloaded: (503, "overloaded", "Overloaded"),
     EngineClosed: (503, "shutting-down", "Shutting down"),
+    StoreUnavailable: (503, "store-unavailable", "Store unavailable"),
 }
 
 
@@ -121,7 +123,7 @@ def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[s
             {"sku": sku, "requested": want, "available": have}
             for sku, (want, have) in sorted(error.shortages.items())
         ]
-    elif isinstance(error, Overloaded | EngineClosed):
+    elif isinstance(error, Overloaded | EngineClosed | StoreUnavailable):
         headers = {"Retry-After": "1"}
     return status, problem_document(status, slug, title, str(error), **extra), headers
 

@@ -156,6 +156,7 @@ async def _serve(
             api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
                               key_refresh_s=settings.key_refresh_s)  # fmt: skip
             app = create_app(engine, api, table, tracing)
+            app.config["STOCKADE_STORE"] = store  # GET /v1/admin/check reads it
             keys: ApiKeys = app.config["STOCKADE_KEYS"]
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]

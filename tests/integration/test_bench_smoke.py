@@ -111,3 +111,27 @@ def test_tiny_memory_bench_loads_a_catalogue_over_locations():
     assert number(load_s) >= 0 and number(rss_mb) >= 0 and number(per_product) >= 0, out
     assert target in ("met", "NOT-met"), out
     assert table_row(out, "baseline dict of 10-location dicts")[-1] == "-", out
+
+
+def test_quick_soak_keeps_memory_flat_and_its_books_balanced(tmp_path):
+    out = single_bench("soak", "--orders", "20000", "--open-holds", "2000", "--samples", "4",
+                       "--out", str(tmp_path))  # fmt: skip
+    assert "books: verified (22,000 orders" in out
+    lines = out.splitlines()
+    rows = [line.split() for line in lines if line[:12].strip().replace(",", "").isdigit()]
+    assert [number(row[0]) for row in rows] == [0, 2000, 5000, 10000, 15000, 20000], out
+    assert number(rows[-1][4]) > 0  # finished orders retired while the load ran
+    assert "restart with 2,000 open holds" in out and "per 100k open holds" in out
+    assert (tmp_path / "soak.png").stat().st_size > 1000
+
+
+def test_quick_startup_benches_load_only_what_they_must():
+    catalogue = single_bench("startup", "--products", "2000", "--holds", "300",
+                             "--dsn", POSTGRES_DSN)  # fmt: skip
+    assert "start-up with 2,000 products and 300 open holds" in catalogue
+    history = single_bench("startup", "--dsn", POSTGRES_DSN, "history", "--finished",
+                           "0,5000", "--holds", "100", "--products", "500")  # fmt: skip
+    measured = [line for line in history.splitlines() if line.startswith(("SQLite", "Post"))]
+    assert [line.split()[1] for line in measured][:2] == ["0", "5,000"]
+    if ON_CI:
+        assert len(measured) == 4, history  # PostgreSQL too
