@@ -158,6 +158,8 @@ class EngineCore:
         then return. Blocks until the in-flight calls (including their durability waits) have
         finished and :meth:`run` has returned."""
         self._closing = True
+        if self._feed is not None:
+            self._feed.close()
         if self._calls == 0:
             self._idle.set()
         await self._finished.wait()

@@ -18,6 +18,7 @@ from collections import deque
 import trio
 
 from stockade.engine.models import Event
+from stockade.errors import EngineClosed
 
 __all__ = ["RING_SIZE", "FeedHub"]
 
@@ -33,6 +34,12 @@ class FeedHub:
         self.head = head  # the newest seq committed
         self._ring: deque[Event] = deque(maxlen=RING_SIZE if size is None else size)
         self._lot = trio.lowlevel.ParkingLot()
+        self.closed = False
+
+    def close(self) -> None:
+        """The engine is closing: live readers waiting for events end with EngineClosed."""
+        self.closed = True
+        self._lot.unpark_all()
 
     def publish(self, events: list[Event]) -> None:
         if not events:
@@ -67,6 +74,9 @@ class FeedHub:
         return [ring[i] for i in range(start, len(ring))]
 
     async def wait_beyond(self, seq: int) -> None:
-        """Return once the head is past ``seq``. Cancellable."""
+        """Return once the head is past ``seq``. Cancellable. Raises EngineClosed once the
+        engine closes (an open stream must not hold a shutdown up)."""
         while self.head <= seq:
+            if self.closed:
+                raise EngineClosed("the engine is shutting down")
             await self._lot.park()

@@ -179,10 +179,34 @@ async def test_pruned_events_are_gone_for_a_reader_from_before_them():
         pruned = await store.prune_events(before=float("inf"), limit=2)
         assert pruned == 2
         with pytest.raises(FeedGone) as gone:
-            await engine.event_page(0)
+            await engine.event_page(1)  # a reader that had read event 1: it missed event 2
         assert gone.value.first == 3
         events, _ = await engine.event_page(2)
         assert [e.seq for e in events] == [3]  # the second set: stock.changed only
+        # a reader with no position yet (after=0) starts at the oldest event kept
+        fresh, cursor = await engine.event_page(0)
+        assert [e.seq for e in fresh] == [3] and cursor == 3
+        reader = engine.events(0)
+        assert (await reader.__anext__()).seq == 3
+
+
+async def test_a_live_reader_ends_when_the_engine_closes():
+    ended: list[BaseException] = []
+    async with stockade.open_engine(store=MemoryStore()) as engine:
+        await engine.set_stock("a", 1)
+
+        async def read() -> None:
+            try:
+                async for _ in engine.events(0):
+                    pass
+            except stockade.EngineClosed as exc:
+                ended.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            await engine.aclose()  # (open_engine's exit would wait for the reader otherwise)
+    assert len(ended) == 1
 
 
 async def test_a_store_that_keeps_nothing_has_no_feed():
