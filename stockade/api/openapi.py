@@ -12,6 +12,8 @@ import msgspec
 
 from stockade.api.auth import Access
 from stockade.api.carts import TYPES as CART_TYPES
+from stockade.api.history import paths as history_paths
+from stockade.api.history import types as history_types
 from stockade.api.keys import ApiKey, KeyPage, NewKey
 from stockade.api.locations import TYPES as LOCATION_TYPES
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
@@ -162,7 +164,7 @@ def openapi_document(
     from stockade.api.openapi_stock import add_paths as add_stock_paths
 
     (_, components) = msgspec.json.schema_components(
-        _TYPES, ref_template="#/components/schemas/{name}"
+        (*_TYPES, *history_types()), ref_template="#/components/schemas/{name}"
     )
     to_order = _links(
         "order_id", "/id", "getOrder", "confirmOrder", "cancelOrder", "changeOrder", "extendOrder"
@@ -241,6 +243,8 @@ def openapi_document(
         "/docs": {"get": {"operationId": "docs", "summary": "This document as an HTML page",
                           "responses": {"200": _text("text/html", "the page")}}},
     }  # fmt: skip
+    for path, operations in history_paths(_answer, _problems, _SKU).items():
+        paths.setdefault(path, {}).update(operations)
     add_stock_paths(paths)
     for path, operations in paths.items():
         for method, operation in operations.items():

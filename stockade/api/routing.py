@@ -1,10 +1,10 @@
-"""What every route module uses: the app's engine, JSON answers, and bodies read and decoded
-once. The blueprints live in their own modules (app.py, locations.py, carts.py...) and all take
-these from here, so none of them imports another."""
+"""What every route module uses: the app's engine and tracing, JSON answers, and bodies read
+and decoded once. The blueprints live in their own modules (app.py, locations.py, carts.py...)
+and all take these from here, so none of them imports another."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from quart import Response, current_app, request
@@ -13,7 +13,10 @@ from stockade.api.problems import Problem
 from stockade.api.schemas import decoder
 from stockade.engine.engine import Engine
 
-__all__ = ["current_engine", "json_response", "read_body"]
+if TYPE_CHECKING:  # only imported when tracing is on
+    from stockade.api.tracing import Tracing
+
+__all__ = ["current_engine", "current_tracing", "json_response", "read_body"]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -28,6 +31,12 @@ def current_engine() -> Engine:
     """The engine of the app serving this request."""
     engine: Engine = current_app.config["STOCKADE_ENGINE"]
     return engine
+
+
+def current_tracing() -> Tracing | None:
+    """The app's tracing, for :func:`~stockade.api.accounting.traced`: None when off."""
+    tracing: Tracing | None = current_app.config["STOCKADE_TRACING"]
+    return tracing
 
 
 async def read_body(kind: type[T]) -> T:

@@ -144,6 +144,10 @@ ROLES = {
     # design.md §8: carts (anonymous callers too, for a hold, with --public-holds)
     ("/v1/orders/{order_id}", "patch"): "service",
     ("/v1/orders/{order_id}/extend", "post"): "service",
+    # design.md §11: history and the books
+    ("/v1/orders", "get"): "service",
+    ("/v1/products/{sku}/movements", "get"): "merchant",
+    ("/v1/admin/check", "get"): "merchant",
     ("/healthz", "get"): "anyone",
     ("/readyz", "get"): "anyone",
     ("/metrics", "get"): "anyone",
