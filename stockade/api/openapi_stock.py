@@ -63,8 +63,8 @@ def _paths() -> dict[str, dict[str, Any]]:
         to_order,
         "unknown order or product",
         (
-            "out of stock (with shortages; the order is left as it was), the order is not reserved, "
-            "or the idempotency key was used for another request"
+            "out of stock (with shortages; the order is left as it was), the order is not "
+            "reserved, or the idempotency key was used for another request"
         ),
     )
     extended = _order_answers(
