@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
+from stockade.api.accounting import traced
 from stockade.api.auth import requires
-from stockade.api.routing import current_engine, json_response, read_body
+from stockade.api.routing import current_engine, current_tracing, json_response, read_body
 from stockade.api.schemas import ChangeOrder, ExtendHold
 
 __all__ = ["TYPES", "carts"]
@@ -29,12 +30,12 @@ async def change_order(order_id: str) -> Response:
     """Replace a held order's lines, all or nothing (409 out-of-stock with ``shortages``
     leaves it as it was). Waits until the edit is durable."""
     body = await read_body(ChangeOrder)
-    changed = await current_engine().change_order(
+    changing = current_engine().change_order(
         order_id,
         [(line.sku, line.qty) for line in body.lines],
         idempotency_key=request.headers.get("Idempotency-Key"),
     )
-    return json_response(changed)
+    return json_response(await traced(current_tracing(), "stockade.change_order", changing))
 
 
 @carts.post("/<order_id>/extend")
@@ -43,7 +44,7 @@ async def extend_hold(order_id: str) -> Response:
     """Hold the order until ``hold_seconds`` from now, capped at its maximum lifetime: the
     answer shows the deadline granted (409 once the cap is reached)."""
     body = await read_body(ExtendHold)
-    extended = await current_engine().extend(
+    extending = current_engine().extend(
         order_id, body.hold_seconds, idempotency_key=request.headers.get("Idempotency-Key")
     )
-    return json_response(extended)
+    return json_response(await traced(current_tracing(), "stockade.extend", extending))

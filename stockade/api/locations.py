@@ -3,7 +3,8 @@ themselves, a product's stock at each location, and transfers between two locati
 
 Reading is open to anyone (a storefront shows where stock is); every change needs a merchant
 key (design.md §10). Each route answers once its change is durable, as the engine call it
-makes does; a refused change changes nothing (the engine checks everything first).
+makes does; a refused change changes nothing (the engine checks everything first). With
+tracing on, each change is a span named after its engine call (``stockade.transfer``...).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import msgspec
 from quart import Blueprint, Response
 
+from stockade.api.accounting import traced
 from stockade.api.auth import requires
-from stockade.api.routing import current_engine, json_response, read_body
+from stockade.api.routing import current_engine, current_tracing, json_response, read_body
 from stockade.api.schemas import PutChannel, PutLocation, PutStock, TransferStock
 from stockade.engine.models import Channel, Location, LocationLevel
 
@@ -51,7 +53,8 @@ async def put_location(location_id: str) -> Response:
     body = await read_body(PutLocation)
     engine = current_engine()
     created = not engine.location_exists(location_id)
-    location = await engine.set_location(location_id, body.name, body.priority, body.active)
+    setting = engine.set_location(location_id, body.name, body.priority, body.active)
+    location = await traced(current_tracing(), "stockade.set_location", setting)
     return json_response(location, 201 if created else 200)
 
 
@@ -68,7 +71,8 @@ async def put_channel(channel_id: str) -> Response:
     body = await read_body(PutChannel)
     engine = current_engine()
     created = not engine.channel_exists(channel_id)
-    channel = await engine.set_channel(channel_id, body.locations)
+    setting = engine.set_channel(channel_id, body.locations)
+    channel = await traced(current_tracing(), "stockade.set_channel", setting)
     return json_response(channel, 201 if created else 200)
 
 
@@ -86,7 +90,8 @@ async def put_product_location(sku: str, location_id: str) -> Response:
     body = await read_body(PutStock)
     engine = current_engine()
     created = not engine.has_product(sku)
-    await engine.set_stock(sku, body.on_hand, location_id)
+    setting = engine.set_stock(sku, body.on_hand, location_id)
+    await traced(current_tracing(), "stockade.set_stock", setting, 1)
     levels = await engine.stock_by_location(sku)
     (level,) = [level for level in levels if level.location == location_id]
     return json_response(level, 201 if created else 200)
@@ -102,7 +107,8 @@ async def list_product_locations(sku: str) -> Response:
 @requires("merchant")
 async def transfer() -> Response:
     body = await read_body(TransferStock)
-    levels = await current_engine().transfer(
+    moving = current_engine().transfer(
         body.sku, body.qty, body.source, body.destination, body.reason
     )
+    levels = await traced(current_tracing(), "stockade.transfer", moving, 1)
     return json_response(LocationLevelPage(levels))

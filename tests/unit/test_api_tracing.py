@@ -170,6 +170,36 @@ async def test_quart_routes_trace_their_engine_calls(app, exporter):
     }  # fmt: skip
 
 
+async def test_location_and_cart_routes_trace_their_engine_calls(app, exporter):
+    client = app.test_client()
+    placed = await client.post("/v1/orders", json={"lines": [{"sku": "tee", "qty": 1}],
+                                                   "hold_seconds": 60}, headers=ADMIN)  # fmt: skip
+    order_id = (await placed.get_json())["id"]
+    ok, one = {"stockade.outcome": "ok"}, {"stockade.sku_count": 1}
+    held = {"stockade.outcome": "reserved", "stockade.order_id": order_id, **one}
+    calls = [
+        ("PUT", "/v1/locations/shop", {"priority": 1}, "stockade.set_location", ok),
+        ("PUT", "/v1/channels/web", {"locations": ["shop"]}, "stockade.set_channel", ok),
+        ("PUT", "/v1/products/tee/locations/shop", {"on_hand": 2}, "stockade.set_stock",
+         {**ok, **one}),
+        ("POST", "/v1/transfers", {"sku": "tee", "qty": 1, "source": "shop",
+                                   "destination": "default"}, "stockade.transfer", {**ok, **one}),
+        ("PATCH", f"/v1/orders/{order_id}", {"lines": [{"sku": "tee", "qty": 2}]},
+         "stockade.change_order", held),
+        ("POST", f"/v1/orders/{order_id}/extend", {"hold_seconds": 600}, "stockade.extend", held),
+    ]  # fmt: skip
+    for method, url, body, name, attributes in calls:
+        exporter.clear()
+        response = await client.open(url, method=method, json=body, headers=ADMIN)
+        assert response.status_code in (200, 201), (url, await response.get_data())
+        spans = by_name(exporter)
+        route = next(span for span in spans if span.startswith(method))
+        assert set(spans) == {route, name, "stockade.journal.commit"}, url
+        assert spans[name].attributes == attributes, url
+        assert parent_of(spans[name]) == own_id(spans[route])
+        assert parent_of(spans["stockade.journal.commit"]) == own_id(spans[name])
+
+
 async def test_an_unmatched_request_is_named_by_its_method(app, exporter):
     response = await app.test_client().get("/nowhere")
     assert response.status_code == 404
