@@ -54,9 +54,9 @@ async def answer_order(
     """Place ``order`` for a caller of ``role`` (already authorized for the route) and say what
     to answer: 201 and the Order, or the problem document of a refusal (401 for an anonymous
     direct purchase, 409 out of stock with ``shortages``, 404 for an unknown product, location
-    or channel, 422, 503 with
-    ``Retry-After``...), or 500 quoting ``request_id`` for an unexpected error (logged with its
-    traceback). With ``tracing`` on, the engine call is a ``stockade.place_order`` span.
+    or channel, 422, 503 with ``Retry-After``...), or 500 quoting ``request_id`` for an
+    unexpected error (logged with its traceback). With ``tracing`` on, the engine call is a
+    ``stockade.place_order`` span.
 
     Blocks as ``Engine.place_order`` does: in durable mode until the order is committed.
     Cancellable only while it waits for that commit (the order is placed all the same); the
