@@ -2,7 +2,8 @@
 simulation; ``python -m bench report``: redraw plots and docs from the last results.
 
 The single-purpose benches run as modules of their own: ``python -m bench.engine``,
-``bench.memory``, ``bench.embedding``, ``bench.durable``, ``bench.startup``, ``bench.http``.
+``bench.locations``, ``bench.carts``, ``bench.memory``, ``bench.embedding``, ``bench.durable``,
+``bench.startup``, ``bench.http``.
 """
 
 from __future__ import annotations

@@ -41,9 +41,9 @@ from datetime import datetime, timedelta
 import trio
 
 import stockade
+from stockade.engine.allocation import SharedAllocations, at_default
 from stockade.engine.core import DEFAULT_KEY_TTL
 from stockade.engine.events import Change
-from stockade.engine.locations import DEFAULT_LOCATION
 from stockade.engine.models import Order
 from stockade.engine.orders import OrderBook, from_timestamp
 from stockade.engine.validation import (
@@ -216,6 +216,7 @@ class OrderKeeper:
         self.book = OrderBook(DEFAULT_KEY_TTL.total_seconds())
         self._max_hold_s = DEFAULT_MAX_HOLD.total_seconds()
         self._ids: list[str] = []
+        self.shared = SharedAllocations()
         self.placed = 0
         self.out_of_stock = 0
         self.in_flight = 0
@@ -270,7 +271,11 @@ class OrderKeeper:
             for sku, qty in checked.items():
                 stock[sku] -= qty
             clock = self.clock
-            allocations = {sku: {DEFAULT_LOCATION: qty} for sku, qty in checked.items()}
+            if len(checked) == 1:  # as the engine records a one-line order's allocations
+                ((sku, qty),) = checked.items()
+                allocations = self.shared.of(sku, qty)
+            else:
+                allocations = {sku: at_default(qty) for sku, qty in checked.items()}
             order, event = self.book.place(
                 order_id, checked, allocations, clock.now(), clock.now_datetime(), None, None
             )

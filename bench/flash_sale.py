@@ -1,23 +1,31 @@
 """A flash sale with payments, in real time, that checks itself.
 
     python -m bench flash-sale [--target embedded|http|both] [--shoppers N] [--units N]
-                               [--hold-s S] [--fail P] [--abandon P] [--late P] [--quick]
+                               [--hold-s S] [--fail P] [--abandon P] [--late P] [--carts]
+                               [--quick]
 
 ``shoppers`` arrive in a burst of ``burst_s`` seconds for ``units`` units of one product. Each
 places a hold of ``hold_s`` seconds; a shopper told "out of stock" comes back later (stock
 freed by failed or abandoned payments returns) up to ``retries`` times, then gives up. A
 shopper with a hold then pays: the payment succeeds (confirm), fails (cancel, share ``fail``),
 never arrives (share ``abandon``: the hold expires), or arrives after the hold expired (share
-``late``: the confirm must be refused). After the last shopper, the sale waits for every hold's
-expiry and checks, against the shop itself:
+``late``: the confirm must be refused). With ``--carts`` a shopper with a hold first edits the
+cart (``change_order``): an accessory goes in (half as many units as the sale's), a quarter
+also take a second unit, three in ten then take one line back out; then the hold is extended
+once (``extend``) before the payment. An edit refused for short stock leaves the cart as it
+was. After the last shopper, the sale waits for every hold's expiry and checks, against the
+shop itself:
 
-* units sold <= units, and every unit is either sold or back on hand (none left reserved);
+* units sold <= units, and every unit is either sold or back on hand (none left reserved),
+  for the product on sale and (with carts) the accessory;
 * each order's final status is what its shopper was told (confirmed, cancelled, expired);
 * no confirm sent after its hold's ``expires_at`` was accepted, and every late payment was
   refused.
 
 It runs against the embedded engine (memory, or ``--database``) and against ``stockade serve``
-over HTTP (durable SQLite), and prints a report per target. Exits 1 if a check fails.
+over HTTP (durable SQLite), and prints a report per target. Exits 1 if a check fails. Over
+HTTP, carts need the server's ``PATCH /v1/orders/{id}`` and ``POST /v1/orders/{id}/extend``;
+the sale asks for them first and, where they are missing, runs without edits and says so.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--abandon", type=float, default=defaults.abandon)
     parser.add_argument("--late", type=float, default=defaults.late)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--carts", action="store_true", help="shoppers edit their carts and extend once"
+    )
     parser.add_argument("--database", help="embedded target's database URL (default memory)")
     parser.add_argument(
         "--connections", type=int, default=64, help="HTTP target: shoppers' keep-alive connections"
@@ -68,6 +79,7 @@ def main(argv: list[str]) -> int:
         abandon=args.abandon,
         late=args.late,
         seed=args.seed,
+        carts=args.carts,
     )
     config.check()
     sales = []

@@ -1,6 +1,6 @@
 """HTTP throughput: POST /v1/orders against GET /healthz on the same server, with wrk.
 
-    ./dev bench http [--connections N] [--seconds S]
+    ./dev bench http [--connections N] [--seconds S] [--tracing]
 
 Starts ``stockade serve`` (durable, SQLite in a temporary directory) on a free loopback port,
 then runs wrk (Debian package ``wrk``: ``apt-get install wrk``) twice, one after the other:
@@ -10,6 +10,10 @@ p50/p99 latency and the ratio, and verifies that units sold equal the orders the
 (its /metrics), that wrk read all but at most one 201 per connection (those in flight when it
 stopped), and that nothing else was answered. Bounded: each run lasts ``seconds``; the server is
 stopped at the end.
+
+``--tracing`` runs the server with OpenTelemetry tracing on, exporting over OTLP/HTTP to a
+local sink that accepts and drops the spans (bench/otlp_sink.py): run the bench with and
+without it to measure what tracing costs (off, the order path makes no span at all).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.otlp_sink import OtlpSink
 from bench.server import Server
 
 TOKEN = "bench-token"
@@ -105,12 +110,14 @@ def wrk(url: str, script: str, connections: int, seconds: int, workdir: str) -> 
     }
 
 
-def main(connections: int, seconds: int) -> int:
+def main(connections: int, seconds: int, tracing: bool = False) -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as workdir:
-        server = Server(Path(workdir), TOKEN)
+    sink = OtlpSink()
+    with tempfile.TemporaryDirectory() as workdir, sink:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url} if tracing else {}
+        server = Server(Path(workdir), TOKEN, env=env)
         server.start()
         base = server.url
         try:
@@ -127,8 +134,9 @@ def main(connections: int, seconds: int) -> int:
     # (and answered) but wrk never read the answer.
     in_flight = placed - acknowledged
     verified = sold == placed and 0 <= in_flight <= connections and not others
+    traced = f", tracing on ({sink.posts} OTLP exports)" if tracing else ""
     print(f"stockade HTTP bench: durable SQLite server, wrk {connections} connections, "
-          f"{seconds}s per run")  # fmt: skip
+          f"{seconds}s per run{traced}")  # fmt: skip
     print(f"{'route':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
     for label, r in (("GET /healthz", health), ("POST /v1/orders", orders)):
         ratio = r["rate"] / health["rate"]
@@ -143,5 +151,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--tracing", action="store_true",
+                        help="trace every request, exporting to a local OTLP sink")  # fmt: skip
     args = parser.parse_args()
-    sys.exit(main(args.connections, args.seconds))
+    sys.exit(main(args.connections, args.seconds, args.tracing))

@@ -29,7 +29,8 @@ def free_port() -> int:
 class Server:
     """``python -m stockade serve`` in ``workdir`` (its SQLite file lands there), with admin
     token ``token``. ``start()`` blocks until the server logs that it listens (at most
-    ``start_timeout_s``); ``stop()`` signals it and waits for its exit code."""
+    ``start_timeout_s``); ``stop()`` signals it and waits for its exit code. ``module`` is
+    what runs as ``python -m MODULE serve``: another entry point over stockade's (tests)."""
 
     def __init__(
         self,
@@ -39,12 +40,14 @@ class Server:
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         start_timeout_s: float = 30.0,
+        module: str = "stockade",
     ) -> None:
         self.workdir = workdir
         self.token = token
         self.args = args
         self.extra_env = env or {}
         self.start_timeout_s = start_timeout_s
+        self.module = module
         self.port = free_port()
         self.host = "127.0.0.1"
         self.url = f"http://{self.host}:{self.port}"
@@ -62,7 +65,7 @@ class Server:
         seen = self.log.stat().st_size if self.log.exists() else 0  # an earlier run's lines
         with open(self.log, "a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stockade", "serve", *self.args],
+                [sys.executable, "-m", self.module, "serve", *self.args],
                 cwd=self.workdir,
                 env=env,
                 stderr=log,

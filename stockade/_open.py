@@ -81,8 +81,12 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidRequest(f"feed must be True or False, not {self.feed!r}")
 
 
-def store_for(database: str | None, durability: Durability, feed: bool = True) -> KeyedStore:
-    """The store a database URL names, not yet opened (InvalidRequest for a bad URL)."""
+def store_for(
+    database: str | None, durability: Durability, feed: bool = True, *, standby: bool = True
+) -> KeyedStore:
+    """The store a database URL names, not yet opened (InvalidRequest for a bad URL).
+    ``standby=False``: a PostgreSQL store owned by another instance is refused at once
+    (StoreInUse) rather than waited for; a SQLite file always is."""
     if database is None or database == "memory://":
         return MemoryStore(keep_state=False)
     if not isinstance(database, str):
@@ -93,7 +97,7 @@ def store_for(database: str | None, durability: Durability, feed: bool = True) -
     if database.startswith(("postgresql://", "postgres://")):
         from stockade.persistence.postgres import PostgresStore  # imports asyncpg: only if used
 
-        return PostgresStore(database, durable=durable, feed=feed)
+        return PostgresStore(database, durable=durable, feed=feed, standby=standby)
     raise InvalidRequest(
         f"unsupported database URL {database!r}: use None (memory), sqlite:///path "
         "or postgresql://..."
@@ -169,9 +173,12 @@ async def open_engine_and_store(
     store: Store | None = None,
     durability: Durability | None = None,
     options: EngineOptions = EngineOptions(),  # noqa: B008 (frozen: safe to share)
+    *,
+    record_commits: bool = False,
 ) -> AsyncIterator[tuple[Engine, Store]]:
     """:func:`open_engine`, yielding the store too (for the server, which keeps its API keys
-    there). Internal."""
+    there). ``record_commits``: the journal hands each durable wait its commit's times (see
+    :class:`~stockade.persistence.journal.Journal`), for tracing. Internal."""
     if durability not in (None, "durable", "fast"):
         raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
     options.check()
@@ -189,7 +196,7 @@ async def open_engine_and_store(
         hub = FeedHub(snapshot.last_event_seq) if options.feed and store.keeps_history else None
         journal = Journal(
             store, durability=durability, max_buffered=options.journal_size,
-            start_seq=snapshot.last_seq, feed=hub,
+            start_seq=snapshot.last_seq, feed=hub, record_commits=record_commits,
         )  # fmt: skip
         engine = Engine(
             journal,

@@ -1,4 +1,4 @@
-"""The ``stockade`` command: ``serve``, ``keys``, ``demo``."""
+"""The ``stockade`` command: ``serve``, ``keys``, ``demo``, ``check``, ``import``, ``export``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -24,6 +25,7 @@ from stockade.persistence.keys import (
     make_key,
 )
 from stockade.persistence.schema import KEYS_SINCE
+from stockade.stockfile import FORMATS
 
 __all__ = ["main"]
 
@@ -77,6 +79,10 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(serve, settings)
     except stockade.StockadeError as exc:
         log_event("failed", error=type(exc).__name__, detail=str(exc))
+        return 1
+    except Exception as exc:  # a bug: one JSON line with its traceback, like every log line
+        log_event("failed", error=type(exc).__name__, detail=str(exc),
+                  exception=traceback.format_exc())  # fmt: skip
         return 1
     return 0
 
@@ -159,6 +165,124 @@ def _describe(record: KeyRecord) -> str:
     return f"{record.id}  {record.role:<8}  {when(record.created_at)}  {revoked}  {record.name}"
 
 
+def _check(args: argparse.Namespace) -> int:
+    """``stockade check``: each mismatch on a line of its own, then a summary; 0 when the
+    books balance, 1 when they do not, 2 when the store cannot be read."""
+    from stockade.persistence.audit import check_database
+    from stockade.persistence.books import Finding, Tally
+
+    def show(finding: Finding) -> None:
+        print(f"mismatch: {finding.detail}", flush=True)
+
+    try:
+        report = trio.run(check_database, args.database, Tally(keep=0, on_finding=show))
+    except (stockade.StockadeError, StoreUnavailable) as exc:
+        print(f"stockade check: {exc}", file=sys.stderr)
+        return 2
+    checked = (f"checked {report.levels:,} stock levels of {report.products:,} products and "
+               f"{report.orders:,} orders ({report.open_holds:,} open holds)")  # fmt: skip
+    if report.balanced:
+        print(f"{checked}: the books balance")
+        return 0
+    print(f"{checked}: {report.mismatches:,} mismatch(es)")
+    return 1
+
+
+def _import(args: argparse.Namespace) -> int:
+    from stockade.bulk import StockFile, read_file
+    from stockade.stockfile import sniff
+
+    try:
+        if args.file == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as file:
+                data = file.read()
+    except OSError as exc:
+        print(f"stockade import: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    format = args.format or sniff(args.file, data[:4096])
+    parsed: StockFile = read_file(data.splitlines(keepends=True), format)
+    del data
+    return trio.run(_import_rows, args, parsed)
+
+
+async def _import_rows(args: argparse.Namespace, parsed: object) -> int:
+    """Open the engine (ownership: refused if a server owns the store), check the rows
+    against it, and apply them unless one is bad (or ``--skip-bad-rows``)."""
+    from stockade.bulk import Progress, StockFile, apply_rows, check_against
+
+    assert isinstance(parsed, StockFile)
+    database = args.database
+    try:
+        store = store_for(database, "durable", standby=False)
+        if not store.keeps_history:
+            raise stockade.InvalidRequest("import into a stored database: --database "
+                                          "sqlite:///FILE or postgresql://...")  # fmt: skip
+    except stockade.InvalidRequest as exc:
+        print(f"stockade import: {exc}", file=sys.stderr)
+        return 2
+    bad = list(parsed.bad)
+    progress: Progress | None = None
+    try:
+        async with stockade.open_engine(store=store) as engine:
+            bad += await check_against(engine, parsed.rows)
+            bad.sort(key=lambda b: b.line)
+            for row in bad:
+                print(f"line {row.line}: {row.reason}", file=sys.stderr)
+            dropped = {b.line for b in bad}
+            rows = [row for row in parsed.rows if row.line not in dropped]
+            if bad and not args.skip_bad_rows:
+                print(f"stockade import: nothing imported: {len(bad):,} bad row(s); fix them, "
+                      f"or pass --skip-bad-rows to import the other {len(rows):,}",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            started = time.perf_counter()
+            progress = Progress(sys.stderr, len(rows))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(progress.run)
+                try:
+                    applied = await apply_rows(engine, rows, on_row=progress.step)
+                finally:
+                    nursery.cancel_scope.cancel()
+            seconds = time.perf_counter() - started
+    except stockade.StoreInUse as exc:
+        for row in bad:
+            print(f"line {row.line}: {row.reason}", file=sys.stderr)
+        print(
+            f"stockade import: {database} is owned by a running stockade ({exc}): an import "
+            "goes through the engine, so stop that server first, or set stock through its "
+            "HTTP API (PUT /v1/products/{sku}/locations/{location})",
+            file=sys.stderr,
+        )
+        return 1
+    except stockade.StockadeError as exc:
+        done = progress.done if progress is not None else 0
+        where = f"stopped after {done:,} of {len(parsed.rows):,} rows: " if done else ""
+        print(f"stockade import: {where}{exc}", file=sys.stderr)
+        return 1
+    skipped = f", {len(bad):,} bad row(s) skipped" if bad else ""
+    print(f"imported {applied:,} rows into {database} in {seconds:.1f} s{skipped}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from stockade.bulk import export_file
+
+    try:
+        count = trio.run(export_file, args.database, sys.stdout, args.format)
+        sys.stdout.flush()
+    except (stockade.StockadeError, StoreUnavailable) as exc:
+        print(f"stockade export: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader stopped early (export | head): not an error here
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    print(f"exported {count:,} rows", file=sys.stderr)
+    return 0
+
+
 def _port(value: str) -> int:
     port = int(value)
     if not 0 <= port <= 65535:
@@ -189,7 +313,8 @@ def _count(value: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stockade", description=stockade.__doc__)
     parser.add_argument("--version", action="version", version=stockade.__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, title="commands",
+                                     metavar="COMMAND")  # fmt: skip
     env = os.environ.get
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
@@ -255,6 +380,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="race buyers for the last units, in memory")
     demo.add_argument("--units", type=int, default=50)
     demo.add_argument("--buyers", type=int, default=400)
+    commands.add_parser(
+        "check", parents=[database],
+        help="check stock, holds and orders against the movements ledger",
+        description="Recompute every product and location from the movements ledger and "
+        "compare with the stock table, the reserved counts with the open holds, and each "
+        "order's status with its movements. Read-only: works whether or not a server owns the "
+        "store. Prints each mismatch; exits 0 when the books balance, 1 when they do not, 2 "
+        "when the store cannot be read.",
+    )  # fmt: skip
+    importing = commands.add_parser(
+        "import", parents=[database],
+        help="set stock in bulk from a CSV or JSON-lines file",
+        description="Set stock from FILE (CSV with the header sku,location,on_hand, or JSON "
+        'lines {"sku", "location", "on_hand"}; - reads stdin) through the engine, so holds '
+        "are respected. Every row is checked first and nothing is imported if any is bad "
+        "(each is reported with its line number) unless --skip-bad-rows. Needs the store to "
+        "itself: refused while a server owns it.",
+    )  # fmt: skip
+    importing.add_argument("file", metavar="FILE", help="the stock file (- for stdin)")
+    importing.add_argument(
+        "--format", choices=FORMATS, default=None,
+        help="csv or jsonl (default: by the file's extension, else its content)",
+    )  # fmt: skip
+    importing.add_argument("--skip-bad-rows", action="store_true",
+                           help="import the good rows even if some are bad")  # fmt: skip
+    exporting = commands.add_parser(
+        "export", parents=[database], help="write the stock table as CSV or JSON lines",
+        description="Write every (sku, location, on_hand) to stdout in the format import "
+        "reads. Read-only: works whether or not a server owns the store.",
+    )  # fmt: skip
+    exporting.add_argument("--format", choices=FORMATS, default="csv")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return trio.run(_demo, args.units, args.buyers)
@@ -262,7 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "keys":
         return trio.run(_keys, args)
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
+    runners = {"check": _check, "import": _import, "export": _export}
+    return runners[args.command](args)
 
 
 if __name__ == "__main__":

@@ -213,4 +213,6 @@ class CorruptStore(StoreError):
 
 class IncompatibleStore(StoreError):
     """Raised by ``open_engine`` when the database has a schema version newer than this
-    stockade (a later stockade wrote it). Nothing is changed: upgrade stockade to open it."""
+    stockade (a later stockade wrote it). Nothing is changed: upgrade stockade to open it. The
+    read-only readers (``stockade check``, ``stockade export``) raise it too for a database
+    older than they read, which the first ``open_engine`` on it upgrades."""

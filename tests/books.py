@@ -160,3 +160,28 @@ def assert_holds_match_orders(engine: Engine) -> None:
         for sku, allocation in order.allocations.items():
             holds = engine._ledgers[sku].holds or {}
             assert holds.get(order_id) == allocation, (sku, order, holds.get(order_id))
+
+
+def assert_orders_match_movements(orders: Iterable[Order], movements: Iterable[Movement]) -> None:
+    """Each order's rows in the movements ledger add up to what it holds or sold, location by
+    location: a reserved order's ``d_reserved`` is its allocation (``d_on_hand`` 0), a
+    confirmed order's ``d_on_hand`` is minus its allocation (``d_reserved`` 0), a cancelled or
+    expired order's rows net to nothing. So no order holds units it does not list, and no
+    change of an order (a cart edit above all) was recorded in part. ``orders`` must be every
+    order the ledger names."""
+    moved: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
+    for m in movements:
+        if m.order_id is not None:
+            per_order = moved.setdefault(m.order_id, {})
+            on_hand, reserved = per_order.get((m.sku, m.location), (0, 0))
+            per_order[m.sku, m.location] = (on_hand + m.d_on_hand, reserved + m.d_reserved)
+    for order in orders:
+        expected: dict[tuple[str, str], tuple[int, int]] = {}
+        if order.status in ("reserved", "confirmed"):
+            for sku, allocation in order.allocations.items():
+                for location, qty in allocation.items():
+                    held = order.status == "reserved"
+                    expected[sku, location] = (0, qty) if held else (-qty, 0)
+        found = {site: net for site, net in moved.pop(order.id, {}).items() if net != (0, 0)}
+        assert found == expected, (order, found)
+    assert not moved, f"movements of orders not listed: {sorted(moved)[:5]}"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import trio
 
-from stockade import MemoryStore
+import stockade
+from stockade import Engine, MemoryStore, Order, StoreUnavailable
 from stockade.engine.models import Event
 from stockade.persistence.journal import Batch
 
@@ -27,6 +31,19 @@ class StalledStore(MemoryStore):
     async def commit(self, batch: Batch) -> list[Event]:
         await self._resumed.wait()
         return await super().commit(batch)
+
+
+@asynccontextmanager
+async def stalled_hold() -> AsyncIterator[tuple[Engine, StalledStore, Order]]:
+    """A durable engine over a StalledStore, with a committed hold of 1 of the 5 units of
+    "a"; the store is then paused, so what follows waits for ``resume()`` to commit."""
+    store = StalledStore()
+    store.resume()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 5)
+        order = await engine.place_order({"a": 1}, hold_for=600)
+        store.pause()
+        yield engine, store, order
 
 
 class CheckingStore(MemoryStore):
@@ -58,4 +75,21 @@ class CheckingStore(MemoryStore):
             assert reserved == held.pop((sku, location), 0), (batch.last_seq, sku, location)
         assert not held, (batch.last_seq, held)
         self.batches_checked += 1
+        return published
+
+
+class UnheardStore(MemoryStore):
+    """A memory store whose next commit, once :attr:`lose_answer` is set, lands and then
+    reports the store unreachable: a connection lost between COMMIT and its reply. The
+    journal retries a batch the store already holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_answer = False
+
+    async def commit(self, batch: Batch) -> list[Event]:
+        published = await super().commit(batch)
+        if self.lose_answer:
+            self.lose_answer = False
+            raise StoreUnavailable("the connection was lost before COMMIT answered")
         return published

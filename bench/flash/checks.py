@@ -5,26 +5,23 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench.flash.sale import Sale, Shop
+from bench.flash.sale import EXTRA, SKU, Sale, Shop
 
 __all__ = ["check"]
 
 
 async def check(shop: Shop, sale: Sale) -> list[str]:
     """The problems found (none when the sale verifies): oversold, units still reserved, units
-    lost or invented, orders ending other than as told, and payments accepted late. Asks the
-    shop for its level and for every order's status, one call after another."""
+    lost or invented (of the product on sale, and with carts of the accessory), orders ending
+    other than as told, and payments accepted late. Asks the shop for its levels and for every
+    order's status, one call after another."""
     config = sale.config
     problems = [f"{len(sale.errors)} calls failed, e.g. {sale.errors[0]}"] if sale.errors else []
-    on_hand, reserved = await shop.level()
-    if sale.sold > config.units:
-        problems.append(f"OVERSOLD: {sale.sold} units sold of {config.units}")
-    if reserved != 0:
-        problems.append(f"{reserved} units still reserved after every hold ended")
-    if on_hand + sale.sold != config.units:
-        problems.append(
-            f"units lost or invented: {on_hand} on hand + {sale.sold} sold != {config.units}"
-        )
+    products = [(SKU, config.units, sale.sold)]
+    if config.carts:
+        products.append((EXTRA, config.extra_units, sale.sold_extra))
+    for sku, units, sold in products:
+        problems += _check_units(sku, units, sold, *await shop.level(sku))
     wrong = Counter[str]()
     for order_id, expected in sale.expected.items():
         status = await shop.status(order_id)
@@ -41,4 +38,19 @@ async def check(shop: Shop, sale: Sale) -> list[str]:
         )
     if sale.late_refused != sale.fates["late"]:
         problems.append(f"{sale.fates['late'] - sale.late_refused} late payments were accepted")
+    return problems
+
+
+def _check_units(sku: str, units: int, sold: int, on_hand: int, reserved: int) -> list[str]:
+    """One product's books: never more sold than stocked, nothing left reserved, and every
+    unit either sold or back on hand."""
+    problems = []
+    if sold > units:
+        problems.append(f"OVERSOLD: {sku}: {sold} units sold of {units}")
+    if reserved != 0:
+        problems.append(f"{sku}: {reserved} units still reserved after every hold ended")
+    if on_hand + sold != units:
+        problems.append(
+            f"{sku}: units lost or invented: {on_hand} on hand + {sold} sold != {units}"
+        )
     return problems

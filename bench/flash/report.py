@@ -23,6 +23,15 @@ def print_report(sale: Sale) -> None:
         f"{config.fail:.0%}, never arrive {config.abandon:.0%}, arrive late {config.late:.0%}"
     )
     print(f"  units sold              {sale.sold:,} of {config.units:,}")
+    if config.carts:
+        print(f"  accessories sold        {sale.sold_extra:,} of {config.extra_units:,}")
+        if sale.carts_skipped:
+            print(f"  carts                   {sale.carts_skipped}")
+        else:
+            print(
+                f"  cart edits              {sale.edits:,} ({sale.edits_refused:,} refused), "
+                f"holds extended {sale.extended:,} ({sale.extend_refused:,} refused)"
+            )
     print(f"  first 'out of stock'    {at(sale.first_refusal_s)} after the start")
     print(f"  all units sold          {at(sale.sold_out_s)} after the start")
     print(

@@ -7,7 +7,11 @@ import abc
 from collections import Counter
 from dataclasses import dataclass, field
 
-__all__ = ["Sale", "SaleConfig", "Shop"]
+__all__ = ["EXTRA", "SKU", "Sale", "SaleConfig", "Shop"]
+
+#: the product on sale; with carts, shoppers also add ``EXTRA`` (an accessory, fewer units)
+SKU = "flash-drop"
+EXTRA = "flash-extra"
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,14 @@ class SaleConfig:
     late: float = 0.05
     retries: int = 3
     seed: int = 1
+    #: shoppers edit their carts (add the accessory, some take a second unit, some change their
+    #: mind) and extend their hold once before paying
+    carts: bool = False
+
+    @property
+    def extra_units(self) -> int:
+        """The accessory's stock (carts only): half the sale's, so that it sells out too."""
+        return max(1, self.units // 2) if self.carts else 0
 
     def check(self) -> None:
         if self.shoppers < 1 or self.units < 1 or self.hold_s < 1:
@@ -31,7 +43,10 @@ class SaleConfig:
 
 
 class Shop(abc.ABC):
-    """What a shopper can do; one implementation per target."""
+    """What a shopper can do; one implementation per target. A shop whose ``carts`` is False
+    cannot change or extend a hold (:meth:`change` and :meth:`extend` are not called)."""
+
+    carts: bool = False
 
     @abc.abstractmethod
     async def hold(self, hold_s: int) -> tuple[str, float] | None:
@@ -50,8 +65,18 @@ class Shop(abc.ABC):
     async def status(self, order_id: str) -> str: ...
 
     @abc.abstractmethod
-    async def level(self) -> tuple[int, int]:
+    async def level(self, sku: str = SKU) -> tuple[int, int]:
         """(on_hand, reserved) of the product."""
+
+    async def change(self, order_id: str, lines: dict[str, int]) -> bool:
+        """Replace the held order's lines: True when changed, False when refused (out of
+        stock, or the hold lapsed), the order then as it was."""
+        raise NotImplementedError("this shop has no carts")
+
+    async def extend(self, order_id: str, hold_s: int) -> float | None:
+        """Extend the hold by ``hold_s`` from now: the new expires_at (UNIX time), or None
+        when refused (the hold lapsed)."""
+        raise NotImplementedError("this shop has no carts")
 
 
 @dataclass
@@ -67,7 +92,16 @@ class Sale:
     refusals: int = 0
     gave_up: int = 0
     overloaded: int = 0
+    #: units sold of SKU, and of EXTRA
     sold: int = 0
+    sold_extra: int = 0
+    #: cart edits made and refused, extensions granted and refused
+    edits: int = 0
+    edits_refused: int = 0
+    extended: int = 0
+    extend_refused: int = 0
+    #: why cart edits were skipped, if they were
+    carts_skipped: str = ""
     #: order id -> the status its shopper was told it would end in
     expected: dict[str, str] = field(default_factory=dict)
     fates: Counter[str] = field(default_factory=Counter)

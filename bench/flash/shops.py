@@ -18,17 +18,24 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 import stockade
-from bench.flash.sale import Sale, SaleConfig, Shop
+from bench.flash.sale import EXTRA, SKU, Sale, SaleConfig, Shop
 from bench.flash.simulation import run_sale
 from bench.httpclient import HttpConnection, HttpError
 from bench.server import Server
 
 __all__ = ["SKU", "EngineShop", "HttpShop", "sale_embedded", "sale_http"]
 
-SKU = "flash-drop"
+#: a product of its own, one unit, for asking the server whether it has carts
+PROBE = "flash-probe"
+#: what the HTTP report says when the server has no cart routes
+NO_CART_ROUTES = (
+    "skipped over HTTP: the server has no PATCH /v1/orders/{id} and POST /v1/orders/{id}/extend yet"
+)
 
 
 class EngineShop(Shop):
+    carts = True
+
     def __init__(self, engine: stockade.Engine) -> None:
         self.engine = engine
 
@@ -53,9 +60,24 @@ class EngineShop(Shop):
     async def status(self, order_id: str) -> str:
         return str((await self.engine.get_order(order_id)).status)
 
-    async def level(self) -> tuple[int, int]:
-        level = await self.engine.stock(SKU)
+    async def level(self, sku: str = SKU) -> tuple[int, int]:
+        level = await self.engine.stock(sku)
         return level.on_hand, level.reserved
+
+    async def change(self, order_id: str, lines: dict[str, int]) -> bool:
+        try:
+            await self.engine.change_order(order_id, lines)
+        except (stockade.OutOfStock, stockade.InvalidTransition):
+            return False
+        return True
+
+    async def extend(self, order_id: str, hold_s: int) -> float | None:
+        try:
+            order = await self.engine.extend(order_id, hold_s)
+        except stockade.InvalidTransition:
+            return None
+        assert order.expires_at is not None
+        return order.expires_at.timestamp()
 
 
 class HttpShop(Shop):
@@ -126,9 +148,39 @@ class HttpShop(Shop):
         order = self.expect(await self.call("shop", "GET", f"/v1/orders/{order_id}"), 200)
         return str(order["status"])
 
-    async def level(self) -> tuple[int, int]:
-        level = self.expect(await self.call("shop", "GET", f"/v1/products/{SKU}"), 200)
+    async def level(self, sku: str = SKU) -> tuple[int, int]:
+        level = self.expect(await self.call("shop", "GET", f"/v1/products/{sku}"), 200)
         return int(level["on_hand"]), int(level["reserved"])
+
+    async def change(self, order_id: str, lines: dict[str, int]) -> bool:
+        body = {"lines": [{"sku": sku, "qty": qty} for sku, qty in lines.items()]}
+        answer = await self.call("shop", "PATCH", f"/v1/orders/{order_id}", body)
+        if answer.status == 409:
+            return False
+        self.expect(answer, 200)
+        return True
+
+    async def extend(self, order_id: str, hold_s: int) -> float | None:
+        body = {"hold_seconds": hold_s}
+        answer = await self.call("shop", "POST", f"/v1/orders/{order_id}/extend", body)
+        if answer.status == 409:
+            return None
+        order = self.expect(answer, 200)
+        return datetime.datetime.fromisoformat(order["expires_at"]).timestamp()
+
+    async def ask_for_carts(self) -> bool:
+        """Whether the server changes and extends holds: a hold on :data:`PROBE` is edited (to
+        the same line), extended and cancelled. Sets :attr:`carts`."""
+        answer = await self.call("shop", "PUT", f"/v1/products/{PROBE}", {"on_hand": 1})
+        self.expect(answer, 201)
+        body = {"lines": [{"sku": PROBE, "qty": 1}], "hold_seconds": 60}
+        order_id = self.expect(await self.call("shop", "POST", "/v1/orders", body), 201)["id"]
+        path = f"/v1/orders/{order_id}"
+        edited = await self.call("shop", "PATCH", path, {"lines": body["lines"]})
+        extended = await self.call("shop", "POST", f"{path}/extend", {"hold_seconds": 60})
+        self.expect(await self.call("pay", "POST", f"{path}/cancel"), 200)
+        self.carts = edited.status == 200 and extended.status == 200
+        return self.carts
 
     @staticmethod
     def expect(answer: Any, status: int) -> Any:
@@ -140,6 +192,8 @@ class HttpShop(Shop):
 async def sale_embedded(config: SaleConfig, database: str | None) -> Sale:
     async with stockade.open_engine(database) as engine:
         await engine.set_stock(SKU, config.units)
+        if config.carts:
+            await engine.set_stock(EXTRA, config.extra_units)
         return await run_sale(EngineShop(engine), config, f"embedded ({database or 'memory'})")
 
 
@@ -155,7 +209,14 @@ def sale_http(config: SaleConfig, connections: int) -> Sale:
                         "shop", "PUT", f"/v1/products/{SKU}", {"on_hand": config.units}
                     )
                     shop.expect(answer, 201)
+                    skipped = ""
+                    if config.carts:
+                        body = {"on_hand": config.extra_units}
+                        answer = await shop.call("shop", "PUT", f"/v1/products/{EXTRA}", body)
+                        shop.expect(answer, 201)
+                        skipped = "" if await shop.ask_for_carts() else NO_CART_ROUTES
                     sale = await run_sale(shop, config, "HTTP (stockade serve, durable SQLite)")
+                    sale.carts_skipped = skipped
                     sale.latency_note = f" (incl. waiting for one of {connections} connections)"
                     sale.request_latencies_s = shop.request_latencies_s
                     return sale

@@ -16,10 +16,10 @@ import anyio
 
 import stockade
 from bench.flash.checks import check
-from bench.flash.sale import Sale, SaleConfig, Shop
+from bench.flash.sale import EXTRA, SKU, Sale, SaleConfig, Shop
 from bench.httpclient import HttpError
 
-__all__ = ["CLOCK_SLACK_S", "run_sale", "shopper"]
+__all__ = ["CLOCK_SLACK_S", "fill_cart", "run_sale", "shopper"]
 
 #: a confirm is judged late by the shop's clock, the sale's sending time by this process's:
 #: one machine, but allow for the two reading it a moment apart
@@ -38,10 +38,10 @@ async def timed(sale: Sale, call: Awaitable[T]) -> T:
 
 
 async def shopper(shop: Shop, sale: Sale, rng: random.Random) -> None:
-    """One shopper: hold a unit (coming back after a refusal, up to ``retries`` times), then
-    pay, fail to pay, never pay, or pay late, as drawn; what the shop answered goes in ``sale``.
-    Blocks for its waits: up to ``hold_s`` per retry, then up to ``hold_s`` and half a second
-    more before paying."""
+    """One shopper: hold a unit (coming back after a refusal, up to ``retries`` times), with
+    carts fill the cart and extend the hold (:func:`fill_cart`), then pay, fail to pay, never
+    pay, or pay late, as drawn; what the shop answered goes in ``sale``. Blocks for its waits:
+    up to ``hold_s`` per retry, then up to ``hold_s`` and half a second more before paying."""
     config = sale.config
     held = None
     for attempt in range(config.retries + 1):
@@ -61,6 +61,9 @@ async def shopper(shop: Shop, sale: Sale, rng: random.Random) -> None:
         return
     order_id, expires_at = held
     sale.holds += 1
+    lines = {SKU: 1}
+    if config.carts and shop.carts:
+        lines, expires_at = await fill_cart(shop, sale, rng, order_id, expires_at)
     sale.last_expiry = max(sale.last_expiry, expires_at)
     draw = rng.random()
     if draw < config.fail:
@@ -85,10 +88,11 @@ async def shopper(shop: Shop, sale: Sale, rng: random.Random) -> None:
     sent_at = time.time()
     if await timed(sale, shop.confirm(order_id)):
         sale.expected[order_id] = "confirmed"
-        sale.sold += 1
+        sale.sold += lines[SKU]
+        sale.sold_extra += lines.get(EXTRA, 0)
         if sent_at > expires_at + CLOCK_SLACK_S:
             sale.confirmed_late.append(order_id)
-        if sale.sold == config.units:
+        if sale.sold >= config.units and sale.sold_out_s is None:
             sale.sold_out_s = time.time() - sale.started
     else:
         sale.expected[order_id] = "expired"
@@ -96,6 +100,38 @@ async def shopper(shop: Shop, sale: Sale, rng: random.Random) -> None:
             sale.late_refused += 1
         else:
             sale.timely_refused += 1
+
+
+async def fill_cart(
+    shop: Shop, sale: Sale, rng: random.Random, order_id: str, expires_at: float
+) -> tuple[dict[str, int], float]:
+    """A shopper's cart between the hold and the payment: the accessory goes in (a quarter of
+    shoppers also take a second unit); three in ten then change their mind, one line down (the
+    second unit back, or else the accessory out); then the hold is extended once. An edit the
+    shop refuses leaves the cart as it was. Returns the cart's lines and its deadline; blocks
+    for the shopper's thinking, a few hundredths of the hold before each edit."""
+    hold_s = sale.config.hold_s
+    lines = {SKU: 1}
+    second_thoughts = rng.random() < 0.3
+    wanted = {SKU: 2 if rng.random() < 0.25 else 1, EXTRA: 1}
+    while True:
+        await anyio.sleep(rng.uniform(0.01, 0.05) * hold_s)
+        if await timed(sale, shop.change(order_id, wanted)):
+            lines = wanted
+            sale.edits += 1
+        else:
+            sale.edits_refused += 1
+        if not second_thoughts or len(lines) == 1:
+            break
+        second_thoughts = False
+        wanted = {**lines, SKU: 1} if lines[SKU] > 1 else {SKU: lines[SKU]}
+    extended = await timed(sale, shop.extend(order_id, hold_s))
+    if extended is None:
+        sale.extend_refused += 1
+    else:
+        sale.extended += 1
+        expires_at = max(expires_at, extended)
+    return lines, expires_at
 
 
 async def run_sale(shop: Shop, config: SaleConfig, target: str) -> Sale:

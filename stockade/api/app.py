@@ -10,25 +10,32 @@ body that was not read to its end from wedging its connection, and in front of t
 from __future__ import annotations
 
 import time
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
-from stockade.api.accounting import Accounting, request_id
+from stockade.api.accounting import Accounting, request_id, traced
 from stockade.api.asgi import ASGIApp
 from stockade.api.auth import Guard, Unauthorized, requires, route_access
+from stockade.api.carts import carts
 from stockade.api.fastpath import OrderFastPath
 from stockade.api.feed import FeedCollector, FeedService, FeedSettings, feed
 from stockade.api.guard import RequestGuard
+from stockade.api.history import history
 from stockade.api.keys import ApiKey, ApiKeys, KeyPage, NewKey
+from stockade.api.locations import locations
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
 from stockade.api.problems import Problem, register_error_handlers
-from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock, decoder
+from stockade.api.routing import current_engine as _engine
+from stockade.api.routing import current_tracing as _tracing
+from stockade.api.routing import json_response as _json
+from stockade.api.routing import read_body as _body
+from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
@@ -36,10 +43,10 @@ from stockade.errors import InvalidTransition
 from stockade.persistence.keys import KeyTable, MemoryKeys
 from stockade.persistence.webhooks import MemoryWebhooks, WebhookTable
 
-__all__ = ["ApiSettings", "create_app"]
+if TYPE_CHECKING:  # only imported when tracing is on
+    from stockade.api.tracing import Tracing
 
-T = TypeVar("T")
-_encoder = msgspec.json.Encoder()
+__all__ = ["ApiSettings", "create_app"]
 
 
 class ApiSettings(msgspec.Struct, frozen=True):
@@ -60,23 +67,6 @@ class ApiSettings(msgspec.Struct, frozen=True):
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
 
 
-def _json(value: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(value), status=status, content_type="application/json")
-
-
-def _engine() -> Engine:
-    engine: Engine = current_app.config["STOCKADE_ENGINE"]
-    return engine
-
-
-async def _body(kind: type[T]) -> T:
-    if request.mimetype != "application/json":
-        raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                      "send the body as application/json")  # fmt: skip
-    data = await request.get_data(as_text=False)
-    return decoder(kind).decode(data)
-
-
 products = Blueprint("products", __name__, url_prefix="/v1/products")
 orders = Blueprint("orders", __name__, url_prefix="/v1/orders")
 keys = Blueprint("keys", __name__, url_prefix="/v1/keys")
@@ -89,14 +79,16 @@ async def put_product(sku: str) -> Response:
     body = await _body(PutStock)
     engine = _engine()
     created = not engine.has_product(sku)
-    return _json(await engine.set_stock(sku, body.on_hand), 201 if created else 200)
+    level = await traced(_tracing(), "stockade.set_stock", engine.set_stock(sku, body.on_hand), 1)
+    return _json(level, 201 if created else 200)
 
 
 @products.post("/<sku>/adjustments")
 @requires("merchant")
 async def adjust_product(sku: str) -> Response:
     body = await _body(Adjustment)
-    return _json(await _engine().adjust_stock(sku, body.delta, body.reason))
+    adjusting = _engine().adjust_stock(sku, body.delta, body.reason, body.location)
+    return _json(await traced(_tracing(), "stockade.adjust_stock", adjusting, 1))
 
 
 @products.get("")
@@ -119,7 +111,7 @@ async def list_products() -> Response:
 @products.get("/<sku>")
 @requires("anyone")
 async def get_product(sku: str) -> Response:
-    return _json(await _engine().stock(sku))
+    return _json(await _engine().stock(sku, request.args.get("channel")))
 
 
 @orders.post("")
@@ -127,7 +119,7 @@ async def get_product(sku: str) -> Response:
 async def place_order() -> Response:
     body = await _body(PlaceOrder)
     key = request.headers.get("Idempotency-Key")
-    answer = await answer_order(_engine(), body, key, g.request_id, g.role)
+    answer = await answer_order(_engine(), body, key, g.request_id, g.role, _tracing())
     return Response(answer.body, status=answer.status, content_type=answer.content_type,
                     headers=answer.headers)  # fmt: skip
 
@@ -141,16 +133,17 @@ async def get_order(order_id: str) -> Response:
 @orders.post("/<order_id>/confirm")
 @requires("service")
 async def confirm_order(order_id: str) -> Response:
-    return _json(await _engine().confirm(order_id))
+    return _json(await traced(_tracing(), "stockade.confirm", _engine().confirm(order_id)))
 
 
 @orders.post("/<order_id>/cancel")
 @requires("service", public_holds=True)
 async def cancel_order(order_id: str) -> Response:
     if g.role != "anyone":
-        return _json(await _engine().cancel(order_id))
+        return _json(await traced(_tracing(), "stockade.cancel", _engine().cancel(order_id)))
     try:  # an anonymous caller may release a hold, never return a sale
-        return _json(await _engine().cancel(order_id, allow_return=False))
+        releasing = _engine().cancel(order_id, allow_return=False)
+        return _json(await traced(_tracing(), "stockade.cancel", releasing))
     except InvalidTransition:
         raise Unauthorized(
             "cancelling a confirmed order is a return: it needs a service or merchant key"
@@ -224,14 +217,16 @@ async def readyz() -> Response:
 
 def create_app(
     engine: Engine, settings: ApiSettings, key_table: KeyTable | None = None,
-    webhook_table: WebhookTable | None = None,
+    tracing: Tracing | None = None, webhook_table: WebhookTable | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
     API keys live in ``key_table`` (the store's: ``store.key_table()``; by default a table in
     memory). ``app.config["STOCKADE_KEYS"]`` is the :class:`ApiKeys` over it: the server runs
-    its ``run`` to see keys that other processes make or revoke. Webhook subscriptions live in
-    ``webhook_table`` (likewise); ``app.config["STOCKADE_FEED"]`` is the
+    its ``run`` to see keys that other processes make or revoke. ``tracing`` (None: off) makes
+    spans of the requests and their engine calls (:mod:`stockade.api.tracing`); a route calls
+    the engine through :func:`~stockade.api.accounting.traced`. Webhook subscriptions live in
+    ``webhook_table`` (by default in memory); ``app.config["STOCKADE_FEED"]`` is the
     :class:`~stockade.api.feed.FeedService` whose ``run`` delivers them and feeds product
     streams. Raises RuntimeError if a route declares no role."""
     app = QuartTrio(__name__, static_folder=None)
@@ -239,7 +234,8 @@ def create_app(
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["STOCKADE_METRICS"] = observed = Metrics(engine)
-    accounting = Accounting(observed, settings.log_requests)
+    app.config["STOCKADE_TRACING"] = tracing
+    accounting = Accounting(observed, settings.log_requests, tracing)
     app.config["STOCKADE_AUTH"] = auth = Guard(
         settings.admin_token, public_holds=settings.public_holds
     )
@@ -250,8 +246,13 @@ def create_app(
         engine, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table
     )
     observed.registry.register(FeedCollector(service))
-    for blueprint in (products, orders, keys, health, feed, webhooks):
+    for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
+    app.register_blueprint(history)
+    app.register_blueprint(locations)  # design.md §7
+    app.register_blueprint(carts)  # design.md §8
+    app.register_blueprint(feed)  # design.md §9
+    app.register_blueprint(webhooks)  # design.md §9
     access = route_access(app)
     app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)
     register_error_handlers(app)
@@ -276,6 +277,9 @@ def create_app(
     )  # fmt: skip
     # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
     app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
-        guard, engine, accounting, settings.max_body_bytes, auth, access[("/v1/orders", "post")]
-    )
+        guard, engine, accounting, settings.max_body_bytes, auth, access[("/v1/orders", "post")],
+        tracing,
+    )  # fmt: skip
+    if tracing is not None:  # the request's span around everything
+        app.asgi_app = tracing.middleware(app.asgi_app)  # type: ignore[method-assign,assignment,arg-type]
     return app

@@ -21,6 +21,7 @@ the server's read timeout.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -32,6 +33,9 @@ from stockade.api.problems import Problem
 from stockade.api.schemas import PlaceOrder, decoder
 from stockade.engine.engine import Engine
 
+if TYPE_CHECKING:  # only imported when tracing is on
+    from stockade.api.tracing import Tracing
+
 __all__ = ["OrderFastPath"]
 
 _decode_order = decoder(PlaceOrder)
@@ -40,11 +44,12 @@ _decode_order = decoder(PlaceOrder)
 class OrderFastPath:
     """Wraps the Quart ``app``; ``accounting`` is the one the Quart routes use; ``auth`` and
     ``access`` check the caller's key as the Quart route's declaration does
-    (:func:`~stockade.api.auth.authorize`)."""
+    (:func:`~stockade.api.auth.authorize`); ``tracing``, when on, makes the engine call a span
+    (the request's span is :class:`~stockade.api.tracing.TracingMiddleware`'s, around this)."""
 
     def __init__(
         self, app: ASGIApp, engine: Engine, accounting: Accounting, max_body_bytes: int,
-        auth: Guard, access: Access,
+        auth: Guard, access: Access, tracing: Tracing | None = None,
     ) -> None:  # fmt: skip
         self.app = app
         self.engine = engine
@@ -52,6 +57,7 @@ class OrderFastPath:
         self.max_body_bytes = max_body_bytes
         self.auth = auth
         self.access = access
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != ROUTE or scope["method"] != "POST":
@@ -102,7 +108,7 @@ class OrderFastPath:
         except Problem as refused:
             answer = refusal(refused)
         else:
-            answer = await answer_order(self.engine, order, key, rid, role)
+            answer = await answer_order(self.engine, order, key, rid, role, self.tracing)
         headers = [(b"x-request-id", rid.encode("latin-1"))]
         if answer.headers:
             headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]

@@ -11,7 +11,11 @@ from typing import Any
 import msgspec
 
 from stockade.api.auth import Access
+from stockade.api.carts import TYPES as CART_TYPES
+from stockade.api.history import paths as history_paths
+from stockade.api.history import types as history_types
 from stockade.api.keys import ApiKey, KeyPage, NewKey
+from stockade.api.locations import TYPES as LOCATION_TYPES
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.engine.models import Order, StockLevel
 from stockade.engine.validation import KEY_PATTERN, MAX_KEY_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN
@@ -53,7 +57,8 @@ class Readiness(msgspec.Struct):
 
 
 _TYPES = (PutStock, Adjustment, PlaceOrder, StockLevel, Order, Problem, OutOfStockProblem,
-          ProductPage, Health, Readiness, CreateKey, ApiKey, NewKey, KeyPage)  # fmt: skip
+          ProductPage, Health, Readiness, CreateKey, ApiKey, NewKey, KeyPage,
+          *LOCATION_TYPES, *CART_TYPES)  # fmt: skip
 
 
 def _ref(kind: type) -> dict[str, str]:
@@ -155,12 +160,16 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The document; ``access`` maps ``(path, method)`` to what each route declares
     (:func:`stockade.api.auth.route_access`), ``public_holds`` is the server's setting."""
-    from stockade.api.openapi_feed import FEED_TYPES, feed_paths  # it uses the helpers here
+    # Imported here, not at the top: these modules build their paths from this one's parts.
+    from stockade.api.openapi_feed import FEED_TYPES, feed_paths
+    from stockade.api.openapi_stock import add_paths as add_stock_paths
 
     (_, components) = msgspec.json.schema_components(
-        _TYPES + FEED_TYPES, ref_template="#/components/schemas/{name}"
+        (*_TYPES, *history_types(), *FEED_TYPES), ref_template="#/components/schemas/{name}"
     )
-    to_order = _links("order_id", "/id", "getOrder", "confirmOrder", "cancelOrder")
+    to_order = _links(
+        "order_id", "/id", "getOrder", "confirmOrder", "cancelOrder", "changeOrder", "extendOrder"
+    )
     order_change = {"parameters": [_ID], "responses": {
         "200": _linked(_answer(Order, "the order as it is now"), to_order),
         **_problems(404, 409, 503, conflict="not possible from the order's status")}}  # fmt: skip
@@ -177,8 +186,10 @@ def openapi_document(
             ],
             "responses": {"200": _answer(ProductPage, "a page"), **_problems(422)}}},
         "/v1/products/{sku}": {
-            "get": {"operationId": "getProduct", "summary": "A product's stock",
-                    "parameters": [_SKU],
+            "get": {"operationId": "getProduct",
+                    "summary": "A product's stock (a channel's view: over its locations only)",
+                    "parameters": [_SKU, {"name": "channel", "in": "query",
+                                          "schema": _SKU_SCHEMA}],
                     "responses": {"200": _answer(StockLevel, "stock"), **_problems(404, 422)}},
             "put": {"operationId": "putProduct",
                     "summary": "Create a product or overwrite its on-hand",
@@ -233,6 +244,9 @@ def openapi_document(
         "/docs": {"get": {"operationId": "docs", "summary": "This document as an HTML page",
                           "responses": {"200": _text("text/html", "the page")}}},
     }  # fmt: skip
+    for path, operations in history_paths(_answer, _problems, _SKU).items():
+        paths.setdefault(path, {}).update(operations)
+    add_stock_paths(paths)
     paths.update(feed_paths())
     for path, operations in paths.items():
         for method, operation in operations.items():

@@ -8,7 +8,7 @@ call, the error mapping and the documents are the same code for both.
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -17,6 +17,9 @@ from stockade.api.problems import Problem, internal_error, stockade_problem
 from stockade.api.schemas import PlaceOrder
 from stockade.engine.engine import Engine
 from stockade.errors import StockadeError
+
+if TYPE_CHECKING:  # only imported when tracing is on
+    from stockade.api.tracing import Tracing
 
 __all__ = ["JSON", "PROBLEM_JSON", "ROUTE", "OrderAnswer", "answer_order", "refusal"]
 
@@ -45,13 +48,15 @@ def refusal(error: StockadeError | Problem) -> OrderAnswer:
 
 
 async def answer_order(
-    engine: Engine, order: PlaceOrder, idempotency_key: str | None, request_id: str, role: Role
-) -> OrderAnswer:
+    engine: Engine, order: PlaceOrder, idempotency_key: str | None, request_id: str, role: Role,
+    tracing: Tracing | None = None,
+) -> OrderAnswer:  # fmt: skip
     """Place ``order`` for a caller of ``role`` (already authorized for the route) and say what
     to answer: 201 and the Order, or the problem document of a refusal (401 for an anonymous
-    direct purchase, 409 out of stock with ``shortages``, 404, 422, 503 with
-    ``Retry-After``...), or 500 quoting ``request_id`` for an unexpected error (logged with its
-    traceback).
+    direct purchase, 409 out of stock with ``shortages``, 404 for an unknown product, location
+    or channel, 422, 503 with ``Retry-After``...), or 500 quoting ``request_id`` for an
+    unexpected error (logged with its traceback). With ``tracing`` on, the engine call is a
+    ``stockade.place_order`` span.
 
     Blocks as ``Engine.place_order`` does: in durable mode until the order is committed.
     Cancellable only while it waits for that commit (the order is placed all the same); the
@@ -60,11 +65,16 @@ async def answer_order(
     if role == "anyone" and order.hold_seconds is None:
         return refusal(Unauthorized(PURCHASE_NEEDS_A_KEY))
     try:
-        placed = await engine.place_order(
+        placing = engine.place_order(
             [(line.sku, line.qty) for line in order.lines],
             hold_for=order.hold_seconds,
             idempotency_key=idempotency_key,
+            location=order.location,
+            channel=order.channel,
         )
+        if tracing is not None:
+            placing = tracing.engine_call("stockade.place_order", placing, len(order.lines))
+        placed = await placing
     except StockadeError as error:
         return refusal(error)
     except Exception:

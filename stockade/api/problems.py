@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 import msgspec
-from quart import Quart, Response
+from quart import Quart, Response, g
 from werkzeug.exceptions import HTTPException
 
 from stockade.errors import (
@@ -21,6 +21,9 @@ from stockade.errors import (
     Overloaded,
     StockadeError,
     StockConflict,
+    StoreUnavailable,
+    UnknownChannel,
+    UnknownLocation,
     UnknownProduct,
 )
 
@@ -29,6 +32,7 @@ __all__ = [
     "internal_error",
     "problem",
     "problem_document",
+    "problem_kind",
     "register_error_handlers",
     "stockade_problem",
 ]
@@ -40,6 +44,8 @@ _encoder = msgspec.json.Encoder()
 _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     OutOfStock: (409, "out-of-stock", "Out of stock"),
     UnknownProduct: (404, "unknown-product", "Unknown product"),
+    UnknownLocation: (404, "unknown-location", "Unknown location"),
+    UnknownChannel: (404, "unknown-channel", "Unknown channel"),
     OrderNotFound: (404, "order-not-found", "Order not found"),
     InvalidTransition: (409, "invalid-transition", "Invalid order transition"),
     IdempotencyConflict: (409, "idempotency-conflict", "Idempotency key reused"),
@@ -47,6 +53,7 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     InvalidRequest: (422, "invalid-request", "Invalid request"),
     Overloaded: (503, "overloaded", "Overloaded"),
     EngineClosed: (503, "shutting-down", "Shutting down"),
+    StoreUnavailable: (503, "store-unavailable", "Store unavailable"),
     FeedGone: (410, "feed-gone", "Feed position gone"),
 }
 
@@ -100,16 +107,21 @@ def _from_stockade(error: StockadeError) -> Response:
                     headers=headers)  # fmt: skip
 
 
+def problem_kind(error: StockadeError) -> tuple[int, str, str]:
+    """The status, type slug and title that answer ``error``."""
+    return next(
+        (v for cls, v in _ERRORS.items() if isinstance(error, cls)),
+        (500, "internal", "Internal error"),
+    )
+
+
 def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[str, str] | None]:
     """The status, problem document and extra headers that answer ``error``."""
     if isinstance(error, Problem):
         document = problem_document(error.status, error.slug, error.title, error.detail,
                                     **error.extra)  # fmt: skip
         return error.status, document, error.headers
-    status, slug, title = next(
-        (v for cls, v in _ERRORS.items() if isinstance(error, cls)),
-        (500, "internal", "Internal error"),
-    )
+    status, slug, title = problem_kind(error)
     extra: dict[str, Any] = {}
     headers = None
     if isinstance(error, OutOfStock):
@@ -117,7 +129,7 @@ def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[s
             {"sku": sku, "requested": want, "available": have}
             for sku, (want, have) in sorted(error.shortages.items())
         ]
-    elif isinstance(error, Overloaded | EngineClosed):
+    elif isinstance(error, Overloaded | EngineClosed | StoreUnavailable):
         headers = {"Retry-After": "1"}
     return status, problem_document(status, slug, title, str(error), **extra), headers
 
@@ -149,7 +161,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def on_unexpected(error: Exception) -> Response:
-        request_id = secrets.token_hex(8)
+        request_id = g.get("request_id") or secrets.token_hex(8)  # the X-Request-Id answered
         log.exception("unexpected error", extra={"request_id": request_id})
         return Response(internal_error(request_id), status=500,
                         content_type="application/problem+json")  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import msgspec
 from msgspec import Meta
 
+from stockade.engine.locations import DEFAULT_LOCATION, MAX_NAME_LENGTH, MAX_PRIORITY
 from stockade.engine.validation import (
     DEFAULT_MAX_HOLD,
     MAX_LINES,
@@ -22,12 +23,30 @@ from stockade.engine.validation import (
 )
 from stockade.persistence.keys import MAX_NAME_CHARS, NAME_PATTERN, KeyRole
 
-__all__ = ["Adjustment", "BodyDecoder", "CreateKey", "Line", "PlaceOrder", "PutStock", "decoder"]
+__all__ = [
+    "MAX_CHANNEL_LOCATIONS",
+    "Adjustment",
+    "BodyDecoder",
+    "ChangeOrder",
+    "CreateKey",
+    "ExtendHold",
+    "Line",
+    "PlaceOrder",
+    "PutChannel",
+    "PutLocation",
+    "PutStock",
+    "TransferStock",
+    "decoder",
+]
 
 T = TypeVar("T")
 
 #: A sku in a body: the pattern means the same to msgspec (Python ``re``) and to JSON Schema.
 Sku = Annotated[str, Meta(min_length=1, max_length=MAX_SKU_LENGTH, pattern=SKU_PATTERN)]
+#: A location or channel id: the sku syntax (design.md §7).
+LocationId = Sku
+#: A hold in whole seconds: at least one, at most the engine's longest hold.
+HoldSeconds = Annotated[int, Meta(ge=1, le=int(DEFAULT_MAX_HOLD.total_seconds()))]
 
 
 class PutStock(msgspec.Struct, forbid_unknown_fields=True):
@@ -40,6 +59,7 @@ class Adjustment(msgspec.Struct, forbid_unknown_fields=True):
         int, Meta(ge=-MAX_STOCK, le=MAX_STOCK, extra_json_schema={"not": {"const": 0}})
     ]
     reason: Annotated[str, Meta(max_length=MAX_REASON_LENGTH)] = ""
+    location: LocationId = DEFAULT_LOCATION
 
 
 class Line(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,17 +67,74 @@ class Line(msgspec.Struct, forbid_unknown_fields=True):
     qty: Annotated[int, Meta(ge=1, le=MAX_QTY)]
 
 
+#: An order's lines, at least one (to empty a cart, cancel it).
+Lines = Annotated[
+    list[Line],
+    Meta(
+        min_length=1,
+        max_length=MAX_LINES,
+        description="One line per sku: a sku named in two lines is refused (422).",
+        extra_json_schema={"uniqueItems": True},
+    ),
+]
+
+
 class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
-    lines: Annotated[
-        list[Line],
+    """``location`` pins every line to that location (click and collect); ``channel`` sells
+    from the channel's locations only (design.md §7)."""
+
+    lines: Lines
+    hold_seconds: HoldSeconds | None = None
+    location: LocationId | None = None
+    channel: LocationId | None = None
+
+
+class ChangeOrder(msgspec.Struct, forbid_unknown_fields=True):
+    """A held order's new lines, replacing the old ones (design.md §8)."""
+
+    lines: Lines
+
+
+class ExtendHold(msgspec.Struct, forbid_unknown_fields=True):
+    """Hold the order until ``hold_seconds`` from now (capped at its maximum lifetime)."""
+
+    hold_seconds: HoldSeconds
+
+
+class PutLocation(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(max_length=MAX_NAME_LENGTH)] = ""
+    priority: Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
+    active: bool = True
+
+
+#: The most locations a channel names over HTTP. The engine takes up to MAX_LOCATIONS, but a
+#: body that long cannot fit in the default 64 KiB: this bound keeps every list the schema
+#: allows, and the first one it refuses (401 ids of 128 characters: 53 KB), under the body
+#: limit, so such a list is refused as invalid (422), never as too large (413).
+MAX_CHANNEL_LOCATIONS = 400
+
+
+class PutChannel(msgspec.Struct, forbid_unknown_fields=True):
+    locations: Annotated[
+        list[LocationId],
         Meta(
             min_length=1,
-            max_length=MAX_LINES,
-            description="One line per sku: a sku named in two lines is refused (422).",
+            max_length=MAX_CHANNEL_LOCATIONS,
+            description="Known locations, each named once.",
             extra_json_schema={"uniqueItems": True},
         ),
     ]
-    hold_seconds: Annotated[int, Meta(ge=1, le=int(DEFAULT_MAX_HOLD.total_seconds()))] | None = None
+
+
+class TransferStock(msgspec.Struct, forbid_unknown_fields=True):
+    """Move ``qty`` units on hand of ``sku`` from ``source`` to ``destination``, two different
+    locations (a transfer to the same location is refused, 422)."""
+
+    sku: Sku
+    qty: Annotated[int, Meta(ge=1, le=MAX_STOCK)]
+    source: LocationId
+    destination: LocationId
+    reason: Annotated[str, Meta(max_length=MAX_REASON_LENGTH)] = ""
 
 
 class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -109,9 +186,9 @@ class BodyDecoder(Generic[T]):
             return msgspec.convert(value, self.kind)
 
 
-_DECODERS: dict[type, BodyDecoder[Any]] = {
-    kind: BodyDecoder(kind) for kind in (PutStock, Adjustment, PlaceOrder, CreateKey)
-}
+_BODIES = (PutStock, Adjustment, PlaceOrder, CreateKey, ChangeOrder, ExtendHold, PutLocation,
+           PutChannel, TransferStock)  # fmt: skip
+_DECODERS: dict[type, BodyDecoder[Any]] = {kind: BodyDecoder(kind) for kind in _BODIES}
 
 
 def decoder(kind: type[T]) -> BodyDecoder[T]:

@@ -16,15 +16,21 @@ stopped, not a slow network. A request being answered is not timed: the server d
 while it answers.
 
 The server owns its process, so it tunes the garbage collector for serving (see
-:func:`tune_gc`); the embeddable engine never touches its host's settings.
+:func:`tune_gc`) and sends every standard-library log record to stderr as JSON too (see
+:func:`~stockade.api.logs.install_json_logging`); the embeddable engine never touches its
+host's settings. Traces are off unless the ``OTEL_*`` environment asks for them (see
+:func:`tracing_requested` and :mod:`stockade.api.tracing`).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
@@ -36,12 +42,15 @@ from stockade.api.app import ApiSettings, create_app
 from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
-from stockade.api.logs import log_event
+from stockade.api.logs import install_json_logging, log_event
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 from stockade.persistence.webhooks import WebhookStore
 
-__all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tune_gc"]
+if TYPE_CHECKING:  # only imported when tracing is on
+    from stockade.api.tracing import Tracing
+
+__all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tracing_requested", "tune_gc"]
 
 #: Allocations between young collections while serving (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
@@ -83,6 +92,31 @@ def tune_gc() -> dict[str, object]:
     return {"gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
 
 
+def tracing_requested(environ: Mapping[str, str]) -> bool:
+    """Whether the operator asked for traces: ``OTEL_TRACES_EXPORTER`` names an exporter, or
+    an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), and neither ``OTEL_TRACES_EXPORTER=none`` nor
+    ``OTEL_SDK_DISABLED=true`` turns them off. Imports nothing of OpenTelemetry."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporters:
+        return exporters != "none"
+    return bool(
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    )
+
+
+def _open_tracing() -> Tracing | None:
+    """Tracing as the environment configures it, or None (and no OpenTelemetry import)."""
+    if not tracing_requested(os.environ):
+        return None
+    from stockade.api.tracing import open_tracing
+
+    return open_tracing()
+
+
 async def _until_signalled(*stopping: Callable[[], None]) -> None:
     """Return at SIGTERM or SIGINT, after calling each of ``stopping``."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -100,23 +134,45 @@ async def serve(
 
     API keys are read from the store before listening, then re-read every ``key_refresh_s``
     beside the server (see :mod:`stockade.api.keys`); so are the webhook subscriptions, which
-    are delivered beside it (see :mod:`stockade.api.delivery`)."""
+    are delivered beside it (see :mod:`stockade.api.delivery`). Raises InvalidRequest, before
+    anything is opened, for a tracing configuration that cannot be honoured (an exporter that
+    is not installed). On the way out, the spans not yet exported are exported (blocking, in a
+    thread, up to the exporters' timeouts)."""
+    tracing = _open_tracing()
+    install_json_logging(None if tracing is None else tracing.current_ids)
     log_event("starting", database=settings.database, durability=settings.durability,
-              public_holds=settings.public_holds)  # fmt: skip
-    opened = open_engine_and_store(settings.database, durability=settings.durability)
+              public_holds=settings.public_holds, tracing=tracing is not None)  # fmt: skip
+    try:
+        await _serve(settings, tracing, task_status)
+    finally:
+        if tracing is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(tracing.shutdown)
+    log_event("stopped")
+
+
+async def _serve(
+    settings: ServerSettings, tracing: Tracing | None, task_status: trio.TaskStatus[list[str]]
+) -> None:
+    opened = open_engine_and_store(
+        settings.database, durability=settings.durability, record_commits=tracing is not None
+    )
     async with opened as (engine, store):
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         try:
             api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
                               key_refresh_s=settings.key_refresh_s, feed=settings.feed)  # fmt: skip
             hooks = store.webhook_table() if isinstance(store, WebhookStore) else None
-            app = create_app(engine, api, table, hooks)
+            app = create_app(engine, api, table, tracing, webhook_table=hooks)
+            app.config["STOCKADE_STORE"] = store  # GET /v1/admin/check reads it
             feed: FeedService = app.config["STOCKADE_FEED"]
             keys: ApiKeys = app.config["STOCKADE_KEYS"]
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]
-            config.accesslog = None
-            config.errorlog = None
+            config.accesslog = None  # Accounting logs each request
+            errors = logging.getLogger("hypercorn.error")  # as JSON, through the root logger
+            errors.setLevel(logging.WARNING)  # not its "Running on" line: we log "listening"
+            config.errorlog = errors
             config.graceful_timeout = settings.grace_s
             # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
             config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
@@ -142,4 +198,3 @@ async def serve(
         finally:
             with trio.CancelScope(shield=True):
                 await table.aclose()
-    log_event("stopped")

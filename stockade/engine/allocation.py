@@ -17,17 +17,72 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+#: The location every shop has (defined here, re-exported by stockade.engine.locations, which
+#: imports this module).
+DEFAULT_LOCATION = "default"
+
 __all__ = [
+    "AT_DEFAULT",
+    "DEFAULT_LOCATION",
+    "MAX_SHARED_SKUS",
+    "SHARED_BELOW",
     "STRATEGIES",
+    "SharedAllocations",
     "Strategy",
     "add",
     "allocate",
+    "at_default",
     "shrink",
     "subtract",
 ]
 
 Strategy = Literal["priority", "most_available"]
 STRATEGIES: tuple[Strategy, ...] = ("priority", "most_available")
+
+
+#: Quantities below this have a shared ``{"default": qty}`` allocation (see :func:`at_default`).
+SHARED_BELOW = 16
+#: ``AT_DEFAULT[qty]`` is the shared allocation of ``qty`` units at ``default``.
+AT_DEFAULT = [{DEFAULT_LOCATION: qty} for qty in range(SHARED_BELOW)]
+
+
+def at_default(qty: int) -> dict[str, int]:
+    """The allocation of ``qty`` units all at ``default``: one shared dict per small quantity.
+
+    An allocation is never mutated once made (see the module docstring), so orders may share
+    one. Sharing matters for speed: every dict an order keeps counts toward CPython's young
+    generation, and a single-location order that made its own would add to the collector's
+    work per order."""
+    return AT_DEFAULT[qty] if qty < SHARED_BELOW else {DEFAULT_LOCATION: qty}
+
+
+#: Products whose one-line allocations are shared (see :class:`SharedAllocations`).
+MAX_SHARED_SKUS = 65_536
+
+
+class SharedAllocations:
+    """The allocations of one-line orders taken all at ``default`` in a small quantity (a
+    single-location shop's orders): one ``{sku: {"default": qty}}`` dict shared by every such
+    order of that sku and quantity. An order then keeps no more dicts than it did before there
+    were locations (one more dict per order measured ~10% slower, in the collector). Bounded:
+    past MAX_SHARED_SKUS products it starts again (a bound, not a policy)."""
+
+    def __init__(self) -> None:
+        self._by_sku: dict[str, list[dict[str, dict[str, int]] | None]] = {}
+
+    def of(self, sku: str, qty: int) -> dict[str, dict[str, int]]:
+        """``{sku: at_default(qty)}``, shared when ``qty < SHARED_BELOW``."""
+        if qty >= SHARED_BELOW:
+            return {sku: {DEFAULT_LOCATION: qty}}
+        shared = self._by_sku.get(sku)
+        if shared is None:
+            if len(self._by_sku) >= MAX_SHARED_SKUS:
+                self._by_sku.clear()
+            shared = self._by_sku[sku] = [None] * SHARED_BELOW
+        made = shared[qty]
+        if made is None:
+            made = shared[qty] = {sku: AT_DEFAULT[qty]}
+        return made
 
 
 def allocate(

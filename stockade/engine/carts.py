@@ -44,15 +44,15 @@ class Carts(Placing):
             if key is not None:
                 use = await self._claim_key(key, "change", checked, order_id)
                 if use is not None:
-                    return await self._lookup(order_id)
+                    return await self._replayed(order_id)
             try:
                 await self._resident(order_id)
                 now = self._clock()
                 self._expire(order_id, now)
                 order = self._book.check_open(order_id, now, "change")
-                if order.lines == checked:
-                    await trio.lowlevel.checkpoint()
-                    changed, seq = order, None
+                if order.lines == checked:  # these lines may be another call's edit:
+                    await trio.lowlevel.checkpoint()  # answer once it is durable
+                    changed, seq = order, self._journal.appended_seq
                 else:
                     self._mark_busy(order_id)
                     try:
@@ -64,7 +64,7 @@ class Carts(Placing):
             finally:
                 if key is not None:
                     self._claiming.pop(key).set()
-            if seq is not None and not self._journal.is_durable(seq):
+            if not self._journal.is_durable(seq):
                 await self._journal.wait_durable(seq)
             return changed
         finally:
@@ -130,7 +130,7 @@ class Carts(Placing):
             if key is not None:
                 use = await self._claim_key(key, "extend", hold_s, order_id)
                 if use is not None:
-                    return await self._lookup(order_id)
+                    return await self._replayed(order_id)
             try:
                 await self._resident(order_id)
                 now = self._clock()
@@ -143,7 +143,7 @@ class Carts(Placing):
                     if refused.why is not None:
                         self.counters["extend_refused"] += 1
                     raise
-                seq = None
+                seq = self._journal.appended_seq  # no event: the deadline another call set
                 if event is not None:
                     seq = self._journal.append((event,))
                     deadline = self._book.deadline(order_id)
@@ -155,7 +155,7 @@ class Carts(Placing):
             finally:
                 if key is not None:
                     self._claiming.pop(key).set()
-            if seq is not None and not self._journal.is_durable(seq):
+            if not self._journal.is_durable(seq):
                 await self._journal.wait_durable(seq)
             else:
                 await trio.lowlevel.checkpoint()

@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from stockade.engine.actors import Dispatcher
-from stockade.engine.allocation import Strategy
+from stockade.engine.allocation import SharedAllocations, Strategy
 from stockade.engine.commands import Release
 from stockade.engine.events import Change
 from stockade.engine.expiry import ExpiryScheduler
@@ -103,6 +103,7 @@ class EngineCore:
         self._busy: dict[str, trio.Event] = {}  # orders with a move in progress across an await
         self._claiming: dict[str, trio.Event] = {}  # idempotency keys of calls in progress
         self._ids: list[str] = []  # a pool of order ids
+        self._shared_allocations = SharedAllocations()  # see allocation.SharedAllocations
         self._calls = 0
         self._closing = False
         self._idle = trio.Event()
@@ -157,6 +158,8 @@ class EngineCore:
         then return. Blocks until the in-flight calls (including their durability waits) have
         finished and :meth:`run` has returned."""
         self._closing = True
+        if self._feed is not None:
+            self._feed.close()
         if self._calls == 0:
             self._idle.set()
         await self._finished.wait()
@@ -177,19 +180,43 @@ class EngineCore:
             check_sku(sku)
             raise UnknownProduct(sku)
 
-    async def _journal_move(self, event: Change, commands: list[tuple[str, Any]]) -> int:
-        """Journal a decided move, hand its commands to the actors (they cannot be refused),
-        and wait until it is durable; return its seq. Later reads through the mailboxes see the
-        move."""
+    async def _journal_move(
+        self, event: Change, commands: list[tuple[str, Any]], order: Order, now: float
+    ) -> None:
+        """Journal a decided move that finishes ``order`` (a confirm or a cancel), hand its
+        commands to the actors (they cannot be refused), schedule the order's retirement, and
+        wait until the move is durable. Later reads through the mailboxes see the move. Only
+        the wait can be cancelled: the move is then made all the same, retirement included."""
         seq = self._journal.append((event,))
         post = self._dispatcher.post
         for sku, command in commands:
             post(sku, command, None, 0, force=True)
+        self._finished_order(order, seq, now)
         if self._journal.is_durable(seq):
             await trio.lowlevel.checkpoint()
         else:
             await self._journal.wait_durable(seq)
-        return seq
+
+    async def _settled(self) -> None:
+        """Wait until every change journaled so far is durable (at once in ``fast`` mode).
+
+        An answer that repeats what another call did (a replayed idempotency key; a confirm or
+        cancel delivered twice) must come no sooner than that call's own answer could, or a
+        crash could lose a change the repeat has acknowledged. The other call's move was
+        journaled when it was decided, so waiting for everything appended so far covers it.
+        Cancellable."""
+        journal = self._journal
+        seq = journal.appended_seq
+        if journal.is_durable(seq):
+            await trio.lowlevel.checkpoint()
+        else:
+            await journal.wait_durable(seq)
+
+    async def _replayed(self, order_id: str) -> Order:
+        """The answer to a replayed idempotency key: the order as it is now, once durable."""
+        order = await self._lookup(order_id)
+        await self._settled()
+        return order
 
     def _finished_order(self, order: Order, seq: int, now: float) -> None:
         """``order`` reached a final status at ``seq``: schedule it to leave memory (only where

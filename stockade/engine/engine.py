@@ -110,15 +110,15 @@ class Engine(Carts, Merchant):
     def events(self, after: int = 0, types: Iterable[str] | None = None) -> FeedReader:
         """The change feed after ``after`` (a seq; 0: from the oldest kept): the history read
         from the store, then live events as they commit, with no gap and no duplicate at the
-        switch; only ``types`` (any of EVENT_TYPES) if given. Never ends by itself; stop
-        reading whenever (it holds nothing that needs closing). ``after`` is checked against
-        what the feed keeps when the first event is asked for.
+        switch; only ``types`` (any of EVENT_TYPES) if given. Ends only when the engine closes
+        (EngineClosed); stop reading whenever (it holds nothing that needs closing). ``after``
+        is checked against what the feed keeps when the first event is asked for.
 
         A reader that falls behind the live ring (RING_SIZE events) reads the store again at
         its own pace: a slow reader never holds back the engine. Raises FeedGone when events
-        after ``after`` were pruned (older than ``event_retention``; also mid-stream, for a
-        reader that fell that far behind), when ``after`` is beyond the newest event, or when
-        the store keeps no feed; InvalidRequest for a bad ``after`` or type.
+        after a given ``after`` were pruned (older than ``event_retention``; also mid-stream,
+        for a reader that fell that far behind), when ``after`` is beyond the newest event, or
+        when the store keeps no feed; InvalidRequest for a bad ``after`` or type.
         """
         _check_after(after)
         return FeedReader(self._feed_position, after, _check_types(types))
@@ -131,10 +131,10 @@ class Engine(Carts, Merchant):
         wanted = _check_types(types)
         if type(limit) is not int or not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be from 1 to 1000")
-        _, history = await self._feed_position(after)
+        _, history, start = await self._feed_position(after)
         await self._journal.flush()
-        events = await history.events(after, limit, wanted)
-        return events, events[-1].seq if events else after
+        events = await history.events(start, limit, wanted)
+        return events, events[-1].seq if events else start
 
     @property
     def feed_head(self) -> int | None:
@@ -142,7 +142,9 @@ class Engine(Carts, Merchant):
         engine keeps no change feed. Never blocks."""
         return None if self._feed is None or self._history is None else self._feed.head
 
-    async def _feed_position(self, after: int) -> tuple[FeedHub, History]:
+    async def _feed_position(self, after: int) -> tuple[FeedHub, History, int]:
+        """The hub, the history and where to start reading: ``after``, or for ``after=0``
+        (a reader with no position yet) just before the oldest event kept."""
         _check_after(after)
         hub, history = self._feed, self._history
         if hub is None or history is None:
@@ -151,11 +153,13 @@ class Engine(Carts, Merchant):
         last = max(last, hub.head)
         if after > last:
             raise FeedGone(f"after={after} is beyond the newest event ({last})", first, last)
+        if after == 0:
+            return hub, history, max(first - 1, 0)
         if after < first - 1:
             raise FeedGone(
                 f"events after {after} were pruned: the oldest kept is {first}", first, last
             )
-        return hub, history
+        return hub, history, after
 
     # -- statistics ---------------------------------------------------------------------------
 
@@ -193,11 +197,11 @@ class FeedReader:
 
     def __init__(
         self,
-        position: Callable[[int], Awaitable[tuple[FeedHub, History]]],
+        position: Callable[[int], Awaitable[tuple[FeedHub, History, int]]],
         after: int,
         wanted: tuple[str, ...] | None,
     ) -> None:
-        self._position: Callable[[int], Awaitable[tuple[FeedHub, History]]] | None = position
+        self._position: Callable[[int], Awaitable[tuple[FeedHub, History, int]]] | None = position
         self._hub: FeedHub | None = None
         self._history: History | None = None
         self.cursor = after  # the last seq read (delivered or filtered out)
@@ -221,7 +225,7 @@ class FeedReader:
 
     async def _fill(self) -> list[Event]:
         if self._position is not None:  # the first call: check the position once
-            self._hub, self._history = await self._position(self.cursor)
+            self._hub, self._history, self.cursor = await self._position(self.cursor)
             self._position = None
         hub, history, cursor = self._hub, self._history, self.cursor
         assert hub is not None and history is not None

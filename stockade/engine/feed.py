@@ -18,6 +18,7 @@ from collections import deque
 import trio
 
 from stockade.engine.models import Event
+from stockade.errors import EngineClosed
 
 __all__ = ["RING_SIZE", "FeedHub"]
 
@@ -33,25 +34,32 @@ class FeedHub:
         self.head = head  # the newest seq committed
         self._ring: deque[Event] = deque(maxlen=RING_SIZE if size is None else size)
         self._lot = trio.lowlevel.ParkingLot()
+        self.closed = False
+
+    def close(self) -> None:
+        """The engine is closing: live readers waiting for events end with EngineClosed."""
+        self.closed = True
+        self._lot.unpark_all()
 
     def publish(self, events: list[Event]) -> None:
         if not events:
             return
         if events[0].seq != self.head + 1:
-            # Events committed in between never came here (a batch whose commit landed but
-            # whose answer was lost is skipped when retried, and yields nothing): the ring
-            # must stay gap-free, so it starts afresh and readers find those in the store.
+            # Events the hub never saw (a batch whose commit landed but went unheard, so its
+            # retry yielded nothing): the ring holds consecutive events only, or ``since``
+            # would skip the hole. Start it afresh; readers before it read the store.
             self._ring.clear()
         self._ring.extend(events)
         self.head = events[-1].seq
         self._lot.unpark_all()
 
-    def advance(self, last: int) -> None:
-        """The store's events reach ``last``, beyond the head: some committed events never
-        came here (see :meth:`publish`). Readers past the head read them from the store."""
-        if last > self.head:
+    def skip_to(self, head: int) -> None:
+        """Events up to ``head`` were committed without passing through :meth:`publish` (a
+        batch whose commit landed unheard): wake the readers, which read them from the
+        store."""
+        if head > self.head:
             self._ring.clear()
-            self.head = last
+            self.head = head
             self._lot.unpark_all()
 
     def since(self, after: int) -> list[Event] | None:
@@ -66,6 +74,9 @@ class FeedHub:
         return [ring[i] for i in range(start, len(ring))]
 
     async def wait_beyond(self, seq: int) -> None:
-        """Return once the head is past ``seq``. Cancellable."""
+        """Return once the head is past ``seq``. Cancellable. Raises EngineClosed once the
+        engine closes (an open stream must not hold a shutdown up)."""
         while self.head <= seq:
+            if self.closed:
+                raise EngineClosed("the engine is shutting down")
             await self._lot.park()

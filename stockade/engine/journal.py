@@ -76,6 +76,11 @@ class JournalSink(Protocol):
     @property
     def committed_seq(self) -> int: ...
 
+    @property
+    def appended_seq(self) -> int:
+        """The seq of the newest event appended (committed or not)."""
+        ...
+
     def statistics(self) -> JournalStatistics: ...
 
 

@@ -13,7 +13,7 @@ shop's hot path, and what keeps a catalogue of millions small.
 
 from __future__ import annotations
 
-from stockade.engine.allocation import add, allocate, subtract
+from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW, add, allocate, subtract
 from stockade.engine.commands import (
     Adjust,
     Command,
@@ -173,16 +173,17 @@ class ProductLedger:
         The arguments are positional on purpose: the dispatcher calls this for every order
         line, and keyword arguments would stop CPython 3.11 from specialising the call. The
         caller passes ``command.hold``, which names it."""
-        if self.sites is None:
-            if not table.default_active or (where is not None and _DEFAULT not in where):
-                return 0
+        if self.sites is None and where is None and table.default_active:  # one location
             available = self.on_hand - self.reserved
             if available < qty:
                 return available
-            allocation = {_DEFAULT: qty}
+            allocation = AT_DEFAULT[qty] if qty < SHARED_BELOW else {_DEFAULT: qty}
             if hold:
                 self.reserved += qty
-                self._add_hold(order_id, allocation)
+                if self.holds is None:
+                    self.holds = {order_id: allocation}
+                else:
+                    self._add_hold(order_id, allocation)
             else:
                 self.on_hand -= qty
             return allocation
@@ -192,7 +193,10 @@ class ProductLedger:
         self, order_id: str, qty: int, hold: bool, where: Where, table: LocationTable
     ) -> dict[str, int] | int:
         sites = self.sites
-        assert sites is not None
+        if sites is None:  # all at default, but a channel or pin, or default is inactive
+            if not table.default_active or (where is not None and _DEFAULT not in where):
+                return 0
+            sites = {_DEFAULT: [self.on_hand, self.reserved]}  # (a view: _move updates totals)
         inactive = table.inactive
         candidates = [
             (loc, v[0] - v[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from stockade.engine.allocation import DEFAULT_LOCATION as ALLOCATION_DEFAULT
 from stockade.engine.allocation import STRATEGIES, Strategy
 from stockade.engine.events import ChannelSet, LocationSet
 from stockade.engine.models import Channel, Location
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 #: The location every shop has: stock set without naming a location lives here.
-DEFAULT_LOCATION = "default"
+DEFAULT_LOCATION = ALLOCATION_DEFAULT
 #: Bounds: every product's allocation considers at most this many locations, and a channel
 #: names at most this many; the table itself is small next to any catalogue.
 MAX_LOCATIONS = 10_000

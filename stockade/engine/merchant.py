@@ -129,6 +129,10 @@ class Merchant(EngineCore):
     def location_exists(self, location: str) -> bool:
         return type(location) is str and location in self._table.locations
 
+    def channel_exists(self, channel: str) -> bool:
+        """Whether a channel of that id was created (never blocks)."""
+        return type(channel) is str and channel in self._table.channels
+
     async def _journal_change(self, change: Callable[[float], tuple[Any, Any, bool]]) -> Any:
         """Make a change to the location table, ``change(now) -> (value, event, created)``,
         only once the engine is open and the journal has room (so a refused call changes

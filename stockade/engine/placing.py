@@ -11,6 +11,7 @@ import trio
 from trio.lowlevel import wait_task_rescheduled
 
 from stockade.engine.actors import Waiter, _cannot_abort
+from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW
 from stockade.engine.commands import Confirm, GiveBack, Release, Return, Take
 from stockade.engine.core import EngineCore
 from stockade.engine.models import KeyUse, Order
@@ -51,7 +52,7 @@ class Placing(EngineCore):
         Raises OutOfStock (with every short line) after giving back lines already taken,
         UnknownProduct, UnknownLocation, UnknownChannel, InvalidRequest, IdempotencyConflict.
         The same ``idempotency_key`` with the same lines returns the original order (as it is
-        now) and takes nothing.
+        now, once that is durable) and takes nothing.
         """
         # One coroutine per order, deliberately flat: this is the engine's hot path.
         ledgers = self._ledgers
@@ -69,7 +70,7 @@ class Placing(EngineCore):
             if key is not None:
                 use = await self._claim_key(key, "place", checked)
                 if use is not None:
-                    return await self._lookup(use.order_id)
+                    return await self._replayed(use.order_id)
             journal = self._journal
             claimed = False
             try:
@@ -91,11 +92,14 @@ class Placing(EngineCore):
                     index += 1
                 await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
                 replies = waiter.replies
-                if index == 1:
+                if index == 1:  # (sku and qty are the one line's, from the loop)
                     allocation = replies[0]
                     if type(allocation) is not dict:
                         await self._give_back(order_id, checked, replies, hold)
-                    allocations = {next(iter(checked)): allocation}
+                    if qty < SHARED_BELOW and allocation is AT_DEFAULT[qty]:
+                        allocations = self._shared_allocations.of(sku, qty)
+                    else:
+                        allocations = {sku: allocation}
                 else:
                     if not all(type(r) is dict for r in replies):
                         await self._give_back(order_id, checked, replies, hold)
@@ -191,12 +195,11 @@ class Placing(EngineCore):
             order, event = self._book.confirm(order_id, now)
             if event is not None:
                 self.counters["confirmed"] += 1
-                seq = await self._journal_move(
-                    event, [(sku, Confirm(order_id)) for sku in order.lines]
+                await self._journal_move(
+                    event, [(sku, Confirm(order_id)) for sku in order.lines], order, now
                 )
-                self._finished_order(order, seq, now)
             else:
-                await trio.lowlevel.checkpoint()
+                await self._settled()  # a repeat: confirmed by another call
             return order
         finally:
             self._leave()
@@ -222,7 +225,7 @@ class Placing(EngineCore):
                 self._journal.admit()
             order, event = self._book.cancel(order_id, now)
             if event is None:
-                await trio.lowlevel.checkpoint()
+                await self._settled()  # a repeat: cancelled or expired by another move
                 return order
             self.counters["cancelled"] += 1
             if event.was == "reserved":
@@ -230,8 +233,7 @@ class Placing(EngineCore):
             else:
                 moves = [(sku, Return(order_id, allocation))
                          for sku, allocation in order.allocations.items()]  # fmt: skip
-            seq = await self._journal_move(event, moves)
-            self._finished_order(order, seq, now)
+            await self._journal_move(event, moves, order, now)
             return order
         finally:
             self._leave()

@@ -19,9 +19,11 @@ import contextlib
 import random
 import time
 from collections import deque
-from typing import Literal, Protocol
+from contextvars import ContextVar
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
+import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
@@ -33,9 +35,26 @@ from stockade.engine.models import JournalStatistics, Movement, Order
 from stockade.errors import CorruptStore, InvalidRequest, Overloaded
 from stockade.errors import StoreUnavailable as StoreUnavailable  # its home before errors.py
 
-__all__ = ["Batch", "Durability", "Journal", "Store", "is_new_batch"]
+__all__ = ["Batch", "CommitTimes", "Durability", "Journal", "Store", "is_new_batch", "last_commit"]
 
 Durability = Literal["durable", "fast"]
+
+
+class CommitTimes(NamedTuple):
+    """When the batch that made a caller's change durable was committed: wall time in
+    nanoseconds since the epoch, from the first attempt's start to the commit's end, and how
+    many events the batch held."""
+
+    start_ns: int
+    end_ns: int
+    events: int
+
+
+#: Set, in the task that waited, by a durable wait (:meth:`Journal.wait_durable`,
+#: :meth:`Journal.flush`) that a commit ended, when the journal records commit times
+#: (``record_commits``): the batch's :class:`CommitTimes`. Never set otherwise; a reader resets
+#: it before the call it wants to see.
+last_commit: ContextVar[CommitTimes | None] = ContextVar("stockade_last_commit", default=None)
 
 
 class Batch(msgspec.Struct, frozen=True, gc=False):
@@ -110,7 +129,8 @@ class Journal:
 
     ``max_buffered`` bounds the events not yet committed: past it, :meth:`admit` raises
     Overloaded so new work is refused rather than queued without bound. ``max_batch`` bounds
-    one transaction.
+    one transaction. ``record_commits`` hands every task that waits for a commit the batch's
+    :class:`CommitTimes` in :data:`last_commit` (for tracing; off, it costs nothing).
     """
 
     def __init__(
@@ -122,6 +142,7 @@ class Journal:
         max_batch: int = 10_000,
         start_seq: int = 0,
         feed: FeedHub | None = None,
+        record_commits: bool = False,
     ) -> None:
         if durability not in ("durable", "fast"):
             raise InvalidRequest(f"durability must be 'durable' or 'fast', not {durability!r}")
@@ -148,6 +169,7 @@ class Journal:
         self.last_batch_size = 0
         self.commit_ms_total = 0  # time spent in successful commits, for flush latency
         self.last_error: str | None = None
+        self.record_commits = record_commits
 
     # -- the engine's side --------------------------------------------------------------------
 
@@ -198,11 +220,17 @@ class Journal:
             entry.task = None
             return Abort.SUCCEEDED
 
-        await wait_task_rescheduled(abort)
+        times = await wait_task_rescheduled(abort)
+        if times is not None:  # only when recording commits
+            last_commit.set(times)
 
     @property
     def committed_seq(self) -> int:
         return self._committed
+
+    @property
+    def appended_seq(self) -> int:
+        return self._seq
 
     @property
     def buffered(self) -> int:
@@ -240,19 +268,24 @@ class Journal:
                 first = self._committed + 1
                 batch = Batch(first, first + len(events) - 1, events)
                 started = trio.current_time()
-                published, retried = await self._commit(batch)
+                started_ns = time.time_ns() if self.record_commits else 0
+                errors = self.store_errors
+                published = await self._commit(batch)
                 self.commit_ms_total += round((trio.current_time() - started) * 1000)
                 self._committed = batch.last_seq
                 self.batches += 1
                 self.events_committed += len(events)
                 self.last_batch_size = len(events)
-                self._wake(batch.last_seq)
+                if self.record_commits:
+                    self._wake(batch.last_seq, CommitTimes(started_ns, time.time_ns(), len(events)))
+                else:
+                    self._wake(batch.last_seq)
                 if published:
                     self.events_written += len(published)
                     if self.feed is not None:
                         self.feed.publish(published)
-                elif retried and self.feed is not None:
-                    await self._find_unpublished_events()
+                elif self.store_errors != errors and self.feed is not None:
+                    await self._catch_up_feed()
         finally:
             self._writer = None
             self._writer_parked = False
@@ -262,11 +295,8 @@ class Journal:
         self._writer_parked = False
         return Abort.SUCCEEDED
 
-    async def _commit(self, batch: Batch) -> tuple[list[FeedEvent], bool]:
-        """Commit ``batch``, retrying while the store is unreachable; the events it yielded,
-        and whether it was retried."""
+    async def _commit(self, batch: Batch) -> list[FeedEvent]:
         delay = 0.05
-        retried = False
         while True:
             try:
                 published = await self.store.commit(batch)
@@ -274,29 +304,38 @@ class Journal:
                 self.healthy = False
                 self.store_errors += 1
                 self.last_error = str(exc)
-                retried = True
                 await trio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 5.0)
             else:
                 self.healthy = True
-                return published, retried
+                return published
 
-    async def _find_unpublished_events(self) -> None:
-        """A retried batch may have landed at its first attempt, whose answer was lost: the
-        retry skips it and yields no events, though the first attempt wrote some. Tell the
-        feed how far the store's events go; its readers read them from the store. (A store
-        still unreachable: the next batch's events tell it.)"""
+    async def _catch_up_feed(self) -> None:
+        """A retried commit yielded no events: the batch may have landed in an attempt whose
+        answer was lost, with its events in the store only. Move the hub's head to the
+        store's, so live readers read them from there now rather than at the next commit.
+
+        The batch is committed whatever this read does, so no failure of it may stop the
+        writer: one (a store unreachable again, a reader pool that cannot connect) is
+        recorded in ``last_error`` and leaves the catching up to the next commit."""
         assert self.feed is not None
-        with contextlib.suppress(StoreUnavailable):
+        try:
             _, last = await self.store.feed_bounds()
-            self.feed.advance(last)
+        except Exception as exc:  # recorded (trio.Cancelled is no Exception: it propagates)
+            self.last_error = f"reading the feed's head after a retried commit: {exc!r}"
+            return
+        self.feed.skip_to(last)
 
-    def _wake(self, committed: int) -> None:
+    def _wake(self, committed: int, times: CommitTimes | None = None) -> None:
+        """Wake the callers waiting for ``committed`` or less, handing each ``times``."""
         waiting = self._waiting
         while waiting and waiting[0].seq <= committed:
             task = waiting.popleft().task
             if task is not None:
-                reschedule(task)
+                if times is None:
+                    reschedule(task)
+                else:  # an outcome is unwrapped once: one each
+                    reschedule(task, outcome.Value(times))
 
     async def prune_events(
         self, retention_s: float, *, every_s: float = 60.0, chunk: int = 1000,

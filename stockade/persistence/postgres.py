@@ -81,6 +81,7 @@ _UNREACHABLE = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
 )
 #: What a batch or a stored row that breaks the schema's rules raises: the store is corrupt.
 _REFUSED = (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
@@ -132,14 +133,18 @@ class PostgresStore:
     """A store in the PostgreSQL database at ``dsn`` (tables in the DSN's search path).
 
     History reads (orders that left memory, listings, movements) use a small pool of their own
-    connections, so they never wait behind the writer's commits."""
+    connections, so they never wait behind the writer's commits. With ``standby=False``,
+    :meth:`load` raises StoreInUse at once when another instance owns the store, instead of
+    waiting for it as a hot standby (for one-off commands such as ``stockade import``)."""
 
     keeps_history = True
 
     def __init__(
-        self, dsn: str, *, durable: bool = True, connect_timeout: float = 10, feed: bool = True
-    ) -> None:
+        self, dsn: str, *, durable: bool = True, connect_timeout: float = 10, feed: bool = True,
+        standby: bool = True,
+    ) -> None:  # fmt: skip
         self.dsn = dsn
+        self.standby = standby
         self.durable = durable
         self.feed = feed
         self._inactive: set[str] = set()
@@ -212,7 +217,10 @@ class PostgresStore:
 
     async def _load(self, since: float) -> Snapshot:
         conn = self._conn = await self._connect()
-        await conn.execute(_LOCK)  # blocks while another instance owns the store
+        if self.standby:
+            await conn.execute(_LOCK)  # blocks while another instance owns the store
+        elif not await conn.fetchval(_TRY_LOCK):
+            raise StoreInUse("the PostgreSQL store is owned by another stockade instance")
         async with conn.transaction():
             await self._apply_schema(conn)
             self._epoch = await conn.fetchval(

@@ -100,3 +100,12 @@ def read_postgres(dsn: str) -> StoreState:
             await conn.close()
 
     return asyncio.run(read())
+
+
+def database_url(kind: str, tmp_path: Path, request: Any) -> str:
+    """A database URL of ``kind`` ("sqlite" or "postgresql") for one test: a file in
+    ``tmp_path``, or a fresh PostgreSQL schema (``request``'s ``postgres_dsn`` fixture)."""
+    if kind == "postgresql":
+        dsn: str = request.getfixturevalue("postgres_dsn")
+        return dsn
+    return f"sqlite:///{tmp_path / 'stock.db'}"

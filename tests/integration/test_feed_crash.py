@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_crash import run_and_kill
+from tests.integration.crashes import crash_database, run_and_kill
 
 #: An order move's movement kind, and the event type it yields.
 EVENT_OF_KIND = {"placed": "order.placed", "confirmed": "order.confirmed",
@@ -87,22 +87,18 @@ def check_feed(rows: dict[str, list[tuple[Any, ...]]], acked: dict[str, list[str
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_the_feed_survives_kill_9_under_load(request, tmp_path, store):
     rng = random.Random(7)
-    if store == "sqlite":
-        database = f"sqlite:///{tmp_path / 'crash.db'}"
-        path = database[len("sqlite:///") :]
+    database, _ = crash_database(request, tmp_path, store)
 
-        def read() -> dict[str, list[tuple[Any, ...]]]:
-            return read_sqlite(path)
-    else:
-        database = request.getfixturevalue("postgres_dsn")
-
-        def read() -> dict[str, list[tuple[Any, ...]]]:
-            return read_postgres(database)
+    def read() -> dict[str, list[tuple[Any, ...]]]:
+        if store == "sqlite":
+            return read_sqlite(database[len("sqlite:///") :])
+        return read_postgres(database)
 
     acked: dict[str, list[str]] = defaultdict(list)
     counted = []
     for _cycle in range(8):
-        for order_id, status in run_and_kill(database, rng.uniform(0.3, 1.0)):
+        for line in run_and_kill("tests.integration.crash_worker", [database], rng.uniform(0.3, 1)):
+            order_id, status = line.split(" ")
             acked[order_id].append(status)
         counted.append(check_feed(read(), acked))
     assert counted == sorted(counted) and counted[-1] > 300  # the load ran, and events only grew

@@ -14,9 +14,9 @@ import trio
 import stockade
 from stockade import Overloaded
 from stockade.persistence.postgres import PostgresStore, StoreLost
+from tests.integration.crashes import spawn_worker
 from tests.integration.proxy import Proxy
 from tests.integration.stores import read_postgres
-from tests.integration.test_crash import spawn_worker
 
 pytestmark = pytest.mark.usefixtures("postgres_dsn")
 

@@ -34,7 +34,7 @@ from stockade.errors import InvalidRequest
 from tests.integration.test_server import ADMIN, TOKEN
 
 EXAMPLES = 20  # per operation and generation mode
-SCENARIOS = 100
+SCENARIOS = 200
 STEPS = 10  # calls per scenario, at most
 BOUNDED = settings(
     deadline=None,
@@ -46,13 +46,19 @@ BOUNDED = settings(
 
 
 def one_line_per_sku(context: schemathesis.HookContext, body: Any) -> bool:
-    """The one rule /openapi.json states only in words: JSON Schema cannot say that no two
-    lines of an order name the same sku (design.md §5 refuses duplicate lines; the document
-    declares ``uniqueItems``, which refuses identical lines only). Such bodies are not drawn."""
+    """The rules /openapi.json states only in words, which JSON Schema cannot say: no two
+    lines of an order (placed or changed) name the same sku (design.md §5 refuses duplicate
+    lines; the document declares ``uniqueItems``, which refuses identical lines only), and a
+    transfer's source and destination differ. Such bodies are not drawn."""
     operation = context.operation
-    if operation is None or (operation.method.upper(), operation.path) != ("POST", "/v1/orders"):
+    if operation is None or not isinstance(body, dict):
         return True
-    lines = body.get("lines") if isinstance(body, dict) else None
+    where = (operation.method.upper(), operation.path)
+    if where == ("POST", "/v1/transfers"):
+        return "source" not in body or body.get("source") != body.get("destination")
+    if where not in {("POST", "/v1/orders"), ("PATCH", "/v1/orders/{order_id}")}:
+        return True
+    lines = body.get("lines")
     if not isinstance(lines, list):
         return True
     skus = [repr(line.get("sku")) for line in lines if isinstance(line, dict)]
@@ -117,6 +123,13 @@ def test_every_operation_conforms(fuzzed: schemathesis.BaseSchema, mode: Generat
         "PUT /v1/products/{sku}",
         "POST /v1/products/{sku}/adjustments",
         "POST /v1/orders",
+        "PUT /v1/locations/{location_id}",
+        "PUT /v1/channels/{channel_id}",
+        "PUT /v1/products/{sku}/locations/{location_id}",
+        "GET /v1/products/{sku}/locations",
+        "POST /v1/transfers",
+        "PATCH /v1/orders/{order_id}",
+        "POST /v1/orders/{order_id}/extend",
     }, tested
 
 
@@ -138,7 +151,16 @@ def test_linked_calls_conform(tmp_path: Path) -> None:
         listed = {**hold, "requestBody": {**hold["requestBody"], "lines": first}}
         paths["/v1/products"]["get"]["responses"]["200"]["links"] = {"HoldListed": listed}
 
-        class Scenarios(schema.as_state_machine()):  # type: ignore[misc]
+        # The shop's set-up (locations, channels, stock per location, transfers) stays out of
+        # the scenarios, fuzzed above instead: a change there in one scenario (the default
+        # location deactivated, a product made) changes what later scenarios' calls answer,
+        # which hypothesis reports as flaky generation, and every root added spreads the steps
+        # thinner over the order routes this test follows.
+        fixed = schema.exclude(
+            path_regex="^/v1/(locations|channels|transfers|products/[^/]+/locations)"
+        )
+
+        class Scenarios(fixed.as_state_machine()):  # type: ignore[misc]
             url = server.url
 
             def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
@@ -178,3 +200,4 @@ def test_linked_calls_conform(tmp_path: Path) -> None:
     assert answered["POST /v1/orders", 201] > 0, answered
     assert answered["POST /v1/orders/{order_id}/confirm", 200] > 0, answered
     assert answered["POST /v1/orders/{order_id}/cancel", 200] > 0, answered
+    assert answered["POST /v1/orders/{order_id}/extend", 200] > 0, answered

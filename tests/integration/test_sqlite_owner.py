@@ -9,7 +9,7 @@ import trio
 
 import stockade
 from stockade import StoreInUse
-from tests.integration.test_crash import spawn_worker
+from tests.integration.crashes import spawn_worker
 
 
 async def test_a_second_engine_on_the_same_file_is_refused(tmp_path):

@@ -7,6 +7,7 @@ import contextlib
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 import stockade
 from stockade import StockLevel
@@ -84,6 +85,46 @@ async def test_a_replayed_batch_changes_nothing_and_a_gap_is_refused(kind):
     assert state.products["a"] == (4, 0)
     assert state.last_seq == batch.last_seq
     assert len(state.movements or []) == 2
+
+
+async def test_a_batch_committed_unheard_is_numbered_once_and_read_live(kind):
+    """A commit lands but its answer is lost (a connection dropped between COMMIT and its
+    reply): the journal retries, the store finds the batch applied and writes nothing twice,
+    and a reader following the feed live gets every event once, in seq order, without
+    waiting for a later commit."""
+    store = kind.make()
+    commit = store.commit
+    losing: list[bool] = []
+
+    async def commit_and_lose_the_answer(batch: Batch) -> list[stockade.Event]:
+        published: list[stockade.Event] = await commit(batch)
+        if losing:
+            losing.clear()
+            raise stockade.StoreUnavailable("the connection was lost before COMMIT answered")
+        return published
+
+    store.commit = commit_and_lose_the_answer
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 5)
+        _, before = await engine.event_page(0)
+        got: list[stockade.Event] = []
+        reader = engine.events(before)
+
+        async def follow(count: int) -> None:
+            got.extend([await reader.__anext__() for _ in range(count)])
+
+        with trio.fail_after(30):  # a guard: a reader left waiting would hang the test
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follow, 2)
+                await trio.testing.wait_all_tasks_blocked()
+                losing.append(True)
+                await engine.set_stock("b", 5)  # lands unheard; nothing commits after it
+        assert engine.statistics().journal.store_errors == 1
+        written, head = await engine.event_page(before)
+    assert [e.seq for e in written] == list(range(before + 1, head + 1))  # no gap, no twice
+    assert [e.type for e in written] == ["stock.changed", "product.back_in_stock"]
+    assert got == written
+    assert kind.read().products == {"a": (5, 0), "b": (5, 0)}
 
 
 def _breaking_batch(how: str, first_seq: int, order: Order) -> Batch:

@@ -41,6 +41,7 @@ async def make_app(engine: stockade.Engine, *, public_holds: bool = False) -> Qu
 async def engine() -> AsyncIterator[stockade.Engine]:
     async with stockade.open_engine(None) as engine:
         await engine.set_stock("a", 100)
+        await engine.set_location("b")
         yield engine
 
 
@@ -81,11 +82,19 @@ BODIES: dict[tuple[str, str], Any] = {
     ("/v1/products/{sku}/adjustments", "post"): {"delta": 1},
     ("/v1/orders", "post"): HOLD,
     ("/v1/keys", "post"): {"role": "service", "name": "from the table test"},
+    ("/v1/locations/{location_id}", "put"): {"name": "Berlin", "priority": 1},
+    ("/v1/channels/{channel_id}", "put"): {"locations": ["default"]},
+    ("/v1/products/{sku}/locations/{location_id}", "put"): {"on_hand": 100},
+    ("/v1/transfers", "post"): {"sku": "a", "qty": 1, "source": "default", "destination": "b"},
+    ("/v1/orders/{order_id}", "patch"): {"lines": [{"sku": "a", "qty": 2}]},
+    ("/v1/orders/{order_id}/extend", "post"): {"hold_seconds": 120},
     ("/v1/webhooks/{webhook_id}", "put"): {
         "url": "http://127.0.0.1:9/hook",
         "secret": "whsec_" + "A" * 32,
     },
 }
+#: What each path parameter names in the table test.
+PARAMETERS = {"sku": "a", "location_id": "b", "channel_id": "web", "webhook_id": "w"}
 
 
 async def test_every_route_answers_each_role_as_it_declares(client, engine):
@@ -100,7 +109,7 @@ async def test_every_route_answers_each_role_as_it_declares(client, engine):
             for caller, headers in callers.items():
                 order = await engine.place_order({"a": 1}, hold_for=60)
                 victim = (await new_key(client, "service"))["id"]
-                url = path.format(sku="a", order_id=order.id, key_id=victim, webhook_id="w")
+                url = path.format(order_id=order.id, key_id=victim, **PARAMETERS)
                 response = await client.open(
                     url, method=method.upper(), json=BODIES.get((path, method)), headers=headers
                 )
@@ -112,7 +121,7 @@ async def test_every_route_answers_each_role_as_it_declares(client, engine):
                     assert response.status_code == (401 if caller == "anyone" else 403), where
                     await problem(response, response.status_code)
                 checked += 1
-    assert checked >= 3 * 14
+    assert checked >= 3 * 23
 
 
 #: design.md §3 and §10: who may call what. A new route is added here too.
@@ -128,6 +137,21 @@ ROLES = {
     ("/v1/keys", "post"): "merchant",
     ("/v1/keys", "get"): "merchant",
     ("/v1/keys/{key_id}", "delete"): "merchant",
+    # design.md §7: locations, channels, stock per location, transfers
+    ("/v1/locations", "get"): "anyone",
+    ("/v1/locations/{location_id}", "put"): "merchant",
+    ("/v1/channels", "get"): "anyone",
+    ("/v1/channels/{channel_id}", "put"): "merchant",
+    ("/v1/products/{sku}/locations", "get"): "anyone",
+    ("/v1/products/{sku}/locations/{location_id}", "put"): "merchant",
+    ("/v1/transfers", "post"): "merchant",
+    # design.md §8: carts (anonymous callers too, for a hold, with --public-holds)
+    ("/v1/orders/{order_id}", "patch"): "service",
+    ("/v1/orders/{order_id}/extend", "post"): "service",
+    # design.md §11: history and the books
+    ("/v1/orders", "get"): "service",
+    ("/v1/products/{sku}/movements", "get"): "merchant",
+    ("/v1/admin/check", "get"): "merchant",
     ("/healthz", "get"): "anyone",
     ("/readyz", "get"): "anyone",
     ("/metrics", "get"): "anyone",

@@ -88,6 +88,9 @@ def order(lines, hold_seconds=None) -> bytes:
         order([("tee", 1), ("tee", 1)]),  # duplicate lines: 422
         b'{"lines": [{"sku": "tee", "qty": 0}]}',  # schema violation: 422
         b'{"lines": [',  # malformed: 400
+        b'{"lines": [{"sku": "tee", "qty": 1}], "location": "nowhere"}',  # unknown location: 404
+        b'{"lines": [{"sku": "tee", "qty": 1}], "channel": "nowhere"}',  # unknown channel: 404
+        b'{"lines": [{"sku": "tee", "qty": 1}], "location": "a b"}',  # bad location id: 422
     ],
 )
 async def test_errors_match_the_quart_route(app, body):
@@ -108,6 +111,24 @@ async def test_placed_orders_match_the_quart_route(app):
     assert fast[2].keys() == slow[2].keys()
     assert fast[2]["status"] == slow[2]["status"] == "reserved"
     assert (await app.config["TEST_ENGINE"].stock("tee")).reserved == 2
+
+
+async def test_location_and_channel_pass_through_the_fast_path(app):
+    engine = app.config["TEST_ENGINE"]
+    await engine.set_location("shop", priority=-1)  # taken from first, unless pinned
+    await engine.set_stock("tee", 2, location="shop")
+    await engine.set_channel("web", ["default"])
+    for where in ({"location": "default"}, {"channel": "web"}):
+        body = json.dumps({"lines": [{"sku": "tee", "qty": 1}], **where}).encode()
+        fast = await asgi_post(app, body)
+        slow = await asgi_post(app, body, chunked=True)
+        assert fast[0] == slow[0] == 201
+        for placed in (fast[2], slow[2]):
+            assert placed["allocations"] == {"tee": {"default": 1}}
+            assert (placed["location"], placed["channel"]) == (
+                where.get("location"), where.get("channel"),
+            )  # fmt: skip
+    assert [level.on_hand for level in await engine.stock_by_location("tee")] == [2, 1]
 
 
 async def test_idempotency_key_on_the_fast_path(app):

@@ -19,6 +19,7 @@ import pytest
 
 from bench.compare import sweep
 from bench.contenders.base import Contender, Market, Outcome, Place, StoreReport
+from bench.flash.sale import EXTRA, SKU
 from bench.flash_sale import SaleConfig, Shop, run_sale
 from bench.progress import Progress
 from bench.report import markdown_section, print_table, rows
@@ -256,9 +257,37 @@ class LenientShop(Shop):
     async def status(self, order_id: str) -> str:
         return self.orders[order_id]
 
-    async def level(self) -> tuple[int, int]:
+    async def level(self, sku: str = SKU) -> tuple[int, int]:
         reserved = sum(1 for s in self.orders.values() if s == "reserved")
         return self.on_hand, reserved
+
+
+class CartShop(LenientShop):
+    """A shop that holds one unit at a time correctly but takes any cart edit without
+    checking (or counting) stock, and never expires an extended hold."""
+
+    carts = True
+
+    def __init__(self, units: int) -> None:
+        super().__init__(units)
+        self.lines: dict[str, dict[str, int]] = {}
+        self.sold = Counter[str]()
+
+    async def change(self, order_id: str, lines: dict[str, int]) -> bool:
+        self.lines[order_id] = lines
+        return True
+
+    async def extend(self, order_id: str, hold_s: int) -> float | None:
+        return time.time() + hold_s
+
+    async def confirm(self, order_id: str) -> bool:
+        self.orders[order_id] = "confirmed"
+        self.sold.update(self.lines.get(order_id, {SKU: 1}))
+        return True
+
+    async def level(self, sku: str = SKU) -> tuple[int, int]:
+        units = self.on_hand if sku == SKU else self.on_hand // 2
+        return units - self.sold[sku], 0
 
 
 def test_the_flash_sale_catches_late_confirms_and_stuck_holds():
@@ -270,6 +299,16 @@ def test_the_flash_sale_catches_late_confirms_and_stuck_holds():
     assert "late payments were accepted" in text
     assert "units still reserved after every hold ended" in text
     assert "'expired -> reserved'" in text
+
+
+def test_the_flash_sale_with_carts_catches_edits_that_oversell():
+    config = SaleConfig(shoppers=400, units=200, hold_s=1, burst_s=0.05, fail=0, abandon=0,
+                        late=0, retries=0, carts=True)  # fmt: skip
+    sale = anyio.run(run_sale, CartShop(config.units), config, "careless", backend="trio")
+    assert sale.edits > 0 and sale.extended == sale.holds == config.units
+    text = "\n".join(sale.problems)
+    assert f"OVERSOLD: {SKU}: " in text
+    assert f"OVERSOLD: {EXTRA}: " in text
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from stockade import (
     UnknownProduct,
 )
 from tests.books import assert_books_balance, assert_store_matches
-from tests.fakes import StalledStore
+from tests.fakes import StalledStore, stalled_hold
 
 
 async def test_the_design_walkthrough(engine):
@@ -339,6 +339,37 @@ async def test_full_mailbox_is_overloaded_not_unbounded(autojump_clock):
                 nursery.start_soon(buyer)
         assert outcomes.count("ok") == 5 and outcomes.count("overloaded") == 15
         assert (await engine.stock("a")).on_hand == 995
+
+
+@pytest.mark.parametrize("call", ["place", "change", "extend", "confirm", "cancel"])
+async def test_a_repeated_call_answers_no_sooner_than_the_call_it_repeats(call, autojump_clock):
+    """A retry (the same idempotency key, or a confirm or cancel delivered twice) answers with
+    the first call's outcome; in durable mode not before that outcome is committed, or a crash
+    could lose a change the retry has acknowledged (a payment webhook answered "confirmed" on
+    its second delivery never sends again, and the lost confirm lets the hold expire)."""
+    async with stalled_hold() as (engine, store, order):
+        calls = {
+            "place": lambda: engine.place_order({"a": 2}, hold_for=600, idempotency_key="k"),
+            "change": lambda: engine.change_order(order.id, {"a": 2}, idempotency_key="k"),
+            "extend": lambda: engine.extend(order.id, 900, idempotency_key="k"),
+            "confirm": lambda: engine.confirm(order.id),
+            "cancel": lambda: engine.cancel(order.id),
+        }
+        answered: list[int] = []
+
+        async def attempt(n: int) -> None:
+            await calls[call]()
+            answered.append(n)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(attempt, 1)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(attempt, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert answered == []  # the first waits for its commit, and so must the repeat
+            store.resume()
+        assert sorted(answered) == [1, 2]
+        assert engine.statistics().journal.buffered == 0
 
 
 async def test_full_journal_is_overloaded(autojump_clock):

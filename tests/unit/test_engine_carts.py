@@ -27,7 +27,7 @@ from stockade import (
 from stockade.engine.commands import Take
 from stockade.engine.orders import from_timestamp
 from tests.books import assert_books_balance, assert_location_books_balance
-from tests.fakes import StalledStore
+from tests.fakes import stalled_hold
 
 T0 = 1_000_000_000.0  # the engines' wall clock at start: deadlines are exact floats from it
 
@@ -439,12 +439,7 @@ async def test_a_keyed_cart_call_answers_once_its_key_is_durable(call, autojump_
     """In durable mode a call answers once its change is committed, and the key use is part of
     the change: were it lost in a crash, a retry would apply again. Here the call changes
     nothing else (the same lines; a deadline already later), so the key is all there is."""
-    store = StalledStore()
-    store.resume()
-    async with stockade.open_engine(store=store, durability="durable") as engine:
-        await engine.set_stock("a", 5)
-        order = await engine.place_order({"a": 1}, hold_for=600)
-        store.pause()
+    async with stalled_hold() as (engine, store, order):
         answered = trio.Event()
 
         async def keyed() -> None:

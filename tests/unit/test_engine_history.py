@@ -172,6 +172,30 @@ async def test_an_order_is_not_retired_before_its_last_move_commits(autojump_clo
         assert await engine.get_order(order.id) == order
 
 
+@pytest.mark.parametrize(("move", "status"), [("confirm", "confirmed"), ("cancel", "cancelled")])
+async def test_an_order_retires_though_its_caller_gave_up_waiting(move, status, autojump_clock):
+    """A confirm or cancel whose caller is cancelled while it waits for the commit has still
+    finished the order: it must leave memory after its window like any other, or every caller
+    that gives up (a client that disconnects while the database is slow) leaks an order."""
+    from tests.fakes import StalledStore
+
+    store = StalledStore()
+    store.resume()
+    async with stockade.open_engine(
+        store=store, durability="durable", idempotency_ttl=timedelta(seconds=TTL)
+    ) as engine:
+        await engine.set_stock("a", 5)
+        order = await engine.place_order({"a": 1}, hold_for=600)
+        store.pause()
+        with trio.move_on_after(1) as waiting:
+            await getattr(engine, move)(order.id)
+        assert waiting.cancelled_caught  # the caller gave up while the commit was stuck
+        store.resume()
+        await past_the_window()
+        assert engine.statistics().orders == 0
+        assert (await engine.get_order(order.id)).status == status
+
+
 async def test_memory_is_flat_under_a_steady_load(shop, autojump_clock):
     """Orders keep coming and finishing; the orders in memory stay bounded by the window."""
     in_memory = []

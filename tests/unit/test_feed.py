@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
+import trio.testing
 
 import stockade
-from stockade import FeedGone, InvalidRequest, MemoryStore, StoreUnavailable
+from stockade import FeedGone, InvalidRequest, MemoryStore
 from stockade.engine import feed
-from stockade.persistence.journal import Batch
+from tests.fakes import UnheardStore
 
 
 async def drain(
@@ -83,6 +84,75 @@ async def test_a_slow_reader_falls_back_to_the_store_and_misses_nothing(engine, 
     assert [first, *rest] == written
 
 
+async def test_a_batch_committed_but_unheard_leaves_no_gap_for_live_readers(autojump_clock):
+    """The store commits a batch but its answer is lost: the journal retries, the store finds
+    the batch already there and yields no events, so the hub never sees that batch's events.
+    A live reader must still get every event in seq order, reading the missing ones from the
+    store, neither skipping them nor spinning on a ring with a hole in it."""
+    store = UnheardStore()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 5)
+        _, before = await engine.event_page(0)
+        store.lose_answer = True
+        await engine.set_stock("b", 5)  # lands, is retried, publishes nothing
+        assert engine.statistics().journal.store_errors == 1
+        await engine.set_stock("c", 5)
+        written, head = await engine.event_page(before)
+        for after in range(before, head):
+            assert await drain(engine, after, head - after) == written[after - before :]
+
+
+async def test_a_live_reader_gets_an_unheard_batch_without_waiting_for_the_next(
+    autojump_clock,
+):
+    """The events of a batch whose commit landed unheard are in the store only; a reader
+    waiting for them gets them once the journal is past the batch, not whenever something
+    else happens to commit (a quiet shop's webhooks would wait that long)."""
+    store = UnheardStore()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        await engine.set_stock("a", 5)
+        _, before = await engine.event_page(0)
+        store.lose_answer = True
+        reader = engine.events(before)
+        got: list[stockade.Event] = []
+
+        async def read_two() -> None:
+            got.extend([await reader.__anext__(), await reader.__anext__()])
+
+        with trio.fail_after(60):  # nothing else commits: without the events, a deadlock
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_two)
+                await trio.testing.wait_all_tasks_blocked()  # the reader waits live
+                await engine.set_stock("b", 5)  # lands, is retried, publishes nothing
+        written, _ = await engine.event_page(before)
+        assert got == written  # b's stock.changed and back_in_stock
+
+
+async def test_a_failed_catch_up_read_never_stops_the_writer(autojump_clock):
+    class Unreadable(UnheardStore):
+        async def feed_bounds(self) -> tuple[int, int]:
+            raise RuntimeError("the readers' pool cannot connect")
+
+    store = Unreadable()
+    async with stockade.open_engine(store=store, durability="durable") as engine:
+        store.lose_answer = True
+        await engine.set_stock("a", 5)  # lands, is retried; reading the head then fails
+        await engine.set_stock("b", 5)  # the writer goes on
+        assert store.state.products == {"a": (5, 0), "b": (5, 0)}
+        assert "readers' pool" in (engine._journal.last_error or "")  # type: ignore[attr-defined]
+
+
+def test_the_hub_sends_readers_to_the_store_across_a_gap_in_what_it_was_given():
+    hub = feed.FeedHub()
+    at = datetime.now(UTC)
+    hub.publish([stockade.Event(seq, "stock.changed", at, {}) for seq in (1, 2)])
+    hub.publish([stockade.Event(seq, "stock.changed", at, {}) for seq in (5, 6)])  # 3, 4 unheard
+    for after in (0, 1, 2, 3):
+        assert hub.since(after) is None  # read the store
+    assert [e.seq for e in hub.since(4) or []] == [5, 6]
+    assert hub.since(6) == []
+
+
 async def test_positions_the_feed_cannot_serve_are_refused(engine):
     await engine.set_stock("a", 3)
     _, head = await engine.event_page(0)
@@ -101,18 +171,42 @@ async def test_positions_the_feed_cannot_serve_are_refused(engine):
 
 async def test_pruned_events_are_gone_for_a_reader_from_before_them():
     store = MemoryStore()
-    async with stockade.open_engine(
+    async with stockade.open_engine(  # durable: each set_stock is its own commit
         store=store, durability="durable", event_retention=timedelta(days=1)
-    ) as engine:  # durable: the two sets commit apart (in one batch their events coalesce)
+    ) as engine:
         await engine.set_stock("a", 3)
         await engine.set_stock("a", 4)
         pruned = await store.prune_events(before=float("inf"), limit=2)
         assert pruned == 2
         with pytest.raises(FeedGone) as gone:
-            await engine.event_page(0)
+            await engine.event_page(1)  # a reader that had read event 1: it missed event 2
         assert gone.value.first == 3
         events, _ = await engine.event_page(2)
         assert [e.seq for e in events] == [3]  # the second set: stock.changed only
+        # a reader with no position yet (after=0) starts at the oldest event kept
+        fresh, cursor = await engine.event_page(0)
+        assert [e.seq for e in fresh] == [3] and cursor == 3
+        reader = engine.events(0)
+        assert (await reader.__anext__()).seq == 3
+
+
+async def test_a_live_reader_ends_when_the_engine_closes():
+    ended: list[BaseException] = []
+    async with stockade.open_engine(store=MemoryStore()) as engine:
+        await engine.set_stock("a", 1)
+
+        async def read() -> None:
+            try:
+                async for _ in engine.events(0):
+                    pass
+            except stockade.EngineClosed as exc:
+                ended.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            await engine.aclose()  # (open_engine's exit would wait for the reader otherwise)
+    assert len(ended) == 1
 
 
 async def test_a_store_that_keeps_nothing_has_no_feed():
@@ -154,48 +248,3 @@ async def test_the_head_is_the_newest_committed_seq(engine):
     assert engine.feed_head == head == 2  # stock.changed, product.back_in_stock
     async with stockade.open_engine(None) as nothing_kept:
         assert nothing_kept.feed_head is None
-
-
-class LostAnswerStore(MemoryStore):
-    """A store whose commits land, but whose next ``lose`` answers are lost on the way back
-    (the connection drops after the commit): the journal retries the batch, which the store
-    then skips as already applied."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lose = 0
-
-    async def commit(self, batch: Batch) -> list[stockade.Event]:
-        published = await super().commit(batch)
-        if self.lose:
-            self.lose -= 1
-            raise StoreUnavailable("the connection dropped before the commit's answer")
-        return published
-
-
-async def test_a_live_reader_misses_no_event_of_a_commit_whose_answer_was_lost(autojump_clock):
-    store = LostAnswerStore()
-    async with stockade.open_engine(store=store, durability="durable") as engine:
-        await engine.set_stock("a", 100)
-        reader = engine.events(engine.feed_head or 0)
-        store.lose = 1
-        await engine.place_order({"a": 1})  # lands; its events reach no live reader
-        await engine.place_order({"a": 2})
-        written, head = await engine.event_page(2, 100)
-        with trio.fail_after(60):
-            got = [await reader.__anext__() for _ in range(len(written))]
-    assert [e.seq for e in got] == [e.seq for e in written] == list(range(3, head + 1))
-
-
-async def test_the_last_commit_whose_answer_was_lost_still_reaches_live_readers(autojump_clock):
-    store = LostAnswerStore()
-    async with stockade.open_engine(store=store, durability="durable") as engine:
-        await engine.set_stock("a", 100)
-        reader = engine.events(engine.feed_head or 0)
-        store.lose = 1
-        await engine.place_order({"a": 1})  # lands; nothing is committed after it
-        written, head = await engine.event_page(2, 100)
-        assert engine.feed_head == head == 4  # the head knows
-        with trio.fail_after(60):  # (nothing else will commit to wake the reader)
-            got = [await reader.__anext__() for _ in range(len(written))]
-    assert got == written

@@ -32,6 +32,7 @@ PURE = {
     "stockade.engine.orders",
     "stockade.engine.validation",
     "stockade.errors",
+    "stockade.persistence.books",
 }
 #: Everything outside stockade a pure module may import: nothing that does I/O, blocks or
 #: schedules (no trio, asyncio, threading, sqlite3, asyncpg, socket, os, io, time...).

@@ -4,13 +4,17 @@ links lead from a placed order to the routes that move it."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import jsonschema_rs
 import pytest
 
+from stockade.api.app import ApiSettings
 from stockade.api.openapi import openapi_document
+from stockade.api.schemas import MAX_CHANNEL_LOCATIONS
+from stockade.engine.locations import MAX_NAME_LENGTH, MAX_PRIORITY
 from stockade.engine.validation import (
     DEFAULT_MAX_HOLD,
     MAX_LINES,
@@ -18,6 +22,7 @@ from stockade.engine.validation import (
     MAX_REASON_LENGTH,
     MAX_STOCK,
     check_idempotency_key,
+    check_location_id,
     check_sku,
 )
 from stockade.errors import InvalidRequest
@@ -51,6 +56,13 @@ def parameter(path: str, method: str, name: str) -> dict[str, Any]:
         (parameter("/v1/products/{sku}", "get", "sku"), check_sku),
         (parameter("/v1/products", "get", "after"), check_sku),
         (parameter("/v1/orders", "post", "Idempotency-Key"), check_idempotency_key),
+        (parameter("/v1/orders/{order_id}", "patch", "Idempotency-Key"), check_idempotency_key),
+        (parameter("/v1/locations/{location_id}", "put", "location_id"), check_location_id),
+        (parameter("/v1/channels/{channel_id}", "put", "channel_id"), check_location_id),
+        (parameter("/v1/products/{sku}", "get", "channel"), check_location_id),
+        (SCHEMAS["PlaceOrder"]["properties"]["location"]["anyOf"][0], check_location_id),
+        (SCHEMAS["TransferStock"]["properties"]["destination"], check_location_id),
+        (SCHEMAS["PutChannel"]["properties"]["locations"]["items"], check_location_id),
     ],
 )
 def test_patterns_mean_what_the_engine_checks(schema, check):
@@ -74,6 +86,23 @@ def test_limits_are_the_engines():
     assert (delta["minimum"], delta["maximum"]) == (-MAX_STOCK, MAX_STOCK)
     assert not jsonschema_rs.validator_for(delta).is_valid(0)  # the engine refuses 0
     assert SCHEMAS["Adjustment"]["properties"]["reason"]["maxLength"] == MAX_REASON_LENGTH
+    assert SCHEMAS["ChangeOrder"]["properties"]["lines"] == order["lines"]
+    extend = SCHEMAS["ExtendHold"]["properties"]["hold_seconds"]
+    assert (extend["minimum"], extend["maximum"]) == (1, DEFAULT_MAX_HOLD.total_seconds())
+    location = SCHEMAS["PutLocation"]["properties"]
+    assert location["name"]["maxLength"] == MAX_NAME_LENGTH
+    assert (location["priority"]["minimum"], location["priority"]["maximum"]) == (
+        -MAX_PRIORITY, MAX_PRIORITY,
+    )  # fmt: skip
+    channel = SCHEMAS["PutChannel"]["properties"]["locations"]
+    assert (channel["minItems"], channel["maxItems"], channel["uniqueItems"]) == (
+        1, MAX_CHANNEL_LOCATIONS, True,
+    )  # fmt: skip
+    too_many = {"locations": [f"{i:0128d}" for i in range(MAX_CHANNEL_LOCATIONS + 1)]}
+    assert len(json.dumps(too_many)) < ApiSettings(admin_token="").max_body_bytes
+    transfer = SCHEMAS["TransferStock"]["properties"]
+    assert (transfer["qty"]["minimum"], transfer["qty"]["maximum"]) == (1, MAX_STOCK)
+    assert transfer["reason"]["maxLength"] == MAX_REASON_LENGTH
 
 
 def operation_ids() -> set[str]:
@@ -85,7 +114,7 @@ def test_a_placed_order_links_to_the_routes_that_move_it():
     targets = {link["operationId"]: link["parameters"] for link in placed.values()}
     assert targets == {
         name: {"order_id": "$response.body#/id"}
-        for name in ("getOrder", "confirmOrder", "cancelOrder")
+        for name in ("getOrder", "confirmOrder", "cancelOrder", "changeOrder", "extendOrder")
     }
 
 

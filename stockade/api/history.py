@@ -1,0 +1,179 @@
+"""History and the books over HTTP (design.md §11): ``GET /v1/orders`` (service or merchant),
+``GET /v1/products/{sku}/movements`` and ``GET /v1/admin/check`` (merchant).
+
+Query parameters are declared once, as msgspec Structs, and decoded and validated at the
+boundary; the OpenAPI parameters are generated from the same Structs (:func:`paths`), so the
+document and the server agree. Timestamps are RFC 3339 with an offset.
+
+The check reads the engine's store through a reader of its own (see
+:mod:`stockade.persistence.audit`): the server puts the store in ``app.config["STOCKADE_STORE"]``;
+an app without one (an engine in memory) answers 409.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import Meta
+from quart import Blueprint, Response, current_app, request
+
+from stockade.api.auth import requires
+from stockade.api.problems import Problem
+from stockade.engine.engine import Engine
+from stockade.engine.models import Movement, Order, OrderStatus
+from stockade.errors import InvalidRequest, OrderNotFound
+from stockade.persistence.audit import check_store
+from stockade.persistence.books import BooksReport, Tally
+
+__all__ = ["MovementPage", "OrderPage", "history", "paths", "types"]
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+#: An order id as a cursor: visible ASCII (ids are hex; older stores' may be any such text).
+ORDER_ID_PATTERN = r"^[\x21-\x7e]{1,64}(?!\n)$"
+_MAX_SEQ = 2**63 - 1
+Limit = Annotated[int, Meta(ge=1, le=1000, description="items per page")]
+
+
+class OrderQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``GET /v1/orders``: newest first; ``created_after`` / ``created_before`` are exclusive;
+    ``after`` is the ``next_after`` of the previous page."""
+
+    status: OrderStatus | None = None
+    created_after: Annotated[datetime, Meta(tz=True)] | None = None
+    created_before: Annotated[datetime, Meta(tz=True)] | None = None
+    after: Annotated[str, Meta(pattern=ORDER_ID_PATTERN)] | None = None
+    limit: Limit = 100
+
+
+class MovementQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``GET /v1/products/{sku}/movements``: in ``seq`` order, after the ``next_after`` of the
+    previous page."""
+
+    after: Annotated[int, Meta(ge=0, le=_MAX_SEQ)] | None = None
+    limit: Limit = 100
+
+
+class CheckQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``GET /v1/admin/check``: how many findings to list (all are counted)."""
+
+    limit: Annotated[int, Meta(ge=0, le=1000, description="findings to list")] = 100
+
+
+class OrderPage(msgspec.Struct):
+    items: list[Order]
+    next_after: str | None
+
+
+class MovementPage(msgspec.Struct):
+    items: list[Movement]
+    next_after: int | None
+
+
+def types() -> tuple[type, ...]:
+    """The schema types these routes answer with, for the document's components."""
+    return (OrderPage, MovementPage, BooksReport)
+
+
+history = Blueprint("history", __name__)
+
+
+def _engine() -> Engine:
+    engine: Engine = current_app.config["STOCKADE_ENGINE"]
+    return engine
+
+
+def _query(kind: type[T]) -> T:
+    """The request's query parameters as ``kind`` (msgspec.ValidationError, a 422, if not)."""
+    return msgspec.convert(request.args.to_dict(), kind, strict=False)
+
+
+def _json(value: Any) -> Response:
+    return Response(_encoder.encode(value), content_type="application/json")
+
+
+@history.get("/v1/orders")
+@requires("service")
+async def list_orders() -> Response:
+    query = _query(OrderQuery)
+    engine = _engine()
+    if query.after is not None:
+        try:  # a cursor naming no order is a 404, as the order itself would be
+            await engine.get_order(query.after)
+        except OrderNotFound:
+            raise Problem(404, "order-not-found", "Order not found",
+                          f"after: no order {query.after!r}") from None  # fmt: skip
+    items = await engine.list_orders(
+        query.status, query.created_after, query.created_before, query.after, query.limit
+    )
+    return _json(OrderPage(items, items[-1].id if len(items) == query.limit else None))
+
+
+@history.get("/v1/products/<sku>/movements")
+@requires("merchant")
+async def list_movements(sku: str) -> Response:
+    query = _query(MovementQuery)
+    items = await _engine().movements(sku, query.after, query.limit)
+    return _json(MovementPage(items, items[-1].seq if len(items) >= query.limit else None))
+
+
+@history.get("/v1/admin/check")
+@requires("merchant")
+async def check_books() -> Response:
+    query = _query(CheckQuery)
+    store = current_app.config.get("STOCKADE_STORE")
+    try:
+        if store is None:
+            raise InvalidRequest("this server keeps no store to check")
+        report = await check_store(store, Tally(keep=query.limit))
+    except InvalidRequest as exc:
+        raise Problem(409, "nothing-to-check", "Nothing to check", str(exc)) from None
+    return _json(report)
+
+
+# -- the OpenAPI paths ----------------------------------------------------------------------
+
+
+def _parameters(kind: type) -> list[dict[str, Any]]:
+    """The query parameters of ``kind``, with the schema msgspec enforces for each."""
+    (_, components) = msgspec.json.schema_components([kind])
+    out = []
+    for name, schema in components[kind.__name__]["properties"].items():
+        schema = dict(schema)
+        options = schema.pop("anyOf", None)
+        if options is not None:  # X | None: a parameter left out is the None
+            (schema_of_x,) = [o for o in options if o != {"type": "null"}]
+            schema = {**schema_of_x, **schema}
+        if schema.get("default", 0) is None:
+            del schema["default"]
+        out.append({"name": name, "in": "query", "schema": schema})
+    return out
+
+
+def paths(answer: Any, problems: Any, sku: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """These routes' paths for the OpenAPI document; ``answer`` and ``problems`` are the
+    document's helpers, ``sku`` its sku path parameter."""
+    return {
+        "/v1/orders": {"get": {
+            "operationId": "listOrders",
+            "summary": "List orders, newest first (paged; filter by status and creation time)",
+            "parameters": _parameters(OrderQuery),
+            "responses": {"200": answer(OrderPage, "a page"),
+                          **problems(404, 422, 503)}}},
+        "/v1/products/{sku}/movements": {"get": {
+            "operationId": "listMovements",
+            "summary": "A product's movements ledger, in seq order (paged)",
+            "parameters": [sku, *_parameters(MovementQuery)],
+            "responses": {"200": answer(MovementPage, "a page"),
+                          **problems(404, 422, 503)}}},
+        "/v1/admin/check": {"get": {
+            "operationId": "checkBooks",
+            "summary": "Check the books: stock, holds and orders against the movements ledger",
+            "parameters": _parameters(CheckQuery),
+            "responses": {"200": answer(BooksReport, "what the check found"),
+                          **problems(409, 422, 503,
+                                     conflict="nothing to check: the server keeps no store")}}},
+    }  # fmt: skip

@@ -1,0 +1,50 @@
+"""What every route module uses: the app's engine and tracing, JSON answers, and bodies read
+and decoded once. The blueprints live in their own modules (app.py, locations.py, carts.py...)
+and all take these from here, so none of them imports another."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+from quart import Response, current_app, request
+
+from stockade.api.problems import Problem
+from stockade.api.schemas import decoder
+from stockade.engine.engine import Engine
+
+if TYPE_CHECKING:  # only imported when tracing is on
+    from stockade.api.tracing import Tracing
+
+__all__ = ["current_engine", "current_tracing", "json_response", "read_body"]
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    """``value`` encoded as JSON (msgspec Structs included)."""
+    return Response(_encoder.encode(value), status=status, content_type="application/json")
+
+
+def current_engine() -> Engine:
+    """The engine of the app serving this request."""
+    engine: Engine = current_app.config["STOCKADE_ENGINE"]
+    return engine
+
+
+def current_tracing() -> Tracing | None:
+    """The app's tracing, for :func:`~stockade.api.accounting.traced`: None when off."""
+    tracing: Tracing | None = current_app.config["STOCKADE_TRACING"]
+    return tracing
+
+
+async def read_body(kind: type[T]) -> T:
+    """The request's JSON body as ``kind``: 415 unless it is sent as JSON; msgspec.DecodeError
+    (400 malformed, 422 invalid: see problems.py) unless it decodes. Waits for the body (at
+    most ``max_body_bytes``, else 413); cancellable."""
+    if request.mimetype != "application/json":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      "send the body as application/json")  # fmt: skip
+    data = await request.get_data(as_text=False)
+    return decoder(kind).decode(data)
