@@ -44,7 +44,7 @@ from stockade.api.signing import secret_key, sign
 from stockade.engine.engine import Engine
 from stockade.engine.models import Event
 from stockade.engine.validation import check_location_id
-from stockade.errors import FeedGone, InvalidRequest, StoreUnavailable
+from stockade.errors import EngineClosed, FeedGone, InvalidRequest, StoreUnavailable
 from stockade.persistence.webhooks import WebhookProgress, WebhookRecord, WebhookTable
 
 __all__ = ["OUTCOMES", "DeliveryOptions", "Pacer", "Subscription", "Webhooks"]
@@ -289,7 +289,7 @@ class Webhooks:
 
     async def _follow(self, subscription: Subscription) -> None:
         """Deliver ``subscription``'s events from its cursor until it is replaced or deleted
-        (its scope is cancelled) or delivery stops."""
+        (its scope is cancelled), delivery stops, or the engine closes."""
         delay = self.options.backoff_s
         with subscription.scope:
             while True:
@@ -300,6 +300,8 @@ class Webhooks:
                         subscription.cursor = event.seq
                         subscription.dirty = True
                         delay = self.options.backoff_s
+                except EngineClosed:
+                    return
                 except (FeedGone, StoreUnavailable) as exc:
                     if isinstance(exc, FeedGone) and exc.first > subscription.cursor + 1:
                         error = f"events {subscription.cursor + 1}..{exc.first - 1} were pruned "

@@ -37,7 +37,7 @@ from stockade.api.logs import log_event
 from stockade.api.problems import Problem
 from stockade.engine.engine import Engine, FeedReader
 from stockade.engine.models import Event, StockLevel
-from stockade.errors import FeedGone, StoreUnavailable
+from stockade.errors import EngineClosed, FeedGone, StoreUnavailable
 
 __all__ = [
     "KEEPALIVE",
@@ -183,6 +183,8 @@ class EventStream(SseStream):
     async def _message(self) -> bytes:
         try:
             event = await self._reader.__anext__()
+        except EngineClosed as exc:  # the engine is closing: so is the server
+            raise StopAsyncIteration from exc
         except (FeedGone, StoreUnavailable) as exc:
             # Pruned while this reader was behind, or the store is unreachable: end the stream;
             # the client reconnects from its Last-Event-ID and is told what is wrong.
@@ -227,9 +229,10 @@ class ProductWatch:
         return None if self._reader is None else self._reader.cursor
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Follow the feed from its head until cancelled. A store that cannot be read, or a
-        reader that fell behind the retention, starts again from the newest event after
-        ``retry_s``. An engine without a feed has nothing to follow: returns at once."""
+        """Follow the feed from its head until cancelled or the engine closes. A store that
+        cannot be read, or a reader that fell behind the retention, starts again from the
+        newest event after ``retry_s``. An engine without a feed has nothing to follow:
+        returns at once."""
         task_status.started()
         while True:
             head = self.engine.feed_head
@@ -243,6 +246,8 @@ class ProductWatch:
                         watched.level = event.data["stock_level"]
                         watched.version += 1
                         watched.lot.unpark_all()
+            except EngineClosed:
+                return
             except (FeedGone, StoreUnavailable) as exc:
                 log_event("product_watch_restarted", error=str(exc))
                 self._reader = None

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 import trio
+import trio.testing
 
 import stockade
 from bench.server import Server
@@ -312,3 +313,16 @@ async def http_caught_up(client: httpx.AsyncClient, headers: dict[str, str]) -> 
             if shown["backlog"] == 0:
                 return shown
             await trio.sleep(0.05)
+
+
+async def test_deliveries_end_quietly_when_the_engine_closes():
+    async with trio.open_nursery() as nursery:
+        opened = open_engine_and_store(store=stockade.MemoryStore(), durability="durable")
+        async with opened as (engine, store):
+            assert isinstance(store, WebhookStore)
+            hooks = Webhooks(engine, store.webhook_table(), QUICK)
+            await nursery.start(hooks.run)
+            await subscribe(hooks, "quiet", 9)  # nothing to deliver: it waits for events
+            await trio.testing.wait_all_tasks_blocked()
+        await trio.testing.wait_all_tasks_blocked()  # its reader ended with EngineClosed
+        nursery.cancel_scope.cancel()

@@ -67,8 +67,11 @@ async def test_a_position_the_feed_cannot_serve_is_gone(client, store):
     body = await problem(await client.get("/v1/events?after=99", headers=ADMIN), 410, "feed-gone")
     assert (body["first"], body["last"]) == (1, 2)
     await store.prune_events(float("inf"), 1)
-    body = await problem(await client.get("/v1/events", headers=ADMIN), 410, "feed-gone")
-    assert (body["first"], body["last"]) == (2, 2)
+    page = await (await client.get("/v1/events?after=0", headers=ADMIN)).get_json()
+    assert [e["seq"] for e in page["items"]] == [2]  # 0: from the oldest kept, whatever it is
+    await store.prune_events(float("inf"), 1)
+    body = await problem(await client.get("/v1/events?after=1", headers=ADMIN), 410, "feed-gone")
+    assert (body["first"], body["last"]) == (3, 2)  # pruned after 1; nothing kept at all
     stream = await client.get("/v1/events/stream?after=99", headers=ADMIN)
     assert (await problem(stream, 410, "feed-gone"))["last"] == 2
 

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 import stockade
 from stockade import MemoryStore
@@ -140,3 +141,27 @@ async def test_an_event_stream_sends_each_event_once_with_its_seq(engine, autoju
     for chunk, event in zip(chunks, written, strict=True):
         assert chunk.startswith(b"id: %d\nevent: %s\ndata: " % (event.seq, event.type.encode()))
         assert msgspec.json.decode(chunk.split(b"data: ")[1]) == msgspec.to_builtins(event)
+
+
+async def test_streams_and_the_product_watch_end_when_the_engine_closes(autojump_clock):
+    registry = streams()
+    ended: list[str] = []
+
+    async def drain(stream: SseStream) -> None:
+        async for _ in stream:
+            pass
+        ended.append("stream")
+
+    async def watch_until_closed(watch: ProductWatch) -> None:
+        await watch.run()
+        ended.append("watch")
+
+    async with trio.open_nursery() as nursery:
+        async with stockade.open_engine(store=MemoryStore(), durability="durable") as engine:
+            nursery.start_soon(drain, EventStream(registry, engine.events(engine.feed_head or 0)))
+            nursery.start_soon(watch_until_closed, ProductWatch(engine))
+            await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(1):  # at the engine's closing, not at a keep-alive
+            while len(ended) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+    assert sorted(ended) == ["stream", "watch"] and len(registry) == 0
