@@ -10,7 +10,8 @@ import msgspec
 
 from stockade.api.feed import MAX_SEQ, EventPage
 from stockade.api.openapi import _SKU, _SKU_SCHEMA, _answer, _body, _linked, _links, _problems
-from stockade.api.webhooks import EventType, PutWebhook, WebhookPage, WebhookView
+from stockade.api.schemas import PutWebhook
+from stockade.api.webhooks import WebhookPage, WebhookView
 from stockade.engine.models import EVENT_TYPES
 
 __all__ = ["FEED_TYPES", "FeedGoneProblem", "feed_paths"]
@@ -30,7 +31,6 @@ class FeedGoneProblem(msgspec.Struct):
 
 #: The schemas this part adds to the document's components.
 FEED_TYPES = (EventPage, PutWebhook, WebhookView, WebhookPage, FeedGoneProblem)
-_ = EventType  # the enum of event types, named in PutWebhook's schema
 
 _SEQ = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
 _TYPE = "|".join(t.replace(".", r"\.") for t in EVENT_TYPES)

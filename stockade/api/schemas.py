@@ -6,11 +6,12 @@ generated from these types, says exactly what the server enforces.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
+from stockade.api.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
 from stockade.engine.locations import DEFAULT_LOCATION, MAX_NAME_LENGTH, MAX_PRIORITY
 from stockade.engine.validation import (
     DEFAULT_MAX_HOLD,
@@ -29,12 +30,14 @@ __all__ = [
     "BodyDecoder",
     "ChangeOrder",
     "CreateKey",
+    "EventType",
     "ExtendHold",
     "Line",
     "PlaceOrder",
     "PutChannel",
     "PutLocation",
     "PutStock",
+    "PutWebhook",
     "TransferStock",
     "decoder",
 ]
@@ -142,6 +145,34 @@ class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, Meta(max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)] = ""
 
 
+#: The change feed's event types (the engine's EVENT_TYPES; a test keeps them the same).
+EventType = Literal[
+    "stock.changed", "order.placed", "order.changed", "order.extended", "order.confirmed",
+    "order.cancelled", "order.expired", "product.sold_out", "product.back_in_stock",
+]  # fmt: skip
+
+
+class PutWebhook(msgspec.Struct, forbid_unknown_fields=True):
+    """A webhook subscription (see :mod:`stockade.api.webhooks`)."""
+
+    url: Annotated[str, Meta(max_length=MAX_URL_LENGTH, pattern=URL_PATTERN)]
+    secret: Annotated[
+        str,
+        Meta(
+            pattern=SECRET_PATTERN,
+            description="whsec_ and the base64 of 24 to 64 random bytes (Standard Webhooks)",
+        ),
+    ]
+    types: (
+        Annotated[
+            list[EventType],
+            Meta(min_length=1, description="every type when left out or null",
+                 extra_json_schema={"uniqueItems": True}),
+        ]
+        | None
+    ) = None  # fmt: skip
+
+
 _untyped = msgspec.json.Decoder()
 
 
@@ -187,7 +218,7 @@ class BodyDecoder(Generic[T]):
 
 
 _BODIES = (PutStock, Adjustment, PlaceOrder, CreateKey, ChangeOrder, ExtendHold, PutLocation,
-           PutChannel, TransferStock)  # fmt: skip
+           PutChannel, TransferStock, PutWebhook)  # fmt: skip
 _DECODERS: dict[type, BodyDecoder[Any]] = {kind: BodyDecoder(kind) for kind in _BODIES}
 
 

@@ -13,48 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
 
 import msgspec
-from msgspec import Meta
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app
 
 from stockade.api.auth import requires
 from stockade.api.delivery import Subscription, Webhooks
 from stockade.api.problems import Problem
-from stockade.api.schemas import BodyDecoder
-from stockade.api.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN, check_url, secret_key
-from stockade.engine.models import EVENT_TYPES
+from stockade.api.routing import json_response as _answer
+from stockade.api.routing import read_body
+from stockade.api.schemas import PutWebhook
+from stockade.api.signing import check_url, secret_key
 from stockade.engine.orders import from_timestamp
 from stockade.engine.validation import check_location_id
 from stockade.errors import InvalidRequest
 
-__all__ = ["EventType", "PutWebhook", "WebhookPage", "WebhookView", "webhooks"]
-
-EventType = Literal[
-    "stock.changed", "order.placed", "order.changed", "order.extended", "order.confirmed",
-    "order.cancelled", "order.expired", "product.sold_out", "product.back_in_stock",
-]  # fmt: skip
-assert get_args(EventType) == EVENT_TYPES, "EventType must list the engine's event types"
-
-
-class PutWebhook(msgspec.Struct, forbid_unknown_fields=True):
-    url: Annotated[str, Meta(max_length=MAX_URL_LENGTH, pattern=URL_PATTERN)]
-    secret: Annotated[
-        str,
-        Meta(
-            pattern=SECRET_PATTERN,
-            description="whsec_ and the base64 of 24 to 64 random bytes (Standard Webhooks)",
-        ),
-    ]
-    types: (
-        Annotated[
-            list[EventType],
-            Meta(min_length=1, description="every type when left out or null",
-                 extra_json_schema={"uniqueItems": True}),
-        ]
-        | None
-    ) = None  # fmt: skip
+__all__ = ["WebhookPage", "WebhookView", "webhooks"]
 
 
 class WebhookView(msgspec.Struct):
@@ -79,8 +53,6 @@ class WebhookPage(msgspec.Struct):
 
 
 webhooks = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks")
-_encoder = msgspec.json.Encoder()
-_put_decoder = BodyDecoder(PutWebhook)
 
 
 def _service() -> Webhooks:
@@ -100,18 +72,11 @@ def _view(subscription: Subscription, head: int | None) -> WebhookView:
     )  # fmt: skip
 
 
-def _answer(value: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(value), status=status, content_type="application/json")
-
-
 @webhooks.put("/<webhook_id>")
 @requires("merchant")
 async def put_webhook(webhook_id: str) -> Response:
     check_location_id(webhook_id, what="webhook id")
-    if request.mimetype != "application/json":
-        raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                      "send the body as application/json")  # fmt: skip
-    body = _put_decoder.decode(await request.get_data(as_text=False))
+    body = await read_body(PutWebhook)
     check_url(body.url)
     key = secret_key(body.secret)
     types = None if body.types is None else tuple(body.types)

@@ -4,7 +4,7 @@ keeps the feed: pages, refusals, subscriptions and what they show."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import trio
@@ -12,6 +12,8 @@ import trio
 import stockade
 from stockade import MemoryStore
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.schemas import EventType
+from stockade.engine.models import EVENT_TYPES
 
 TOKEN = "feed-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -165,3 +167,7 @@ async def test_a_head_request_opens_no_stream(client):
             response = await client.head(path, headers=headers)
         assert response.status_code == 200 and response.content_type == "text/event-stream"
     assert len(client.app.config["STOCKADE_FEED"].streams) == 0  # nothing left holding a place
+
+
+def test_the_api_names_the_engines_event_types():
+    assert get_args(EventType) == EVENT_TYPES
