@@ -72,8 +72,9 @@ class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 class Pacer:
     """Keeps deliveries, all together, to ``share`` of the process's time while it has other
-    work to do (other tasks wait in trio's run queue), so a burst of orders is not slowed down
-    by the deliveries of its own events; with nothing else to do they go at full speed.
+    work to do (``busy()``; by default: other tasks wait in trio's run queue), so a burst of
+    orders is not slowed down by the deliveries of its own events; with nothing else to do
+    they go at full speed.
 
     While busy, each attempt is charged what an attempt costs when the process is otherwise
     idle (learnt from such attempts; its own wall time if less: while busy, other tasks run
@@ -161,7 +162,7 @@ class Webhooks:
         self._nursery: trio.Nursery | None = None
         self._client: httpx.AsyncClient | None = None
         self._in_flight = trio.CapacityLimiter(options.max_in_flight)
-        self._pacer = Pacer(options.busy_share)
+        self._pacer = Pacer(options.busy_share, self._busy)
 
     # -- the API's side -----------------------------------------------------------------------
 
@@ -222,6 +223,11 @@ class Webhooks:
             del self._subscriptions[webhook_id]
             subscription.scope.cancel()
             return subscription
+
+    def _busy(self) -> bool:
+        """Whether the process has other work: tasks waiting to run, or changes waiting for
+        their commit (a commit runs in another thread, and competes for the GIL)."""
+        return _other_tasks_runnable() or self.engine.statistics().journal.buffered > 0
 
     def subscriptions(self) -> list[Subscription]:
         """The subscriptions read so far, without waiting for the table. Never blocks."""
