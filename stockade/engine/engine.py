@@ -16,7 +16,7 @@ import trio
 
 from stockade.engine.carts import Carts
 from stockade.engine.feed import FeedHub
-from stockade.engine.journal import History, OrderQuery
+from stockade.engine.journal import History, OrderQuery, orders_page
 from stockade.engine.merchant import Merchant
 from stockade.engine.models import (
     EVENT_TYPES,
@@ -76,7 +76,7 @@ class Engine(Carts, Merchant):
         self._enter()
         try:
             if self._history is None:
-                return _page_in_memory(list(self._book.orders.values()), query)
+                return orders_page(self._book.orders.values(), query)
             await self._journal.flush()
             return await self._history.orders(query)
         finally:
@@ -265,26 +265,3 @@ def _check_types(types: Iterable[str] | None) -> tuple[str, ...] | None:
             else "types must name at least one event type"
         )
     return wanted
-
-
-def _page_in_memory(orders: list[Order], query: OrderQuery) -> list[Order]:
-    """:meth:`Engine.list_orders` over orders in memory (a store that keeps nothing)."""
-    orders.sort(key=lambda o: (o.created_at.timestamp(), o.id), reverse=True)
-    if query.after is not None:
-        ids = [o.id for o in orders]
-        if query.after not in ids:  # as the stores answer a cursor naming no order
-            raise InvalidRequest(f"after: no order {query.after!r}")
-        orders = orders[ids.index(query.after) + 1 :]
-    out = []
-    for order in orders:
-        t = order.created_at.timestamp()
-        if query.status is not None and order.status != query.status:
-            continue
-        if query.created_after is not None and t <= query.created_after:
-            continue
-        if query.created_before is not None and t >= query.created_before:
-            continue
-        out.append(order)
-        if len(out) == query.limit:
-            break
-    return out

@@ -4,6 +4,7 @@ implementations; the engine imports none of them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 import msgspec
@@ -18,8 +19,9 @@ from stockade.engine.models import (
     Order,
 )
 from stockade.engine.models import Event as FeedEvent
+from stockade.errors import InvalidRequest
 
-__all__ = ["History", "JournalSink", "OrderQuery", "Snapshot"]
+__all__ = ["History", "JournalSink", "OrderQuery", "Snapshot", "orders_page"]
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -94,6 +96,36 @@ class OrderQuery(msgspec.Struct, frozen=True):
     created_before: float | None = None
     after: str | None = None
     limit: int = 100
+
+
+def orders_page(orders: Iterable[Order], query: OrderQuery) -> list[Order]:
+    """``query``'s page of ``orders`` kept in memory, newest first by ``(created_at, id)``, as
+    the SQL stores' indexed query answers it. Raises InvalidRequest when ``after`` names none of
+    them."""
+    ordered = sorted(orders, key=_newest_first, reverse=True)
+    if query.after is not None:
+        cursor = next((o for o in ordered if o.id == query.after), None)
+        if cursor is None:  # as the stores answer a cursor naming no order
+            raise InvalidRequest(f"after: no order {query.after!r}")
+        mark = _newest_first(cursor)
+        ordered = [o for o in ordered if _newest_first(o) < mark]
+    out = []
+    for order in ordered:
+        t = order.created_at.timestamp()
+        if query.status is not None and order.status != query.status:
+            continue
+        if query.created_after is not None and t <= query.created_after:
+            continue
+        if query.created_before is not None and t >= query.created_before:
+            continue
+        out.append(order)
+        if len(out) == query.limit:
+            break
+    return out
+
+
+def _newest_first(order: Order) -> tuple[float, str]:
+    return order.created_at.timestamp(), order.id
 
 
 class History(Protocol):

@@ -12,10 +12,10 @@ import bisect
 
 import trio
 
-from stockade.engine.journal import OrderQuery, Snapshot
+from stockade.engine.journal import OrderQuery, Snapshot, orders_page
 from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
 from stockade.engine.models import Event as FeedEvent
-from stockade.errors import CorruptStore, InvalidRequest
+from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys
 from stockade.persistence.outbox import feed_events
@@ -120,28 +120,7 @@ class StoreState:
 
     def page(self, query: OrderQuery) -> list[Order]:
         """A page of orders, newest first (what the SQL stores' indexed query answers)."""
-        if query.after is not None and query.after not in self.orders:
-            raise InvalidRequest(f"after: no order {query.after!r}")
-        ordered = sorted(
-            self.orders.values(), key=lambda o: (o.created_at.timestamp(), o.id), reverse=True
-        )
-        if query.after is not None:
-            cursor = self.orders[query.after]
-            mark = (cursor.created_at.timestamp(), cursor.id)
-            ordered = [o for o in ordered if (o.created_at.timestamp(), o.id) < mark]
-        out = []
-        for order in ordered:
-            t = order.created_at.timestamp()
-            if query.status is not None and order.status != query.status:
-                continue
-            if query.created_after is not None and t <= query.created_after:
-                continue
-            if query.created_before is not None and t >= query.created_before:
-                continue
-            out.append(order)
-            if len(out) == query.limit:
-                break
-        return out
+        return orders_page(self.orders.values(), query)
 
 
 def _loaded(order: Order, since: float, named: set[str]) -> bool:
