@@ -9,7 +9,7 @@ import trio
 
 import stockade
 from stockade import Engine, MemoryStore, Order, StoreUnavailable
-from stockade.engine.models import Event
+from stockade.engine.feed import EventRow
 from stockade.persistence.journal import Batch
 
 
@@ -28,7 +28,7 @@ class StalledStore(MemoryStore):
         if self._resumed.is_set():
             self._resumed = trio.Event()
 
-    async def commit(self, batch: Batch) -> list[Event]:
+    async def commit(self, batch: Batch) -> list[EventRow]:
         await self._resumed.wait()
         return await super().commit(batch)
 
@@ -59,7 +59,7 @@ class CheckingStore(MemoryStore):
         super().__init__(keep_movements=True)
         self.batches_checked = 0
 
-    async def commit(self, batch: Batch) -> list[Event]:
+    async def commit(self, batch: Batch) -> list[EventRow]:
         published = await super().commit(batch)
         state = self.state
         held: dict[tuple[str, str], int] = {}
@@ -87,7 +87,7 @@ class UnheardStore(MemoryStore):
         super().__init__()
         self.lose_answer = False
 
-    async def commit(self, batch: Batch) -> list[Event]:
+    async def commit(self, batch: Batch) -> list[EventRow]:
         published = await super().commit(batch)
         if self.lose_answer:
             self.lose_answer = False

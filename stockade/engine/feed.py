@@ -9,21 +9,52 @@ store, then follows the hub.
 The hub keeps only a bounded ring of the newest events and no per-reader queue, so a slow reader
 never holds back the engine or anyone else: a reader that falls behind the ring reads the store
 again (at its own pace) until it has caught up, with no gap and no duplicate.
+
+Committed events travel as the store's rows (:data:`EventRow`: the payload already JSON), and
+become :class:`~stockade.engine.models.Event` objects only when a reader first reads them (once,
+however many readers): a batch of a thousand orders is then encoded once, for the store, and
+never turned into dicts nobody asked for.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
+import msgspec
 import trio
 
 from stockade.engine.models import Event
+from stockade.engine.orders import from_timestamp
 from stockade.errors import EngineClosed
 
-__all__ = ["RING_SIZE", "FeedHub"]
+__all__ = ["RING_SIZE", "EventRow", "FeedHub", "event_from_row"]
+
+#: An event as the store keeps it: seq, type, at (UNIX seconds), sku (for product events),
+#: data (the payload's JSON).
+EventRow = tuple[int, str, float, str | None, str]
+
+_data_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def event_from_row(row: EventRow | Any) -> Event:
+    """The public event a store row (or a database record of the same columns) holds."""
+    seq, kind, at, _, data = row
+    return Event(seq, kind, from_timestamp(at), _data_decoder.decode(data))
+
 
 #: Newest events the hub keeps for live readers (older ones are read from the store).
 RING_SIZE = 10_000
+
+
+class _Kept:
+    """A row in the ring, and its event once a reader has asked for it."""
+
+    __slots__ = ("event", "row")
+
+    def __init__(self, row: EventRow) -> None:
+        self.row = row
+        self.event: Event | None = None
 
 
 class FeedHub:
@@ -32,7 +63,7 @@ class FeedHub:
 
     def __init__(self, head: int = 0, size: int | None = None) -> None:
         self.head = head  # the newest seq committed
-        self._ring: deque[Event] = deque(maxlen=RING_SIZE if size is None else size)
+        self._ring: deque[_Kept] = deque(maxlen=RING_SIZE if size is None else size)
         self._lot = trio.lowlevel.ParkingLot()
         self.closed = False
 
@@ -41,16 +72,16 @@ class FeedHub:
         self.closed = True
         self._lot.unpark_all()
 
-    def publish(self, events: list[Event]) -> None:
+    def publish(self, events: list[EventRow]) -> None:
         if not events:
             return
-        if events[0].seq != self.head + 1:
+        if events[0][0] != self.head + 1:
             # Events the hub never saw (a batch whose commit landed but went unheard, so its
             # retry yielded nothing): the ring holds consecutive events only, or ``since``
             # would skip the hole. Start it afresh; readers before it read the store.
             self._ring.clear()
-        self._ring.extend(events)
-        self.head = events[-1].seq
+        self._ring.extend(map(_Kept, events))
+        self.head = events[-1][0]
         self._lot.unpark_all()
 
     def skip_to(self, head: int) -> None:
@@ -68,10 +99,16 @@ class FeedHub:
         ring = self._ring
         if after >= self.head:
             return []
-        if not ring or ring[0].seq > after + 1:
+        if not ring or ring[0].row[0] > after + 1:
             return None
-        start = after + 1 - ring[0].seq
-        return [ring[i] for i in range(start, len(ring))]
+        out = []
+        for i in range(after + 1 - ring[0].row[0], len(ring)):
+            kept = ring[i]
+            event = kept.event
+            if event is None:
+                event = kept.event = event_from_row(kept.row)
+            out.append(event)
+        return out
 
     async def wait_beyond(self, seq: int) -> None:
         """Return once the head is past ``seq``. Cancellable. Raises EngineClosed once the

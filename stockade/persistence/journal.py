@@ -28,7 +28,7 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from stockade.engine.events import Change
-from stockade.engine.feed import FeedHub
+from stockade.engine.feed import EventRow, FeedHub
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import JournalStatistics, Movement, Order
@@ -94,7 +94,7 @@ class Store(Protocol):
 
     async def load(self, since: float) -> Snapshot: ...
 
-    async def commit(self, batch: Batch) -> list[FeedEvent]: ...
+    async def commit(self, batch: Batch) -> list[EventRow]: ...
 
     async def aclose(self) -> None: ...
 
@@ -295,7 +295,7 @@ class Journal:
         self._writer_parked = False
         return Abort.SUCCEEDED
 
-    async def _commit(self, batch: Batch) -> list[FeedEvent]:
+    async def _commit(self, batch: Batch) -> list[EventRow]:
         delay = 0.05
         while True:
             try:

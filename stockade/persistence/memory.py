@@ -12,6 +12,7 @@ import bisect
 
 import trio
 
+from stockade.engine.feed import EventRow, event_from_row
 from stockade.engine.journal import OrderQuery, Snapshot, orders_page
 from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
 from stockade.engine.models import Event as FeedEvent
@@ -30,7 +31,7 @@ class StoreState:
 
     def __init__(self, *, keep_movements: bool = False, feed: bool = True) -> None:
         self.feed = feed
-        self.events: list[FeedEvent] = []
+        self.events: list[EventRow] = []
         self.last_event_seq = 0
         self.stock: dict[tuple[str, str], tuple[int, int]] = {}
         self.orders: dict[str, Order] = {}
@@ -49,7 +50,7 @@ class StoreState:
             totals[sku] = (before[0] + on_hand, before[1] + reserved)
         return totals
 
-    def apply_batch(self, batch: Batch) -> list[FeedEvent]:
+    def apply_batch(self, batch: Batch) -> list[EventRow]:
         if not is_new_batch(batch.first_seq, batch.last_seq, self.last_seq):
             return []  # already applied: a retried commit must not double a movement
         rows = batch_rows(batch)
@@ -67,7 +68,7 @@ class StoreState:
         )
         self.events.extend(events)
         if events:
-            self.last_event_seq = events[-1].seq
+            self.last_event_seq = events[-1][0]
         return events
 
     def apply_rows(self, rows: BatchRows) -> None:
@@ -163,7 +164,7 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         return self.state.snapshot(since)
 
-    async def commit(self, batch: Batch) -> list[FeedEvent]:
+    async def commit(self, batch: Batch) -> list[EventRow]:
         await trio.lowlevel.checkpoint()
         if self.keep_state:
             return self.state.apply_batch(batch)
@@ -199,11 +200,11 @@ class MemoryStore:
     ) -> list[FeedEvent]:
         await trio.lowlevel.checkpoint()
         events = self.state.events
-        start = bisect.bisect_right(events, after, key=lambda e: e.seq)
+        start = bisect.bisect_right(events, after, key=lambda e: e[0])
         out = []
-        for event in events[start:]:
-            if types is None or event.type in types:
-                out.append(event)
+        for row in events[start:]:
+            if types is None or row[1] in types:
+                out.append(event_from_row(row))
                 if len(out) == limit:
                     break
         return out
@@ -211,14 +212,14 @@ class MemoryStore:
     async def feed_bounds(self) -> tuple[int, int]:
         await trio.lowlevel.checkpoint()
         state = self.state
-        first = state.events[0].seq if state.events else state.last_event_seq + 1
+        first = state.events[0][0] if state.events else state.last_event_seq + 1
         return first, state.last_event_seq
 
     async def prune_events(self, before: float, limit: int) -> int:
         await trio.lowlevel.checkpoint()
         events = self.state.events
         count = 0
-        while count < limit and count < len(events) and events[count].at.timestamp() < before:
+        while count < limit and count < len(events) and events[count][2] < before:
             count += 1
         del events[:count]
         return count

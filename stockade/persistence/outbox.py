@@ -2,7 +2,9 @@
 
 A store calls :func:`feed_events` inside the transaction that commits the batch, with the stock
 rows of every product the batch touched as they are *after* it, and writes the events in that
-same transaction. So an event exists exactly when its change committed.
+same transaction. So an event exists exactly when its change committed. The events come as the
+rows the store writes (:data:`~stockade.engine.feed.EventRow`, the payload encoded once,
+straight from the Order for ``order.*``); the journal hands the same rows to the feed's hub.
 
 Per batch: one ``order.*`` event per order move, in journal order; then one ``stock.changed``
 per (sku, location) the batch moved, with the values after the commit (a batch is a commit:
@@ -14,7 +16,6 @@ thousands of moves per second into one event per commit); then ``product.sold_ou
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import msgspec
 
@@ -27,10 +28,10 @@ from stockade.engine.events import (
     OrderExtended,
     OrderPlaced,
 )
-from stockade.engine.models import Event, LocationLevel, StockLevel
-from stockade.engine.orders import from_timestamp
+from stockade.engine.feed import EventRow
+from stockade.engine.models import LocationLevel, StockLevel
 
-__all__ = ["EventRow", "event_from_row", "event_row", "feed_events"]
+__all__ = ["feed_events"]
 
 _ORDER_TYPES: dict[type, str] = {
     OrderPlaced: "order.placed",
@@ -41,11 +42,7 @@ _ORDER_TYPES: dict[type, str] = {
     OrderExpired: "order.expired",
 }
 
-#: An ``events`` row: seq, type, at (UNIX seconds), sku (for product events), data (JSON).
-EventRow = tuple[int, str, float, str | None, str]
-
 _encoder = msgspec.json.Encoder()
-_data_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def feed_events(
@@ -54,24 +51,24 @@ def feed_events(
     stock_after: Mapping[str, Mapping[str, tuple[int, int]]],
     inactive: set[str],
     first_seq: int,
-) -> list[Event]:
-    """The public events of one batch, numbered from ``first_seq``.
+) -> list[EventRow]:
+    """The public events of one batch, numbered from ``first_seq``, as ``events`` rows.
 
     ``deltas`` are the batch's summed ``(sku, location, d_on_hand, d_reserved)``;
     ``stock_after`` maps each touched sku to its ``{location: (on_hand, reserved)}`` after the
     batch; ``inactive`` is the set of inactive locations after it.
     """
-    out: list[Event] = []
+    out: list[EventRow] = []
     seq = first_seq
     at = 0.0
+    encode = _encoder.encode
     for change in changes:
         at = change.at
         kind = _ORDER_TYPES.get(type(change))
         if kind is not None:
             order = change.order  # type: ignore[union-attr]
-            out.append(Event(seq, kind, from_timestamp(at), msgspec.to_builtins(order)))
+            out.append((seq, kind, at, None, encode(order).decode()))
             seq += 1
-    when = from_timestamp(at)
     moved: dict[str, int] = {}  # sku -> change of its available over active locations
     for sku, location, d_on_hand, d_reserved in deltas:
         if location not in inactive:
@@ -83,11 +80,8 @@ def feed_events(
         active = location not in inactive
         level = LocationLevel(sku, location, on_hand, reserved,
                               on_hand - reserved if active else 0, active)  # fmt: skip
-        data = {
-            "location_level": msgspec.to_builtins(level),
-            "stock_level": msgspec.to_builtins(_total(sku, sites, inactive)),
-        }
-        out.append(Event(seq, "stock.changed", when, data))
+        data = {"location_level": level, "stock_level": _total(sku, sites, inactive)}
+        out.append((seq, "stock.changed", at, sku, encode(data).decode()))
         seq += 1
     for sku, moved_available in moved.items():
         total = _total(sku, stock_after.get(sku, {}), inactive)
@@ -98,8 +92,8 @@ def feed_events(
             kind = "product.back_in_stock"
         else:
             continue
-        data = {"sku": sku, "stock_level": msgspec.to_builtins(total)}
-        out.append(Event(seq, kind, when, data))
+        document = {"sku": sku, "stock_level": total}
+        out.append((seq, kind, at, sku, encode(document).decode()))
         seq += 1
     return out
 
@@ -112,19 +106,3 @@ def _total(sku: str, sites: Mapping[str, tuple[int, int]], inactive: set[str]) -
         if location not in inactive:
             available += h - r
     return StockLevel(sku, on_hand, reserved, available)
-
-
-def event_row(event: Event) -> EventRow:
-    data = event.data
-    if event.type == "stock.changed":
-        sku = data["stock_level"]["sku"]
-    elif event.type.startswith("product."):
-        sku = data["sku"]
-    else:
-        sku = None
-    return (event.seq, event.type, event.at.timestamp(), sku, _encoder.encode(data).decode())
-
-
-def event_from_row(row: Any) -> Event:
-    seq, kind, at, _, data = row
-    return Event(seq, kind, from_timestamp(at), _data_decoder.decode(data))

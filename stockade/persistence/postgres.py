@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
+from stockade.engine.feed import EventRow, event_from_row
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
@@ -34,7 +35,7 @@ from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import PostgresKeys
-from stockade.persistence.outbox import event_from_row, event_row, feed_events
+from stockade.persistence.outbox import feed_events
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
     BatchRows,
@@ -245,7 +246,7 @@ class PostgresStore:
 
     # -- committing ---------------------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> list[FeedEvent]:
+    async def commit(self, batch: Batch) -> list[EventRow]:
         rows = batch_rows(batch)
         try:
             return await self._run(self._commit, batch, rows)
@@ -272,7 +273,7 @@ class PostgresStore:
         self._conn = conn
         return conn
 
-    async def _commit(self, batch: Batch, rows: BatchRows) -> list[FeedEvent]:
+    async def _commit(self, batch: Batch, rows: BatchRows) -> list[EventRow]:
         conn = self._conn if self._conn is not None else await self._reconnect()
         async with conn.transaction():
             epoch, last_seq, last_event = await conn.fetchrow(
@@ -313,11 +314,11 @@ class PostgresStore:
                 after.setdefault(sku, {})[location] = (on_hand, reserved)
             events = feed_events(batch.events, deltas, after, self._inactive, last_event + 1)
             if events:
-                await conn.copy_records_to_table("events", records=[event_row(e) for e in events])
+                await conn.copy_records_to_table("events", records=events)
             await conn.execute(
                 "UPDATE stockade_state SET last_seq = $1, last_event_seq = $2",
                 rows.last_seq,
-                events[-1].seq if events else last_event,
+                events[-1][0] if events else last_event,
             )
             return events
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from stockade.engine.feed import EventRow, event_from_row
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
@@ -30,7 +31,7 @@ from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnava
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import SQLiteKeys
-from stockade.persistence.outbox import event_from_row, event_row, feed_events
+from stockade.persistence.outbox import feed_events
 from stockade.persistence.rows import (
     BatchRows,
     batch_rows,
@@ -191,13 +192,13 @@ class SQLiteStore:
 
     # -- committing ---------------------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> list[FeedEvent]:
+    async def commit(self, batch: Batch) -> list[EventRow]:
         rows = batch_rows(batch)
         return await self._run(self._commit, batch, rows)
 
-    def _commit(self, batch: Batch, rows: BatchRows) -> list[FeedEvent]:
+    def _commit(self, batch: Batch, rows: BatchRows) -> list[EventRow]:
         conn = self._connection()
-        events: list[FeedEvent] = []
+        events: list[EventRow] = []
         with _translated():
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -217,8 +218,8 @@ class SQLiteStore:
                         batch.events, rows.stock_deltas, after, self._inactive, last_event + 1
                     )
                     if events:
-                        conn.executemany(sql.INSERT_EVENT, [event_row(e) for e in events])
-                        conn.execute(sql.SET_LAST_EVENT, (events[-1].seq,))
+                        conn.executemany(sql.INSERT_EVENT, events)
+                        conn.execute(sql.SET_LAST_EVENT, (events[-1][0],))
                 conn.execute("COMMIT")
                 return events
             except BaseException:

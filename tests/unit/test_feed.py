@@ -144,13 +144,24 @@ async def test_a_failed_catch_up_read_never_stops_the_writer(autojump_clock):
 
 def test_the_hub_sends_readers_to_the_store_across_a_gap_in_what_it_was_given():
     hub = feed.FeedHub()
-    at = datetime.now(UTC)
-    hub.publish([stockade.Event(seq, "stock.changed", at, {}) for seq in (1, 2)])
-    hub.publish([stockade.Event(seq, "stock.changed", at, {}) for seq in (5, 6)])  # 3, 4 unheard
+    at = datetime.now(UTC).timestamp()
+    hub.publish([(seq, "stock.changed", at, "s", "{}") for seq in (1, 2)])
+    hub.publish([(seq, "stock.changed", at, "s", "{}") for seq in (5, 6)])  # 3, 4 unheard
     for after in (0, 1, 2, 3):
         assert hub.since(after) is None  # read the store
     assert [e.seq for e in hub.since(4) or []] == [5, 6]
     assert hub.since(6) == []
+
+
+def test_the_hub_decodes_each_event_once_for_every_reader():
+    hub = feed.FeedHub()
+    hub.publish([(1, "product.sold_out", 1767225600.5, "a", '{"sku": "a"}')])
+    first, again = hub.since(0), hub.since(0)
+    assert first is not None and again is not None
+    assert first[0] is again[0]
+    assert first[0] == stockade.Event(
+        1, "product.sold_out", datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC), {"sku": "a"}
+    )
 
 
 async def test_positions_the_feed_cannot_serve_are_refused(engine):

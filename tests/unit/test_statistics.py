@@ -9,13 +9,14 @@ import trio.testing
 import stockade
 from stockade import EngineStatistics, JournalStatistics, MemoryStore, OutOfStock, StoreUnavailable
 from stockade.api.app import ApiSettings, create_app
+from stockade.engine.feed import EventRow
 from stockade.persistence.journal import Batch
 
 
 class UnreachableStore(MemoryStore):
     """A database that is down for good: every commit raises StoreUnavailable."""
 
-    async def commit(self, batch: Batch) -> list[stockade.Event]:
+    async def commit(self, batch: Batch) -> list[EventRow]:
         await trio.lowlevel.checkpoint()
         raise StoreUnavailable("connection refused")
 
