@@ -208,6 +208,7 @@ class FeedReader:
         self._wanted = wanted
         self._page: list[Event] = []
         self._next = 0
+        self._scanned = after  # the last seq the page covers, wanted or not
 
     def __aiter__(self) -> FeedReader:
         return self
@@ -221,6 +222,7 @@ class FeedReader:
                 self.cursor = event.seq
                 if self._wanted is None or event.type in self._wanted:
                     return event
+            self.cursor = max(self.cursor, self._scanned)
             self._page, self._next = await self._fill(), 0
 
     async def _fill(self) -> list[Event]:
@@ -230,11 +232,14 @@ class FeedReader:
         hub, history, cursor = self._hub, self._history, self.cursor
         assert hub is not None and history is not None
         while True:
-            fresh = hub.since(cursor)
-            if fresh:
-                await trio.lowlevel.checkpoint()
-                return fresh
-            if fresh is None:  # behind the ring: read the store
+            fresh = hub.since(cursor, self._wanted)  # filtered by type before decoding
+            if fresh is not None:
+                events, self._scanned = fresh
+                if events:
+                    await trio.lowlevel.checkpoint()
+                    return events
+                self.cursor = cursor = self._scanned  # none wanted: read past them
+            else:  # behind the ring: read the store
                 page = await history.events(cursor, 1000)
                 if page and page[0].seq != cursor + 1:
                     raise FeedGone(
@@ -242,6 +247,7 @@ class FeedReader:
                         page[0].seq, hub.head,
                     )  # fmt: skip
                 if page:
+                    self._scanned = page[-1].seq
                     return page
             await hub.wait_beyond(cursor)
 

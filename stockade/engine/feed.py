@@ -93,22 +93,28 @@ class FeedHub:
             self.head = head
             self._lot.unpark_all()
 
-    def since(self, after: int) -> list[Event] | None:
-        """The events after ``after`` still in the ring (may be empty), or None when some of
-        them have already left it (read the store)."""
+    def since(
+        self, after: int, wanted: tuple[str, ...] | None = None
+    ) -> tuple[list[Event], int] | None:
+        """The events after ``after`` still in the ring, of the ``wanted`` types (None: all),
+        and the last seq they cover (``after`` when there are none yet); or None when some of
+        them have already left the ring (read the store). Events of other types are passed
+        over without being decoded."""
         ring = self._ring
         if after >= self.head:
-            return []
+            return [], after
         if not ring or ring[0].row[0] > after + 1:
             return None
         out = []
         for i in range(after + 1 - ring[0].row[0], len(ring)):
             kept = ring[i]
+            if wanted is not None and kept.row[1] not in wanted:
+                continue
             event = kept.event
             if event is None:
                 event = kept.event = event_from_row(kept.row)
             out.append(event)
-        return out
+        return out, ring[-1].row[0]
 
     async def wait_beyond(self, seq: int) -> None:
         """Return once the head is past ``seq``. Cancellable. Raises EngineClosed once the

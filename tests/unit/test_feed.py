@@ -149,8 +149,9 @@ def test_the_hub_sends_readers_to_the_store_across_a_gap_in_what_it_was_given():
     hub.publish([(seq, "stock.changed", at, "s", "{}") for seq in (5, 6)])  # 3, 4 unheard
     for after in (0, 1, 2, 3):
         assert hub.since(after) is None  # read the store
-    assert [e.seq for e in hub.since(4) or []] == [5, 6]
-    assert hub.since(6) == []
+    fresh = hub.since(4)
+    assert fresh is not None and [e.seq for e in fresh[0]] == [5, 6] and fresh[1] == 6
+    assert hub.since(6) == ([], 6)
 
 
 def test_the_hub_decodes_each_event_once_for_every_reader():
@@ -158,8 +159,8 @@ def test_the_hub_decodes_each_event_once_for_every_reader():
     hub.publish([(1, "product.sold_out", 1767225600.5, "a", '{"sku": "a"}')])
     first, again = hub.since(0), hub.since(0)
     assert first is not None and again is not None
-    assert first[0] is again[0]
-    assert first[0] == stockade.Event(
+    assert first[0][0] is again[0][0]
+    assert first[0][0] == stockade.Event(
         1, "product.sold_out", datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC), {"sku": "a"}
     )
 
@@ -259,3 +260,31 @@ async def test_the_head_is_the_newest_committed_seq(engine):
     assert engine.feed_head == head == 2  # stock.changed, product.back_in_stock
     async with stockade.open_engine(None) as nothing_kept:
         assert nothing_kept.feed_head is None
+
+
+def test_the_hub_passes_over_unwanted_events_without_decoding_them():
+    hub = feed.FeedHub()
+    hub.publish([(1, "order.placed", 1.0, None, "not json: never decoded"),
+                 (2, "stock.changed", 1.0, "a", '{"sku": "a"}'),
+                 (3, "order.placed", 1.0, None, "not json either")])  # fmt: skip
+    fresh = hub.since(0, ("stock.changed",))
+    assert fresh is not None
+    events, last = fresh
+    assert [e.seq for e in events] == [2] and last == 3
+
+
+async def test_a_reader_of_some_types_moves_its_cursor_past_the_others(engine):
+    await engine.set_stock("a", 10)
+    head = engine.feed_head
+    reader = engine.events(head, ["product.sold_out"])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(engine.place_order, {"a": 4})  # live: no sold_out among them
+        with trio.move_on_after(0.2):
+            await reader.__anext__()
+            raise AssertionError("no product.sold_out was committed")
+        assert reader.cursor == engine.feed_head  # passed over, not left to re-read
+        nursery.start_soon(engine.place_order, {"a": 6})
+        with trio.fail_after(5):
+            event = await reader.__anext__()
+    assert event.type == "product.sold_out" and event.data["sku"] == "a"
+    assert reader.cursor == event.seq
