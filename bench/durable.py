@@ -289,14 +289,14 @@ def print_feed(by_feed: dict[tuple[str, bool], Result]) -> None:
     watched = [r for r in by_feed.values() if r.feed is not None]
     if not watched:
         return
-    print(f"{'webhook of':<40}{'feed lag p99':>13}{'delivery p50 ms':>16}{'p99 ms':>9}"
-          f"{'delivered':>11}{'caught up s':>13}")  # fmt: skip
+    print(f"{'webhook of':<40}{'feed lag p99':>13}{'delivery p50 ms':>16}{'p99 ms':>12}"
+          f"{'delivered':>16}{'caught up s':>13}")  # fmt: skip
     for result in watched:
         f = result.feed
         assert f is not None
         print(
             f"{result.name:<40}{f.feed_lag_p99:>13}{f.delivery_p50_ms:>16.1f}"
-            f"{f.delivery_p99_ms:>9.1f}{f'{f.delivered}/{f.events}':>11}{f.catch_up_s:>13.1f}"
+            f"{f.delivery_p99_ms:>12.1f}{f'{f.delivered}/{f.events}':>16}{f.catch_up_s:>13.1f}"
         )
 
 
