@@ -114,7 +114,7 @@ class FeedHub:
             if event is None:
                 event = kept.event = event_from_row(kept.row)
             out.append(event)
-        return out, ring[-1].row[0]
+        return out, self.head  # the ring ends at the head: publish keeps them together
 
     async def wait_beyond(self, seq: int) -> None:
         """Return once the head is past ``seq``. Cancellable. Raises EngineClosed once the
