@@ -148,7 +148,8 @@ class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
 #: The change feed's event types (the engine's EVENT_TYPES; a test keeps them the same).
 EventType = Literal[
     "stock.changed", "order.placed", "order.changed", "order.extended", "order.confirmed",
-    "order.cancelled", "order.expired", "product.sold_out", "product.back_in_stock",
+    "order.cancelled", "order.expired", "order.returned", "product.sold_out",
+    "product.back_in_stock",
 ]  # fmt: skip
 
 

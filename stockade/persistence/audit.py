@@ -28,7 +28,7 @@ from stockade.persistence.books import BooksCheck, BooksReport, LevelRow, OrderM
 from stockade.persistence.journal import Store
 from stockade.persistence.keys import BUSY_TIMEOUT_S
 from stockade.persistence.memory import MemoryStore, StoreState
-from stockade.persistence.rows import ORDER_COLUMNS, order_from_row, order_row
+from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, order_from_row, order_row
 from stockade.persistence.schema import SCHEMA_VERSION
 from stockade.persistence.sqlite import SQLiteStore
 
@@ -133,8 +133,8 @@ def read_schema_version(conn: sqlite3.Connection) -> int | None:
 def split_order_row(row: Any) -> tuple[tuple[Any, ...], OrderMove | None]:
     """A row of :data:`ORDER_MOVES` as the order's columns and its movement sum (or None)."""
     values = tuple(row)
-    move: OrderMove | None = None if values[9] is None else values[9:]
-    return values[:9], move
+    move: OrderMove | None = None if values[ORDER_WIDTH] is None else values[ORDER_WIDTH:]
+    return values[:ORDER_WIDTH], move
 
 
 def level_row(row: Any) -> LevelRow:

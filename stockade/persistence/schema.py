@@ -154,6 +154,14 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    [  # 6: partial returns (design.md §13): units returned and written off per sku, as JSON;
+        # NULL: none (every order written before)
+        "ALTER TABLE orders ADD COLUMN returned TEXT",
+        "ALTER TABLE orders ADD COLUMN written_off TEXT",
+    ]
+)
+
 #: Makes the one state row of a new database (the columns named: later migrations add more).
 INIT_STATE = (
     "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "
