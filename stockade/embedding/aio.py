@@ -156,8 +156,20 @@ class AsyncioEngine:
     ) -> Order:
         return await self._call(Engine.extend, order_id, hold_for, idempotency_key=idempotency_key)
 
-    async def confirm(self, order_id: str) -> Order:
-        return await self._call(Engine.confirm, order_id)
+    async def confirm(self, order_id: str, *, late: bool = False) -> Order:
+        return await self._call(Engine.confirm, order_id, late=late)
+
+    async def return_units(
+        self,
+        order_id: str,
+        lines: Lines,
+        *,
+        restock: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        return await self._call(
+            Engine.return_units, order_id, lines, restock=restock, idempotency_key=idempotency_key
+        )
 
     async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         return await self._call(Engine.cancel, order_id, allow_return=allow_return)

@@ -408,8 +408,20 @@ class BlockingEngine:
     ) -> Order:
         return self._call(Engine.extend, order_id, hold_for, idempotency_key=idempotency_key)
 
-    def confirm(self, order_id: str) -> Order:
-        return self._call(Engine.confirm, order_id)
+    def confirm(self, order_id: str, *, late: bool = False) -> Order:
+        return self._call(Engine.confirm, order_id, late=late)
+
+    def return_units(
+        self,
+        order_id: str,
+        lines: Lines,
+        *,
+        restock: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        return self._call(
+            Engine.return_units, order_id, lines, restock=restock, idempotency_key=idempotency_key
+        )
 
     def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         return self._call(Engine.cancel, order_id, allow_return=allow_return)

@@ -14,6 +14,7 @@ from stockade.errors import IncompatibleStore
 __all__ = [
     "INIT_STATE",
     "KEYS_SINCE",
+    "RETURNS_SINCE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "STATE_TABLE",
@@ -172,6 +173,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The first schema version with the ``api_keys`` table.
 KEYS_SINCE = 2
+#: The first schema version with the orders' ``returned`` and ``written_off`` columns.
+RETURNS_SINCE = 6
 
 
 def migrations_after(version: int) -> list[str]:
