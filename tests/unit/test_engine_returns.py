@@ -338,3 +338,28 @@ async def test_concurrent_returns_of_one_order_never_return_more_than_it_bought(
     assert outcomes.count("ok") <= 4
     assert (await shop.stock("a")).on_hand == 10 - final.written_off.get("a", 0)
     await books(shop, store)
+
+
+async def test_returns_and_late_payments_in_the_change_feed(shop, store, autojump_clock):
+    await shop.set_stock("a", 3)
+    held = await shop.place_order({"a": 3}, hold_for=30)
+    await trio.sleep(31)
+    await shop.confirm(held.id, late=True)
+    await shop.return_units(held.id, {"a": 1})
+    await shop.return_units(held.id, {"a": 2}, restock=False)
+    events, _ = await shop.event_page(0, 100)
+    kinds = [e.type for e in events]
+    assert kinds[kinds.index("order.expired") :] == [
+        "order.expired", "stock.changed", "product.back_in_stock",
+        "order.confirmed", "stock.changed", "product.sold_out",  # paid late: taken again
+        "order.returned", "stock.changed", "product.back_in_stock",  # one restocked
+        "order.returned", "order.cancelled",  # the rest written off: no stock moves
+    ]  # fmt: skip
+    late, one, rest, cancelled = (e.data for e in events if e.type in ("order.confirmed",
+                                  "order.returned", "order.cancelled"))  # fmt: skip
+    assert late["status"] == "confirmed" and late["returned"] == {}
+    assert (one["status"], one["returned"], one["written_off"]) == ("confirmed", {"a": 1}, {})
+    assert (rest["status"], rest["written_off"]) == ("cancelled", {"a": 2})
+    assert cancelled == rest
+    only, _ = await shop.event_page(0, 100, types=["order.returned"])
+    assert [e.data["returned"] for e in only] == [{"a": 1}, {"a": 3}]
