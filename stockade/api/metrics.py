@@ -1,7 +1,9 @@
-"""Prometheus metrics: the engine's counters read at scrape time, plus per-request ones.
+r"""Prometheus metrics: the engine's counters read at scrape time, plus per-request ones.
 
 Each app gets its own ``CollectorRegistry`` (no process-wide state), rendered by prometheus-client
-in the text exposition format.
+in the text exposition format. Collectors are synchronous and the engine is behind an async port
+(:mod:`stockade.api.port`), so a scrape first :meth:`Metrics.refresh`\ es a snapshot of the
+engine's statistics and feed head (one call each), which the collectors then read.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from stockade.engine.engine import Engine
+from stockade.api.port import EnginePort
+from stockade.engine.models import EngineStatistics
 
 __all__ = ["Metrics"]
 
@@ -50,22 +53,28 @@ _READ = [(attrgetter(field), *metric) for field, metric in _ENGINE.items()]
 
 
 class _EngineCollector(Collector):
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.engine.statistics()
+        stats = self.metrics.statistics
+        if stats is None:  # not refreshed yet: nothing to say about the engine
+            return
         for read, name, doc, kind in _READ:
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(name, doc, value=float(read(stats)))
 
 
 class Metrics:
-    """The registry of one app."""
+    """The registry of one app, over ``engine``'s port. ``statistics`` and ``feed_head`` are
+    the snapshot of the last :meth:`refresh` (None before the first)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EnginePort) -> None:
+        self.engine = engine
+        self.statistics: EngineStatistics | None = None
+        self.feed_head: int | None = None
         self.registry = CollectorRegistry()
-        self.registry.register(_EngineCollector(engine))
+        self.registry.register(_EngineCollector(self))
         self.requests = Counter(
             "stockade_http_requests", "HTTP requests by route and status",
             ["route", "status"], registry=self.registry,
@@ -75,6 +84,13 @@ class Metrics:
             ["outcome"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )  # fmt: skip
+
+    async def refresh(self) -> None:
+        """Read the engine's statistics and feed head for the next scrape. Cancellable; a
+        remote engine's errors propagate (the snapshot is then left as it was)."""
+        statistics = await self.engine.statistics()
+        self.feed_head = await self.engine.feed_head()
+        self.statistics = statistics
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request (and time it, for POST /v1/orders)."""

@@ -43,6 +43,7 @@ from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event
+from stockade.api.port import LocalBooks
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 from stockade.persistence.webhooks import WebhookStore
@@ -163,8 +164,8 @@ async def _serve(
             api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
                               key_refresh_s=settings.key_refresh_s, feed=settings.feed)  # fmt: skip
             hooks = store.webhook_table() if isinstance(store, WebhookStore) else None
-            app = create_app(engine, api, table, tracing, webhook_table=hooks)
-            app.config["STOCKADE_STORE"] = store  # GET /v1/admin/check reads it
+            app = create_app(engine, api, table, tracing, webhook_table=hooks,
+                             books=LocalBooks(store))  # fmt: skip
             feed: FeedService = app.config["STOCKADE_FEED"]
             keys: ApiKeys = app.config["STOCKADE_KEYS"]
             config = Config()
