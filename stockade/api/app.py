@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
@@ -192,8 +192,7 @@ async def healthz() -> Response:
 @requires("anyone")
 async def metrics() -> Response:
     observed: Metrics = current_app.config["STOCKADE_METRICS"]
-    await observed.refresh()  # the engine's counters, read once for the whole scrape
-    return Response(generate_latest(observed.registry), content_type=CONTENT_TYPE_LATEST)
+    return Response(await observed.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 @health.get("/openapi.json")
@@ -256,7 +255,7 @@ def create_app(
     app.config["STOCKADE_FEED"] = service = FeedService(
         port, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table, local
     )
-    observed.registry.register(FeedCollector(service, observed))
+    observed.register(FeedCollector(service, observed))
     for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
     app.register_blueprint(history)
