@@ -171,7 +171,7 @@ class EngineCore:
         with scope:
             while True:
                 await trio.sleep(RETIRE_INTERVAL_S)
-                book.retire_due(self._clock(), self._journal.committed_seq)
+                book.retire_due(self._clock(), self._journal.committed_seq, self._busy)
 
     # -- shared machinery ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import UTC, datetime
 
 import msgspec
@@ -329,10 +329,11 @@ class OrderBook:
         retire_at = max(now, order.created_at.timestamp() + self.key_ttl_s)
         heapq.heappush(self._retiring, (retire_at, next(self._ties), order.id, order, seq))
 
-    def retire_due(self, now: float, committed_seq: int) -> int:
+    def retire_due(self, now: float, committed_seq: int, busy: Container[str] = frozenset()) -> int:
         """Drop the finished orders whose time has come; return how many. An order that moved
         again since (a return) is left to its newer entry; one that a remembered key still
-        names waits for the key; one whose last move is not yet committed waits for that."""
+        names waits for the key; one whose last move is not yet committed, or that a move in
+        progress holds (``busy``: a late payment taking its units again), waits for that."""
         self._forget_keys(now)
         retiring = self._retiring
         waiting: list[tuple[float, int, str, Order, int]] = []
@@ -346,7 +347,7 @@ class OrderBook:
             if pinned is not None and pinned > now:
                 heapq.heappush(retiring, (pinned, tie, order_id, snapshot, seq))
                 continue
-            if seq > committed_seq:
+            if seq > committed_seq or order_id in busy:
                 waiting.append(entry)
                 continue
             del self.orders[order_id]
