@@ -33,11 +33,9 @@ def add_paths(paths: dict[str, dict[str, Any]]) -> None:
                                       "is back)"),
                 **_order_problems(404, 409, *_WRITE)}  # fmt: skip
     returned["409"]["description"] = (
-        "the order is not confirmed (a hold, or every unit already back), or the idempotency "
-        "key was used for another request"
-    )
-    returned["422"]["description"] = (
-        "invalid input: more units than bought and not yet returned, or a sku the order lacks"
+        "the order is not confirmed (a hold, or every unit already back), the lines ask for "
+        "more units than it bought and has not returned yet or for a sku it lacks "
+        "(return-conflict), or the idempotency key was used for another request"
     )
     paths["/v1/orders/{order_id}/returns"] = {"post": {
         "operationId": "returnUnits",

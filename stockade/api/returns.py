@@ -9,8 +9,9 @@ confirm of §3.
 a confirmed order back: restocked where they were sold from, or (``"restock": false``) written
 off. It takes an ``Idempotency-Key`` header: the same key with the same return answers the order
 as it is now and moves nothing; with another, 409 ``idempotency-conflict``. Returning more than
-was bought and not yet returned, or a sku the order does not have, is 422; an order that is not
-confirmed (a hold, or one whose every unit is back) is 409 ``invalid-transition``. Both need a
+was bought and not yet returned, or a sku the order does not have, is 409 ``return-conflict``
+(the body is valid; the order refuses it); an order that is not confirmed (a hold, or one whose
+every unit is back) is 409 ``invalid-transition``. Both need a
 service or merchant key, never an anonymous one (design.md §10).
 """
 

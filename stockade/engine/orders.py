@@ -41,7 +41,7 @@ from stockade.engine.events import (
     OrderReturned,
 )
 from stockade.engine.models import Allocations, KeyUse, Order
-from stockade.errors import IdempotencyConflict, InvalidRequest, InvalidTransition, OrderNotFound
+from stockade.errors import IdempotencyConflict, InvalidTransition, OrderNotFound, ReturnConflict
 
 __all__ = ["OrderBook", "from_timestamp"]
 
@@ -217,17 +217,17 @@ class OrderBook:
     def check_return(self, order_id: str, lines: dict[str, int]) -> Order:
         """The order, if ``lines`` may come back from it: it is confirmed (else
         InvalidTransition) and each line names one of its skus, at most the units bought and
-        not yet returned (else InvalidRequest). Changes nothing."""
+        not yet returned (else ReturnConflict). Changes nothing."""
         order = self.get(order_id)
         if order.status != "confirmed":
             raise InvalidTransition(order_id, order.status, "return units of")
         for sku, qty in lines.items():
             bought = order.lines.get(sku)
             if bought is None:
-                raise InvalidRequest(f"order {order_id!r} has no line for {sku!r}")
+                raise ReturnConflict(f"order {order_id!r} has no line for {sku!r}")
             left = bought - order.returned.get(sku, 0)
             if qty > left:
-                raise InvalidRequest(
+                raise ReturnConflict(
                     f"cannot return {qty} of {sku!r} from order {order_id!r}: it bought "
                     f"{bought}, and {left} of them are not returned yet"
                 )

@@ -42,11 +42,12 @@ class Returns(Carts):
         durable.
 
         Raises InvalidTransition for an order that is not confirmed (reserved, expired,
-        cancelled: every unit already back), InvalidRequest for a line the order does not
-        have or more units than it bought and has not returned yet (nothing changes),
-        OrderNotFound, IdempotencyConflict. The same ``idempotency_key`` with the same lines
-        (and the same ``restock``) returns the order as it is now and moves nothing; with
-        other lines, or another order, it raises IdempotencyConflict. Works on an order that
+        cancelled: every unit already back), ReturnConflict (an InvalidRequest) for a line the
+        order does not have or more units than it bought and has not returned yet,
+        InvalidRequest for bad lines, OrderNotFound, IdempotencyConflict; nothing changes.
+        The same ``idempotency_key`` with the same lines (and the same ``restock``) returns
+        the order as it is now and moves nothing; with other lines, or another order, it
+        raises IdempotencyConflict. Works on an order that
         left memory (read back from the store). Cancellable only while it waits for
         durability (the return is then made all the same).
         """

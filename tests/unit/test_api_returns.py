@@ -97,11 +97,11 @@ async def test_returns_over_http_restock_write_off_and_replay(client, engine):
     two = await ok(await client.post(url, json=lost, headers=ADMIN))
     assert (two["returned"], two["written_off"]) == ({"a": 2}, {"a": 1})
     assert (await engine.stock("a")).on_hand == 8
-    over = await problem(await client.post(url, json={"lines": lines(a=2)}, headers=ADMIN), 422,
-                         "invalid-request")  # fmt: skip
+    over = await problem(await client.post(url, json={"lines": lines(a=2)}, headers=ADMIN), 409,
+                         "return-conflict")  # fmt: skip
     assert "not returned yet" in over["detail"]
-    await problem(await client.post(url, json={"lines": lines(c=1)}, headers=ADMIN), 422,
-                  "invalid-request")  # fmt: skip
+    await problem(await client.post(url, json={"lines": lines(c=1)}, headers=ADMIN), 409,
+                  "return-conflict")  # fmt: skip
     last = await ok(await client.post(url, json={"lines": lines(a=1, b=1)}, headers=ADMIN))
     assert last["status"] == "cancelled" and last["returned"] == {"a": 3, "b": 1}
     assert (await engine.stock("a")).on_hand == 9 and (await engine.stock("b")).on_hand == 10

@@ -18,6 +18,7 @@ from stockade import (
     MemoryStore,
     OrderNotFound,
     OutOfStock,
+    ReturnConflict,
     StockLevel,
 )
 from stockade.persistence.audit import check_state
@@ -251,8 +252,8 @@ async def test_a_whole_cancel_after_a_partial_return_returns_only_what_is_left(
 
 
 BAD_RETURNS: list[tuple[Any, type[Exception]]] = [
-    ({"a": 3}, InvalidRequest),  # more than bought
-    ({"b": 1}, InvalidRequest),  # a line the order does not have
+    ({"a": 3}, ReturnConflict),  # more than bought
+    ({"b": 1}, ReturnConflict),  # a line the order does not have
     ({"a": 0}, InvalidRequest),
     ({}, InvalidRequest),
     ([("a", 1), ("a", 1)], InvalidRequest),
