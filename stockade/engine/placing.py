@@ -221,34 +221,16 @@ class Placing(EngineCore):
             self._leave()
 
     async def _confirm_late(self, order: Order) -> Order:
-        """Take an expired order's lines again, sold outright (as a direct purchase takes
-        them, through each product's actor), then journal the confirm; OutOfStock after
-        giving back what was taken if any line is short. The caller marks the order busy."""
+        """Take an expired order's lines again, sold outright, then journal the confirm;
+        OutOfStock (after giving back what was taken) if any line is short. The caller marks
+        the order busy."""
         journal = self._journal
-        dispatcher = self._dispatcher
-        lines = order.lines
         journal.claim_slot()
         claimed = True
         try:
-            if not dispatcher.has_room(lines):
-                raise self._overloaded(lines)
-            where = (
-                None if order.channel is None and order.location is None
-                else self._table.where(order.channel, order.location)
-            )  # fmt: skip
-            waiter = Waiter(len(lines))
-            for index, (sku, qty) in enumerate(lines.items()):
-                # The same take as a direct purchase's: what the actor counts or limits per
-                # order (a placement's checks) applies to a late confirm too.
-                take = Take(order_id=order.id, qty=qty, hold=False, where=where)
-                dispatcher.post(sku, take, waiter, index, force=True)
-            replies = await waiter.wait()
-            if not all(type(r) is dict for r in replies):
-                await self._give_back(order.id, lines, replies, False)
+            taken = await self._take_for(order, order.lines, False)
             now = self._clock()
-            confirmed, event = self._book.confirm_late(
-                order.id, dict(zip(lines, replies, strict=True)), now
-            )
+            confirmed, event = self._book.confirm_late(order.id, taken, now)
             seq = journal.append((event,))
             journal.free_slot()
             claimed = False
@@ -261,6 +243,31 @@ class Placing(EngineCore):
         if not journal.is_durable(seq):
             await journal.wait_durable(seq)
         return confirmed
+
+    async def _take_for(
+        self, order: Order, lines: Mapping[str, int], hold: bool
+    ) -> dict[str, dict[str, int]]:
+        """Take ``lines`` for an order that exists (a cart edit's growth, held; a late
+        payment's lines, sold), from the locations its channel or pin allows, through each
+        product's actor as a placement's lines are taken (so whatever the actor checks per
+        order applies here too): the allocations taken, by sku, or OutOfStock after giving
+        back what was taken. The caller holds a journal slot. Not cancellable (bounded by one
+        dispatcher pass); Overloaded, taking nothing, while a mailbox is full."""
+        dispatcher = self._dispatcher
+        if not dispatcher.has_room(lines):
+            raise self._overloaded(lines)
+        where = (
+            None if order.channel is None and order.location is None
+            else self._table.where(order.channel, order.location)
+        )  # fmt: skip
+        waiter = Waiter(len(lines))
+        for index, (sku, qty) in enumerate(lines.items()):
+            take = Take(order_id=order.id, qty=qty, hold=hold, where=where)
+            dispatcher.post(sku, take, waiter, index)
+        replies = await waiter.wait()
+        if not all(type(r) is dict for r in replies):
+            await self._give_back(order.id, lines, replies, hold)
+        return dict(zip(lines, replies, strict=True))
 
     async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         """Cancel an order: release its hold, or for a confirmed order take the units back on

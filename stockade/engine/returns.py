@@ -60,11 +60,8 @@ class Returns(Carts):
         kind = "return" if restock else "write_off"
         self._enter()
         try:
-            if key is not None:
-                use = await self._claim_key(key, kind, checked, order_id)
-                if use is not None:
-                    return await self._replayed(order_id)
-            try:
+
+            async def take_back() -> tuple[Order, int, float]:
                 await self._resident(order_id)
                 now = self._clock()
                 self._expire(order_id, now)
@@ -77,13 +74,8 @@ class Returns(Carts):
                     self._dispatcher.post(sku, command, None, 0, force=True)
                 self._finished_order(order, seq, now)
                 self.counters["returned"] += 1
-                if key is not None:  # appended last: waiting for it covers the return too
-                    seq = self._remember(key, kind, order_id, checked, now)
-            finally:
-                if key is not None:
-                    self._claiming.pop(key).set()
-            if not self._journal.is_durable(seq):
-                await self._journal.wait_durable(seq)
-            return order
+                return order, seq, now
+
+            return await self._keyed_move(order_id, key, kind, checked, take_back)
         finally:
             self._leave()
