@@ -5,3 +5,5 @@
 * :mod:`stockade.fronts.supervisor`: ``stockade serve --workers N``, one engine process and N
   fronts sharing a port.
 """
+
+__all__: list[str] = []  # the modules hold the code
