@@ -156,6 +156,13 @@ class ChangeOrderCall(CallBase[Order], tag="change_order"):
     idempotency_key: str | None = None
 
 
+class ReturnUnitsCall(CallBase[Order], tag="return_units"):
+    order_id: str
+    lines: LinesField
+    restock: bool = True
+    idempotency_key: str | None = None
+
+
 class ExtendCall(CallBase[Order], tag="extend"):
     order_id: str
     hold_for: timedelta | float

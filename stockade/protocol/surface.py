@@ -111,9 +111,13 @@ class AsyncEngineCalls:
         return await self._call(c.ExtendCall(order_id, hold_for, idempotency_key))
 
     async def return_units(
-        self, order_id: str, lines: Lines, *, restock: bool = True,
+        self,
+        order_id: str,
+        lines: Lines,
+        *,
+        restock: bool = True,
         idempotency_key: str | None = None,
-    ) -> Order:  # fmt: skip
+    ) -> Order:
         return await self._call(c.ReturnUnitsCall(order_id, _any(lines), restock, idempotency_key))
 
     # -- locations and channels ---------------------------------------------------------------
@@ -239,9 +243,13 @@ class BlockingEngineCalls:
         return self._call(c.ExtendCall(order_id, hold_for, idempotency_key))
 
     def return_units(
-        self, order_id: str, lines: Lines, *, restock: bool = True,
+        self,
+        order_id: str,
+        lines: Lines,
+        *,
+        restock: bool = True,
         idempotency_key: str | None = None,
-    ) -> Order:  # fmt: skip
+    ) -> Order:
         return self._call(c.ReturnUnitsCall(order_id, _any(lines), restock, idempotency_key))
 
     # -- locations and channels ---------------------------------------------------------------

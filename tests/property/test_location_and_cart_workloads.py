@@ -181,7 +181,10 @@ async def test_orders_across_locations_and_channels_balance(seed, autojump_clock
         await final_books(engine, store, net, orders)
     assert outcomes["placed"] > 100 and outcomes["refused"] > 0, outcomes
     assert outcomes["transfers"] > 10 and outcomes["transfer_refused"] > 0, outcomes
-    assert outcomes["paid_late"] > 0 and outcomes["returns"] > 10, outcomes
+    # Late payments are attempted; whether one finds its units again depends on how trio
+    # happened to order the rush (a seed fails ~1 run in 10 to have one succeed), so success
+    # and refusal are pinned deterministically in tests/unit/test_engine_returns.py.
+    assert outcomes["paid_late"] + outcomes["late_short"] > 0 and outcomes["returns"] > 10, outcomes
     assert any(o.written_off for o in orders) and any(o.returned for o in orders)
     assert {o.status for o in orders} == {"confirmed", "cancelled", "expired"}
     assert any(len(a) > 1 for o in orders for a in o.allocations.values())  # split lines
