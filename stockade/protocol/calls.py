@@ -169,13 +169,6 @@ class ExtendCall(CallBase[Order], tag="extend"):
     idempotency_key: str | None = None
 
 
-class ReturnUnitsCall(CallBase[Order], tag="return_units"):
-    order_id: str
-    lines: LinesField
-    restock: bool = True
-    idempotency_key: str | None = None
-
-
 # -- locations and channels -------------------------------------------------------------------
 
 
