@@ -24,7 +24,7 @@ import msgspec
 import trio
 
 from stockade.engine.engine import Engine
-from stockade.errors import EngineRefused, InvalidRequest, Overloaded, StockadeError
+from stockade.errors import EngineClosed, EngineRefused, InvalidRequest, Overloaded, StockadeError
 from stockade.protocol.auth import server_handshake
 from stockade.protocol.calls import ENGINE_CALLS, CallBase
 from stockade.protocol.codes import error_to_wire
@@ -176,6 +176,12 @@ class _Connection:
                 await self.idle.wait()
                 await self.frames.wait_sent()
             nursery.cancel_scope.cancel()
+
+    def _end_streams(self) -> None:
+        """Streams never finish by themselves: end each with EngineClosed."""
+        for id in list(self.credits):
+            self._fail(id, EngineClosed("the engine is shutting down"))
+            self.calls[id].cancel()
 
     async def _stop_reading(self, stop: trio.Event, reading: trio.CancelScope) -> None:
         await stop.wait()
