@@ -10,6 +10,7 @@ body that was not read to its end from wedging its connection, and in front of t
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 import msgspec
@@ -40,7 +41,7 @@ from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
-from stockade.errors import InvalidTransition
+from stockade.errors import EngineUnavailable, InvalidTransition
 from stockade.persistence.keys import KeyTable, MemoryKeys
 from stockade.persistence.webhooks import MemoryWebhooks, WebhookTable
 
@@ -211,7 +212,13 @@ async def docs() -> Response:
 @health.get("/readyz")
 @requires("anyone")
 async def readyz() -> Response:
-    journal = (await _engine().statistics()).journal
+    remote = current_app.config.get("STOCKADE_REMOTE")  # a front's link to its engine
+    try:
+        if remote is not None and not remote.connected:
+            raise EngineUnavailable("the engine cannot be reached")
+        journal = (await _engine().statistics()).journal
+    except EngineUnavailable as exc:
+        return _json({"ready": False, "journal_buffered": None, "detail": str(exc)}, 503)
     return _json({"ready": journal.healthy, "journal_buffered": journal.buffered},
                  200 if journal.healthy else 503)  # fmt: skip
 
@@ -219,7 +226,7 @@ async def readyz() -> Response:
 def create_app(
     engine: Engine | EnginePort, settings: ApiSettings, key_table: KeyTable | None = None,
     tracing: Tracing | None = None, webhook_table: WebhookTable | None = None, *,
-    books: BooksPort | None = None,
+    books: BooksPort | None = None, engine_series: Callable[[], Awaitable[bytes]] | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
@@ -234,8 +241,10 @@ def create_app(
     ``webhook_table`` (by default in memory); ``app.config["STOCKADE_FEED"]`` is the
     :class:`~stockade.api.feed.FeedService` whose ``run`` delivers them and feeds product
     streams (webhooks are delivered only for an engine in this process). ``books`` runs
-    ``GET /v1/admin/check`` (by default there is nothing to check: 409). Raises RuntimeError if
-    a route declares no role."""
+    ``GET /v1/admin/check`` (by default there is nothing to check: 409). ``engine_series`` (a
+    front's) answers the engine process's own metrics, shown by ``/metrics`` instead of the
+    engine's statistics read here (see :mod:`stockade.api.metrics`). Raises RuntimeError if a
+    route declares no role."""
     port: EnginePort = LocalEngine(engine) if isinstance(engine, Engine) else engine
     local = port.engine if isinstance(port, LocalEngine) else None
     app = QuartTrio(__name__, static_folder=None)
@@ -243,7 +252,7 @@ def create_app(
     app.config["STOCKADE_BOOKS"] = LocalBooks(None) if books is None else books
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["STOCKADE_METRICS"] = observed = Metrics(port)
+    app.config["STOCKADE_METRICS"] = observed = Metrics(port, remote_series=engine_series)
     app.config["STOCKADE_TRACING"] = tracing
     accounting = Accounting(observed, settings.log_requests, tracing)
     app.config["STOCKADE_AUTH"] = auth = Guard(

@@ -1,0 +1,313 @@
+"""One engine, two fronts (design.md §12): a real ``stockade engine`` on a Unix socket and two
+real ``stockade serve --engine`` fronts on 127.0.0.1 and 127.0.0.2, driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.integration.engine_process import EngineProcess
+from tests.integration.feedhttp import get
+from tests.integration.fronts import Front
+
+TOKEN = "fronts-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+BUY = {"lines": [{"sku": "hot", "qty": 1}]}
+#: For the fault tests, which leave connections idle while the engine is away: no keep-alive,
+#: so a request never races a front closing an idle connection (a client-side reset).
+FRESH = httpx.Limits(max_keepalive_connections=0)
+
+
+class Cluster:
+    def __init__(self, workdir: Path, socket_dir: Path) -> None:
+        self.workdir = workdir
+        self.address = f"unix:{socket_dir / 'engine.sock'}"
+        self.database = f"sqlite:///{workdir / 'stockade.db'}"
+        self.engine = EngineProcess(workdir, self.database, self.address)
+        self.fronts = [
+            Front(workdir, TOKEN, self.address, host=host, name=f"front{i}")
+            for i, host in enumerate(("127.0.0.1", "127.0.0.2"))
+        ]
+
+    def start(self) -> None:
+        self.engine.start()
+        for front in self.fronts:
+            front.start()
+
+    def restart_engine(self) -> None:
+        self.engine = EngineProcess(self.workdir, self.database, self.address)
+        self.engine.start()
+
+    def stop(self) -> None:
+        for front in self.fronts:
+            front.kill()
+        self.engine.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[Cluster]:
+    socket_dir = Path(tempfile.mkdtemp(prefix="stk", dir="/tmp"))  # short: AF_UNIX paths
+    cluster = Cluster(tmp_path, socket_dir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+async def buy(client: httpx.AsyncClient, front: Front, headers: dict[str, str]) -> int:
+    """POST one unit of ``hot`` through ``front``: the status."""
+    return (await client.post(f"{front.url}/v1/orders", json=BUY, headers=headers)).status_code
+
+
+def lines(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+async def test_a_last_unit_rush_through_two_fronts_sells_exactly_the_stock(cluster):
+    one, two = cluster.fronts
+    limits = httpx.Limits(max_connections=200)
+    async with (
+        httpx.AsyncClient(base_url=one.url, limits=limits, timeout=30) as a,
+        httpx.AsyncClient(base_url=two.url, limits=limits, timeout=30) as b,
+    ):
+        put = await a.put("/v1/products/hot", json={"on_hand": 50}, headers=ADMIN)
+        assert put.status_code == 201
+        codes: list[int] = []
+
+        async def buyer(client: httpx.AsyncClient) -> None:
+            codes.append((await client.post("/v1/orders", json=BUY, headers=ADMIN)).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(buyer, a if i % 2 else b)
+        assert sorted(codes) == [201] * 50 + [409] * 150
+        for client in (a, b):
+            level = (await client.get("/v1/products/hot")).json()
+            assert level == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
+    for front in cluster.fronts:
+        assert front.stop() == 0
+    assert cluster.engine.stop() == 0
+
+
+async def test_keys_made_and_revoked_through_one_front_work_on_the_other_within_a_second(
+    cluster,
+):
+    one, two = cluster.fronts
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+        made = await client.post(f"{one.url}/v1/keys", json={"role": "service"}, headers=ADMIN)
+        assert made.status_code == 201
+        key, key_id = made.json()["key"], made.json()["id"]
+        service = {"Authorization": f"Bearer {key}"}
+        assert (
+            await client.post(f"{one.url}/v1/orders", json=BUY, headers=service)
+        ).status_code == 201
+        started = time.monotonic()
+        while (
+            await client.post(f"{two.url}/v1/orders", json=BUY, headers=service)
+        ).status_code != 201:
+            assert time.monotonic() - started < 1.5, "the other front never took the new key"
+            await trio.sleep(0.05)
+        listed = (await client.get(f"{two.url}/v1/keys", headers=ADMIN)).json()["items"]
+        assert [k["id"] for k in listed] == [key_id]
+        revoked = await client.delete(f"{one.url}/v1/keys/{key_id}", headers=ADMIN)
+        assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+        assert (
+            await client.post(f"{one.url}/v1/orders", json=BUY, headers=service)
+        ).status_code == 401
+        started = time.monotonic()
+        while (
+            await client.post(f"{two.url}/v1/orders", json=BUY, headers=service)
+        ).status_code != 401:
+            assert time.monotonic() - started < 1.5, "the other front still takes a revoked key"
+            await trio.sleep(0.05)
+
+
+async def test_an_idempotent_retry_through_the_other_front_gets_the_same_order(cluster):
+    one, two = cluster.fronts
+    keyed = {**ADMIN, "Idempotency-Key": "cart-42"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+        first = await client.post(f"{one.url}/v1/orders", json=BUY, headers=keyed)
+        again = await client.post(f"{two.url}/v1/orders", json=BUY, headers=keyed)
+        assert first.status_code == again.status_code == 201
+        assert first.json() == again.json()
+        two_units = {"lines": [{"sku": "hot", "qty": 2}]}
+        other = await client.post(f"{two.url}/v1/orders", json=two_units, headers=keyed)
+        assert other.status_code == 409
+        assert other.json()["type"] == "/problems/idempotency-conflict"
+        level = (await client.get(f"{two.url}/v1/products/hot")).json()
+        assert level["on_hand"] == 4 and level["available"] == 4  # sold once
+
+
+async def test_carts_locations_history_and_the_books_check_through_a_front(cluster):
+    one, two = cluster.fronts
+    async with httpx.AsyncClient(timeout=30) as client:
+        put = await client.put(f"{one.url}/v1/locations/north", json={"name": "North"},
+                               headers=ADMIN)  # fmt: skip
+        assert put.status_code == 201
+        again = await client.put(f"{two.url}/v1/locations/north", json={"name": "North"},
+                                 headers=ADMIN)  # fmt: skip
+        assert again.status_code == 200  # the other front sees it exists
+        stocked = await client.put(f"{two.url}/v1/products/hot/locations/north",
+                                   json={"on_hand": 7}, headers=ADMIN)  # fmt: skip
+        assert stocked.status_code == 201, stocked.text
+        hold = {**BUY, "hold_seconds": 60}
+        held = (await client.post(f"{one.url}/v1/orders", json=hold, headers=ADMIN)).json()
+        three = {"lines": [{"sku": "hot", "qty": 3}]}
+        changed = await client.patch(f"{two.url}/v1/orders/{held['id']}", json=three,
+                                     headers=ADMIN)  # fmt: skip
+        assert changed.status_code == 200, changed.text
+        listed = (await client.get(f"{one.url}/v1/orders", headers=ADMIN)).json()["items"]
+        assert [o["id"] for o in listed] == [held["id"]]
+        moves = await client.get(f"{two.url}/v1/products/hot/movements", headers=ADMIN)
+        assert moves.status_code == 200 and moves.json()["items"]
+        check = await client.get(f"{one.url}/v1/admin/check", headers=ADMIN)
+        assert check.status_code == 200 and check.json()["balanced"] is True
+        locations = (await client.get(f"{two.url}/v1/locations", headers=ADMIN)).json()["items"]
+        assert "north" in [loc["id"] for loc in locations]
+
+
+async def test_feed_pages_and_streams_through_a_front(cluster):
+    one, two = cluster.fronts
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+        page = (await client.get(f"{two.url}/v1/events", headers=ADMIN)).json()
+        assert "stock.changed" in [e["type"] for e in page["items"]]
+        after = page["next_after"]
+        with trio.fail_after(10):
+            async with get(two.url, f"/v1/events/stream?after={after}", ADMIN) as stream:
+                assert stream.status == 200
+                order = (await client.post(f"{one.url}/v1/orders", json=BUY,
+                                           headers=ADMIN)).json()  # fmt: skip
+                types = []
+                while True:
+                    message = await stream.message()
+                    assert message is not None and message.id > after
+                    types.append(message.fields["event"])
+                    if message.fields["event"] == "order.placed":
+                        assert order["id"] in message.fields["data"]
+                        break
+            async with get(one.url, "/v1/products/hot/stream") as levels:
+                first = await levels.message()
+                assert first is not None and first.data["available"] == 4
+                await client.post(f"{two.url}/v1/orders", json=BUY, headers=ADMIN)
+                changed = await levels.message()
+                assert changed is not None and changed.data["available"] == 3
+        assert types[-1] == "order.placed"
+
+
+async def test_metrics_readiness_and_logs_of_a_front(cluster):
+    one, _ = cluster.fronts
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+        await client.post(f"{one.url}/v1/orders", json=BUY, headers=ADMIN)
+        text = (await client.get(f"{one.url}/metrics")).text
+        assert "stockade_orders_placed_total 1.0" in text  # the engine's, over the protocol
+        assert 'stockade_http_requests_total{route="/v1/orders",status="201"} 1.0' in text
+        assert text.count("# TYPE stockade_orders_placed_total counter") == 1
+        ready = await client.get(f"{one.url}/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+    logged = lines(one.log)
+    assert logged and all(line.get("role") == "front" for line in logged)
+
+
+async def test_engine_killed_under_load_503_then_recovery_with_nothing_acknowledged_lost(
+    cluster,
+):
+    one, two = cluster.fronts
+    acknowledged: dict[str, str] = {}  # idempotency key -> order id
+    unanswered: list[str] = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 100_000}, headers=ADMIN)
+        killed = trio.Event()
+        answers: list[tuple[int, float, dict[str, str]]] = []
+
+        async def shopper(front: Front, n: int) -> None:
+            for i in range(10_000):
+                key = f"s{n}-{i}"
+                started = time.monotonic()
+                r = await client.post(f"{front.url}/v1/orders", json=BUY,
+                                      headers={**ADMIN, "Idempotency-Key": key})  # fmt: skip
+                if r.status_code == 201:
+                    acknowledged[key] = r.json()["id"]
+                else:
+                    unanswered.append(key)
+                    if killed.is_set():
+                        answers.append((r.status_code, time.monotonic() - started,
+                                        dict(r.headers)))  # fmt: skip
+                        body = r.json()
+                        assert body["type"] == "/problems/engine-unavailable", body
+                        return
+
+        async with trio.open_nursery() as nursery:
+            for n in range(8):
+                nursery.start_soon(shopper, one if n % 2 else two, n)
+            await trio.sleep(1.0)
+            cluster.engine.kill()  # SIGKILL, and reaped
+            killed.set()
+        assert answers, "no request saw the engine gone"
+        for status, seconds, headers in answers:
+            assert status == 503 and "retry-after" in headers and seconds < 5.0
+        ready = await client.get(f"{one.url}/readyz")
+        assert ready.status_code == 503
+        assert (await client.get(f"{one.url}/healthz")).status_code == 200
+    cluster.restart_engine()
+    async with httpx.AsyncClient(timeout=10, limits=FRESH) as client:
+        for front in cluster.fronts:  # both fronts link again
+
+            async def ready_again(url: str = front.url) -> bool:
+                return (await client.get(f"{url}/readyz")).status_code == 200
+
+            deadline = time.monotonic() + 10
+            while not await ready_again():
+                assert time.monotonic() < deadline, "a front never linked to the new engine"
+                await trio.sleep(0.05)
+        for key, order_id in acknowledged.items():  # every acknowledged order is there
+            got = await client.get(f"{two.url}/v1/orders/{order_id}", headers=ADMIN)
+            assert got.status_code == 200, (key, got.text)
+        for key in unanswered:  # a retry with its key gets its answer (placed once at most)
+            retried = await client.post(f"{one.url}/v1/orders", json=BUY,
+                                        headers={**ADMIN, "Idempotency-Key": key})  # fmt: skip
+            assert retried.status_code == 201
+        level = (await client.get(f"{one.url}/v1/products/hot")).json()
+        assert level["reserved"] == 0
+        assert level["on_hand"] == 100_000 - len(acknowledged) - len(set(unanswered))
+
+
+async def test_a_paused_engine_gets_503_then_recovery_after_sigcont(cluster):
+    one, _ = cluster.fronts
+    async with httpx.AsyncClient(timeout=10, limits=FRESH) as client:
+        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 10}, headers=ADMIN)
+        cluster.engine.signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            r = await client.post(f"{one.url}/v1/orders", json=BUY,
+                                  headers={**ADMIN, "Idempotency-Key": "paused"})  # fmt: skip
+            assert r.status_code == 503 and r.headers["retry-after"]
+            assert r.json()["type"] == "/problems/engine-unavailable"
+            assert time.monotonic() - started < 5.0
+            await trio.sleep(3.5)  # the link's pings notice too
+            assert (await client.get(f"{one.url}/readyz")).status_code == 503
+        finally:
+            cluster.engine.signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while (await client.get(f"{one.url}/readyz")).status_code != 200:
+            assert time.monotonic() < deadline
+            await trio.sleep(0.05)
+        again = await client.post(f"{one.url}/v1/orders", json=BUY,
+                                  headers={**ADMIN, "Idempotency-Key": "paused"})  # fmt: skip
+        assert again.status_code == 201
+        level = (await client.get(f"{one.url}/v1/products/hot")).json()
+        assert level["available"] == 9  # the order placed once, whichever call placed it
