@@ -9,6 +9,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -311,3 +312,50 @@ async def test_a_paused_engine_gets_503_then_recovery_after_sigcont(cluster):
         assert again.status_code == 201
         level = (await client.get(f"{one.url}/v1/products/hot")).json()
         assert level["available"] == 9  # the order placed once, whichever call placed it
+
+
+async def test_fronts_follow_the_postgresql_standby_when_the_owner_is_killed(
+    postgres_dsn, tmp_path
+):
+    socket_dir = Path(tempfile.mkdtemp(prefix="stk", dir="/tmp"))
+    owner = EngineProcess(tmp_path, postgres_dsn, f"unix:{socket_dir / 'owner.sock'}")
+    standby = EngineProcess(tmp_path, postgres_dsn, f"unix:{socket_dir / 'standby.sock'}")
+    both = f"{owner.listen},{standby.listen}"
+    fronts = [
+        Front(tmp_path, TOKEN, both, host=host, name=f"front{i}")
+        for i, host in enumerate(("127.0.0.1", "127.0.0.2"))
+    ]
+    try:
+        owner.start()
+        async with trio.open_nursery() as nursery:
+            # the standby waits for the store before it listens: its start returns after the
+            # owner is gone
+            nursery.start_soon(partial(trio.to_thread.run_sync, standby.start, 60.0))
+            for front in fronts:
+                front.start()
+            one, two = fronts
+            async with httpx.AsyncClient(timeout=10, limits=FRESH) as client:
+                await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 10},
+                                 headers=ADMIN)  # fmt: skip
+                first = await client.post(f"{two.url}/v1/orders", json=BUY, headers=ADMIN)
+                assert first.status_code == 201
+                owner.kill()
+                deadline = time.monotonic() + 30
+                for front in fronts:
+                    while (await client.get(f"{front.url}/readyz")).status_code != 200:
+                        assert time.monotonic() < deadline, "a front never followed the standby"
+                        await trio.sleep(0.1)
+                again = await client.get(f"{one.url}/v1/orders/{first.json()['id']}",
+                                         headers=ADMIN)  # fmt: skip
+                assert again.status_code == 200
+                assert await buy(client, one, ADMIN) == 201
+                assert await buy(client, two, ADMIN) == 201
+                level = (await client.get(f"{two.url}/v1/products/hot")).json()
+                assert level["on_hand"] == 7
+        assert standby.process is not None and standby.process.poll() is None
+    finally:
+        for front in fronts:
+            front.kill()
+        owner.kill()
+        standby.kill()
+        shutil.rmtree(socket_dir, ignore_errors=True)
