@@ -389,6 +389,7 @@ class RemoteEvents:
         self._id = 0
         self._pending: _Pending | None = None
         self._taken = 0
+        self.cursor = call.after  # the seq of the last event read
 
     def __aiter__(self) -> RemoteEvents:
         return self
@@ -419,7 +420,9 @@ class RemoteEvents:
         if self._taken >= STREAM_WINDOW // 2 and link is not None:
             link.frames.send_nowait(Credit(self._id, self._taken))
             self._taken = 0
-        return self._decoder.decode(raw)
+        event: Event = self._decoder.decode(raw)
+        self.cursor = event.seq
+        return event
 
     async def _open(self) -> _Pending:
         remote = self._remote

@@ -55,6 +55,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode("engine_unavailable", e.EngineUnavailable),
     ErrorCode("engine_refused", e.EngineRefused),
     ErrorCode("store_error", e.StoreError),
+    ErrorCode("error", e.StockadeError),
     ErrorCode("store_in_use", e.StoreInUse),
     ErrorCode("store_unavailable", e.StoreUnavailable),
     ErrorCode("store_lost", e.StoreLost),
@@ -107,4 +108,8 @@ def _build(row: ErrorCode, message: str, fields: dict[str, Any]) -> e.StockadeEr
 def _takes_message(code: str) -> bool:
     """Whether the row's constructor takes a parameter besides its fields (the message)."""
     row = _BY_CODE[code]
-    return any(name not in row.fields for name in inspect.signature(row.error).parameters)
+    try:
+        parameters = inspect.signature(row.error).parameters
+    except ValueError:  # Exception's own constructor: it takes the message
+        return True
+    return any(name not in row.fields for name in parameters)

@@ -173,6 +173,7 @@ class _Connection:
             with reading:
                 await self._read(nursery)
             if reading.cancelled_caught:  # stopping: answer what is in flight first
+                self._end_streams()
                 await self.idle.wait()
                 await self.frames.wait_sent()
             nursery.cancel_scope.cancel()
