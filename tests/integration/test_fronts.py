@@ -19,6 +19,7 @@ import trio
 from tests.integration.engine_process import EngineProcess
 from tests.integration.feedhttp import get
 from tests.integration.fronts import Front
+from tests.integration.test_keys import cli
 
 TOKEN = "fronts-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -121,14 +122,32 @@ async def test_keys_made_and_revoked_through_one_front_work_on_the_other_within_
         await buying_answers(client, two, service, 401)
 
 
+async def test_a_key_made_and_revoked_with_the_cli_reaches_every_front(cluster):
+    one, two = cluster.fronts
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+        code, key, _ = await cli("create", "--role", "service", "--database", cluster.database)
+        assert code == 0
+        service = {"Authorization": f"Bearer {key.strip()}"}
+        for front in (one, two):  # the engine re-reads the table, the fronts poll the engine
+            await buying_answers(client, front, service, 201, within_s=2.5)
+        key_id = key.strip().split("_")[1]
+        code, _, _ = await cli("revoke", key_id, "--database", cluster.database)
+        assert code == 0
+        for front in (one, two):
+            await buying_answers(client, front, service, 401, within_s=2.5)
+
+
 async def buying_answers(
-    client: httpx.AsyncClient, front: Front, headers: dict[str, str], status: int
-) -> None:
-    """Wait until buying through ``front`` with ``headers`` answers ``status``: at most 1.5 s
-    (a front re-reads the keys every second; the rest is the test's own polling)."""
+    client: httpx.AsyncClient, front: Front, headers: dict[str, str], status: int,
+    within_s: float = 1.5,
+) -> None:  # fmt: skip
+    """Wait until buying through ``front`` with ``headers`` answers ``status``: at most
+    ``within_s`` (a front re-reads the keys every second, the engine its table when its copy
+    is older than 0.5 s; the rest is the test's own polling)."""
     started = time.monotonic()
     while await buy(client, front, headers) != status:
-        assert time.monotonic() - started < 1.5, f"{front.url} never answered {status}"
+        assert time.monotonic() - started < within_s, f"{front.url} never answered {status}"
         await trio.sleep(0.05)
 
 
