@@ -3,6 +3,7 @@ real ``stockade serve --engine`` fronts on 127.0.0.1 and 127.0.0.2, driven over 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -374,4 +376,49 @@ async def test_fronts_follow_the_postgresql_standby_when_the_owner_is_killed(
             front.kill()
         owner.kill()
         standby.kill()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+async def test_the_trace_context_crosses_the_hop(tmp_path):
+    """With tracing on (the console exporter: one JSON line per span on stderr), the engine's
+    span of a call is the child of the front's span of that engine call, in the caller's
+    trace."""
+    socket_dir = Path(tempfile.mkdtemp(prefix="stk", dir="/tmp"))
+    cluster = Cluster(tmp_path, socket_dir)
+    traced = {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    one = cluster.fronts[0]
+    one.extra_env.update(traced)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in traced.items():  # the engine's env is the test process's
+                patch.setenv(name, value)
+            cluster.engine.start()
+        one.start()
+        async with httpx.AsyncClient(timeout=10) as client:
+            await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+            parent = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+            placed = await client.post(f"{one.url}/v1/orders", json=BUY,
+                                       headers={**ADMIN, **parent})  # fmt: skip
+            assert placed.status_code == 201
+
+        def spans(log: Path, name: str) -> list[dict[str, Any]]:
+            found = []
+            for line in log.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    span = json.loads(line)
+                    if span.get("name") == name and span["context"]["trace_id"] == f"0x{trace_id}":
+                        found.append(span)
+            return found
+
+        deadline = time.monotonic() + 10
+        while not (spans(cluster.engine.log, "stockade.engine.place_order")
+                   and spans(one.log, "stockade.place_order")):  # fmt: skip
+            assert time.monotonic() < deadline, "the spans were never exported"
+            await trio.sleep(0.05)
+        (engine_span,) = spans(cluster.engine.log, "stockade.engine.place_order")
+        (front_span,) = spans(one.log, "stockade.place_order")
+        assert engine_span["parent_id"] == front_span["context"]["span_id"]
+    finally:
+        cluster.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
