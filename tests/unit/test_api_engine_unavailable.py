@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,8 +14,9 @@ import stockade
 from stockade.api.app import ApiSettings, create_app
 from stockade.api.keys import ApiKeys
 from stockade.api.port import LocalEngine
-from stockade.api.sse import ProductWatch
+from stockade.api.sse import EventStream, ProductWatch, Streams
 from stockade.engine.engine import Engine
+from stockade.engine.models import Event
 from stockade.errors import EngineUnavailable
 
 TOKEN = "t"
@@ -148,3 +150,38 @@ async def test_the_product_watch_waits_out_an_engine_away(autojump_clock):
             await trio.sleep(2)
             assert watch.cursor == 0  # following the feed from its head
             nursery.cancel_scope.cancel()
+
+
+class LostReader:
+    """A remote feed reader whose link is lost after ``events`` events; notes its closing."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.cursor = 0
+        self.closed = False
+
+    def __aiter__(self) -> LostReader:
+        return self
+
+    async def __anext__(self) -> Event:
+        await trio.lowlevel.checkpoint()
+        if not self.events:
+            raise EngineUnavailable("the connection to the engine was lost")
+        event = self.events.pop(0)
+        self.cursor = event.seq
+        return event
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_an_event_stream_ends_when_the_engine_is_lost_and_closes_its_reader():
+    event = Event(seq=7, type="stock.changed", at=datetime.now(UTC),
+                  data={"stock_level": {"sku": "a"}})  # fmt: skip
+    reader = LostReader([event])
+    registry = Streams(max_streams=10, keepalive_s=100.0, lifetime_s=1000.0)
+    registry.admit()
+    stream = EventStream(registry, reader)
+    sent = [message async for message in stream]
+    assert len(sent) == 2 and b"id: 7" in sent[1]  # the retry hint, the event, then the end
+    assert reader.closed and len(registry) == 0  # its subscription stopped, its place freed
