@@ -40,6 +40,7 @@ from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
 from stockade.errors import InvalidTransition
+from stockade.outbound.service import Outbound, OutboundCollector
 from stockade.persistence.keys import KeyTable, MemoryKeys
 from stockade.persistence.webhooks import MemoryWebhooks, WebhookTable
 
@@ -218,6 +219,7 @@ async def readyz() -> Response:
 def create_app(
     engine: Engine, settings: ApiSettings, key_table: KeyTable | None = None,
     tracing: Tracing | None = None, webhook_table: WebhookTable | None = None,
+    outbound: Outbound | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
@@ -225,10 +227,12 @@ def create_app(
     memory). ``app.config["STOCKADE_KEYS"]`` is the :class:`ApiKeys` over it: the server runs
     its ``run`` to see keys that other processes make or revoke. ``tracing`` (None: off) makes
     spans of the requests and their engine calls (:mod:`stockade.api.tracing`); a route calls
-    the engine through :func:`~stockade.api.accounting.traced`. Webhook subscriptions live in
-    ``webhook_table`` (by default in memory); ``app.config["STOCKADE_FEED"]`` is the
-    :class:`~stockade.api.feed.FeedService` whose ``run`` delivers them and feeds product
-    streams. Raises RuntimeError if a route declares no role."""
+    the engine through :func:`~stockade.api.accounting.traced`.
+    ``app.config["STOCKADE_FEED"]`` is the :class:`~stockade.api.feed.FeedService` whose
+    ``run`` feeds product streams. ``app.config["STOCKADE_OUTBOUND"]`` is ``outbound``, the
+    :class:`~stockade.outbound.service.Outbound` the webhook routes call (by default one over
+    ``engine`` and ``webhook_table``, itself by default in memory): whoever owns the engine
+    runs its ``run`` to deliver. Raises RuntimeError if a route declares no role."""
     app = QuartTrio(__name__, static_folder=None)
     app.config["STOCKADE_ENGINE"] = engine
     app.config["STOCKADE_SETTINGS"] = settings
@@ -242,10 +246,13 @@ def create_app(
     app.config["STOCKADE_KEYS"] = ApiKeys(
         MemoryKeys() if key_table is None else key_table, auth, refresh_s=settings.key_refresh_s
     )
-    app.config["STOCKADE_FEED"] = service = FeedService(
-        engine, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table
-    )
-    observed.registry.register(FeedCollector(service))
+    if outbound is None:
+        hooks = MemoryWebhooks() if webhook_table is None else webhook_table
+        outbound = Outbound(engine, hooks, options=settings.feed.delivery)
+    app.config["STOCKADE_OUTBOUND"] = outbound
+    app.config["STOCKADE_FEED"] = service = FeedService(engine, settings.feed)
+    observed.registry.register(FeedCollector(service, outbound))
+    observed.registry.register(OutboundCollector(outbound))
     for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
     app.register_blueprint(history)

@@ -43,6 +43,7 @@ from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event
+from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 from stockade.persistence.webhooks import WebhookStore
@@ -134,7 +135,7 @@ async def serve(
 
     API keys are read from the store before listening, then re-read every ``key_refresh_s``
     beside the server (see :mod:`stockade.api.keys`); so are the webhook subscriptions, which
-    are delivered beside it (see :mod:`stockade.api.delivery`). Raises InvalidRequest, before
+    are delivered beside it (see :mod:`stockade.outbound`). Raises InvalidRequest, before
     anything is opened, for a tracing configuration that cannot be honoured (an exporter that
     is not installed). On the way out, the spans not yet exported are exported (blocking, in a
     thread, up to the exporters' timeouts)."""
@@ -166,6 +167,7 @@ async def _serve(
             app = create_app(engine, api, table, tracing, webhook_table=hooks)
             app.config["STOCKADE_STORE"] = store  # GET /v1/admin/check reads it
             feed: FeedService = app.config["STOCKADE_FEED"]
+            outbound: Outbound = app.config["STOCKADE_OUTBOUND"]
             keys: ApiKeys = app.config["STOCKADE_KEYS"]
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]
@@ -183,6 +185,7 @@ async def _serve(
             async with trio.open_nursery() as nursery:
                 await nursery.start(keys.run)
                 await nursery.start(feed.run)
+                await nursery.start(outbound.run)
 
                 async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
                     await hypercorn_serve(
