@@ -45,6 +45,7 @@ from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event, set_process_role
 from stockade.api.port import LocalBooks
+from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 from stockade.persistence.webhooks import WebhookStore
@@ -153,7 +154,7 @@ async def serve(
 
     API keys are read from the store before listening, then re-read every ``key_refresh_s``
     beside the server (see :mod:`stockade.api.keys`); so are the webhook subscriptions, which
-    are delivered beside it (see :mod:`stockade.api.delivery`). Raises InvalidRequest, before
+    are delivered beside it (see :mod:`stockade.outbound`). Raises InvalidRequest, before
     anything is opened, for a tracing configuration that cannot be honoured (an exporter that
     is not installed). On the way out, the spans not yet exported are exported (blocking, in a
     thread, up to the exporters' timeouts)."""
@@ -215,6 +216,7 @@ async def serve_app(
     raises first (a server must not start without its keys)."""
     feed: FeedService = app.config["STOCKADE_FEED"]
     keys: ApiKeys = app.config["STOCKADE_KEYS"]
+    outbound = app.config["STOCKADE_OUTBOUND"]  # delivered here when the engine is here
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None  # Accounting logs each request
@@ -231,6 +233,8 @@ async def serve_app(
     async with trio.open_nursery() as nursery:
         await nursery.start(keys.run)
         await nursery.start(feed.run)
+        if isinstance(outbound, Outbound):
+            await nursery.start(outbound.run)
 
         async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
