@@ -7,8 +7,9 @@ API (:mod:`stockade.protocol.admin`), for fronts that have no store.
   front's own change (that front sees it on its next request, every other within its poll).
 * :class:`FrontServices`: the handlers to give the protocol server and the task to run beside
   the engine: keys, the books check (:func:`~stockade.persistence.audit.check_store` on the
-  engine's store) and the engine process's metrics (its statistics and whatever else
-  registers in :attr:`FrontServices.registry`, e.g. deliveries).
+  engine's store), the engine process's metrics (its statistics and its deliveries', in
+  :attr:`FrontServices.registry`), and webhooks: their subscriptions and their deliveries,
+  by the :class:`~stockade.outbound.service.Outbound` it runs beside the engine.
 """
 
 from __future__ import annotations
@@ -24,16 +25,24 @@ from stockade.api.metrics import EngineCollector
 from stockade.engine.engine import Engine
 from stockade.engine.models import EngineStatistics
 from stockade.errors import EngineClosed
+from stockade.outbound.service import Outbound, OutboundCollector
+from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
+from stockade.outbound.webhooks import DeliveryOptions
 from stockade.persistence.audit import check_store
 from stockade.persistence.books import BooksReport, Tally
 from stockade.persistence.journal import Store
 from stockade.persistence.keys import KeyedStore, KeyRecord, KeyTable, MemoryKeys
+from stockade.persistence.webhooks import MemoryWebhooks, WebhookStore
 from stockade.protocol.admin import (
     AddKeyCall,
     CheckBooksCall,
+    DeleteWebhookCall,
     EngineMetricsCall,
+    GetWebhookCall,
     KeysCall,
     KeyTableState,
+    ListWebhooksCall,
+    PutWebhookCall,
     RevokeKeyCall,
 )
 from stockade.protocol.calls import CallBase
@@ -91,11 +100,13 @@ class FrontServices:
     to the protocol server and :meth:`run` to run beside the engine
     (:func:`~stockade.engine_process.main.run_engine`'s ``handlers`` and ``beside``): the
     handlers answer once :meth:`run` has the engine and its store (before that, no connection
-    is accepted)."""
+    is accepted). Webhooks are delivered as ``delivery`` says."""
 
-    def __init__(self) -> None:
+    def __init__(self, delivery: DeliveryOptions | None = None) -> None:
+        self.delivery = delivery
         self.store: Store | None = None
         self.keys: ServedKeys | None = None
+        self.outbound: Outbound | None = None
         self.registry = CollectorRegistry()
         self._statistics: Callable[[], EngineStatistics] | None = None
         self.registry.register(EngineCollector(self._read_statistics))
@@ -106,13 +117,20 @@ class FrontServices:
     async def run(
         self, engine: Engine, store: Store, *, task_status: trio.TaskStatus[None]
     ) -> None:
-        """Serve ``engine``'s store's keys, books and metrics until cancelled; the key table is
-        closed on the way out."""
+        """Serve ``engine``'s store's keys, books, metrics and webhooks, and deliver the
+        webhooks, until cancelled; then the deliveries save their cursors (see
+        :meth:`Outbound.run <stockade.outbound.service.Outbound.run>`) and the key table is
+        closed. Raises what reading the subscriptions raises first."""
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
+        hooks = store.webhook_table() if isinstance(store, WebhookStore) else MemoryWebhooks()
+        outbound = Outbound(engine, hooks, options=self.delivery)
         self.store, self.keys, self._statistics = store, ServedKeys(table), engine.statistics
         try:
-            task_status.started()
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(outbound.run)
+                self.outbound = outbound
+                self.registry.register(OutboundCollector(outbound))
+                task_status.started()
         finally:
             with trio.CancelScope(shield=True):
                 await table.aclose()
@@ -125,7 +143,30 @@ class FrontServices:
             RevokeKeyCall: self._revoke_key,
             CheckBooksCall: self._check_books,
             EngineMetricsCall: self._metrics,
+            PutWebhookCall: self._put_webhook,
+            GetWebhookCall: self._get_webhook,
+            ListWebhooksCall: self._list_webhooks,
+            DeleteWebhookCall: self._delete_webhook,
         }
+
+    def _delivering(self) -> Outbound:
+        if self.outbound is None:
+            raise EngineClosed("the engine process is not serving yet")
+        return self.outbound
+
+    async def _put_webhook(self, call: PutWebhookCall) -> WebhookSaved:
+        return await self._delivering().put_webhook(
+            call.webhook_id, call.url, call.types, call.secret
+        )
+
+    async def _get_webhook(self, call: GetWebhookCall) -> WebhookView | None:
+        return await self._delivering().get_webhook(call.webhook_id)
+
+    async def _list_webhooks(self, call: ListWebhooksCall) -> WebhookPage:
+        return await self._delivering().list_webhooks()
+
+    async def _delete_webhook(self, call: DeleteWebhookCall) -> WebhookView | None:
+        return await self._delivering().delete_webhook(call.webhook_id)
 
     def _served(self) -> ServedKeys:
         if self.keys is None:

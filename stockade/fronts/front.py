@@ -34,7 +34,13 @@ from stockade.api.app import create_app
 from stockade.api.logs import log_event
 from stockade.api.server import ServerSettings, api_settings, serve_app
 from stockade.errors import EngineUnavailable
-from stockade.fronts.remote import RemoteBooks, RemoteKeys, RemotePort, engine_series
+from stockade.fronts.remote import (
+    RemoteBooks,
+    RemoteKeys,
+    RemoteOutbound,
+    RemotePort,
+    engine_series,
+)
 from stockade.protocol.client import open_remote_engine
 
 if TYPE_CHECKING:  # only imported when tracing is on
@@ -69,7 +75,8 @@ async def serve_front(
         log_event("engine_linked", engine=str(remote.address))
         app = create_app(
             RemotePort(remote), api_settings(settings), RemoteKeys(remote), tracing,
-            books=RemoteBooks(remote), engine_series=lambda: engine_series(remote),
+            outbound=RemoteOutbound(remote), books=RemoteBooks(remote),
+            engine_series=lambda: engine_series(remote),
         )  # fmt: skip
         app.config["STOCKADE_REMOTE"] = remote  # /readyz asks it whether the link is up
         await serve_app(app, settings, task_status, engine=settings.engine)

@@ -10,22 +10,29 @@ a front hands :func:`~stockade.api.app.create_app` instead of an engine and a st
   already holds), so :class:`~stockade.api.keys.ApiKeys` can poll it every second from every
   front for the price of a ping.
 * :class:`RemoteBooks`: the books check, run by the engine process on its store.
+* :class:`RemoteOutbound`: webhook subscriptions
+  (:class:`~stockade.api.port.OutboundPort`), kept and delivered by the engine process.
 
 Every call may raise EngineUnavailable (see :class:`~stockade.protocol.client.RemoteEngine`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from stockade.engine.models import Event
+from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
 from stockade.persistence.books import BooksReport
 from stockade.persistence.keys import KeyRecord
 from stockade.protocol.admin import (
     AddKeyCall,
     CheckBooksCall,
+    DeleteWebhookCall,
     EngineMetricsCall,
+    GetWebhookCall,
     KeysCall,
+    ListWebhooksCall,
+    PutWebhookCall,
     RevokeKeyCall,
 )
 from stockade.protocol.client import RemoteEngine, RemoteEvents
@@ -35,6 +42,7 @@ __all__ = [
     "RemoteBooks",
     "RemoteCursor",
     "RemoteKeys",
+    "RemoteOutbound",
     "RemotePort",
     "engine_series",
 ]
@@ -134,6 +142,29 @@ class RemoteBooks:
 
     async def check_books(self, keep: int) -> BooksReport:
         return await self.remote.call(CheckBooksCall(keep), timeout_s=CHECK_TIMEOUT_S)
+
+
+class RemoteOutbound:
+    """Webhook subscriptions (:class:`~stockade.api.port.OutboundPort`), kept and delivered by
+    the engine process: the methods of its :class:`~stockade.outbound.service.Outbound`."""
+
+    def __init__(self, remote: RemoteEngine) -> None:
+        self.remote = remote
+
+    async def put_webhook(
+        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str
+    ) -> WebhookSaved:
+        kinds = None if types is None else list(types)
+        return await self.remote.call(PutWebhookCall(webhook_id, url, kinds, secret))
+
+    async def get_webhook(self, webhook_id: str) -> WebhookView | None:
+        return await self.remote.call(GetWebhookCall(webhook_id))
+
+    async def list_webhooks(self) -> WebhookPage:
+        return await self.remote.call(ListWebhooksCall())
+
+    async def delete_webhook(self, webhook_id: str) -> WebhookView | None:
+        return await self.remote.call(DeleteWebhookCall(webhook_id))
 
 
 async def engine_series(remote: RemoteEngine) -> bytes:

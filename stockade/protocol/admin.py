@@ -8,6 +8,9 @@ by the engine process (:mod:`stockade.engine_process.admin`) for fronts that hav
 * :class:`CheckBooksCall`: the books check (``GET /v1/admin/check``, design.md §11).
 * :class:`EngineMetricsCall`: the engine process's own Prometheus series, as exposition text,
   for a front's ``/metrics``.
+* webhooks (design.md §9): :class:`PutWebhookCall`, :class:`GetWebhookCall`,
+  :class:`ListWebhooksCall`, :class:`DeleteWebhookCall`: the methods of the engine process's
+  :class:`~stockade.outbound.service.Outbound`, which keeps and delivers them.
 
 Each is a Struct of :class:`~stockade.protocol.calls.CallBase` with its result type, and a row of
 :data:`ADMIN_CALLS` (mode ``handler``).
@@ -19,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
 from stockade.persistence.books import BooksReport
 from stockade.persistence.keys import KeyRecord
 from stockade.protocol.calls import CallBase, CallSpec, spec_of
@@ -27,9 +31,13 @@ __all__ = [
     "ADMIN_CALLS",
     "AddKeyCall",
     "CheckBooksCall",
+    "DeleteWebhookCall",
     "EngineMetricsCall",
+    "GetWebhookCall",
     "KeyTableState",
     "KeysCall",
+    "ListWebhooksCall",
+    "PutWebhookCall",
     "RevokeKeyCall",
 ]
 
@@ -68,6 +76,25 @@ class EngineMetricsCall(CallBase[bytes], tag="admin.metrics"):
     """The engine process's series in Prometheus' text exposition format."""
 
 
+class PutWebhookCall(CallBase[WebhookSaved], tag="admin.put_webhook"):
+    webhook_id: str
+    url: str
+    types: list[str] | None
+    secret: str
+
+
+class GetWebhookCall(CallBase[WebhookView | None], tag="admin.get_webhook"):
+    webhook_id: str
+
+
+class ListWebhooksCall(CallBase[WebhookPage], tag="admin.list_webhooks"):
+    pass
+
+
+class DeleteWebhookCall(CallBase[WebhookView | None], tag="admin.delete_webhook"):
+    webhook_id: str
+
+
 #: Every front-to-engine call that is not an Engine method.
 ADMIN_CALLS: dict[type[CallBase[Any]], CallSpec] = {
     spec.struct: spec
@@ -77,5 +104,9 @@ ADMIN_CALLS: dict[type[CallBase[Any]], CallSpec] = {
         spec_of(RevokeKeyCall, "handler"),
         spec_of(CheckBooksCall, "handler"),
         spec_of(EngineMetricsCall, "handler"),
+        spec_of(PutWebhookCall, "handler"),
+        spec_of(GetWebhookCall, "handler"),
+        spec_of(ListWebhooksCall, "handler"),
+        spec_of(DeleteWebhookCall, "handler"),
     )
 }

@@ -3,6 +3,7 @@ real ``stockade serve --engine`` fronts on 127.0.0.1 and 127.0.0.2, driven over 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import shutil
@@ -18,10 +19,12 @@ import httpx
 import pytest
 import trio
 
+from bench.webhook_receiver import Receiver
 from tests.integration.engine_process import EngineProcess
 from tests.integration.feedhttp import get
 from tests.integration.fronts import Front
 from tests.integration.test_keys import cli
+from tests.standard_webhooks import signature_is_valid
 
 TOKEN = "fronts-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -422,3 +425,42 @@ async def test_the_trace_context_crosses_the_hop(tmp_path):
     finally:
         cluster.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+async def test_webhooks_made_through_a_front_are_delivered_by_the_engine_process(cluster):
+    one, two = cluster.fronts
+    receiver = Receiver()
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(receiver.run)
+        async with httpx.AsyncClient(timeout=10) as client:
+            await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+            hook = {"url": f"http://127.0.0.1:{port}/orders", "types": ["order.placed"],
+                    "secret": secret}  # fmt: skip
+            made = await client.put(f"{one.url}/v1/webhooks/shop", json=hook, headers=ADMIN)
+            assert made.status_code == 201, made.text
+            order = (await client.post(f"{two.url}/v1/orders", json=BUY, headers=ADMIN)).json()
+            with trio.fail_after(10):
+                await receiver.wait_for(1)
+            (delivered,) = receiver.requests
+            assert signature_is_valid(delivered.headers, delivered.body, secret)
+            assert json.loads(delivered.body)["data"]["id"] == order["id"]
+            with trio.fail_after(10):  # the cursor, as the other front shows it
+                while True:
+                    shown = (await client.get(f"{two.url}/v1/webhooks/shop", headers=ADMIN)).json()
+                    if not shown["backlog"]:
+                        break
+                    await trio.sleep(0.05)
+            assert shown["cursor"] == shown["head"] and shown["failing"] is False
+            listed = (await client.get(f"{two.url}/v1/webhooks", headers=ADMIN)).json()
+            assert [w["id"] for w in listed["items"]] == ["shop"]
+            bad = await client.put(f"{two.url}/v1/webhooks/shop", json={**hook, "url": "ftp://x"},
+                                   headers=ADMIN)  # fmt: skip
+            assert bad.status_code == 422  # the engine process's refusal, as one process says it
+            gone = await client.delete(f"{two.url}/v1/webhooks/shop", headers=ADMIN)
+            assert gone.status_code == 200
+            missing = await client.get(f"{one.url}/v1/webhooks/shop", headers=ADMIN)
+            assert missing.status_code == 404
+            text = (await client.get(f"{one.url}/metrics")).text
+            assert 'stockade_webhook_deliveries_total{outcome="delivered"} 1.0' in text
+        nursery.cancel_scope.cancel()
