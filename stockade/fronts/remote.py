@@ -83,6 +83,7 @@ class RemotePort:
         self.get_order = remote.get_order
         self.change_order = remote.change_order
         self.extend = remote.extend
+        self.return_units = remote.return_units
         self.set_stock = remote.set_stock
         self.adjust_stock = remote.adjust_stock
         self.transfer = remote.transfer

@@ -191,6 +191,14 @@ async def test_carts_locations_history_and_the_books_check_through_a_front(clust
         changed = await client.patch(f"{two.url}/v1/orders/{held['id']}", json=three,
                                      headers=ADMIN)  # fmt: skip
         assert changed.status_code == 200, changed.text
+        confirmed = await client.post(f"{one.url}/v1/orders/{held['id']}/confirm", headers=ADMIN)
+        assert confirmed.status_code == 200, confirmed.text
+        one_back = {"lines": [{"sku": "hot", "qty": 1}]}
+        returned = await client.post(f"{two.url}/v1/orders/{held['id']}/returns", json=one_back,
+                                     headers=ADMIN)  # fmt: skip
+        assert returned.status_code == 200, returned.text
+        level = (await client.get(f"{one.url}/v1/products/hot")).json()
+        assert level["on_hand"] == 7 - 3 + 1 and level["reserved"] == 0
         listed = (await client.get(f"{one.url}/v1/orders", headers=ADMIN)).json()["items"]
         assert [o["id"] for o in listed] == [held["id"]]
         moves = await client.get(f"{two.url}/v1/products/hot/movements", headers=ADMIN)
