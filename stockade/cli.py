@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_holds=args.public_holds,
         feed=FeedSettings(max_streams=args.max_streams, lifetime_s=args.stream_lifetime),
         engine=args.engine,
+        engine_timeout_s=args.engine_timeout,
     )
     try:
         trio.run(serve, settings)
@@ -332,6 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="serve as a front of the engine at unix:PATH or tcp://HOST:PORT (several: whichever"
         " owns the store), with no store of its own; secret in STOCKADE_ENGINE_SECRET"
         " (env STOCKADE_ENGINE)",
+    )
+    serve.add_argument(
+        "--engine-timeout",
+        type=_seconds,
+        default=env("STOCKADE_ENGINE_TIMEOUT", "3"),
+        metavar="SECONDS",
+        help="a front answers 503 engine-unavailable when the engine has not answered a call"
+        " in this long; keep it under --read-timeout (env STOCKADE_ENGINE_TIMEOUT)",
     )
     serve.add_argument(
         "--host",

@@ -26,9 +26,9 @@ class Front(Server):
 
     def __init__(
         self, workdir: Path, token: str, engine: str, *, host: str = "127.0.0.1",
-        name: str = "front", env: dict[str, str] | None = None,
+        name: str = "front", env: dict[str, str] | None = None, args: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
-        super().__init__(workdir, token, args=("--engine", engine), env=env)
+        super().__init__(workdir, token, args=("--engine", engine, *args), env=env)
         self.host = host
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
