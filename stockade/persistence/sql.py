@@ -25,13 +25,13 @@ __all__ = [
     "UPSERT_KEY",
     "UPSERT_LOCATION",
     "UPSERT_STOCK_ROW",
-    "INSERT_EVENT",
+    "INSERT_PAGE",
+    "PAGES_AFTER",
     "SET_LAST_EVENT",
     "FEED_BOUNDS",
     "PRUNE_EVENTS",
     "STOCK_OF",
     "STOCK_OF_PG",
-    "events_page",
     "movements_params",
     "numbered",
     "orders_page",
@@ -85,26 +85,32 @@ UPSERT_CHANNEL = (
 )
 
 
-INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?)"
+#: One row of the feed's ``event_pages`` (see :mod:`stockade.persistence.pages`).
+INSERT_PAGE = "INSERT INTO event_pages VALUES (?, ?, ?, ?, ?, ?, ?)"
 SET_LAST_EVENT = "UPDATE stockade_state SET last_event_seq = ?"
-FEED_BOUNDS = "SELECT (SELECT min(seq) FROM events), last_event_seq FROM stockade_state"
+#: The oldest event kept (pages never overlap: the first page by last_seq starts first).
+FEED_BOUNDS = (
+    "SELECT (SELECT first_seq FROM event_pages ORDER BY last_seq LIMIT 1), last_event_seq "
+    "FROM stockade_state"
+)
+#: The pages holding events after a seq, oldest first: after, how many pages.
+PAGES_AFTER = (
+    "SELECT last_seq, first_seq, at, type, sku, meta, data FROM event_pages "
+    "WHERE last_seq > ? ORDER BY last_seq LIMIT ?"
+)
+#: Up to ``limit`` of the oldest pages whose events are all older than a time, found through
+#: the primary key since times grow with seqs (no index on ``at`` to keep up at every commit).
+#: Only a run from the oldest page is deleted: a page out of time order (a clock stepped back)
+#: stops it, so the feed kept never has a hole. Parameters: limit, limit, before.
 PRUNE_EVENTS = (
-    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < ? ORDER BY seq LIMIT ?)"
+    "DELETE FROM event_pages WHERE last_seq IN "
+    "(SELECT last_seq FROM event_pages ORDER BY last_seq LIMIT ?) AND last_seq < COALESCE(("
+    "SELECT min(last_seq) FROM (SELECT last_seq, at FROM event_pages ORDER BY last_seq LIMIT ?) "
+    "AS head WHERE at >= ?), 9223372036854775807)"
 )
 #: The stock rows of some products (SQLite: expanded to as many ``?`` as skus).
 STOCK_OF = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku IN ({})"
 STOCK_OF_PG = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku = ANY($1::text[])"
-
-
-def events_page(after: int, limit: int, types: tuple[str, ...] | None) -> tuple[str, list[object]]:
-    """The SELECT for a page of the change feed after ``after`` (by seq), and its parameters."""
-    params: list[object] = [after]
-    where = "seq > ?"
-    if types:
-        where += f" AND type IN ({', '.join('?' * len(types))})"
-        params += list(types)
-    params.append(limit)
-    return f"SELECT seq, type, at, sku, data FROM events WHERE {where} ORDER BY seq LIMIT ?", params
 
 
 def orders_page(query: OrderQuery) -> tuple[str, list[object]]:
