@@ -61,8 +61,7 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 
 _LOCK = "SELECT pg_advisory_lock(hashtext(current_schema()))"
-_UPSERT_STOCK_ROW = sql.numbered(sql.UPSERT_STOCK_ROW)
-_UPDATE_STOCK = sql.numbered(sql.UPDATE_STOCK)
+_INSERT_STOCK = sql.numbered(sql.INSERT_STOCK)
 _UPDATE_ORDER = sql.numbered(sql.UPDATE_ORDER)
 _INSERT_PAGE = sql.numbered(sql.INSERT_PAGE)
 _PAGES_AFTER = sql.numbered(sql.PAGES_AFTER)
@@ -295,10 +294,7 @@ class PostgresStore:
                 return []  # already committed: a replay must not double anything
             await conn.copy_records_to_table("movements", records=rows.movements)
             deltas = rows.stock_deltas
-            await conn.executemany(_UPSERT_STOCK_ROW, [(sku, loc) for sku, loc, _, _ in deltas])
-            await conn.executemany(
-                _UPDATE_STOCK, [(dh, dr, sku, loc) for sku, loc, dh, dr in deltas]
-            )
+            after = await self._move_stock(conn, deltas)
             if rows.new_orders:
                 await conn.copy_records_to_table(
                     "orders", records=rows.new_orders, columns=_ORDER_COLUMNS
@@ -317,10 +313,6 @@ class PostgresStore:
                 return []
             self._inactive.update(x.id for x in rows.locations if not x.active)
             self._inactive.difference_update(x.id for x in rows.locations if x.active)
-            after: dict[str, dict[str, tuple[int, int]]] = {}
-            touched = list({sku for sku, _, _, _ in deltas})
-            for sku, location, on_hand, reserved in await conn.fetch(sql.STOCK_OF_PG, touched):
-                after.setdefault(sku, {})[location] = (on_hand, reserved)
             events = feed_events(batch.events, deltas, after, self._inactive, last_event + 1)
             if events:  # a few pages a batch: one round trip, where COPY takes two
                 await conn.executemany(_INSERT_PAGE, pages_of(events))
@@ -330,6 +322,33 @@ class PostgresStore:
                 events[-1][0] if events else last_event,
             )
             return events
+
+    async def _move_stock(
+        self, conn: asyncpg.Connection, deltas: list[tuple[str, str, int, int]]
+    ) -> dict[str, dict[str, tuple[int, int]]]:
+        """Add the batch's summed ``deltas`` to the stock rows, making the missing ones; return
+        ``{sku: {location: (on_hand, reserved)}}`` after it: with the feed on, every row of
+        every sku moved (what its events report), otherwise the rows moved. One round trip,
+        and one more for a batch that stocks a (sku, location) for the first time."""
+        after: dict[str, dict[str, tuple[int, int]]] = {}
+        if not deltas:
+            return after
+        skus, locations, d_on_hand, d_reserved = (list(c) for c in zip(*deltas, strict=True))
+        if self.feed:
+            found = await conn.fetch(
+                sql.MOVE_AND_READ_STOCK_PG, skus, locations, d_on_hand, d_reserved,
+                list(dict.fromkeys(skus)),
+            )  # fmt: skip
+        else:
+            found = await conn.fetch(sql.MOVE_STOCK_PG, skus, locations, d_on_hand, d_reserved)
+        for sku, location, on_hand, reserved in found:
+            after.setdefault(sku, {})[location] = (on_hand, reserved)
+        new = [d for d in deltas if d[1] not in after.get(d[0], {})]
+        if new:  # a new row starts at zero: the deltas are its values (its CHECKs apply)
+            await conn.executemany(_INSERT_STOCK, new)
+            for sku, location, on_hand, reserved in new:
+                after.setdefault(sku, {})[location] = (on_hand, reserved)
+        return after
 
     # -- history ------------------------------------------------------------------------------
 

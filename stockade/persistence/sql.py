@@ -32,6 +32,9 @@ __all__ = [
     "PRUNE_EVENTS",
     "STOCK_OF",
     "STOCK_OF_PG",
+    "MOVE_STOCK_PG",
+    "MOVE_AND_READ_STOCK_PG",
+    "INSERT_STOCK",
     "movements_params",
     "numbered",
     "orders_page",
@@ -111,6 +114,27 @@ PRUNE_EVENTS = (
 #: The stock rows of some products (SQLite: expanded to as many ``?`` as skus).
 STOCK_OF = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku IN ({})"
 STOCK_OF_PG = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku = ANY($1::text[])"
+#: PostgreSQL: a batch's summed stock deltas ($1..$4: skus, locations, d_on_hand, d_reserved,
+#: as arrays) added to the rows that exist, in one statement; it returns those rows as they
+#: are now. A (sku, location) it does not return has no row yet (:data:`INSERT_STOCK`).
+MOVE_STOCK_PG = (
+    "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) "
+    "AS d(sku, location, d_on_hand, d_reserved)), "
+    "moved AS (UPDATE stock SET on_hand = stock.on_hand + d.d_on_hand, "
+    "reserved = stock.reserved + d.d_reserved FROM d "
+    "WHERE stock.sku = d.sku AND stock.location = d.location "
+    "RETURNING stock.sku, stock.location, stock.on_hand, stock.reserved) "
+    "SELECT * FROM moved"
+)
+#: :data:`MOVE_STOCK_PG`, also returning the other rows of the skus in $5 (the feed needs every
+#: location of a product it reports): the read-back the feed needs, without a round trip.
+MOVE_AND_READ_STOCK_PG = (
+    f"{MOVE_STOCK_PG} UNION ALL SELECT sku, location, on_hand, reserved FROM stock s "
+    "WHERE s.sku = ANY($5::text[]) AND NOT EXISTS "
+    "(SELECT 1 FROM d WHERE d.sku = s.sku AND d.location = s.location)"
+)
+#: A stock row a batch makes: its summed deltas are its values.
+INSERT_STOCK = "INSERT INTO stock VALUES (?, ?, ?, ?)"
 
 
 def orders_page(query: OrderQuery) -> tuple[str, list[object]]:
