@@ -26,6 +26,7 @@ __all__ = [
     "UPSERT_LOCATION",
     "UPSERT_STOCK_ROW",
     "INSERT_PAGE",
+    "FINISH_BATCH_PG",
     "PAGES_AFTER",
     "SET_LAST_EVENT",
     "FEED_BOUNDS",
@@ -90,6 +91,14 @@ UPSERT_CHANNEL = (
 
 #: One row of the feed's ``event_pages`` (see :mod:`stockade.persistence.pages`).
 INSERT_PAGE = "INSERT INTO event_pages VALUES (?, ?, ?, ?, ?, ?, ?)"
+#: PostgreSQL: a batch's last statement with the feed on: its pages ($3..$9, the columns of
+#: ``event_pages`` as arrays) inserted, and last_seq ($1) and last_event_seq ($2) set, in one
+#: round trip.
+FINISH_BATCH_PG = (
+    "WITH pages AS (INSERT INTO event_pages SELECT * FROM unnest($3::bigint[], $4::bigint[], "
+    "$5::float8[], $6::text[], $7::text[], $8::text[], $9::text[])) "
+    "UPDATE stockade_state SET last_seq = $1, last_event_seq = $2"
+)
 SET_LAST_EVENT = "UPDATE stockade_state SET last_event_seq = ?"
 #: The oldest event kept (pages never overlap: the first page by last_seq starts first).
 FEED_BOUNDS = (
