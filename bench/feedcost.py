@@ -7,17 +7,18 @@ Each run (a process of its own, settings alternating ``off, on, off, on, ...``) 
 units of one hot product to ``callers`` durable callers on PostgreSQL (a fresh schema of its
 own) and measures, from the first order to the last:
 
-* CPU seconds of the stockade process, split into the trio thread and the asyncpg thread
-  (``/proc/self/task/*/stat``), and of the PostgreSQL backend that commits the batches
-  (``/proc/<pg_backend_pid>/stat``), each per order in µs;
+* CPU seconds of the stockade process, split into the trio thread and the store's (the asyncpg
+  thread; SQLite: the worker threads) (``/proc/self/task/*/stat``), and of the PostgreSQL
+  backend that commits the batches (``/proc/<pg_backend_pid>/stat``), each per order in µs;
 * round trips per batch on the writer's connection (each asyncpg call counted by what it costs
   on the wire: a COPY two, an ``executemany`` of no rows none, any other call one, BEGIN and
   COMMIT included);
 * WAL bytes per order (``pg_current_wal_lsn()`` before and after: everything PostgreSQL wrote
   for the run, index entries included) and the schema's size per order at the end.
 
-The WAL is the whole server's, so another client writing at the same time adds to it: compare
-medians of repeated runs.
+``--dsn sqlite`` measures a SQLite file instead (no backend, no round trips, no WAL figure;
+the files' size per order). The WAL is the whole server's, so another client writing at the
+same time adds to it: compare medians of repeated runs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import asyncio
 import multiprocessing
 import os
 import statistics
+import tempfile
 import threading
 import time
 import uuid
@@ -60,7 +62,7 @@ class Cost(msgspec.Struct):
     batches: int
     process_us: float
     trio_us: float
-    asyncpg_us: float
+    store_us: float
     backend_us: float
     round_trips: float
     wal_bytes: float
@@ -124,7 +126,12 @@ async def _wal_and_size(dsn: str, schema: str) -> tuple[int, int]:
 
 
 def measure(dsn: str, orders: int, callers: int, feed: bool) -> Cost:
-    """One run in this process: a fresh schema, ``orders`` sold, its cost per order."""
+    """One run in this process: a fresh schema (or SQLite file), ``orders`` sold, its cost per
+    order. ``dsn`` ``sqlite``: a SQLite file in a temporary directory."""
+    if dsn == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            return trio.run(_measure, None, f"sqlite:///{tmp}/feedcost.db", tmp, orders, callers,
+                            feed, None)  # fmt: skip
     schema = f"stockade_feedcost_{uuid.uuid4().hex[:8]}"
     asyncio.run(reset_schema(dsn, schema))
     url = with_schema(dsn, schema)
@@ -136,18 +143,34 @@ def measure(dsn: str, orders: int, callers: int, feed: bool) -> Cost:
         asyncio.run(reset_schema(dsn, schema, create=False))
 
 
+async def _bytes(dsn: str | None, where: str) -> tuple[int, int]:
+    """WAL position and the tables' size: PostgreSQL's, or the SQLite files' (no WAL figure:
+    SQLite's WAL file is reused, the database file's growth is what was written)."""
+    if dsn is not None:
+        return await trio.to_thread.run_sync(asyncio.run, _wal_and_size(dsn, where))
+
+    def size() -> int:
+        return sum(os.path.getsize(os.path.join(where, name)) for name in os.listdir(where))
+
+    return 0, await trio.to_thread.run_sync(size)
+
+
 async def _measure(
-    dsn: str, url: str, schema: str, orders: int, callers: int, feed: bool, counter: _Counter
-) -> Cost:
+    dsn: str | None, url: str, where: str, orders: int, callers: int, feed: bool,
+    counter: _Counter | None,
+) -> Cost:  # fmt: skip
     options = EngineOptions(journal_size=1_000_000, feed=feed)
     async with open_engine_and_store(url, options=options) as (engine, store):
         await engine.set_stock("hot", orders)
-        counter.conn = store._conn  # type: ignore[attr-defined]  # the writer's connection
-        backend = f"/proc/{counter.conn.get_server_pid()}/stat"
-        wal0, _ = await trio.to_thread.run_sync(asyncio.run, _wal_and_size(dsn, schema))
+        backend = ""
+        if counter is not None:
+            counter.conn = store._conn  # type: ignore[attr-defined]  # the writer's connection
+            backend = f"/proc/{counter.conn.get_server_pid()}/stat"
+        wal0, _ = await _bytes(dsn, where)
         stats0 = engine.statistics().journal
-        trips0 = counter.count
-        threads0, process0, backend0 = _threads(), _cpu("/proc/self/stat"), _cpu(backend)
+        trips0 = counter.count if counter is not None else 0
+        threads0, process0 = _threads(), _cpu("/proc/self/stat")
+        backend0 = _cpu(backend) if backend else 0.0
         start = time.perf_counter()
         sold = 0
 
@@ -164,14 +187,19 @@ async def _measure(
             for _ in range(callers):
                 nursery.start_soon(buyer)
         seconds = time.perf_counter() - start
-        threads1, process1, backend1 = _threads(), _cpu("/proc/self/stat"), _cpu(backend)
-        trips = counter.count - trips0
+        threads1, process1 = _threads(), _cpu("/proc/self/stat")
+        backend1 = _cpu(backend) if backend else 0.0
+        trips = counter.count - trips0 if counter is not None else 0
         batches = engine.statistics().journal.batches - stats0.batches
-    wal1, size = await trio.to_thread.run_sync(asyncio.run, _wal_and_size(dsn, schema))
+    wal1, size = await _bytes(dsn, where)
     per = 1e6 / sold
 
-    def thread(name: str) -> float:
-        return (threads1.get(name, 0.0) - threads0.get(name, 0.0)) * per
+    def threads(*names: str) -> float:
+        """CPU of the threads named (none named: all but trio's) per order."""
+        mine = (lambda k: k in names) if names else (lambda k: k != "trio")
+        t0 = sum(v for k, v in threads0.items() if mine(k))
+        t1 = sum(v for k, v in threads1.items() if mine(k))
+        return (t1 - t0) * per
 
     return Cost(
         feed=feed,
@@ -179,8 +207,8 @@ async def _measure(
         seconds=seconds,
         batches=batches,
         process_us=(process1 - process0) * per,
-        trio_us=thread("trio"),
-        asyncpg_us=thread("stockade-asyncpg"),
+        trio_us=threads("trio"),
+        store_us=threads("stockade-asyncpg") if dsn is not None else threads(),
         backend_us=(backend1 - backend0) * per,
         round_trips=trips / max(batches, 1),
         wal_bytes=(wal1 - wal0) / sold,
@@ -213,7 +241,7 @@ def _row(c: Cost) -> str:
     return (
         f"feed {'on ' if c.feed else 'off'} orders {c.orders:.0f} in {c.seconds:5.1f}s "
         f"({c.orders / c.seconds:6,.0f}/s) batches {c.batches:5.0f} | µs/order: process "
-        f"{c.process_us:5.1f} (trio {c.trio_us:5.1f}, asyncpg {c.asyncpg_us:4.1f}) backend "
+        f"{c.process_us:5.1f} (trio {c.trio_us:5.1f}, store {c.store_us:4.1f}) backend "
         f"{c.backend_us:5.1f} total {stockade_pg:5.1f} | round trips/batch {c.round_trips:4.1f} "
         f"| WAL B/order {c.wal_bytes:5.0f} | table B/order {c.table_bytes:5.0f}"
     )
@@ -232,6 +260,6 @@ if __name__ == "__main__":
     parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--feed", type=_feeds, default=(False, True), metavar="off,on")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dsn", default=POSTGRES_DSN)
+    parser.add_argument("--dsn", default=POSTGRES_DSN, help="a PostgreSQL DSN, or sqlite")
     args = parser.parse_args()
     main(args.dsn, args.orders, args.callers, args.feed, args.repeat)
