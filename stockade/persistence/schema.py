@@ -14,6 +14,7 @@ from stockade.errors import IncompatibleStore
 __all__ = [
     "INIT_STATE",
     "KEYS_SINCE",
+    "RETURNS_SINCE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "STATE_TABLE",
@@ -155,7 +156,15 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    [  # 6: the change feed kept in pages of events (stockade/persistence/pages.py), cheaper to
+    [  # 6: partial returns (design.md §13): units returned and written off per sku, as JSON;
+        # NULL: none (every order written before)
+        "ALTER TABLE orders ADD COLUMN returned TEXT",
+        "ALTER TABLE orders ADD COLUMN written_off TEXT",
+    ]
+)
+
+MIGRATIONS.append(
+    [  # 7: the change feed kept in pages of events (stockade/persistence/pages.py), cheaper to
         # write than a row per event; the events so far become pages of one event each. No
         # index on time: pruning finds the oldest pages through the primary key.
         """CREATE TABLE event_pages (
@@ -185,6 +194,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The first schema version with the ``api_keys`` table.
 KEYS_SINCE = 2
+#: The first schema version with the orders' ``returned`` and ``written_off`` columns.
+RETURNS_SINCE = 6
 
 
 def migrations_after(version: int) -> list[str]:

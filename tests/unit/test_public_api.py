@@ -13,8 +13,10 @@ def test_public_names_are_pinned():
         "CorruptStore",
         "Engine",
         "EngineClosed",
+        "EngineRefused",
         "EngineStatistics",
         "EngineThread",
+        "EngineUnavailable",
         "Event",
         "FeedGone",
         "IdempotencyConflict",
@@ -31,6 +33,8 @@ def test_public_names_are_pinned():
         "OrderStatus",
         "OutOfStock",
         "Overloaded",
+        "RemoteEngine",
+        "ReturnConflict",
         "StockConflict",
         "StockLevel",
         "StockadeError",
@@ -43,6 +47,7 @@ def test_public_names_are_pinned():
         "UnknownProduct",
         "open_asyncio_engine",
         "open_engine",
+        "open_remote_engine",
         "run_in_thread",
     ]
     for name in stockade.__all__:
