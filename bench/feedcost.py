@@ -39,8 +39,9 @@ import asyncpg
 import msgspec
 import trio
 
-import stockade
 from bench.contenders.postgres import POSTGRES_DSN, reset_schema, with_schema
+from bench.durable import _feeds
+from bench.protocol import _rush
 from stockade._open import EngineOptions, open_engine_and_store
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -172,20 +173,7 @@ async def _measure(
         threads0, process0 = _threads(), _cpu("/proc/self/stat")
         backend0 = _cpu(backend) if backend else 0.0
         start = time.perf_counter()
-        sold = 0
-
-        async def buyer() -> None:
-            nonlocal sold
-            while True:
-                try:
-                    await engine.place_order({"hot": 1})
-                except stockade.OutOfStock:
-                    return
-                sold += 1
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(callers):
-                nursery.start_soon(buyer)
+        sold = await _rush(engine, orders, callers)
         seconds = time.perf_counter() - start
         threads1, process1 = _threads(), _cpu("/proc/self/stat")
         backend1 = _cpu(backend) if backend else 0.0
@@ -245,13 +233,6 @@ def _row(c: Cost) -> str:
         f"{c.backend_us:5.1f} total {stockade_pg:5.1f} | round trips/batch {c.round_trips:4.1f} "
         f"| WAL B/order {c.wal_bytes:5.0f} | table B/order {c.table_bytes:5.0f}"
     )
-
-
-def _feeds(value: str) -> tuple[bool, ...]:
-    words = value.split(",")
-    if not words or any(w not in ("on", "off") for w in words) or len(set(words)) != len(words):
-        raise argparse.ArgumentTypeError(f"use on, off or off,on, not {value!r}")
-    return tuple(w == "on" for w in words)
 
 
 if __name__ == "__main__":
