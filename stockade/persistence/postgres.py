@@ -298,7 +298,8 @@ class PostgresStore:
                 return []  # already committed: a replay must not double anything
             await conn.copy_records_to_table("movements", records=rows.movements)
             deltas = rows.stock_deltas
-            after = await self._move_stock(conn, deltas)
+            reported = list(dict.fromkeys(sku for sku, _, _, _ in deltas)) if self.feed else None
+            after = await self._move_stock(conn, deltas, reported)
             if rows.new_orders:
                 await conn.copy_records_to_table(
                     "orders", records=rows.new_orders, columns=_ORDER_COLUMNS
@@ -325,22 +326,25 @@ class PostgresStore:
                 await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
             return events
 
+    @staticmethod
     async def _move_stock(
-        self, conn: asyncpg.Connection, deltas: list[tuple[str, str, int, int]]
-    ) -> dict[str, dict[str, tuple[int, int]]]:
+        conn: asyncpg.Connection, deltas: list[tuple[str, str, int, int]],
+        reported: list[str] | None,
+    ) -> dict[str, dict[str, tuple[int, int]]]:  # fmt: skip
         """Add the batch's summed ``deltas`` to the stock rows, making the missing ones; return
-        ``{sku: {location: (on_hand, reserved)}}`` after it: with the feed on, every row of
-        every sku moved (what its events report), otherwise the rows moved. One round trip,
-        and one more for a batch that stocks a (sku, location) for the first time."""
+        ``{sku: {location: (on_hand, reserved)}}`` after it: the rows moved, and every row of
+        the ``reported`` skus (the feed's: what its events report). One round trip, and one
+        more for a batch that stocks a (sku, location) for the first time."""
         after: dict[str, dict[str, tuple[int, int]]] = {}
-        if not deltas:
+        if not deltas and not reported:
             return after
-        skus, locations, d_on_hand, d_reserved = (list(c) for c in zip(*deltas, strict=True))
-        if self.feed:
+        skus, locations, d_on_hand, d_reserved = (
+            [list(c) for c in zip(*deltas, strict=True)] if deltas else ([], [], [], [])
+        )
+        if reported:
             found = await conn.fetch(
-                sql.MOVE_AND_READ_STOCK_PG, skus, locations, d_on_hand, d_reserved,
-                list(dict.fromkeys(skus)),
-            )  # fmt: skip
+                sql.MOVE_AND_READ_STOCK_PG, skus, locations, d_on_hand, d_reserved, reported
+            )
         else:
             found = await conn.fetch(sql.MOVE_STOCK_PG, skus, locations, d_on_hand, d_reserved)
         for sku, location, on_hand, reserved in found:
