@@ -63,7 +63,6 @@ T = TypeVar("T")
 _LOCK = "SELECT pg_advisory_lock(hashtext(current_schema()))"
 _INSERT_STOCK = sql.numbered(sql.INSERT_STOCK)
 _UPDATE_ORDER = sql.numbered(sql.UPDATE_ORDER)
-_PAGES_AFTER = sql.numbered(sql.PAGES_AFTER)
 _PRUNE_EVENTS = sql.numbered(sql.PRUNE_EVENTS)
 _UPSERT_KEY = sql.numbered(sql.UPSERT_KEY)
 _UPSERT_LOCATION = sql.numbered(sql.UPSERT_LOCATION)
@@ -408,11 +407,14 @@ class PostgresStore:
     async def events(
         self, after: int, limit: int, types: tuple[str, ...] | None = None
     ) -> list[FeedEvent]:
+        statement, params = sql.pages_after(types)
+        statement = sql.numbered(statement)
+
         async def read(pool: asyncpg.Pool) -> list[FeedEvent]:
             out: list[EventRow] = []
             cursor = after
             while True:
-                rows = await pool.fetch(_PAGES_AFTER, cursor, PAGES_PER_READ)
+                rows = await pool.fetch(statement, cursor, *params, PAGES_PER_READ)
                 found, full = page_events(rows, after, limit - len(out), types)
                 out += found
                 if full or len(rows) < PAGES_PER_READ:

@@ -27,7 +27,6 @@ __all__ = [
     "UPSERT_STOCK_ROW",
     "INSERT_PAGE",
     "FINISH_BATCH_PG",
-    "PAGES_AFTER",
     "SET_LAST_EVENT",
     "FEED_BOUNDS",
     "PRUNE_EVENTS",
@@ -37,6 +36,7 @@ __all__ = [
     "MOVE_AND_READ_STOCK_PG",
     "INSERT_STOCK",
     "movements_params",
+    "pages_after",
     "numbered",
     "orders_page",
     "update_order_params",
@@ -114,11 +114,6 @@ FEED_BOUNDS = (
     "SELECT (SELECT first_seq FROM event_pages ORDER BY last_seq LIMIT 1), last_event_seq "
     "FROM stockade_state"
 )
-#: The pages holding events after a seq, oldest first: after, how many pages.
-PAGES_AFTER = (
-    "SELECT last_seq, first_seq, at, type, sku, meta, data FROM event_pages "
-    "WHERE last_seq > ? ORDER BY last_seq LIMIT ?"
-)
 #: Up to ``limit`` of the oldest pages whose events are all older than a time, found through
 #: the primary key since times grow with seqs (no index on ``at`` to keep up at every commit).
 #: Only a run from the oldest page is deleted: a page out of time order (a clock stepped back)
@@ -153,6 +148,26 @@ MOVE_AND_READ_STOCK_PG = (
 )
 #: A stock row a batch makes: its summed deltas are its values.
 INSERT_STOCK = "INSERT INTO stock VALUES (?, ?, ?, ?)"
+
+
+def pages_after(types: tuple[str, ...] | None) -> tuple[str, list[object]]:
+    """The SELECT for the pages holding events after a seq, oldest first, and its parameters
+    after the first two (after, how many pages). With ``types``, only pages that may hold one:
+    a plain row of one of them, or a packed page whose metadata names one (a page whose skus
+    merely spell one is read and passed over), so a reader of a rare type far behind never
+    has the payloads of the pages between sent to it."""
+    where = "last_seq > ?"
+    params: list[object] = []
+    if types:
+        plain = f"type IN ({', '.join('?' * len(types))})"
+        packed = " OR ".join("meta LIKE ?" for _ in types)
+        where += f" AND ({plain} OR {packed})"
+        params += [*types, *(f'%"{kind}"%' for kind in types)]
+    statement = (
+        "SELECT last_seq, first_seq, at, type, sku, meta, data FROM event_pages "
+        f"WHERE {where} ORDER BY last_seq LIMIT ?"
+    )
+    return statement, params
 
 
 def orders_page(query: OrderQuery) -> tuple[str, list[object]]:

@@ -232,11 +232,13 @@ class SQLiteStore:
     async def events(
         self, after: int, limit: int, types: tuple[str, ...] | None = None
     ) -> list[FeedEvent]:
+        statement, params = sql.pages_after(types)
+
         def read(conn: sqlite3.Connection) -> list[FeedEvent]:
             out: list[EventRow] = []
             cursor = after
             while True:
-                rows = conn.execute(sql.PAGES_AFTER, (cursor, PAGES_PER_READ)).fetchall()
+                rows = conn.execute(statement, (cursor, *params, PAGES_PER_READ)).fetchall()
                 found, full = page_events(rows, after, limit - len(out), types)
                 out += found
                 if full or len(rows) < PAGES_PER_READ:

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import stockade
+from stockade.persistence import sql
 from stockade.persistence.journal import Store
 from stockade.persistence.pages import PAGE_SIZE
 from stockade.persistence.postgres import PostgresStore
@@ -80,6 +81,11 @@ async def test_a_batch_of_hundreds_of_orders_reads_back_from_any_position(kind, 
         wanted = ("stock.changed", "product.sold_out")
         filtered = await store.events(0, 1000, wanted)
         assert filtered == [e for e in everything if e.type in wanted]
+        # a reader of one type is sent only the pages that may hold it, not the orders' pages
+        statement, params = sql.pages_after(("product.sold_out",))
+        sent = [(first, last) for last, first, *_ in run(statement, 0, *params, 100)]
+        (sold_out,) = [e.seq for e in everything if e.type == "product.sold_out"]
+        assert len(sent) == 1 and sent[0][0] <= sold_out <= sent[0][1]
         assert (
             await store.events(2, 1, ("stock.changed",))
             == [e for e in everything if e.type == "stock.changed" and e.seq > 2][:1]
