@@ -28,6 +28,7 @@ import trio
 __all__ = [
     "MAX_FRAME_SIZE",
     "PROTOCOL_VERSION",
+    "STREAM_WINDOW",
     "Cancel",
     "ClientHello",
     "Credit",
@@ -53,6 +54,8 @@ PROTOCOL_VERSION = 1
 #: The largest frame either side sends or accepts (bytes, after the length prefix); a peer
 #: announcing a larger one is dropped.
 MAX_FRAME_SIZE = 16 * 1024 * 1024
+#: Stream items the engine may send before the client grants more (the client's buffer).
+STREAM_WINDOW = 256
 _LENGTH = 4
 #: The size of one read from the stream.
 _READ_SIZE = 256 * 1024

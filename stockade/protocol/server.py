@@ -31,6 +31,7 @@ from stockade.protocol.codes import error_to_wire
 from stockade.protocol.dispatch import dispatch, subscribe
 from stockade.protocol.frames import (
     MAX_FRAME_SIZE,
+    STREAM_WINDOW,
     Cancel,
     Credit,
     Failure,
@@ -46,7 +47,6 @@ from stockade.protocol.frames import (
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "HANDSHAKE_TIMEOUT_S",
-    "STREAM_WINDOW",
     "CallTracer",
     "Handler",
     "serve_connection",
@@ -56,8 +56,6 @@ _log = logging.getLogger("stockade.protocol")
 
 #: Calls one connection may have running at once; more are answered with Overloaded.
 DEFAULT_MAX_IN_FLIGHT = 4096
-#: Stream items the engine may send before the client grants more (the client's buffer).
-STREAM_WINDOW = 256
 #: A peer must finish the handshake within this many seconds.
 HANDSHAKE_TIMEOUT_S = 10.0
 

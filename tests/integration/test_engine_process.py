@@ -139,3 +139,36 @@ async def test_a_paused_engine_times_calls_out_and_recovers(tmp_path: Path, engi
                 assert time.monotonic() < deadline
                 await trio.sleep(0.1)
     assert engine.stop() == 0
+
+
+async def test_clients_follow_the_postgresql_standby_when_the_owner_dies(
+    tmp_path: Path, engines, postgres_dsn: str
+):
+    owner = _engine(engines, tmp_path, postgres_dsn, f"unix:{tmp_path}/owner.sock")
+    standby = EngineProcess(tmp_path, postgres_dsn, f"unix:{tmp_path}/standby.sock")
+    engines.append(standby)
+    standby.launch()
+    url = f"unix:{tmp_path}/owner.sock,unix:{tmp_path}/standby.sock"
+    acknowledged = []
+    async with stockade.open_remote_engine(url, timeout_s=2.0) as remote:
+        assert str(remote.address) == f"unix:{tmp_path}/owner.sock"
+        await remote.set_stock("sku-1", 100)
+        for _ in range(10):
+            acknowledged.append((await remote.place_order({"sku-1": 1})).id)
+        with trio.fail_after(20):
+            while not any(line["event"] == "starting" for line in standby.lines()):  # noqa: ASYNC110 (a log file)
+                await trio.sleep(0.05)
+        await trio.sleep(0.3)
+        assert not (tmp_path / "standby.sock").exists()  # it waits for the store, unbound
+        assert not any(line["event"] == "listening" for line in standby.lines())
+        owner.process.kill()  # type: ignore[union-attr]
+        owner.process.wait(10)  # type: ignore[union-attr]
+        await trio.to_thread.run_sync(standby.wait_listening, 60)
+        with trio.fail_after(30):
+            while not (remote.connected and remote.address is not None):
+                await remote.wait_connected()
+        assert str(remote.address) == f"unix:{tmp_path}/standby.sock"
+        for order_id in acknowledged:
+            assert (await remote.get_order(order_id)).status == "confirmed"
+        assert (await remote.stock("sku-1")).on_hand == 90
+    assert standby.stop() == 0
