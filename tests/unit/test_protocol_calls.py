@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import stockade
 from stockade import Engine
@@ -128,3 +130,18 @@ def test_a_call_struct_round_trips_through_msgpack() -> None:
     ]
     for call in samples:
         assert decoder.decode(msgspec.msgpack.encode(call)) == call
+
+
+_ANY_CALL: Any = typing.Union[tuple(ENGINE_CALLS)]  # noqa: UP007
+_call_decoder = msgspec.msgpack.Decoder(_ANY_CALL)
+
+
+@given(st.one_of([st.builds(struct) for struct in ENGINE_CALLS]))
+def test_any_call_survives_the_wire(call: CallBase[Any]) -> None:
+    from stockade.protocol.frames import Request, RequestIn, encode
+
+    wire = encode(Request(7, call, "00-trace-span-01", None))
+    request = msgspec.msgpack.decode(wire[4:], type=RequestIn)
+    back = _call_decoder.decode(request.call)
+    assert type(back) is type(call) and request.id == 7
+    assert msgspec.msgpack.encode(back) == msgspec.msgpack.encode(call)
