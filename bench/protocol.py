@@ -138,6 +138,7 @@ async def remote_ceiling(database: str, orders: int, connections: int, tasks: in
                 client_cpu = time.process_time() - client_0
                 engine_cpu = _cpu_s(engine.process.pid) - engine_0
                 level = await remotes[0].stock("hot")
+                journal = (await remotes[0].statistics()).journal
                 nursery.cancel_scope.cancel()
         finally:
             engine.stop()
@@ -147,7 +148,14 @@ async def remote_ceiling(database: str, orders: int, connections: int, tasks: in
     print(f"  remote engine ({connections} links x {tasks} callers): {rate:,.0f} orders/s;"
           f" CPU share: engine {engine_cpu / seconds:.0%}, load generator"
           f" {client_cpu / seconds:.0%}  (verified: {sold} sold, {sold} acknowledged)")  # fmt: skip
+    print(f"    {_journal(journal)}")
     return rate
+
+
+def _journal(journal: stockade.JournalStatistics) -> str:
+    batches = max(journal.batches, 1)
+    return (f"journal: {journal.batches:,} commits of {journal.events_committed / batches:,.1f}"
+            f" events, {journal.commit_ms_total / batches:,.1f} ms each")  # fmt: skip
 
 
 async def _hold_link(url: str, task_status: trio.TaskStatus[stockade.RemoteEngine]) -> None:
@@ -163,10 +171,12 @@ async def embedded_ceiling(database: str, orders: int, callers: int) -> float:
         sold = await _rush(engine, orders, callers)
         seconds = time.perf_counter() - started
         level = await engine.stock("hot")
+        journal = engine.statistics().journal
     assert sold == orders - level.on_hand == orders, (sold, level)
     rate = sold / seconds
     print(f"  embedded engine ({callers} callers): {rate:,.0f} orders/s"
           f"  (verified: {sold} sold, {sold} acknowledged)")  # fmt: skip
+    print(f"    {_journal(journal)}")
     return rate
 
 
@@ -190,7 +200,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--tasks", type=int, default=64, help="callers per connection")
+    parser.add_argument("--tasks", type=int, default=128, help="callers per connection")
     parser.add_argument("--database", default=None, help="default: durable SQLite, temporary")
     args = parser.parse_args(argv)
     if args.quick:

@@ -160,19 +160,23 @@ class RemoteEngine(AsyncEngineCalls):
     async def _call(self, call: CallBase[_R], timeout_s: float | None = None) -> _R:
         spec, decoder = _decoder(type(call))
         limit = self.timeout_s if timeout_s is None else timeout_s
-        pending = Pending()
-        with trio.move_on_after(limit):
-            link = await self._wait_link()
-            id = next(self._ids)
-            link.pending[id] = pending
-            try:
-                self._send(link, id, call, spec)
-                await pending.done.wait()
-            finally:
-                link.pending.pop(id, None)
-        if not pending.ended:
-            where = "no engine answered" if self._link is None else "the engine did not answer"
-            raise EngineUnavailable(f"{spec.name}: {where} within {limit} s")
+        link = self._link
+        if link is None or not link.alive:  # the slow path: wait for a link, within the limit
+            started = trio.current_time()
+            link = None
+            with trio.move_on_after(limit):
+                link = await self._wait_link()
+            if link is None:
+                raise EngineUnavailable(f"{spec.name}: no engine answered within {limit} s")
+            limit = max(limit - (trio.current_time() - started), 0.0)
+        pending = Pending(spec.name)
+        id = next(self._ids)
+        link.add(id, pending, limit)
+        try:
+            self._send(link, id, call, spec)
+            await pending.done.wait()
+        finally:
+            link.pending.pop(id, None)
         if pending.error is not None:
             raise pending.error
         assert pending.value is not None
@@ -185,7 +189,7 @@ class RemoteEngine(AsyncEngineCalls):
         parent = self._trace_context() if self._trace_context is not None else (None, None)
         try:
             link.frames.send_nowait(Request(id, call, *parent))
-        except (TypeError, ProtocolError) as exc:
+        except (TypeError, OverflowError, ProtocolError) as exc:
             raise InvalidRequest(f"{spec.name}: cannot send these arguments: {exc}") from exc
 
     async def _wait_link(self) -> Link:
@@ -312,8 +316,8 @@ class RemoteEvents:
         with trio.move_on_after(remote.timeout_s):
             link = await remote._wait_link()
             self._link, self._id = link, next(remote._ids)
-            self._pending = pending = Pending()
-            link.pending[self._id] = pending
+            self._pending = pending = Pending("events")
+            link.add(self._id, pending)
             remote._send(link, self._id, self._call, _decoder(EventsCall)[0])
             return pending
         raise EngineUnavailable(f"events: no engine answered within {remote.timeout_s} s")

@@ -173,7 +173,8 @@ _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 
 def encode(frame: _Frame) -> bytes:
     """One frame's bytes, length prefix included. Raises TypeError for a value that cannot be
-    encoded, ProtocolError for a frame above MAX_FRAME_SIZE."""
+    encoded, OverflowError for an integer beyond 64 bits, ProtocolError for a frame above
+    MAX_FRAME_SIZE."""
     body = _encoder.encode(frame)
     if len(body) > MAX_FRAME_SIZE:
         raise ProtocolError(f"a frame of {len(body)} bytes is above the limit ({MAX_FRAME_SIZE})")

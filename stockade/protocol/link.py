@@ -8,7 +8,9 @@ every call still in flight on it fails with EngineUnavailable.
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import math
 from collections import deque
 
 import msgspec
@@ -28,7 +30,11 @@ from stockade.protocol.frames import (
     ResultIn,
 )
 
-__all__ = ["Link", "Pending"]
+__all__ = ["SWEEP_S", "Link", "Pending"]
+
+#: How often a link fails the calls past their deadline (so a call gives up within its
+#: timeout plus this).
+SWEEP_S = 0.05
 
 _inbound = msgspec.msgpack.Decoder(ResultIn | Failure | ItemIn | Pong)
 
@@ -36,9 +42,10 @@ _inbound = msgspec.msgpack.Decoder(ResultIn | Failure | ItemIn | Pong)
 class Pending:
     """A call in flight on a link: its reply (raw) or error, or a stream's items."""
 
-    __slots__ = ("done", "ended", "error", "items", "value", "wake")
+    __slots__ = ("done", "ended", "error", "items", "name", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name
         self.done = trio.Event()
         self.value: msgspec.Raw | None = None
         self.error: BaseException | None = None
@@ -68,6 +75,7 @@ class Link:
         self.frames = frames
         self.address = address
         self.pending: dict[int, Pending] = {}
+        self._deadlines: list[tuple[float, int, float]] = []  # (deadline, id, limit), a heap
         self.alive = True
         self.last_heard = trio.current_time()
         self.reason: str | None = None
@@ -78,6 +86,7 @@ class Link:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, nursery)
                 nursery.start_soon(self._ping, ping_interval_s, ping_timeout_s, nursery)
+                nursery.start_soon(self._expire)
                 try:
                     reason = await self._read()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -86,17 +95,43 @@ class Link:
                 nursery.cancel_scope.cancel()
         finally:
             self.alive = False
-            lost = EngineUnavailable(
-                f"the connection to the engine at {self.address} was lost ({self.reason}) with "
-                "this call in flight: its outcome is unknown (retry with the same idempotency "
-                "key)"
-            )
             for pending in self.pending.values():
-                pending.fail(lost)
+                pending.fail(
+                    EngineUnavailable(
+                        f"{pending.name}: the connection to the engine at {self.address} was "
+                        f"lost ({self.reason}) with this call in flight: its outcome is unknown "
+                        "(retry with the same idempotency key)"
+                    )
+                )
             self.pending.clear()
+            self._deadlines.clear()
             with trio.CancelScope(shield=True):
                 await self.frames.aclose()
         return self.reason or "closed"
+
+    def add(self, id: int, pending: Pending, limit_s: float = math.inf) -> None:
+        """Put a call in flight; unanswered after ``limit_s`` it fails with
+        EngineUnavailable (the engine's late answer is then dropped). Never blocks."""
+        self.pending[id] = pending
+        if limit_s != math.inf:
+            heapq.heappush(self._deadlines, (trio.current_time() + limit_s, id, limit_s))
+
+    async def _expire(self) -> None:
+        """Fail the calls past their deadline, every SWEEP_S: one timer for all of them
+        rather than a cancel scope per call."""
+        deadlines, pending = self._deadlines, self.pending
+        while True:
+            await trio.sleep(SWEEP_S)
+            now = trio.current_time()
+            while deadlines and deadlines[0][0] <= now:
+                _, id, limit_s = heapq.heappop(deadlines)
+                late = pending.pop(id, None)
+                if late is not None:
+                    late.fail(
+                        EngineUnavailable(
+                            f"{late.name}: the engine did not answer within {limit_s} s"
+                        )
+                    )
 
     async def _write(self, nursery: trio.Nursery) -> None:
         try:

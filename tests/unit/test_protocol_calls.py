@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import stockade
@@ -140,7 +140,10 @@ _call_decoder = msgspec.msgpack.Decoder(_ANY_CALL)
 def test_any_call_survives_the_wire(call: CallBase[Any]) -> None:
     from stockade.protocol.frames import Request, RequestIn, encode
 
-    wire = encode(Request(7, call, "00-trace-span-01", None))
+    try:
+        wire = encode(Request(7, call, "00-trace-span-01", None))
+    except OverflowError:  # an integer beyond 64 bits: the client refuses it (InvalidRequest)
+        assume(False)
     request = msgspec.msgpack.decode(wire[4:], type=RequestIn)
     back = _call_decoder.decode(request.call)
     assert type(back) is type(call) and request.id == 7

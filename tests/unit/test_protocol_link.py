@@ -92,6 +92,10 @@ async def test_errors_come_back_as_the_same_classes(engine: Engine) -> None:
             await remote.adjust_stock("sku-1", 0)
         with pytest.raises(stockade.InvalidRequest):  # a type the engine's decoder refuses
             await remote.set_stock("sku-1", "ten")  # type: ignore[arg-type]
+        with pytest.raises(stockade.InvalidRequest, match="cannot send"):  # nor msgpack
+            await remote.set_stock("sku-1", 2**70)
+        with pytest.raises(stockade.InvalidRequest, match="cannot send"):
+            await remote.set_stock(object(), 1)  # type: ignore[arg-type]
         with pytest.raises(stockade.FeedGone) as gone:
             await remote.event_page(10_000)
         assert gone.value.last == engine.feed_head
