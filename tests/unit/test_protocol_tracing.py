@@ -14,19 +14,22 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from stockade import Engine
+import stockade
+from stockade._open import open_engine_and_store
 from stockade.protocol.addresses import Address
 from stockade.protocol.client import RemoteEngine
 from stockade.protocol.server import serve_connection
 from stockade.protocol.tracing import CallSpans, current_trace_context
 
 
-async def test_an_engine_call_runs_in_a_child_of_the_callers_span(engine: Engine) -> None:
+async def test_an_engine_call_runs_in_a_child_of_the_callers_span() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    async with trio.open_nursery() as nursery:
+    store = stockade.MemoryStore(keep_movements=True)
+    opened = open_engine_and_store(store=store, durability="durable", record_commits=True)
+    async with opened as (engine, _), trio.open_nursery() as nursery:
 
         async def connector(address: Address) -> trio.abc.Stream:
             client, server = trio.testing.memory_stream_pair()
@@ -51,6 +54,8 @@ async def test_an_engine_call_runs_in_a_child_of_the_callers_span(engine: Engine
     assert served.parent.span_id == caller.get_span_context().span_id
     assert served.context.trace_id == caller.get_span_context().trace_id
     assert spans["stockade.engine.has_product"].parent is None
+    commit = spans["stockade.journal.commit"]  # the commit set_stock waited for
+    assert commit.parent is not None and commit.parent.span_id == served.context.span_id
 
 
 def test_without_tracing_the_client_and_server_import_no_opentelemetry(tmp_path) -> None:
