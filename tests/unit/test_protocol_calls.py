@@ -148,3 +148,13 @@ def test_any_call_survives_the_wire(call: CallBase[Any]) -> None:
     back = _call_decoder.decode(request.call)
     assert type(back) is type(call) and request.id == 7
     assert msgspec.msgpack.encode(back) == msgspec.msgpack.encode(call)
+
+
+def test_a_remote_engine_serves_as_the_http_apps_engine_port() -> None:
+    """Checked by mypy (the tests are type-checked): RemoteEngine fits EnginePort."""
+    from stockade.api.port import EnginePort
+
+    def port(remote: RemoteEngine) -> EnginePort:
+        return remote
+
+    assert callable(port)
