@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
+from msgspec.structs import asdict
+
 from stockade.engine.engine import Engine
 from stockade.protocol.calls import ENGINE_CALLS, CallBase
 
@@ -62,4 +64,4 @@ def _invoke(
     target: Any = getattr(engine, spec.name)
     if spec.mode == "property":
         return spec.mode, target
-    return spec.mode, target(**{name: getattr(call, name) for name in spec.fields})
+    return spec.mode, target(**asdict(call))
