@@ -14,6 +14,7 @@ from stockade.errors import IncompatibleStore
 __all__ = [
     "INIT_STATE",
     "KEYS_SINCE",
+    "RETURNS_SINCE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "STATE_TABLE",
@@ -154,6 +155,14 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    [  # 6: partial returns (design.md §13): units returned and written off per sku, as JSON;
+        # NULL: none (every order written before)
+        "ALTER TABLE orders ADD COLUMN returned TEXT",
+        "ALTER TABLE orders ADD COLUMN written_off TEXT",
+    ]
+)
+
 #: Makes the one state row of a new database (the columns named: later migrations add more).
 INIT_STATE = (
     "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "
@@ -164,6 +173,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The first schema version with the ``api_keys`` table.
 KEYS_SINCE = 2
+#: The first schema version with the orders' ``returned`` and ``written_off`` columns.
+RETURNS_SINCE = 6
 
 
 def migrations_after(version: int) -> list[str]:
