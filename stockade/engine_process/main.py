@@ -29,6 +29,7 @@ import trio
 
 from stockade._open import open_engine_and_store
 from stockade.api.logs import install_json_logging, log_event, set_process_role
+from stockade.api.server import tracing_requested, tune_gc
 from stockade.engine.engine import Engine
 from stockade.engine_process.listen import open_listener
 from stockade.engine_process.serving import serve_listener
@@ -77,17 +78,18 @@ async def run_engine(
     handlers: Mapping[type[CallBase[Any]], Handler] | None = None,
     beside: Sequence[Beside] = (),
     stop: trio.Event | None = None,
-    install_logging: bool = True,
+    own_process: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the engine process until SIGTERM/SIGINT or ``stop`` is set (see the module
     docstring). ``task_status`` receives the bound addresses (a TCP port 0 replaced by the
-    real one). ``install_logging``: install the JSON log handler (a process's own choice).
+    real one). ``own_process``: the process is the engine's own: install the JSON log
+    handler and tune the garbage collector (off for a test or a host embedding it).
     Raises InvalidRequest for bad settings (before opening anything), what opening the store
     raises (StoreInUse, StoreUnavailable...), OSError when an address cannot be bound."""
     addresses = check_settings(settings)
     tracing = _open_tracing()
-    if install_logging:  # the process's own logging (tests embedding it keep theirs)
+    if own_process:
         install_json_logging(None if tracing is None else tracing.current_ids)
     log_event("starting", database=settings.database, durability=settings.durability,
               listen=settings.listen, secret=settings.secret is not None,
@@ -103,7 +105,7 @@ async def run_engine(
         )
         async with opened as (engine, store):
             stop = trio.Event() if stop is None else stop
-            serving = _Serving(settings, handlers, beside, tracer, stop)
+            serving = _Serving(settings, handlers, beside, tracer, stop, own_process)
             await serving.serve(engine, store, addresses, task_status)
     finally:
         if tracing is not None:
@@ -120,6 +122,7 @@ class _Serving(NamedTuple):
     beside: Sequence[Beside]
     tracer: CallTracer | None
     stop: trio.Event
+    own_process: bool
 
     async def serve(
         self,
@@ -169,7 +172,10 @@ class _Serving(NamedTuple):
                     )  # fmt: skip
                 signals = trio.CancelScope()
                 connections.start_soon(_until_signalled, self.stop, signals)
-                log_event("listening", addresses=bound, products=engine.statistics().products)
+                # as a server does: what start-up made is taken out of every GC walk
+                tuned = tune_gc() if self.own_process else {}
+                log_event("listening", addresses=bound, products=engine.statistics().products,
+                          **tuned)  # fmt: skip
                 task_status.started(bound)
                 await self.stop.wait()
                 signals.cancel()
@@ -192,8 +198,6 @@ async def _until_signalled(stop: trio.Event, scope: trio.CancelScope) -> None:
 
 
 def _open_tracing() -> Any:
-    from stockade.api.server import tracing_requested
-
     if not tracing_requested(os.environ):
         return None
     from stockade.api.tracing import open_tracing

@@ -86,7 +86,7 @@ async def test_run_engine_serves_handlers_and_runs_tasks_beside_until_stopped(tm
         bound = await nursery.start(
             lambda task_status: run_engine(
                 settings, handlers={Products: products}, beside=[beside], stop=stop,
-                install_logging=False, task_status=task_status,
+                own_process=False, task_status=task_status,
             )
         )  # fmt: skip
         assert bound == [f"unix:{path}"] and beside_ran.is_set()
