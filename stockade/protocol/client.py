@@ -208,7 +208,8 @@ class RemoteEngine(AsyncEngineCalls):
         iterator, with ``aclose()`` (or ``async with``) to stop it. The engine sends events
         only as this reader takes them (a window of STREAM_WINDOW). Reading raises the feed's
         errors (FeedGone, EngineClosed), and EngineUnavailable when the link is lost: start
-        again after the last ``seq`` read."""
+        again after ``cursor`` (the last seq read). A subscription left without ``aclose()``
+        holds at most STREAM_WINDOW events, here and in the engine, until the link closes."""
         return RemoteEvents(self, EventsCall(after, types))  # type: ignore[arg-type]
 
     # -- the link -----------------------------------------------------------------------------
