@@ -1,16 +1,17 @@
 """The engine protocol: what the hop costs, and how many durable orders one engine takes.
 
     ./dev bench protocol [--quick] [--calls N] [--orders N] [--connections N] [--tasks N]
-                         [--database URL]
+                         [--database URL | --no-postgres]
 
 1. **The hop**: a ``stockade engine`` subprocess (in memory, so only the hop is measured) and
    one client making ``stock`` calls one at a time: round trip p50/p99, and CPU µs per call on
    each side (the client's process time; the engine's from /proc).
 2. **The engine's ceiling**: a load generator speaking the protocol directly (``--connections``
    links, ``--tasks`` callers each, so many calls are pipelined on each link) places single-line
-   durable purchases of a hot product against a ``stockade engine`` subprocess on
-   ``--database`` (default: durable SQLite in a temporary directory), beside the embedded
-   durable engine on the same kind of store with the same number of callers, in the same run.
+   durable purchases of a hot product against a ``stockade engine`` subprocess, beside the
+   embedded durable engine on the same kind of store with the same number of callers, in the
+   same run: on SQLite (a temporary directory) and on PostgreSQL (STOCKADE_BENCH_POSTGRES_DSN,
+   fresh ``stockade_bench_*`` schemas; skipped when none answers), or on ``--database``.
    Printed: orders/s each, the ratio (target >= 0.6), and each process's CPU share, which says
    what limits the remote run (the engine, or this one-process load generator).
 
@@ -20,6 +21,7 @@ Verified after each run: units sold == orders acknowledged.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
@@ -31,6 +33,12 @@ from pathlib import Path
 import trio
 
 import stockade
+from bench.contenders.postgres import (
+    POSTGRES_DSN,
+    postgres_unavailable,
+    reset_schema,
+    with_schema,
+)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -183,15 +191,50 @@ async def embedded_ceiling(database: str, orders: int, callers: int) -> float:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as directory:
         await hop(directory, args.calls)
-        database = args.database or f"sqlite:///{directory}/remote.db"
-        embedded_database = args.database or f"sqlite:///{directory}/embedded.db"
-        print(f"\nthe engine's ceiling: {args.orders:,} durable single-line purchases of one hot"
-              f" product on {database.split(':')[0]}")  # fmt: skip
-        remote = await remote_ceiling(database, args.orders, args.connections, args.tasks)
-        embedded = await embedded_ceiling(
-            embedded_database, args.orders, args.connections * args.tasks
-        )
-        print(f"  ratio remote / embedded: {remote / embedded:.2f} (target >= 0.6)")
+        stores = await _stores(args, directory)
+        rows = []
+        for name, remote_database, embedded_database in stores:
+            print(f"\nthe engine's ceiling on {name}: {args.orders:,} durable single-line"
+                  " purchases of one hot product")  # fmt: skip
+            remote = await remote_ceiling(
+                remote_database, args.orders, args.connections, args.tasks
+            )
+            embedded = await embedded_ceiling(
+                embedded_database, args.orders, args.connections * args.tasks
+            )
+            rows.append((name, remote, embedded))
+        if any(name == "PostgreSQL" for name, _, _ in stores):
+            await _reset_postgres(create=False)
+    print(f"\n{'store':<12}{'remote orders/s':>17}{'embedded orders/s':>19}{'ratio':>8}")
+    for name, remote, embedded in rows:
+        print(f"{name:<12}{remote:>17,.0f}{embedded:>19,.0f}{remote / embedded:>8.2f}"
+              "  (target >= 0.6)")  # fmt: skip
+
+
+_SCHEMAS = ("stockade_bench_remote", "stockade_bench_embedded")
+
+
+async def _stores(args: argparse.Namespace, directory: str) -> list[tuple[str, str, str]]:
+    """``(name, database for the remote engine, database for the embedded one)`` per store:
+    ``--database`` alone, else SQLite and (when one answers) PostgreSQL."""
+    if args.database:
+        return [(args.database.split(":")[0], args.database, args.database)]
+    stores = [("SQLite", f"sqlite:///{directory}/remote.db", f"sqlite:///{directory}/embedded.db")]
+    if args.no_postgres:
+        return stores
+    why = await trio.to_thread.run_sync(postgres_unavailable, POSTGRES_DSN)
+    if why is not None:
+        print(f"PostgreSQL skipped: {why}")
+        return stores
+    await _reset_postgres(create=True)
+    remote, embedded = (with_schema(POSTGRES_DSN, schema) for schema in _SCHEMAS)
+    return [*stores, ("PostgreSQL", remote, embedded)]
+
+
+async def _reset_postgres(*, create: bool) -> None:
+    for schema in _SCHEMAS:
+        job = reset_schema(POSTGRES_DSN, schema, create=create)
+        await trio.to_thread.run_sync(asyncio.run, job)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -201,7 +244,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=128, help="callers per connection")
-    parser.add_argument("--database", default=None, help="default: durable SQLite, temporary")
+    parser.add_argument(
+        "--database", default=None, help="one store for both (default: SQLite and PostgreSQL)"
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.orders, args.connections, args.tasks = 200, 500, 2, 8
