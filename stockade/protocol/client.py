@@ -139,8 +139,8 @@ class RemoteEngine(AsyncEngineCalls):
                 raise EngineClosed("this remote engine handle is closed")
             if self.connected:
                 return
-            if self.refused is not None:
-                raise self.refused
+            if self.refused is not None:  # a fresh error for each caller, its own traceback
+                raise EngineRefused(str(self.refused)) from self.refused
             await self._changed.wait()
 
     def _set_link(self, link: Link | None) -> None:
@@ -199,8 +199,8 @@ class RemoteEngine(AsyncEngineCalls):
             link = self._link
             if link is not None and link.alive:
                 return link
-            if self.refused is not None:
-                raise self.refused
+            if self.refused is not None:  # a fresh error for each caller, its own traceback
+                raise EngineRefused(str(self.refused)) from self.refused
             await self._changed.wait()
 
     def events(self, after: int = 0, types: Iterable[str] | None = None) -> RemoteEvents:
