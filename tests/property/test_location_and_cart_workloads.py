@@ -133,7 +133,8 @@ async def test_orders_across_locations_and_channels_balance(seed, autojump_clock
                     return
                 sku = rng.choice(sorted(left))
                 lines = {sku: rng.randint(1, left[sku])}
-                restock = rng.random() < 0.7
+                # every third written off, whatever order trio runs the shoppers in
+                restock = outcomes["returns"] % 3 != 2
                 key = f"rma-{order.id}-{step}"
                 back = await engine.return_units(order.id, lines, restock=restock,
                                                  idempotency_key=key)  # fmt: skip
