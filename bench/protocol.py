@@ -4,8 +4,9 @@
                          [--database URL | --no-postgres]
 
 1. **The hop**: a ``stockade engine`` subprocess (in memory, so only the hop is measured) and
-   one client making ``stock`` calls one at a time: round trip p50/p99, and CPU µs per call on
-   each side (the client's process time; the engine's from /proc).
+   one client making ``stock`` calls, one at a time (round trip p50/p99) and from 64 callers
+   at once (pipelined, as a busy front's are): CPU µs per call on each side (the client's
+   process time; the engine's from /proc).
 2. **The engine's ceiling**: a load generator speaking the protocol directly (``--connections``
    links, ``--tasks`` callers each, so many calls are pipelined on each link) places single-line
    durable purchases of a hot product against a ``stockade engine`` subprocess, beside the
@@ -83,23 +84,54 @@ async def hop(directory: str, calls: int) -> None:
             await remote.set_stock("sku-1", 10)
             for _ in range(min(calls, 1000)):  # warm up
                 await remote.stock("sku-1")
-            latencies = []
-            client_0, engine_0 = time.process_time(), _cpu_s(engine.process.pid)
-            for _ in range(calls):
-                started = time.perf_counter()
-                await remote.stock("sku-1")
-                latencies.append(time.perf_counter() - started)
-            client_cpu = time.process_time() - client_0
-            engine_cpu = _cpu_s(engine.process.pid) - engine_0
+            latencies: list[float] = []
+            serial = await _cpu_per_call(engine, remote, calls, 1, latencies)
+            pipelined = await _cpu_per_call(engine, remote, calls, 64, None)
     finally:
         engine.stop()
     latencies.sort()
     p50 = statistics.median(latencies) * 1e6
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1e6
-    print(f"the hop ({calls} stock calls, one at a time, over a Unix socket):")
-    print(f"  round trip p50 {p50:,.0f} µs, p99 {p99:,.0f} µs")
-    print(f"  CPU per call: client {client_cpu / calls * 1e6:,.0f} µs, "
-          f"engine {engine_cpu / calls * 1e6:,.0f} µs")  # fmt: skip
+    print(f"the hop ({calls} stock calls over a Unix socket):")
+    print(
+        f"  one at a time: round trip p50 {p50:,.0f} µs, p99 {p99:,.0f} µs;"
+        f" CPU per call: client {serial[0]:,.0f} µs, engine {serial[1]:,.0f} µs"
+    )
+    print(
+        f"  64 callers, pipelined: {pipelined[2]:,.0f} calls/s;"
+        f" CPU per call: client {pipelined[0]:,.0f} µs, engine {pipelined[1]:,.0f} µs"
+    )
+
+
+async def _cpu_per_call(
+    engine: Engine,
+    remote: stockade.RemoteEngine,
+    calls: int,
+    callers: int,
+    latencies: list[float] | None,
+) -> tuple[float, float, float]:
+    """``calls`` stock calls from ``callers`` tasks: µs of CPU per call in this process and
+    in the engine's, and calls/s. Notes each call's round trip in ``latencies``."""
+    left = calls
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            started = time.perf_counter()
+            await remote.stock("sku-1")
+            if latencies is not None:
+                latencies.append(time.perf_counter() - started)
+
+    client_0, engine_0 = time.process_time(), _cpu_s(engine.process.pid)
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(callers):
+            nursery.start_soon(caller)
+    seconds = time.perf_counter() - started
+    client_cpu = time.process_time() - client_0
+    engine_cpu = _cpu_s(engine.process.pid) - engine_0
+    return client_cpu / calls * 1e6, engine_cpu / calls * 1e6, calls / seconds
 
 
 async def _rush(engine: stockade.Engine | stockade.RemoteEngine, orders: int, tasks: int) -> int:
