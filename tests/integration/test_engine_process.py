@@ -119,7 +119,7 @@ async def test_kill_9_fails_calls_in_flight_and_the_client_follows_a_new_engine(
             engine.process.kill()  # type: ignore[union-attr]
 
         acknowledged, failed = await _buy_until_it_fails(remote, kill, 200)
-        assert time.monotonic() - killed_at < 2.5  # every call in flight failed promptly
+        assert time.monotonic() - killed_at < 4.0  # promptly: within the timeout (2 s), no hang
         assert failed == {stockade.EngineUnavailable: 20}
         assert not remote.connected
         engine.process.wait(10)  # type: ignore[union-attr]
@@ -141,7 +141,9 @@ async def test_a_paused_engine_times_calls_out_and_recovers(tmp_path: Path, engi
             started = time.monotonic()
             with pytest.raises(stockade.EngineUnavailable):
                 await remote.stock("sku-1")
-            assert time.monotonic() - started < 1.5
+            assert (
+                time.monotonic() - started < 3.0
+            )  # the timeout (1 s), with room for a busy machine
         finally:
             engine.signal(signal.SIGCONT)
         with trio.fail_after(10):
