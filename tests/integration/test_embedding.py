@@ -309,3 +309,23 @@ def test_the_handles_take_open_engines_arguments(opener, own):
         return {p.name: (p.default, p.annotation) for p in parameters if p.name not in own}
 
     assert keywords(opener) == keywords(stockade.open_engine)
+
+
+def test_the_asyncio_handle_reads_the_change_feed_and_a_cancelled_wait_loses_nothing():
+    async def main() -> None:
+        store = MemoryStore(keep_movements=True)
+        async with stockade.open_asyncio_engine(store=store) as engine:
+            await engine.set_stock("sku-1", 10)
+            events = engine.events(0, ["order.placed"])
+            waiting = asyncio.create_task(events.__anext__())
+            await asyncio.sleep(0.05)  # waiting on the engine thread: nothing placed yet
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            first = await engine.place_order({"sku-1": 1})
+            second = await engine.place_order({"sku-1": 2})
+            got = [await events.__anext__(), await events.__anext__()]
+            assert [e.data["id"] for e in got] == [first.id, second.id]
+            assert events.cursor == got[-1].seq
+
+    asyncio.run(main())

@@ -66,8 +66,6 @@ def test_every_public_engine_method_has_a_call_with_its_parameters() -> None:
 @pytest.mark.parametrize("handle", [RemoteEngine, stockade.AsyncioEngine])
 def test_async_handles_have_the_engines_signatures(handle: type) -> None:
     for name in _public_engine_members():
-        if name == "events" and handle is not RemoteEngine:
-            continue  # the asyncio handle has no stream (yet)
         assert hasattr(handle, name), f"{handle.__name__}.{name} is missing"
         member = inspect.getattr_static(Engine, name)
         if isinstance(member, property):
