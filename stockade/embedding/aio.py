@@ -31,7 +31,7 @@ from stockade.engine.models import Event
 from stockade.engine.validation import DEFAULT_MAX_HOLD
 from stockade.persistence.journal import Durability, Store
 from stockade.protocol.calls import CallBase, EventsCall
-from stockade.protocol.dispatch import dispatch, subscribe
+from stockade.protocol.dispatch import dispatch, next_item, start_stream
 from stockade.protocol.surface import AsyncEngineCalls
 
 __all__ = ["AsyncioEngine", "AsyncioEvents", "open_asyncio_engine"]
@@ -134,22 +134,21 @@ class AsyncioEvents:
 
     async def __anext__(self) -> Event:
         if self._reader is None:
-            self._reader = self._handle._submit(_subscribe, self._call)
+            self._reader = self._handle._submit(start_stream, self._call)
         reader = await asyncio.shield(self._reader)
         if self._next is None:
-            self._next = self._handle._submit(_next_event, reader)
-        event = await asyncio.shield(self._next)  # a cancelled wait leaves it for next time
+            self._next = self._handle._submit(next_item, reader)
+        fetching = self._next
+        try:
+            event = await asyncio.shield(fetching)  # cancelled: the next step takes its event
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._next = None  # it failed: the next step asks again
+            raise
         self._next = None
         self.cursor = event.seq
         return event
-
-
-async def _subscribe(engine: Engine, call: EventsCall) -> AsyncIterator[Event]:
-    return subscribe(engine, call)
-
-
-async def _next_event(engine: Engine, reader: AsyncIterator[Event]) -> Event:
-    return await reader.__anext__()
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from msgspec.structs import asdict
 from stockade.engine.engine import Engine
 from stockade.protocol.calls import ENGINE_CALLS, CallBase
 
-__all__ = ["dispatch", "dispatch_now", "subscribe"]
+__all__ = ["dispatch", "dispatch_now", "next_item", "start_stream", "subscribe"]
 
 R = TypeVar("R")
 
@@ -46,6 +46,18 @@ def subscribe(engine: Engine, call: CallBase[R]) -> AsyncIterator[R]:
     is not a stream."""
     _, reader = _invoke(engine, call, _STREAMS, "is not a stream: use dispatch()")
     return reader  # type: ignore[no-any-return]
+
+
+async def start_stream(engine: Engine, call: CallBase[R]) -> AsyncIterator[R]:
+    """:func:`subscribe` as a coroutine taking the engine first: for the thread handles,
+    which run every step on the engine thread (``EngineThread.enqueue``)."""
+    return subscribe(engine, call)
+
+
+async def next_item(engine: Engine, items: AsyncIterator[R]) -> R:
+    """The next item of a stream :func:`start_stream` opened, read on the engine thread.
+    Raises what the stream raises (FeedGone, EngineClosed...). Cancellable."""
+    return await items.__anext__()
 
 
 _NOT_STREAMS = frozenset({"await", "sync", "property"})

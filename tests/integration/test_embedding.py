@@ -329,3 +329,23 @@ def test_the_asyncio_handle_reads_the_change_feed_and_a_cancelled_wait_loses_not
             assert events.cursor == got[-1].seq
 
     asyncio.run(main())
+
+
+def test_the_blocking_handle_reads_the_change_feed_and_a_timeout_loses_nothing():
+    store = MemoryStore(keep_movements=True)
+    with stockade.run_in_thread(store=store, timeout=0.2) as engine:
+        engine.set_stock("sku-1", 10)
+        events = engine.events(0, ["order.placed"])
+        with pytest.raises(TimeoutError):
+            next(events)  # nothing placed yet: the step times out, the fetch goes on
+        first = engine.place_order({"sku-1": 1})
+        second = engine.place_order({"sku-1": 2})
+        got = [next(events), next(events)]
+        assert [e.data["id"] for e in got] == [first.id, second.id]
+        assert events.cursor == got[-1].seq
+        with pytest.raises(stockade.InvalidRequest):
+            next(engine.events(0, ["no.such.type"]))
+        bad = engine.events(-1)
+        for _ in range(2):  # an error is raised again, not a hang
+            with pytest.raises(stockade.InvalidRequest):
+                next(bad)

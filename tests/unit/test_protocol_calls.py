@@ -79,8 +79,6 @@ def test_async_handles_have_the_engines_signatures(handle: type) -> None:
 
 def test_the_blocking_handle_has_the_engines_signatures() -> None:
     for name in _public_engine_members():
-        if name == "events":
-            continue  # a blocking handle has no stream
         assert hasattr(stockade.BlockingEngine, name), f"BlockingEngine.{name} is missing"
         member = inspect.getattr_static(Engine, name)
         if isinstance(member, property):
