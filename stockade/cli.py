@@ -15,6 +15,7 @@ import trio
 
 import stockade
 from stockade._open import store_for
+from stockade.fronts.supervised import watch_supervisor
 from stockade.persistence.journal import StoreUnavailable
 from stockade.persistence.keys import (
     ROLES,
@@ -65,6 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not token:
         token = secrets.token_urlsafe(24)
         print(f"STOCKADE_ADMIN_TOKEN not set; merchant token for this run: {token}", flush=True)
+    if args.workers > 1:
+        return _supervise(args, token)
     settings = ServerSettings(
         database=args.database,
         host=args.host,
@@ -85,6 +88,32 @@ def _serve(args: argparse.Namespace) -> int:
                   exception=traceback.format_exc())  # fmt: skip
         return 1
     return 0
+
+
+def _supervise(args: argparse.Namespace, token: str) -> int:
+    """``serve --workers N``: the supervisor of one engine process and N fronts."""
+    from stockade.fronts.supervisor import SupervisorSettings, supervise
+
+    front_args = ["--read-timeout", str(args.read_timeout), "--max-streams", str(args.max_streams),
+                  "--stream-lifetime", str(args.stream_lifetime)]  # fmt: skip
+    if args.public_holds:
+        front_args.append("--public-holds")
+    settings = SupervisorSettings(
+        workers=args.workers,
+        database=args.database,
+        durability=args.durability,
+        host=args.host,
+        port=args.port,
+        admin_token=token,
+        engine_secret=os.environ.get("STOCKADE_ENGINE_SECRET", "") or secrets.token_urlsafe(32),
+        front_args=tuple(front_args),
+    )
+    try:
+        return trio.run(supervise, settings)
+    except OSError as exc:  # the port: in use, or not ours to bind
+        print(f"stockade serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return 1
 
 
 async def _keys(args: argparse.Namespace) -> int:
@@ -300,6 +329,17 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _workers(value: str) -> int:
+    from stockade.fronts.supervisor import resolve_workers
+
+    try:
+        return resolve_workers(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or auto, not {value!r}"
+        ) from None
+
+
 def _count(value: str) -> int:
     try:
         count = int(value)
@@ -369,6 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="end each event stream after this long; clients reconnect and resume"
         " (env STOCKADE_STREAM_LIFETIME)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=env("STOCKADE_WORKERS", "1"),
+        metavar="N|auto",
+        help="HTTP front processes on the port, beside one engine process (auto: one per CPU;"
+        " 1: engine and HTTP in this one process, the fastest on one core; env STOCKADE_WORKERS)",
+    )
     keys = commands.add_parser("keys", help="make, list and revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", parents=[database], help="make a key; print it once")
@@ -412,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     exporting.add_argument("--format", choices=FORMATS, default="csv")
     args = parser.parse_args(argv)
+    watch_supervisor()  # started by `serve --workers`: stop if the supervisor is gone
     if args.command == "demo":
         return trio.run(_demo, args.units, args.buyers)
     if args.command == "serve":

@@ -43,6 +43,7 @@ from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event
+from stockade.fronts.supervised import listen_binds
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 from stockade.persistence.webhooks import WebhookStore
@@ -168,7 +169,7 @@ async def _serve(
             feed: FeedService = app.config["STOCKADE_FEED"]
             keys: ApiKeys = app.config["STOCKADE_KEYS"]
             config = Config()
-            config.bind = [f"{settings.host}:{settings.port}"]
+            config.bind = listen_binds(settings.host, settings.port)  # or the supervisor's
             config.accesslog = None  # Accounting logs each request
             errors = logging.getLogger("hypercorn.error")  # as JSON, through the root logger
             errors.setLevel(logging.WARNING)  # not its "Running on" line: we log "listening"
