@@ -56,6 +56,7 @@ import msgspec
 import trio
 
 from stockade.api.logs import log_event
+from stockade.api.metrics import MULTIPROC_ENV
 from stockade.fronts.supervised import LISTEN_FD, SUPERVISOR_FD
 
 __all__ = [
@@ -237,7 +238,7 @@ class _Supervisor:
         host, port = listener.getsockname()[:2]
         self.address = (host, port)
         front_env = {**env, LISTEN_FD: str(listener.fileno()),
-                     "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}  # fmt: skip
+                     MULTIPROC_ENV: self.metrics_dir}  # fmt: skip
         front_argv = [*commands.front, "--engine", engine_url, "--host", settings.host,
                       "--port", str(port), *settings.front_args]  # fmt: skip
         fds = [lifeline, listener.fileno()]
