@@ -54,6 +54,10 @@ class Server:
         self.log = workdir / "server.log"
         self.database = workdir / "stockade.db"
         self.process: subprocess.Popen[bytes] | None = None
+        supervised = "--workers" in args and args[args.index("--workers") + 1] != "1"
+        # under `--workers N` the engine and each front log "listening" too: wait for the
+        # supervisor's, which comes once a front answers through the port
+        self.ready = '"event":"listening","role":"supervisor"' if supervised else '"listening"'
 
     def start(self) -> None:
         env = {
@@ -72,7 +76,7 @@ class Server:
             )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
-            if '"listening"' in self.log.read_text()[seen:]:
+            if self.ready in self.log.read_text()[seen:]:
                 return
             if self.process.poll() is not None:
                 break

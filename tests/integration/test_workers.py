@@ -55,7 +55,7 @@ class Workers(Server):
         return [e["pid"] for e in self.events("child_started") if e["child"] == child]
 
 
-def _missing() -> str | None:
+def workers_missing() -> str | None:
     """Which part the workers need is not in this tree yet (the engine process, the fronts)."""
     for module in ("stockade.engine_process", "stockade.fronts.front"):
         if importlib.util.find_spec(module) is None:
@@ -65,7 +65,7 @@ def _missing() -> str | None:
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
-    if (missing := _missing()) is not None:
+    if (missing := workers_missing()) is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"serve --workers needs {missing}")
         pytest.skip(f"serve --workers needs {missing}, not in this tree yet")
