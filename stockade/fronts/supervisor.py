@@ -5,13 +5,16 @@ no stock. It:
 
 1. makes a private directory (mode 0700) for the engine's Unix socket and the fronts'
    Prometheus files, and a fresh random ``STOCKADE_ENGINE_SECRET`` unless one is set;
-2. binds the listening socket once (``--host``/``--port``; port 0 picks one) and keeps it for
-   the whole run, so a front that dies loses no connection waiting to be accepted, and the
-   port is never free for another program between restarts. Every front inherits it and
-   serves it as hypercorn's ``fd://N`` bind (see :mod:`stockade.fronts.supervised`). Idle
-   fronts all wait for it to be readable and whichever accepts first serves the connection,
-   so a busy front takes fewer new ones; ``SO_REUSEPORT`` would spread connections by a hash
-   of their addresses instead, busy or not, and drop those queued on a front that dies;
+2. reserves the port (``--host``/``--port``; port 0 picks one) for the whole run with a socket
+   bound with ``SO_REUSEPORT`` that never listens, and gives each front, at each start, a
+   listening socket of its own on that port (``SO_REUSEPORT``; served as hypercorn's
+   ``fd://N`` bind, see :mod:`stockade.fronts.supervised`). The kernel spreads new
+   connections evenly over the fronts' sockets by a hash of their addresses. One socket shared
+   by every front was tried first: whichever front woke first accepted a whole burst of new
+   connections (under wrk's 64 connections, opened at once, one front used 0.30 of a core and
+   the other 0.08: the first was the bottleneck). A front's socket lives only as long as the
+   front: when it dies, the kernel stops sending it connections at once, and the few it had
+   queued, not yet accepted (never answered, so never acknowledged), are reset;
 3. starts ``stockade engine --listen unix:<dir>/engine.sock`` and waits until its socket
    exists (a PostgreSQL standby waits there for the store, as ``serve`` does);
 4. starts N ``stockade serve --engine unix:<dir>/engine.sock`` fronts, and says
@@ -42,6 +45,7 @@ removed at exit), for prometheus-client's multiprocess mode to sum their HTTP se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -135,6 +139,7 @@ class _Keeper:
         env: dict[str, str],
         pass_fds: Sequence[int],
         on_exit: Callable[[int], None] | None = None,
+        listen: tuple[str, int] | None = None,
     ) -> None:
         self.role = role
         self.index = index
@@ -142,6 +147,7 @@ class _Keeper:
         self.env = env
         self.pass_fds = tuple(pass_fds)
         self.on_exit = on_exit
+        self.listen = listen
         self.process: trio.Process | None = None
         self.stopping = False
         self.exit_code: int | None = None
@@ -155,9 +161,17 @@ class _Keeper:
         return {**named, **more}
 
     async def spawn(self) -> trio.Process:
-        process = await trio.lowlevel.open_process(
-            self.argv, env=self.env, pass_fds=self.pass_fds, start_new_session=True
-        )
+        """Start the child. A front gets a listening socket of its own, made here and closed
+        here once the child has it: the socket lives as long as that child."""
+        env, fds = self.env, self.pass_fds
+        with contextlib.ExitStack() as stack:
+            if self.listen is not None:
+                listener = stack.enter_context(_front_socket(*self.listen))
+                env = {**env, LISTEN_FD: str(listener.fileno())}
+                fds = (*fds, listener.fileno())
+            process = await trio.lowlevel.open_process(
+                self.argv, env=env, pass_fds=fds, start_new_session=True
+            )
         self.process = process
         if self.stopping:  # stop() came while the process was being started
             process.send_signal(signal.SIGTERM)
@@ -215,12 +229,11 @@ class _Supervisor:
         self,
         settings: SupervisorSettings,
         commands: Commands,
-        listener: socket.socket,
+        reserved: socket.socket,
         run_dir: str,
         lifeline: int,
     ) -> None:
         self.settings = settings
-        self.listener = listener
         self.socket_path = os.path.join(run_dir, "engine.sock")
         self.metrics_dir = os.path.join(run_dir, "metrics")
         os.mkdir(self.metrics_dir, 0o700)
@@ -235,15 +248,14 @@ class _Supervisor:
         engine_argv = [*commands.engine, "--database", settings.database,
                        "--durability", settings.durability, "--listen", engine_url]  # fmt: skip
         self.engine = _Keeper("engine", None, engine_argv, env, [lifeline])
-        host, port = listener.getsockname()[:2]
+        host, port = reserved.getsockname()[:2]
         self.address = (host, port)
-        front_env = {**env, LISTEN_FD: str(listener.fileno()),
-                     MULTIPROC_ENV: self.metrics_dir}  # fmt: skip
+        front_env = {**env, MULTIPROC_ENV: self.metrics_dir}
         front_argv = [*commands.front, "--engine", engine_url, "--host", settings.host,
                       "--port", str(port), *settings.front_args]  # fmt: skip
-        fds = [lifeline, listener.fileno()]
+        exited = self._front_exited
         self.front_keepers = [
-            _Keeper("front", i, front_argv, front_env, fds, on_exit=self._front_exited)
+            _Keeper("front", i, front_argv, front_env, [lifeline], exited, listen=self.address)
             for i in range(settings.workers)
         ]
         self.fronts: list[_Keeper] = []  # those started
@@ -403,13 +415,31 @@ def _describe(address: tuple[str, int]) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _socket(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
 @contextmanager
-def _listening(host: str, port: int) -> Iterator[socket.socket]:
-    """The shared listening socket. TCP_NODELAY set here is inherited by every accepted
-    connection (hypercorn sets it only on sockets it binds itself)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.create_server((host, port), family=family, backlog=1024) as listener:
+def _reserving(host: str, port: int) -> Iterator[socket.socket]:
+    """The port, held for the whole run by a socket bound with ``SO_REUSEPORT`` that never
+    listens: it receives no connection, and no program without ``SO_REUSEPORT`` (of another
+    user, with it) can take the port while fronts restart. Port 0 picks one."""
+    with _socket(host) as reserved:
+        reserved.bind((host, port))
+        yield reserved
+
+
+@contextmanager
+def _front_socket(host: str, port: int) -> Iterator[socket.socket]:
+    """A front's listening socket on the reserved port. TCP_NODELAY set here is inherited by
+    every accepted connection (hypercorn sets it only on sockets it binds itself)."""
+    with _socket(host) as listener:
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.bind((host, port))
+        listener.listen(1024)
         yield listener
 
 
@@ -432,12 +462,12 @@ async def supervise(
     will not go away (see the module docstring); return the exit code. ``task_status`` gets
     the bound ``(host, port)`` once a front answers. Raises OSError when the port cannot be
     bound (before anything is started)."""
-    with _listening(settings.host, settings.port) as listener, _private_dir() as run_dir:
+    with _reserving(settings.host, settings.port) as reserved, _private_dir() as run_dir:
         lifeline_read, lifeline_write = os.pipe()  # neither end inheritable unless passed
         try:
             _log("starting", workers=settings.workers, database=settings.database,
                  durability=settings.durability)  # fmt: skip
-            supervisor = _Supervisor(settings, commands or Commands(), listener, run_dir,
+            supervisor = _Supervisor(settings, commands or Commands(), reserved, run_dir,
                                      lifeline_read)  # fmt: skip
             return await supervisor.run(task_status)
         finally:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +191,25 @@ def test_a_front_that_keeps_dying_is_restarted_with_backoff(tmp_path):
         assert not any(alive(pid) for pid in supervised.pids("engine"))
     finally:
         supervised.kill()
+
+
+def test_connections_opened_at_once_are_spread_over_the_fronts(supervised):
+    """64 connections opened together (as a load generator does): the kernel hashes them
+    over the fronts' sockets, so neither front gets them all (binomial: fewer than 8 of 64
+    on one side happens about once in 10^10 runs)."""
+
+    def whose(_: int) -> tuple[int, socket.socket]:
+        sock = socket.create_connection(("127.0.0.1", supervised.port), timeout=10)
+        sock.sendall(b"GET /pid HTTP/1.1\r\nHost: test\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"\r\n0\r\n\r\n"):  # chunked: read to the last chunk
+            answer += sock.recv(4096)
+        return int(answer.split(b"\r\n\r\n", 1)[1].split(b"\r\n")[1]), sock
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(whose, range(64)))
+    for _, sock in answers:
+        sock.close()
+    counts = Counter(pid for pid, _ in answers)
+    assert set(counts) == set(supervised.pids("front"))
+    assert min(counts.values()) >= 8, counts

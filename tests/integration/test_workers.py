@@ -65,7 +65,7 @@ def workers_missing() -> str | None:
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
-    if (missing := workers_missing()) is not None:
+    if (missing := workers_missing()) is not None:  # pragma: no cover - until they land
         if os.environ.get("CI") == "true":
             pytest.fail(f"serve --workers needs {missing}")
         pytest.skip(f"serve --workers needs {missing}, not in this tree yet")
@@ -107,8 +107,8 @@ async def test_the_quick_start_through_two_workers_on_sqlite(workers):
         stock = (await client.get("/v1/products/tee")).json()
         assert stock == {"sku": "tee", "on_hand": 98, "reserved": 0, "available": 98}
         page = (await client.get("/v1/events")).json()
-        types = [event["type"] for event in page["items"]]
-        assert types[-2:] == ["order.placed", "order.confirmed"], types
+        types = [event["type"] for event in page["items"] if event["type"].startswith("order.")]
+        assert types == ["order.placed", "order.confirmed"], page
     assert workers.stop() == 0  # SIGTERM: fronts drain, the engine commits
     assert stored_orders(workers.database) == {order_id: "confirmed"}
     assert books_balance(workers.database).returncode == 0
