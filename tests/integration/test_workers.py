@@ -202,3 +202,72 @@ def test_the_supervisor_killed_leaves_no_orphan_and_frees_the_store(workers, tmp
         assert httpx.get(f"{again.url}/readyz", timeout=10).status_code == 200
     finally:
         assert again.stop() == 0
+
+
+async def test_metrics_sum_the_fronts_and_count_the_engine_once(workers):
+    async with httpx.AsyncClient(base_url=workers.url, headers=ADMIN, timeout=10) as client:
+        assert (await client.put("/v1/products/tee", json={"on_hand": 100})).status_code == 201
+    for _ in range(20):  # a connection each: the kernel spreads them over both fronts
+        async with httpx.AsyncClient(base_url=workers.url, headers=ADMIN, timeout=10) as client:
+            placed = await client.post("/v1/orders", json={"lines": [{"sku": "tee", "qty": 1}]})
+            assert placed.status_code == 201, placed.text
+    async with httpx.AsyncClient(base_url=workers.url, timeout=10) as client:
+        text = (await client.get("/metrics")).text
+    series = [line for line in text.splitlines() if not line.startswith("#")]
+    orders_201 = [line for line in series if line.startswith("stockade_http_requests_total{")
+                  and "orders" in line and 'status="201"' in line]  # fmt: skip
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in orders_201) == 20, orders_201
+    placed_total = [line for line in series if line.startswith("stockade_orders_placed_total ")]
+    assert placed_total == ["stockade_orders_placed_total 20.0"], placed_total
+
+
+async def test_the_engine_killed_is_restarted_and_the_fronts_recover(workers):
+    """Between the kill and the new engine, orders are answered 503 engine-unavailable (never
+    500, never a hang); afterwards they succeed again, and every 201 is in the store."""
+    async with httpx.AsyncClient(base_url=workers.url, headers=ADMIN, timeout=10) as client:
+        assert (await client.put("/v1/products/sku", json={"on_hand": 1000})).status_code == 201
+        (engine,) = workers.children("engine")
+        acknowledged: list[str] = []
+        statuses: set[int] = set()
+        for _ in range(10):
+            r = await client.post("/v1/orders", json={"lines": [{"sku": "sku", "qty": 1}]})
+            acknowledged.append(r.json()["id"])
+        n = 0  # each order retried with its key until answered
+        os.kill(engine, signal.SIGKILL)
+        deadline = time.monotonic() + DEADLINE_S
+        while len(workers.children("engine")) < 2 or 201 not in statuses:
+            assert time.monotonic() < deadline, statuses
+            body = {"lines": [{"sku": "sku", "qty": 1}]}
+            r = await client.post("/v1/orders", json=body, headers={"Idempotency-Key": f"k{n}"})
+            statuses.add(r.status_code)
+            if r.status_code == 201:
+                acknowledged.append(r.json()["id"])
+                n += 1
+            else:
+                assert r.status_code == 503, r.text
+                assert r.json()["type"].endswith("engine-unavailable"), r.text
+                assert "Retry-After" in r.headers
+                await trio.sleep(0.05)
+    assert workers.stop() == 0
+    orders = stored_orders(workers.database)
+    assert set(acknowledged) <= set(orders), "an acknowledged order was lost"
+    assert books_balance(workers.database).returncode == 0
+
+
+def test_a_store_another_process_owns_stops_the_supervisor(tmp_path):
+    if (missing := workers_missing()) is not None:  # pragma: no cover - until they land
+        pytest.skip(f"serve --workers needs {missing}, not in this tree yet")
+    owner = Server(tmp_path, TOKEN)
+    owner.start()
+    try:
+        second = Workers(tmp_path)
+        second.log = tmp_path / "second.log"
+        with pytest.raises(RuntimeError, match="did not start"):
+            second.start()
+        assert second.process is not None and second.process.wait(timeout=DEADLINE_S) == 1
+        (failed,) = second.events("failed")
+        assert failed["error"] == "engine-cannot-start"
+        assert "StoreInUse" in second.log.read_text()  # the engine's own line says why
+        assert second.children("front") == []
+    finally:
+        assert owner.stop() == 0
