@@ -62,6 +62,10 @@ def _serve(args: argparse.Namespace) -> int:
     from stockade.api.logs import log_event
     from stockade.api.server import ServerSettings, serve
 
+    if args.workers > 1 and getattr(args, "engine", None):
+        print("stockade serve: --workers starts its own engine; a front of --engine is one "
+              "process: start as many as you need", file=sys.stderr)  # fmt: skip
+        return 2
     token = os.environ.get("STOCKADE_ADMIN_TOKEN", "")
     if not token:
         token = secrets.token_urlsafe(24)
