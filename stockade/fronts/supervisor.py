@@ -59,7 +59,7 @@ from typing import Any
 import msgspec
 import trio
 
-from stockade.api.logs import log_event
+from stockade.api.logs import log_event, set_process_role
 from stockade.api.metrics import MULTIPROC_ENV
 from stockade.fronts.supervised import LISTEN_FD, SUPERVISOR_FD
 
@@ -123,10 +123,6 @@ def resolve_workers(value: str) -> int:
     return count
 
 
-def _log(event: str, **fields: Any) -> None:
-    log_event(event, role="supervisor", **fields)
-
-
 class _Keeper:
     """Keeps one child running: starts it, waits for it by pid, starts it again after a
     backoff when it exits, until :meth:`stop`. ``role``/``index`` name it in log lines."""
@@ -175,7 +171,7 @@ class _Keeper:
         self.process = process
         if self.stopping:  # stop() came while the process was being started
             process.send_signal(signal.SIGTERM)
-        _log("child_started", **self._fields(pid=process.pid))
+        log_event("child_started", **self._fields(pid=process.pid))
         return process
 
     async def wait(self, process: trio.Process) -> int:
@@ -184,7 +180,7 @@ class _Keeper:
         if self.on_exit is not None:
             self.on_exit(process.pid)
         if not self.stopping:
-            _log("child_exited", **self._fields(pid=process.pid, exit_code=code))
+            log_event("child_exited", **self._fields(pid=process.pid, exit_code=code))
         return code
 
     async def backoff(self, delay_s: float) -> None:
@@ -192,7 +188,7 @@ class _Keeper:
         self._backoff = trio.CancelScope()
         if self.stopping:
             return
-        _log("child_restarting", **self._fields(delay_s=delay_s))
+        log_event("child_restarting", **self._fields(delay_s=delay_s))
         with self._backoff:
             await trio.sleep(delay_s)
 
@@ -271,13 +267,13 @@ class _Supervisor:
     def _fail(self, reason: str, **fields: Any) -> None:
         if self.failed is None:
             self.failed = reason
-            _log("failed", error=reason, **fields)
+            log_event("failed", error=reason, **fields)
         self.stop_requested.set()
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                _log("stopping", signal=signal.Signals(signum).name)
+                log_event("stopping", signal=signal.Signals(signum).name)
                 self.stop_requested.set()
 
     async def _run_engine(self) -> None:
@@ -293,7 +289,7 @@ class _Supervisor:
                 listened = await self._engine_listens(process)
                 if listened:
                     failures = 0
-                    _log("engine_listening", pid=process.pid, url=f"unix:{self.socket_path}")
+                    log_event("engine_listening", pid=process.pid, url=f"unix:{self.socket_path}")
                     self.engine_ready.set()
                 code = await keeper.wait(process)
                 if keeper.stopping:
@@ -368,14 +364,15 @@ class _Supervisor:
                     self.fronts.append(keeper)
                     nursery.start_soon(self._run_front, keeper)
                 if await self._until_fronts_answer():
-                    _log("listening", binds=[_describe(self.address)], workers=len(self.fronts),
-                         engine=f"unix:{self.socket_path}")  # fmt: skip
+                    engine = f"unix:{self.socket_path}"
+                    binds = [_describe(self.address)]
+                    log_event("listening", binds=binds, workers=len(self.fronts), engine=engine)
                     task_status.started(self.address)
             await self.stop_requested.wait()
             await self._stop_in_order()
             nursery.cancel_scope.cancel()
         clean = self.failed is None and self.engine.exit_code in (0, None)
-        _log("stopped", exit_code=self.engine.exit_code, failed=self.failed)
+        log_event("stopped", exit_code=self.engine.exit_code, failed=self.failed)
         return 0 if clean else 1
 
     async def _stop_in_order(self) -> None:
@@ -393,7 +390,7 @@ class _Supervisor:
         with trio.move_on_after(self.settings.engine_stop_s):
             await self.engine.exited.wait()
         if not self.engine.exited.is_set():
-            _log("engine_killed", waited_s=self.settings.engine_stop_s)
+            log_event("engine_killed", waited_s=self.settings.engine_stop_s)
             self.engine.stop(signal.SIGKILL)
             await self.engine.exited.wait()
 
@@ -462,11 +459,12 @@ async def supervise(
     will not go away (see the module docstring); return the exit code. ``task_status`` gets
     the bound ``(host, port)`` once a front answers. Raises OSError when the port cannot be
     bound (before anything is started)."""
+    set_process_role("supervisor")  # on every log line of this process
     with _reserving(settings.host, settings.port) as reserved, _private_dir() as run_dir:
         lifeline_read, lifeline_write = os.pipe()  # neither end inheritable unless passed
         try:
-            _log("starting", workers=settings.workers, database=settings.database,
-                 durability=settings.durability)  # fmt: skip
+            log_event("starting", workers=settings.workers, database=settings.database,
+                      durability=settings.durability)  # fmt: skip
             supervisor = _Supervisor(settings, commands or Commands(), reserved, run_dir,
                                      lifeline_read)  # fmt: skip
             return await supervisor.run(task_status)

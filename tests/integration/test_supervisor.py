@@ -178,13 +178,14 @@ def test_an_engine_that_cannot_start_stops_the_supervisor(tmp_path):
 
 
 def test_a_front_that_keeps_dying_is_restarted_with_backoff(tmp_path):
-    supervised = Supervised(tmp_path, workers=1, FAKE_FRONT_CRASH="1", FAKE_FRONTS_START_S="3")
+    supervised = Supervised(tmp_path, workers=1, FAKE_FRONT_CRASH="1", FAKE_FRONTS_START_S="8")
     try:
         assert supervised.wait() == 1
         (failed,) = supervised.events("failed")
         assert failed["error"] == "fronts-never-answered"
         delays = [e["delay_s"] for e in supervised.events("child_restarting")]
-        # a handful of restarts in 3 s, not hundreds, each wait twice the one before
+        # a handful of restarts in 8 s (0.1 + 0.2 + ... + 3.2 = 6.3 s of waits), not hundreds,
+        # each wait twice the one before
         assert 2 <= len(delays) <= 8, delays
         assert delays == [0.1 * 2**i for i in range(len(delays))], delays
         assert len(supervised.pids("front")) in (len(delays), len(delays) + 1)
