@@ -7,14 +7,14 @@ no stock. It:
    Prometheus files, and a fresh random ``STOCKADE_ENGINE_SECRET`` unless one is set;
 2. reserves the port (``--host``/``--port``; port 0 picks one) for the whole run with a socket
    bound with ``SO_REUSEPORT`` that never listens, and gives each front, at each start, a
-   listening socket of its own on that port (``SO_REUSEPORT``; served as hypercorn's
-   ``fd://N`` bind, see :mod:`stockade.fronts.supervised`). The kernel spreads new
-   connections evenly over the fronts' sockets by a hash of their addresses. One socket shared
-   by every front was tried first: whichever front woke first accepted a whole burst of new
-   connections (under wrk's 64 connections, opened at once, one front used 0.30 of a core and
-   the other 0.08: the first was the bottleneck). A front's socket lives only as long as the
-   front: when it dies, the kernel stops sending it connections at once, and the few it had
-   queued, not yet accepted (never answered, so never acknowledged), are reset;
+   socket of its own on that port (``SO_REUSEPORT``; served as hypercorn's ``fd://N`` bind,
+   see :mod:`stockade.fronts.supervised`), which listens once the front is ready. The kernel
+   spreads new connections evenly over the fronts' sockets by a hash of their addresses. One
+   socket shared by every front was tried first: whichever front woke first accepted a whole
+   burst of new connections (under wrk's 64 connections, opened at once, one front used 0.30
+   of a core and the other 0.08: the first was the bottleneck). A front's socket lives only
+   as long as the front: when it dies, the kernel stops sending it connections at once, and
+   the few it had queued, not yet accepted (never answered, so never acknowledged), are reset;
 3. starts ``stockade engine --listen unix:<dir>/engine.sock`` and waits until its socket
    exists (a PostgreSQL standby waits there for the store, as ``serve`` does);
 4. starts N ``stockade serve --engine unix:<dir>/engine.sock`` fronts, and says
@@ -431,12 +431,13 @@ def _reserving(host: str, port: int) -> Iterator[socket.socket]:
 
 @contextmanager
 def _front_socket(host: str, port: int) -> Iterator[socket.socket]:
-    """A front's listening socket on the reserved port. TCP_NODELAY set here is inherited by
-    every accepted connection (hypercorn sets it only on sockets it binds itself)."""
+    """A front's socket on the reserved port, bound but not listening: the front's hypercorn
+    calls ``listen`` once it serves, and only then does the kernel send it connections, so
+    none waits on a front still starting. TCP_NODELAY set here is inherited by every
+    accepted connection (hypercorn sets it only on sockets it binds itself)."""
     with _socket(host) as listener:
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         listener.bind((host, port))
-        listener.listen(1024)
         yield listener
 
 
