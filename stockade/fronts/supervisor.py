@@ -52,7 +52,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -192,6 +192,36 @@ class _Keeper:
         with self._backoff:
             await trio.sleep(delay_s)
 
+    async def keep_running(
+        self,
+        grace_s: float,
+        *,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        watch: Callable[[trio.Process], Awaitable[None]] | None = None,
+        may_restart: Callable[[int], bool] | None = None,
+    ) -> None:
+        """Start the child, wait for it by pid, start it again after a backoff when it exits,
+        until :meth:`stop` or until ``may_restart(exit_code)`` says no. ``prepare`` runs before
+        each start, ``watch`` after it (the child running). Cancelled, it stops the child
+        (SIGTERM, SIGKILL after ``grace_s``) before returning; ``exited`` is set at the end."""
+        delay_s = 0.0
+        try:
+            while not self.stopping:
+                if prepare is not None:
+                    await prepare()
+                process = await self.spawn()
+                started = trio.current_time()
+                if watch is not None:
+                    await watch(process)
+                code = await self.wait(process)
+                if self.stopping or (may_restart is not None and not may_restart(code)):
+                    return
+                delay_s = _next_backoff(delay_s, trio.current_time() - started)
+                await self.backoff(delay_s)
+        finally:
+            await self.kill_if_running(grace_s)
+            self.exited.set()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop restarting, and send ``sig`` to the child if it runs. Never blocks."""
         self.stopping = True
@@ -278,33 +308,34 @@ class _Supervisor:
 
     async def _run_engine(self) -> None:
         """Keep the engine running; give up (see the module docstring) when it cannot start."""
-        keeper = self.engine
-        delay_s, failures = 0.0, 0
-        try:
-            while not keeper.stopping:
-                # an earlier engine's socket is no sign of life
-                await trio.Path(self.socket_path).unlink(missing_ok=True)
-                process = await keeper.spawn()
-                started = trio.current_time()
-                listened = await self._engine_listens(process)
-                if listened:
-                    failures = 0
-                    log_event("engine_listening", pid=process.pid, url=f"unix:{self.socket_path}")
-                    self.engine_ready.set()
-                code = await keeper.wait(process)
-                if keeper.stopping:
-                    return
-                if not listened:
-                    failures += 1
-                    attempts = self.settings.engine_start_attempts
-                    if not self.engine_ready.is_set() or failures >= attempts:
-                        self._fail("engine-cannot-start", exit_code=code, attempts=failures)
-                        return
-                delay_s = _next_backoff(delay_s, trio.current_time() - started)
-                await keeper.backoff(delay_s)
-        finally:
-            await keeper.kill_if_running(self.settings.engine_stop_s)
-            keeper.exited.set()
+        listened, failures = False, 0
+
+        async def prepare() -> None:
+            # an earlier engine's socket is no sign of life
+            await trio.Path(self.socket_path).unlink(missing_ok=True)
+
+        async def watch(process: trio.Process) -> None:
+            nonlocal listened, failures
+            listened = await self._engine_listens(process)
+            if listened:
+                failures = 0
+                log_event("engine_listening", pid=process.pid, url=f"unix:{self.socket_path}")
+                self.engine_ready.set()
+
+        def may_restart(code: int) -> bool:
+            nonlocal failures
+            if listened:
+                return True
+            failures += 1
+            attempts = self.settings.engine_start_attempts
+            if self.engine_ready.is_set() and failures < attempts:
+                return True
+            self._fail("engine-cannot-start", exit_code=code, attempts=failures)
+            return False
+
+        await self.engine.keep_running(
+            self.settings.engine_stop_s, prepare=prepare, watch=watch, may_restart=may_restart
+        )
 
     async def _engine_listens(self, process: trio.Process) -> bool:
         """Wait until the engine's socket exists (True) or it exits first (False)."""
@@ -313,21 +344,6 @@ class _Supervisor:
                 return True
             await trio.sleep(_POLL_S)
         return False
-
-    async def _run_front(self, keeper: _Keeper) -> None:
-        delay_s = 0.0
-        try:
-            while not keeper.stopping:
-                process = await keeper.spawn()
-                started = trio.current_time()
-                await keeper.wait(process)
-                if keeper.stopping:
-                    return
-                delay_s = _next_backoff(delay_s, trio.current_time() - started)
-                await keeper.backoff(delay_s)
-        finally:
-            await keeper.kill_if_running(self.settings.grace_s)
-            keeper.exited.set()
 
     async def _probe(self) -> bool:
         """Whether ``GET /healthz`` through the shared port answers 200."""
@@ -362,7 +378,7 @@ class _Supervisor:
             if not self.stop_requested.is_set():
                 for keeper in self.front_keepers:
                     self.fronts.append(keeper)
-                    nursery.start_soon(self._run_front, keeper)
+                    nursery.start_soon(keeper.keep_running, self.settings.grace_s)
                 if await self._until_fronts_answer():
                     engine = f"unix:{self.socket_path}"
                     binds = [_describe(self.address)]
