@@ -18,7 +18,8 @@ no stock. It:
 3. starts ``stockade engine --listen unix:<dir>/engine.sock`` and waits until its socket
    exists (a PostgreSQL standby waits there for the store, as ``serve`` does);
 4. starts N ``stockade serve --engine unix:<dir>/engine.sock`` fronts, and says
-   ``listening`` once ``GET /healthz`` through the port answers 200.
+   ``listening`` once every front's socket listens (``/proc/net/tcp``) and ``GET /healthz``
+   through the port answers 200: a load that starts then is spread over all of them.
 
 Children run in sessions of their own (a terminal's Ctrl-C reaches the supervisor only, which
 stops them in order) and watch a pipe whose write end only the supervisor holds, so they stop
@@ -61,6 +62,7 @@ import trio
 
 from stockade.api.logs import log_event, set_process_role
 from stockade.api.metrics import MULTIPROC_ENV
+from stockade.fronts.sockets import front_socket, inode, listening_inodes, reserve_port
 from stockade.fronts.supervised import LISTEN_FD, SUPERVISOR_FD
 
 __all__ = [
@@ -81,6 +83,8 @@ RESTART_MAX_S = 5.0
 STABLE_S = 10.0
 #: How often the supervisor looks for the engine's socket, and probes the port, while starting.
 _POLL_S = 0.02
+#: How long the engine may take to listen before the supervisor says it is still waiting.
+_WAITING_S = 5.0
 
 
 class SupervisorSettings(msgspec.Struct, frozen=True):
@@ -144,6 +148,7 @@ class _Keeper:
         self.pass_fds = tuple(pass_fds)
         self.on_exit = on_exit
         self.listen = listen
+        self.socket_inode: int | None = None  # a front's current socket
         self.process: trio.Process | None = None
         self.stopping = False
         self.exit_code: int | None = None
@@ -162,7 +167,8 @@ class _Keeper:
         env, fds = self.env, self.pass_fds
         with contextlib.ExitStack() as stack:
             if self.listen is not None:
-                listener = stack.enter_context(_front_socket(*self.listen))
+                listener = stack.enter_context(front_socket(*self.listen))
+                self.socket_inode = inode(listener)
                 env = {**env, LISTEN_FD: str(listener.fileno())}
                 fds = (*fds, listener.fileno())
             process = await trio.lowlevel.open_process(
@@ -338,10 +344,17 @@ class _Supervisor:
         )
 
     async def _engine_listens(self, process: trio.Process) -> bool:
-        """Wait until the engine's socket exists (True) or it exits first (False)."""
+        """Wait until the engine's socket exists (True) or it exits first (False). No
+        deadline: a PostgreSQL standby waits for the owner to go; said once after
+        ``_WAITING_S``."""
+        said_at = trio.current_time() + _WAITING_S
         while process.poll() is None and not self.engine.stopping:
             if await trio.Path(self.socket_path).exists():
                 return True
+            if trio.current_time() > said_at:
+                log_event("engine_waiting", pid=process.pid, waited_s=_WAITING_S,
+                          why="opening the store: a standby waits here for the owner")  # fmt: skip
+                said_at = float("inf")
             await trio.sleep(_POLL_S)
         return False
 
@@ -360,10 +373,17 @@ class _Supervisor:
             return False
         return head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
 
+    def _fronts_listening(self) -> bool:
+        """Whether every front's socket listens (True where that cannot be read)."""
+        listening = listening_inodes()
+        return listening is None or all(f.socket_inode in listening for f in self.fronts)
+
     async def _until_fronts_answer(self) -> bool:
+        """Wait until every front listens and ``GET /healthz`` answers through the port: a
+        load that starts then is spread over all of them."""
         with trio.move_on_after(self.settings.fronts_start_s):
             while not self.stop_requested.is_set():
-                if await self._probe():
+                if self._fronts_listening() and await self._probe():
                     return True
                 await trio.sleep(_POLL_S * 5)
             return False
@@ -428,35 +448,6 @@ def _describe(address: tuple[str, int]) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _socket(host: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    return sock
-
-
-@contextmanager
-def _reserving(host: str, port: int) -> Iterator[socket.socket]:
-    """The port, held for the whole run by a socket bound with ``SO_REUSEPORT`` that never
-    listens: it receives no connection, and no program without ``SO_REUSEPORT`` (of another
-    user, with it) can take the port while fronts restart. Port 0 picks one."""
-    with _socket(host) as reserved:
-        reserved.bind((host, port))
-        yield reserved
-
-
-@contextmanager
-def _front_socket(host: str, port: int) -> Iterator[socket.socket]:
-    """A front's socket on the reserved port, bound but not listening: the front's hypercorn
-    calls ``listen`` once it serves, and only then does the kernel send it connections, so
-    none waits on a front still starting. TCP_NODELAY set here is inherited by every
-    accepted connection (hypercorn sets it only on sockets it binds itself)."""
-    with _socket(host) as listener:
-        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        listener.bind((host, port))
-        yield listener
-
-
 @contextmanager
 def _private_dir() -> Iterator[str]:
     path = tempfile.mkdtemp(prefix="stockade-")  # mode 0700
@@ -477,7 +468,7 @@ async def supervise(
     the bound ``(host, port)`` once a front answers. Raises OSError when the port cannot be
     bound (before anything is started)."""
     set_process_role("supervisor")  # on every log line of this process
-    with _reserving(settings.host, settings.port) as reserved, _private_dir() as run_dir:
+    with reserve_port(settings.host, settings.port) as reserved, _private_dir() as run_dir:
         lifeline_read, lifeline_write = os.pipe()  # neither end inheritable unless passed
         try:
             log_event("starting", workers=settings.workers, database=settings.database,

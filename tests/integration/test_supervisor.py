@@ -207,10 +207,17 @@ def test_connections_opened_at_once_are_spread_over_the_fronts(supervised):
             answer += sock.recv(4096)
         return int(answer.split(b"\r\n\r\n", 1)[1].split(b"\r\n")[1]), sock
 
+    fronts = set(supervised.pids("front"))
+    seen: set[int] = set()
+    deadline = time.monotonic() + DEADLINE_S
+    with fresh(supervised.url) as client:
+        while seen != fronts:  # both listen (a front's socket listens once it is ready)
+            assert time.monotonic() < deadline, (seen, fronts)
+            seen.add(int(client.get("/pid").text))
     with ThreadPoolExecutor(64) as pool:
         answers = list(pool.map(whose, range(64)))
     for _, sock in answers:
         sock.close()
     counts = Counter(pid for pid, _ in answers)
-    assert set(counts) == set(supervised.pids("front"))
+    assert set(counts) == fronts
     assert min(counts.values()) >= 8, counts

@@ -271,3 +271,36 @@ def test_a_store_another_process_owns_stops_the_supervisor(tmp_path):
         assert second.children("front") == []
     finally:
         assert owner.stop() == 0
+
+
+def test_a_postgresql_standby_waits_for_the_owner_then_serves(tmp_path, postgres_dsn):
+    """``--workers 2`` on a PostgreSQL store another server owns: its engine waits as a hot
+    standby (said in the supervisor's log), and takes over when the owner is killed."""
+    if (missing := workers_missing()) is not None:  # pragma: no cover - until they land
+        pytest.skip(f"serve --workers needs {missing}, not in this tree yet")
+    owner = Server(tmp_path, TOKEN, args=("--database", postgres_dsn))
+    owner.start()
+    standby = Workers(tmp_path)
+    standby.args = ("--workers", "2", "--database", postgres_dsn)
+    standby.log = tmp_path / "standby.log"
+    try:
+        httpx.put(f"{owner.url}/v1/products/tee", json={"on_hand": 5}, headers=ADMIN, timeout=10)
+        placed = httpx.post(f"{owner.url}/v1/orders", headers=ADMIN, timeout=10,
+                            json={"lines": [{"sku": "tee", "qty": 2}]})  # fmt: skip
+        assert placed.status_code == 201, placed.text
+        with open(standby.log, "a") as log:
+            standby.process = subprocess.Popen(
+                [sys.executable, "-m", "stockade", "serve", *standby.args], cwd=tmp_path,
+                env={**os.environ, "STOCKADE_ADMIN_TOKEN": TOKEN,
+                     "STOCKADE_PORT": str(standby.port)}, stderr=log,
+            )  # fmt: skip
+        standby.wait_for("engine_waiting")
+        assert standby.events("listening") == [] and standby.children("front") == []
+        owner.stop(signal.SIGKILL)
+        standby.wait_for("listening")
+        level = httpx.get(f"{standby.url}/v1/products/tee", timeout=10).json()
+        assert level["on_hand"] == 3  # the owner's order is there
+        assert standby.stop() == 0
+    finally:
+        owner.kill()
+        standby.kill()
