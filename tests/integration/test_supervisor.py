@@ -105,6 +105,7 @@ def test_a_killed_front_is_restarted_while_the_other_serves(supervised):
     first = supervised.pids("front")
     assert len(first) == 2
     os.kill(first[0], signal.SIGKILL)
+    wait_gone([first[0]])  # its socket closed with it (connections it had queued were reset)
     with fresh(supervised.url) as client:
         for _ in range(20):  # answered from the moment it died, by the other
             assert client.get("/pid").status_code == 200

@@ -304,3 +304,40 @@ def test_a_postgresql_standby_waits_for_the_owner_then_serves(tmp_path, postgres
     finally:
         owner.kill()
         standby.kill()
+
+
+async def test_sigterm_under_load_drains_the_fronts_and_commits_every_answered_order(workers):
+    async with httpx.AsyncClient(base_url=workers.url, headers=ADMIN, timeout=10) as client:
+        assert (await client.put("/v1/products/sku", json={"on_hand": 10_000})).status_code == 201
+    acknowledged: set[str] = set()
+    under_load = trio.Event()
+
+    async def buyer() -> None:
+        async with httpx.AsyncClient(base_url=workers.url, headers=ADMIN, timeout=10) as client:
+            for _ in range(500):  # bounded; the stop ends it long before
+                try:
+                    r = await client.post("/v1/orders", json={"lines": [{"sku": "sku", "qty": 1}]})
+                except httpx.TransportError:  # closed or refused: the server is stopping
+                    return
+                if r.status_code == 503:  # shutting-down: refused, changed nothing
+                    return
+                assert r.status_code == 201, r.text
+                acknowledged.add(r.json()["id"])
+                if len(acknowledged) == 30:
+                    under_load.set()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(buyer)
+        await under_load.wait()
+        assert workers.process is not None
+        workers.process.send_signal(signal.SIGTERM)
+    assert workers.process.wait(timeout=DEADLINE_S) == 0
+    stopped = [json.loads(line) for line in workers.log.read_text().splitlines()
+               if line.startswith("{") and '"stopped"' in line]  # fmt: skip
+    roles = [line.get("role") for line in stopped]
+    assert roles.index("engine") > max(i for i, role in enumerate(roles) if role == "front")
+    assert roles[-1] == "supervisor"
+    orders = stored_orders(workers.database)
+    assert acknowledged <= set(orders), "an answered order was not committed"
+    assert books_balance(workers.database).returncode == 0

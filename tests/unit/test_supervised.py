@@ -80,3 +80,9 @@ def test_a_child_stops_itself_when_the_supervisor_pipe_closes():
             child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_workers_and_engine_together_are_refused(capsys):
+    pytest.importorskip("stockade.fronts.front", reason="serve --engine is not in this tree yet")
+    assert main(["serve", "--workers", "2", "--engine", "unix:/nowhere.sock"]) == 2
+    assert "--workers starts its own engine" in capsys.readouterr().err
