@@ -27,6 +27,10 @@ TOKEN = "workers-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 DEADLINE_S = 60.0
 
+#: httpx leaves its request body's async generator unfinished when the connection breaks
+#: mid-send (a front killed or stopping under the client): trio's finalizer then warns.
+BODY_ABANDONED = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 
 class Workers(Server):
     """``serve --workers 2`` on a free port; ``start()`` returns once the supervisor says it
@@ -135,6 +139,7 @@ async def test_a_last_unit_rush_through_two_workers_sells_exactly_the_stock(work
     assert list(stored_orders(workers.database).values()) == ["confirmed"] * 100
 
 
+@BODY_ABANDONED
 async def test_a_front_killed_under_load_loses_nothing_acknowledged(workers):
     """Four buyers place orders through the port (each with its Idempotency-Key, retried on a
     dropped connection) while one front is kill -9ed: the other serves, the dead one is
@@ -306,6 +311,7 @@ def test_a_postgresql_standby_waits_for_the_owner_then_serves(tmp_path, postgres
         standby.kill()
 
 
+@BODY_ABANDONED
 async def test_sigterm_under_load_drains_the_fronts_and_commits_every_answered_order(workers):
     async with httpx.AsyncClient(base_url=workers.url, headers=ADMIN, timeout=10) as client:
         assert (await client.put("/v1/products/sku", json={"on_hand": 10_000})).status_code == 201
