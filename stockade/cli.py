@@ -102,7 +102,8 @@ def _supervise(args: argparse.Namespace, token: str) -> int:
     from stockade.fronts.supervisor import SupervisorSettings, supervise
 
     front_args = ["--read-timeout", str(args.read_timeout), "--max-streams", str(args.max_streams),
-                  "--stream-lifetime", str(args.stream_lifetime)]  # fmt: skip
+                  "--stream-lifetime", str(args.stream_lifetime),
+                  "--engine-timeout", str(args.engine_timeout)]  # fmt: skip
     if args.public_holds:
         front_args.append("--public-holds")
     settings = SupervisorSettings(
