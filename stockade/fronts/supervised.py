@@ -8,6 +8,8 @@ environment:
   reads it in a daemon thread; end of file means the supervisor is gone, however it died
   (kill -9 included), and the child then stops itself as if told to by SIGTERM: a front
   drains, the engine commits. If it has not exited after ``ORPHAN_GRACE_S`` it exits at once.
+  An orphan also removes the supervisor's private directory (``STOCKADE_RUN_DIR``) as it
+  exits, which the supervisor, killed, could not.
   A pipe, not ``PR_SET_PDEATHSIG``: that signal follows the *thread* that forked the child,
   and trio starts processes from worker threads that it retires when idle.
 - ``STOCKADE_LISTEN_FD``: a front's listening socket, bound once by the supervisor and shared
@@ -18,16 +20,27 @@ environment:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Mapping
 
-__all__ = ["LISTEN_FD", "ORPHAN_GRACE_S", "SUPERVISOR_FD", "listen_binds", "watch_supervisor"]
+__all__ = [
+    "LISTEN_FD",
+    "ORPHAN_GRACE_S",
+    "RUN_DIR",
+    "SUPERVISOR_FD",
+    "listen_binds",
+    "watch_supervisor",
+]
 
 #: Environment variable naming the inherited read end of the supervisor's pipe.
 SUPERVISOR_FD = "STOCKADE_SUPERVISOR_FD"
+#: Environment variable naming the supervisor's private directory (the engine's socket...).
+RUN_DIR = "STOCKADE_RUN_DIR"
 #: Environment variable naming a front's inherited listening socket.
 LISTEN_FD = "STOCKADE_LISTEN_FD"
 #: Seconds an orphaned child has to stop cleanly before it exits at once.
@@ -51,18 +64,21 @@ def watch_supervisor(environ: Mapping[str, str] = os.environ) -> threading.Threa
     if not fd.isdigit():
         return None
     watcher = threading.Thread(
-        target=_watch, args=(int(fd),), name="stockade-supervisor-watch", daemon=True
-    )
+        target=_watch, args=(int(fd), environ.get(RUN_DIR, "")), daemon=True,
+        name="stockade-supervisor-watch",
+    )  # fmt: skip
     watcher.start()
     return watcher
 
 
-def _watch(fd: int) -> None:
+def _watch(fd: int, run_dir: str) -> None:
     try:
         while os.read(fd, 1):  # the supervisor never writes: only end of file comes
             pass
     except OSError:  # the fd was closed under us: treat as the supervisor gone
         pass
+    if run_dir:  # whoever of the orphans exits first removes it; the others find it gone
+        atexit.register(shutil.rmtree, run_dir, ignore_errors=True)
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(ORPHAN_GRACE_S)
     os._exit(70)  # EX_SOFTWARE: the clean stop did not finish in time

@@ -63,7 +63,7 @@ import trio
 from stockade.api.logs import log_event, set_process_role
 from stockade.api.metrics import MULTIPROC_ENV
 from stockade.fronts.sockets import front_socket, inode, listening_inodes, reserve_port
-from stockade.fronts.supervised import LISTEN_FD, SUPERVISOR_FD
+from stockade.fronts.supervised import LISTEN_FD, RUN_DIR, SUPERVISOR_FD
 
 __all__ = [
     "RESTART_MAX_S",
@@ -276,6 +276,7 @@ class _Supervisor:
             "STOCKADE_ADMIN_TOKEN": settings.admin_token,
             "STOCKADE_WORKERS": "1",  # a child never supervises in turn
             SUPERVISOR_FD: str(lifeline),
+            RUN_DIR: run_dir,
         }
         engine_argv = [*commands.engine, "--database", settings.database,
                        "--durability", settings.durability, "--listen", engine_url]  # fmt: skip

@@ -148,9 +148,13 @@ def test_sigterm_stops_the_fronts_first_then_the_engine(supervised):
 def test_the_supervisor_killed_leaves_no_orphan(supervised):
     pids = supervised.pids("front") + supervised.pids("engine")
     assert all(alive(pid) for pid in pids)
+    (listening,) = supervised.events("engine_listening")
+    run_dir = Path(listening["url"].removeprefix("unix:")).parent
+    assert run_dir.is_dir()
     supervised.process.kill()
     supervised.process.wait()
     wait_gone(pids)
+    assert not run_dir.exists()  # the orphans removed the private directory on their way out
     with pytest.raises(httpx.TransportError):  # and nobody holds the port any more
         fresh(supervised.url).get("/pid")
 

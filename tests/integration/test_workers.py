@@ -199,8 +199,11 @@ async def test_a_front_killed_under_load_loses_nothing_acknowledged(workers):
 def test_the_supervisor_killed_leaves_no_orphan_and_frees_the_store(workers, tmp_path):
     pids = workers.children("front") + workers.children("engine")
     assert len(pids) == 3 and all(alive(pid) for pid in pids)
+    (listening,) = workers.events("engine_listening")
+    run_dir = Path(listening["url"].removeprefix("unix:")).parent
     workers.stop(signal.SIGKILL)
     wait_gone(pids)
+    assert not run_dir.exists()  # the orphans removed the private directory on their way out
     again = Server(tmp_path, TOKEN)  # today's single process takes the SQLite file
     again.start()
     try:
