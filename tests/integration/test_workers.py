@@ -21,6 +21,7 @@ import pytest
 import trio
 
 from bench.server import Server
+from tests.integration.rush import last_unit_rush
 from tests.integration.test_supervisor import alive, wait_gone
 
 TOKEN = "workers-token"
@@ -119,22 +120,7 @@ async def test_the_quick_start_through_two_workers_on_sqlite(workers):
 
 
 async def test_a_last_unit_rush_through_two_workers_sells_exactly_the_stock(workers):
-    limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(base_url=workers.url, headers=ADMIN, limits=limits,
-                                 timeout=30) as client:  # fmt: skip
-        assert (await client.put("/v1/products/hot", json={"on_hand": 100})).status_code == 201
-        codes: list[int] = []
-
-        async def buyer() -> None:
-            r = await client.post("/v1/orders", json={"lines": [{"sku": "hot", "qty": 1}]})
-            codes.append(r.status_code)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(400):
-                nursery.start_soon(buyer)
-        assert sorted(codes) == [201] * 100 + [409] * 300
-        stock = (await client.get("/v1/products/hot")).json()
-        assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
+    await last_unit_rush(workers.url, ADMIN)
     assert workers.stop() == 0
     assert list(stored_orders(workers.database).values()) == ["confirmed"] * 100
 
