@@ -38,7 +38,9 @@ Faults:
 
 SIGTERM or SIGINT: each front is sent SIGTERM and drains (up to ``grace_s``, then SIGKILL);
 then the engine is sent SIGTERM and commits its journal (up to ``engine_stop_s``, then
-SIGKILL). The exit code is 0 when the engine stopped cleanly, 1 otherwise.
+SIGKILL). A second signal during that stop SIGKILLs every child at once (what was answered
+is committed: a durable engine answers after its commit). The exit code is 0 when the
+engine stopped cleanly, 1 otherwise.
 
 Metrics: fronts get ``PROMETHEUS_MULTIPROC_DIR`` (a fresh directory inside the private one,
 removed at exit), for prometheus-client's multiprocess mode to sum their HTTP series.
@@ -308,10 +310,18 @@ class _Supervisor:
         self.stop_requested.set()
 
     async def _watch_signals(self) -> None:
+        """The first SIGTERM/SIGINT stops in order; a second one, while that stop goes on
+        (an impatient Ctrl-C), SIGKILLs every child at once."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                log_event("stopping", signal=signal.Signals(signum).name)
-                self.stop_requested.set()
+                name = signal.Signals(signum).name
+                if not self.stop_requested.is_set():
+                    log_event("stopping", signal=name)
+                    self.stop_requested.set()
+                    continue
+                log_event("stopping_now", signal=name)
+                for keeper in [*self.fronts, self.engine]:
+                    keeper.stop(signal.SIGKILL)
 
     async def _run_engine(self) -> None:
         """Keep the engine running; give up (see the module docstring) when it cannot start."""

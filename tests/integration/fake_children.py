@@ -10,7 +10,8 @@ the order of the stop, the shared port, no orphans.
   ``FAKE_ENGINE_FAIL=1``: exits 1 before listening (a store another process owns).
 - ``front``: real hypercorn on the inherited socket, with a bare ASGI app: ``/healthz`` 200,
   ``/pid`` its pid, ``/engine`` the engine's pid (503 when it cannot reach it).
-  ``FAKE_FRONT_CRASH=1``: exits 3 at once, every time.
+  ``FAKE_FRONT_CRASH=1``: exits 3 at once, every time. ``FAKE_SLOW_STOP=1``: takes 30 s to
+  stop after SIGTERM.
 
 Each appends ``ROLE EVENT PID MONOTONIC_NS`` lines to ``FAKE_RECORD`` (started, stopped).
 """
@@ -99,6 +100,8 @@ async def _front(engine_url: str, host: str, port: int) -> None:
                 return
 
         await serve(app, config, shutdown_trigger=until_signalled)  # type: ignore[arg-type]
+    if os.environ.get("FAKE_SLOW_STOP") == "1":  # a drain that takes its time
+        await trio.sleep(30)
     _record("front", "stopped")
 
 

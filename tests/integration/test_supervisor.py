@@ -226,3 +226,20 @@ def test_connections_opened_at_once_are_spread_over_the_fronts(supervised):
     counts = Counter(pid for pid, _ in answers)
     assert set(counts) == fronts
     assert min(counts.values()) >= 8, counts
+
+
+def test_a_second_signal_kills_every_child_at_once(tmp_path):
+    supervised = Supervised(tmp_path, FAKE_SLOW_STOP="1")
+    try:
+        supervised.wait_for("listening")
+        pids = supervised.pids("front") + supervised.pids("engine")
+        supervised.process.send_signal(signal.SIGINT)
+        supervised.wait_for("stopping")
+        started = time.monotonic()
+        supervised.process.send_signal(signal.SIGINT)  # impatient
+        assert supervised.wait() == 1  # the engine was killed, not stopped
+        assert time.monotonic() - started < 10  # not the fronts' 30 s drain
+        assert supervised.events("stopping_now")
+        wait_gone(pids)
+    finally:
+        supervised.kill()
