@@ -110,7 +110,7 @@ def test_a_killed_front_is_restarted_while_the_other_serves(supervised):
         for _ in range(20):  # answered from the moment it died, by the other
             assert client.get("/pid").status_code == 200
         deadline = time.monotonic() + DEADLINE_S
-        supervised.wait_for("child_started", count=3)
+        supervised.wait_for("child_started", count=4)  # the engine, two fronts, the new one
         (exited,) = supervised.events("child_exited")
         assert exited["pid"] == first[0] and exited["exit_code"] == -signal.SIGKILL
         restarted = supervised.pids("front")[2]
