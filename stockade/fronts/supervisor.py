@@ -91,7 +91,11 @@ _WAITING_S = 5.0
 
 class SupervisorSettings(msgspec.Struct, frozen=True):
     """What ``serve --workers`` was asked for. ``front_args`` are flags passed to every front
-    as they are (read timeout, streams, public holds)."""
+    as they are (read timeout, streams, public holds, engine timeout). ``grace_s``: how long
+    the fronts may drain at the stop (plus 5 s) before they are killed; ``engine_stop_s``:
+    how long the engine may take to commit and stop; ``engine_start_attempts``: restarts in a
+    row that never reach listening before the supervisor gives up; ``fronts_start_s``: how
+    long the fronts may take to listen and answer at start."""
 
     workers: int
     database: str = "sqlite:///stockade.db"
