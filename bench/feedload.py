@@ -25,7 +25,6 @@ from pathlib import Path
 import trio
 
 import stockade
-from stockade.outbound.signing import secret_key
 from stockade.outbound.webhooks import Subscription, Webhooks
 from stockade.persistence.journal import Store
 from stockade.persistence.webhooks import WebhookStore
@@ -137,7 +136,7 @@ async def watching(engine: stockade.Engine, store: Store) -> AsyncIterator[FeedW
             await nursery.start(hooks.run)
             secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
             subscription, _ = await hooks.put(
-                "bench", f"http://127.0.0.1:{port}/hook", None, secret_key(secret), secret
+                "bench", f"http://127.0.0.1:{port}/hook", None, secret
             )
             watch = FeedWatch(engine, subscription, receiver)
             nursery.start_soon(watch.sample)

@@ -36,12 +36,14 @@ from stockade.api.routing import current_tracing as _tracing
 from stockade.api.routing import json_response as _json
 from stockade.api.routing import read_body as _body
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
+from stockade.api.sinks import sinks
 from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
 from stockade.errors import InvalidTransition
 from stockade.outbound.service import Outbound, OutboundCollector
 from stockade.persistence.keys import KeyTable, MemoryKeys
+from stockade.persistence.sinks import SinkTable
 from stockade.persistence.webhooks import MemoryWebhooks, WebhookTable
 
 if TYPE_CHECKING:  # only imported when tracing is on
@@ -219,7 +221,7 @@ async def readyz() -> Response:
 def create_app(
     engine: Engine, settings: ApiSettings, key_table: KeyTable | None = None,
     tracing: Tracing | None = None, webhook_table: WebhookTable | None = None,
-    outbound: Outbound | None = None,
+    outbound: Outbound | None = None, sink_table: SinkTable | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
@@ -230,9 +232,9 @@ def create_app(
     the engine through :func:`~stockade.api.accounting.traced`.
     ``app.config["STOCKADE_FEED"]`` is the :class:`~stockade.api.feed.FeedService` whose
     ``run`` feeds product streams. ``app.config["STOCKADE_OUTBOUND"]`` is ``outbound``, the
-    :class:`~stockade.outbound.service.Outbound` the webhook routes call (by default one over
-    ``engine`` and ``webhook_table``, itself by default in memory): whoever owns the engine
-    runs its ``run`` to deliver. Raises RuntimeError if a route declares no role."""
+    :class:`~stockade.outbound.service.Outbound` the webhook and sink routes call (by default
+    one over ``engine``, ``webhook_table`` and ``sink_table``, by default in memory): whoever
+    owns the engine runs its ``run`` to deliver. Raises RuntimeError if a route declares no role."""
     app = QuartTrio(__name__, static_folder=None)
     app.config["STOCKADE_ENGINE"] = engine
     app.config["STOCKADE_SETTINGS"] = settings
@@ -248,7 +250,8 @@ def create_app(
     )
     if outbound is None:
         hooks = MemoryWebhooks() if webhook_table is None else webhook_table
-        outbound = Outbound(engine, hooks, options=settings.feed.delivery)
+        outbound = Outbound(engine, hooks, sink_table, options=settings.feed.delivery,
+                            sink_options=settings.feed.sinks)  # fmt: skip
     app.config["STOCKADE_OUTBOUND"] = outbound
     app.config["STOCKADE_FEED"] = service = FeedService(engine, settings.feed)
     observed.registry.register(FeedCollector(service, outbound))
@@ -260,6 +263,7 @@ def create_app(
     app.register_blueprint(carts)  # design.md §8
     app.register_blueprint(feed)  # design.md §9
     app.register_blueprint(webhooks)  # design.md §9
+    app.register_blueprint(sinks)  # design.md §14
     access = route_access(app)
     app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)
     register_error_handlers(app)

@@ -46,6 +46,7 @@ from stockade.api.logs import install_json_logging, log_event
 from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
+from stockade.persistence.sinks import SinkStore
 from stockade.persistence.webhooks import WebhookStore
 
 if TYPE_CHECKING:  # only imported when tracing is on
@@ -164,7 +165,8 @@ async def _serve(
             api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
                               key_refresh_s=settings.key_refresh_s, feed=settings.feed)  # fmt: skip
             hooks = store.webhook_table() if isinstance(store, WebhookStore) else None
-            app = create_app(engine, api, table, tracing, webhook_table=hooks)
+            sinks = store.sink_table() if isinstance(store, SinkStore) else None
+            app = create_app(engine, api, table, tracing, webhook_table=hooks, sink_table=sinks)
             app.config["STOCKADE_STORE"] = store  # GET /v1/admin/check reads it
             feed: FeedService = app.config["STOCKADE_FEED"]
             outbound: Outbound = app.config["STOCKADE_OUTBOUND"]

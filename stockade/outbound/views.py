@@ -8,7 +8,14 @@ from datetime import datetime
 
 import msgspec
 
-__all__ = ["WebhookPage", "WebhookSaved", "WebhookView"]
+__all__ = [
+    "SinkPage",
+    "SinkSaved",
+    "SinkView",
+    "WebhookPage",
+    "WebhookSaved",
+    "WebhookView",
+]
 
 
 class WebhookView(msgspec.Struct):
@@ -26,6 +33,7 @@ class WebhookView(msgspec.Struct):
     last_error_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    batch: int = 1
 
 
 class WebhookPage(msgspec.Struct):
@@ -38,4 +46,38 @@ class WebhookSaved(msgspec.Struct):
     """A subscription just written, and whether it is new (else it replaced one)."""
 
     webhook: WebhookView
+    created: bool
+
+
+class SinkView(msgspec.Struct):
+    """A sink as the API shows it: ``url`` with its password masked (``***``); ``cursor``:
+    every wanted event up to this seq was acknowledged by the broker; ``head``: the newest
+    event; ``backlog``: the events between; ``delivered`` and ``failures``: events published
+    and batches failed since the server started."""
+
+    id: str
+    url: str
+    types: list[str] | None
+    cursor: int
+    head: int
+    backlog: int
+    failing: bool
+    last_error: str | None
+    last_error_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    delivered: int
+    failures: int
+
+
+class SinkPage(msgspec.Struct):
+    """Every sink, in id order."""
+
+    items: list[SinkView]
+
+
+class SinkSaved(msgspec.Struct):
+    """A sink just written, and whether it is new (else it replaced one)."""
+
+    sink: SinkView
     created: bool

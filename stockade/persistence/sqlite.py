@@ -48,6 +48,7 @@ from stockade.persistence.schema import (
     STATE_TABLE,
     migrations_after,
 )
+from stockade.persistence.sinks import SQLiteSinks
 from stockade.persistence.webhooks import SQLiteWebhooks
 
 __all__ = ["SQLiteStore"]
@@ -129,6 +130,10 @@ class SQLiteStore:
         """The file's webhook subscriptions, on the owner's writer connection between commits
         (open the store with load() first)."""
         return SQLiteWebhooks(self._side)
+
+    def sink_table(self) -> SQLiteSinks:
+        """The file's broker sinks, as :meth:`webhook_table` keeps webhooks."""
+        return SQLiteSinks(self._side)
 
     async def _side(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:

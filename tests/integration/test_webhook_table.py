@@ -6,7 +6,8 @@ import msgspec
 import pytest
 
 from stockade._open import open_engine_and_store
-from stockade.persistence.webhooks import WebhookProgress, WebhookRecord, WebhookStore
+from stockade.persistence.subscriptions import Progress as WebhookProgress
+from stockade.persistence.webhooks import WebhookRecord, WebhookStore
 from tests.integration.stores import StoreKind, memory_kind, postgres_kind, sqlite_kind
 
 
@@ -27,10 +28,10 @@ async def test_subscriptions_and_their_progress_survive_a_restart(kind):
     async with open_engine_and_store(store=kind.make()) as (_, store):
         assert isinstance(store, WebhookStore)
         table = store.webhook_table()
-        assert await table.webhooks() == []
+        assert await table.all() == []
         await table.put(two)
         await table.put(one)
-        assert await table.webhooks() == [one, two]  # in id order
+        assert await table.all() == [one, two]  # in id order
         replaced = msgspec.structs.replace(one, url="http://127.0.0.1:9/b", created_at=999.0,
                                            updated_at=300.0)  # fmt: skip
         await table.put(replaced)
@@ -46,7 +47,7 @@ async def test_subscriptions_and_their_progress_survive_a_restart(kind):
     async with open_engine_and_store(store=kind.make()) as (_, store):
         assert isinstance(store, WebhookStore)
         table = store.webhook_table()
-        assert await table.webhooks() == [expected_one, expected_two]
+        assert await table.all() == [expected_one, expected_two]
         assert await table.delete("one") is True
         await table.save_progress([WebhookProgress("one", 50, False, None, None)])
-        assert await table.webhooks() == [expected_two]  # progress never brings a row back
+        assert await table.all() == [expected_two]  # progress never brings a row back

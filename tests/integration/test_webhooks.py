@@ -22,7 +22,6 @@ import stockade
 from bench.server import Server
 from bench.webhook_receiver import Receiver, Request
 from stockade._open import open_engine_and_store
-from stockade.outbound.signing import secret_key
 from stockade.outbound.webhooks import DeliveryOptions, Subscription, Webhooks
 from stockade.persistence.webhooks import WebhookStore
 from tests.integration.proxy import Proxy
@@ -78,7 +77,7 @@ def head_of(engine: stockade.Engine) -> int:
 
 async def subscribe(hooks: Webhooks, name: str, port: int, **kw: Any) -> Subscription:
     url = f"http://127.0.0.1:{port}/{name}"
-    subscription, created = await hooks.put(name, url, kw.get("types"), secret_key(SECRET), SECRET)
+    subscription, created = await hooks.put(name, url, kw.get("types"), SECRET)
     assert created
     return subscription
 
