@@ -16,8 +16,8 @@ feed) is 410 ``feed-gone`` with ``first`` and ``last``, the oldest and newest se
 are bounded, kept alive, and ended at shutdown: see :mod:`stockade.api.sse`.
 :class:`FeedService` holds what a server runs beside its routes for them (the streams, the
 product watch): the server starts :meth:`FeedService.run` and calls
-:meth:`FeedService.stop_streams` when it stops. Deliveries (webhooks) are not here: they belong
-to the engine's process, see :mod:`stockade.outbound`.
+:meth:`FeedService.stop_streams` when it stops. Deliveries (webhooks, sinks) are not here: they
+belong to the engine's process, see :mod:`stockade.outbound`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from prometheus_client.registry import Collector
 from quart import Blueprint, Response, current_app, request
 
 from stockade.api.auth import requires
+from stockade.api.metrics import Metrics
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
 from stockade.api.sse import EventStream, ProductStream, ProductWatch, SseStream, Streams
-from stockade.engine.engine import Engine
 from stockade.engine.models import Event
 from stockade.engine.validation import check_sku
 from stockade.errors import FeedGone, InvalidRequest
@@ -69,9 +70,9 @@ class EventPage(msgspec.Struct):
 
 
 class FeedService:
-    """A server's streams and product watch, over ``engine``."""
+    """A server's streams and product watch, over ``engine`` (its port)."""
 
-    def __init__(self, engine: Engine, settings: FeedSettings) -> None:
+    def __init__(self, engine: EnginePort, settings: FeedSettings) -> None:
         self.engine = engine
         self.settings = settings
         self.streams = Streams(max_streams=settings.max_streams, keepalive_s=settings.keepalive_s,
@@ -86,11 +87,10 @@ class FeedService:
         """End every stream now and refuse new ones (the server is stopping). Never blocks."""
         self.streams.stop()
 
-    def lag(self, *others: int) -> int:
-        """The events committed that the slowest consumer (a stream, the product watch, or
-        one of the cursors ``others``: the deliveries') has not read yet; 0 without
-        consumers."""
-        head = self.engine.feed_head
+    def lag(self, head: int | None, *others: int) -> int:
+        """The events up to ``head`` (the feed's) that the slowest consumer (a stream, the
+        product watch, or one of the cursors ``others``: the deliveries') has not read yet; 0
+        without consumers."""
         if head is None:
             return 0
         cursors = [*self.streams.cursors(), *others]
@@ -101,19 +101,23 @@ class FeedService:
 
 class FeedCollector(Collector):
     """The feed's metrics, read at scrape time: the head, the lag of the slowest consumer
-    (counting ``outbound``'s deliveries when the server runs them), and open streams."""
+    (counting ``outbound``'s deliveries when this process runs them), and open streams; the
+    head is the one ``metrics`` last read from the engine (:meth:`Metrics.refresh`)."""
 
-    def __init__(self, service: FeedService, outbound: Outbound | None = None) -> None:
+    def __init__(
+        self, service: FeedService, metrics: Metrics, outbound: Outbound | None = None
+    ) -> None:
         self.service = service
+        self.metrics = metrics
         self.outbound = outbound
 
     def collect(self) -> list[Metric]:
         service = self.service
         gauge, counter = GaugeMetricFamily, CounterMetricFamily
         streams = service.streams
-        head = float(service.engine.feed_head or 0)
+        head = float(self.metrics.feed_head or 0)
         others = () if self.outbound is None else self.outbound.cursors()
-        lag = float(service.lag(*others))
+        lag = float(service.lag(self.metrics.feed_head, *others))
         refused = float(streams.refused)
         return [
             gauge("stockade_feed_head", "The newest change-feed seq", value=head),
@@ -189,7 +193,7 @@ async def stream_events() -> Response:
     _query("after", "types")
     service = _service()
     engine = service.engine
-    after = _seq("after", request.args.get("after"), engine.feed_head or 0)
+    after = _seq("after", request.args.get("after"), await engine.feed_head() or 0)
     resume = request.headers.get("Last-Event-ID")
     if resume is not None:  # a reconnecting EventSource: resume after what it saw last
         after = _seq("Last-Event-ID", resume, 0)
@@ -210,7 +214,7 @@ async def stream_product(sku: str) -> Response:
     service = _service()
     engine = service.engine
     service.streams.admit()
-    if engine.feed_head is None:
+    if await engine.feed_head() is None:
         raise _gone(FeedGone("this server keeps no change feed to stream from"))
     watched = service.watch.watch(sku)  # before reading the level: no change falls between
     level = await engine.stock(sku)

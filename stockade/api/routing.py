@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from quart import Response, current_app, request
 
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
 from stockade.api.schemas import decoder
-from stockade.engine.engine import Engine
 
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
+    from stockade.outbound.service import Outbound
 
-__all__ = ["current_engine", "current_tracing", "json_response", "read_body"]
+__all__ = ["current_engine", "current_outbound", "current_tracing", "json_response", "read_body"]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -27,10 +28,21 @@ def json_response(value: Any, status: int = 200) -> Response:
     return Response(_encoder.encode(value), status=status, content_type="application/json")
 
 
-def current_engine() -> Engine:
-    """The engine of the app serving this request."""
-    engine: Engine = current_app.config["STOCKADE_ENGINE"]
+def current_engine() -> EnginePort:
+    """The engine of the app serving this request (its port: see :mod:`stockade.api.port`)."""
+    engine: EnginePort = current_app.config["STOCKADE_ENGINE"]
     return engine
+
+
+def current_outbound() -> Outbound:
+    """The deliveries (webhooks, sinks) of the app's engine, which the ``/v1/webhooks`` and
+    ``/v1/sinks`` routes call; 503 when the app has none (its engine runs in another process
+    that this app cannot reach them through)."""
+    outbound: Outbound | None = current_app.config["STOCKADE_OUTBOUND"]
+    if outbound is None:
+        raise Problem(503, "deliveries-unavailable", "Deliveries unavailable",
+                      "webhooks and sinks are kept by the engine's process")  # fmt: skip
+    return outbound
 
 
 def current_tracing() -> Tracing | None:

@@ -14,24 +14,19 @@ The routes are thin: they decode the body and call the server's
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
 from stockade.api.auth import requires
 from stockade.api.problems import Problem
+from stockade.api.routing import current_outbound as _outbound
 from stockade.api.routing import json_response as _answer
 from stockade.api.routing import read_body
 from stockade.api.schemas import PutSink
-from stockade.outbound.service import Outbound
 from stockade.outbound.views import SinkView
 
 __all__ = ["sinks"]
 
 sinks = Blueprint("sinks", __name__, url_prefix="/v1/sinks")
-
-
-def _outbound() -> Outbound:
-    outbound: Outbound = current_app.config["STOCKADE_OUTBOUND"]
-    return outbound
 
 
 @sinks.put("/<sink_id>")

@@ -17,24 +17,19 @@ validates, changes the subscriptions and delivers them.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
 from stockade.api.auth import requires
 from stockade.api.problems import Problem
+from stockade.api.routing import current_outbound as _outbound
 from stockade.api.routing import json_response as _answer
 from stockade.api.routing import read_body
 from stockade.api.schemas import PutWebhook
-from stockade.outbound.service import Outbound
 from stockade.outbound.views import WebhookView
 
 __all__ = ["webhooks"]
 
 webhooks = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks")
-
-
-def _outbound() -> Outbound:
-    outbound: Outbound = current_app.config["STOCKADE_OUTBOUND"]
-    return outbound
 
 
 @webhooks.put("/<webhook_id>")
