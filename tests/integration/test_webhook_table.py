@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from stockade._open import open_engine_and_store
+from stockade.persistence.sinks import SinkRecord, SinkStore
 from stockade.persistence.subscriptions import Progress as WebhookProgress
 from stockade.persistence.webhooks import WebhookRecord, WebhookStore
 from tests.integration.stores import StoreKind, memory_kind, postgres_kind, sqlite_kind
@@ -51,3 +52,21 @@ async def test_subscriptions_and_their_progress_survive_a_restart(kind):
         assert await table.delete("one") is True
         await table.save_progress([WebhookProgress("one", 50, False, None, None)])
         assert await table.all() == [expected_two]  # progress never brings a row back
+
+
+async def test_sinks_and_webhook_batches_survive_a_restart(kind):
+    sink = SinkRecord("s", "nats://127.0.0.1:4222/a.b", ("order.placed",), 3, 100.0, 100.0)
+    hook = WebhookRecord("h", "http://127.0.0.1:9/a", None, SECRET, 0, 100.0, 100.0, batch=250)
+    async with open_engine_and_store(store=kind.make()) as (_, store):
+        assert isinstance(store, SinkStore) and isinstance(store, WebhookStore)
+        await store.sink_table().put(sink)
+        await store.webhook_table().put(hook)
+        await store.sink_table().save_progress([WebhookProgress("s", 9, True, "down", 120.0)])
+    async with open_engine_and_store(store=kind.make()) as (_, store):
+        assert isinstance(store, SinkStore) and isinstance(store, WebhookStore)
+        expected = msgspec.structs.replace(sink, delivered_seq=9, failing=True,
+                                           last_error="down", last_error_at=120.0)  # fmt: skip
+        assert await store.sink_table().all() == [expected]
+        assert await store.webhook_table().all() == [hook]
+        assert await store.sink_table().delete("s") is True
+        assert await store.sink_table().all() == []
