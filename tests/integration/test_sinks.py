@@ -6,15 +6,18 @@ while the others, the webhooks and the orders go on, and it catches up when it i
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import trio
 
 import stockade
+from bench.server import Server
 from bench.webhook_receiver import Receiver
 from stockade._open import open_engine_and_store
 from stockade.outbound.deliveries import Followed
@@ -208,3 +211,80 @@ async def test_a_password_is_never_shown_back(tmp_path):
         shown = await outbound.list_sinks()
         assert "s3cret" not in json.dumps(msgspec.to_builtins(shown))
         assert shown.items[0].last_error
+
+
+async def all_events(client: httpx.AsyncClient, headers: dict[str, str]) -> list[stockade.Event]:
+    events: list[stockade.Event] = []
+    after = 0
+    while True:
+        page = (await client.get(f"/v1/events?after={after}&limit=1000", headers=headers)).json()
+        events += msgspec.convert(page["items"], list[stockade.Event])
+        if not page["items"]:
+            return events
+        after = page["next_after"]
+
+
+async def orders_until_killed(url: str, headers: dict[str, str], server: Server) -> int:
+    """Place orders from 8 callers until ``server`` is killed mid-way (after 150 of them);
+    the number acknowledged."""
+    acknowledged = 0
+
+    async def caller(client: httpx.AsyncClient) -> None:
+        nonlocal acknowledged
+        while True:
+            try:
+                placed = await client.post("/v1/orders", headers=headers,
+                                           json={"lines": [{"sku": "a", "qty": 1}]})  # fmt: skip
+            except httpx.TransportError:
+                return  # the server is gone
+            assert placed.status_code == 201, placed.text
+            acknowledged += 1
+            if acknowledged == 150:
+                server.stop(signal.SIGKILL)
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client, trio.open_nursery() as n:
+        for _ in range(8):
+            n.start_soon(caller, client)
+    return acknowledged
+
+
+async def test_kill_9_while_sinks_publish_loses_and_repeats_nothing_on_nats_and_redis(tmp_path):
+    for kind in KINDS:
+        require(kind)
+    token = "sinks-token"
+    admin = {"Authorization": f"Bearer {token}"}
+    server = Server(tmp_path, token)
+    async with asyncio_thread() as aio:
+        targets = [Target(kind, aio) for kind in KINDS]
+        for target in targets:
+            await target.prepare()
+        try:
+            server.start()
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                for target in targets:
+                    made = await client.put(f"/v1/sinks/{target.kind}", headers=admin,
+                                            json={"url": target.url})  # fmt: skip
+                    assert made.status_code == 201, made.text
+                await client.put("/v1/products/a", json={"on_hand": 100_000}, headers=admin)
+            for _ in range(2):  # killed twice while publishing, restarted each time
+                assert await orders_until_killed(server.url, admin, server) >= 150
+                server.start()
+            log = server.log.read_text()
+            assert log.count('"sink_failing"') == 0 and log.count('"listening"') == 3
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                with trio.fail_after(60):
+                    while True:
+                        shown = (await client.get("/v1/sinks", headers=admin)).json()["items"]
+                        if all(s["backlog"] == 0 for s in shown):
+                            break
+                        await trio.sleep(0.05)
+                events = await all_events(client, admin)
+            assert server.stop() == 0
+            assert not any(s["failing"] for s in shown)
+            for target in targets:
+                check_published(target.kind, await target.messages(), events)
+            assert sum(e.type == "order.placed" for e in events) >= 300  # each acknowledged
+        finally:
+            server.kill()
+            for target in targets:
+                await target.clean()
