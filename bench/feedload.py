@@ -37,8 +37,7 @@ import stockade
 from stockade._asyncio import AsyncioThread
 from stockade.outbound.brokers import nats_stream_name
 from stockade.outbound.deliveries import Followed
-from stockade.outbound.sinks import Sinks
-from stockade.outbound.webhooks import Webhooks
+from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Store
 from stockade.persistence.sinks import SinkStore
 from stockade.persistence.webhooks import WebhookStore
@@ -173,53 +172,42 @@ async def watching(
     engine: stockade.Engine, store: Store, consumer: str = "webhook", batch: int = 1
 ) -> AsyncIterator[FeedWatch]:
     """One ``consumer`` (one of CONSUMERS; a webhook POSTs up to ``batch`` events at once)
-    fed every event, until exit."""
-    if consumer == "webhook":
-        async with _webhook(engine, store, batch) as watch:
-            yield watch
-        return
-    assert isinstance(store, SinkStore)
+    fed every event by the engine's process (its Outbound), until exit."""
+    assert isinstance(store, WebhookStore) and isinstance(store, SinkStore)
+    outbound = Outbound(engine, store.webhook_table(), store.sink_table())
+    receiver = ReceiverProcess() if consumer == "webhook" else None
     name = f"stockade-bench-{secrets.token_hex(4)}"
-    address = _BROKERS[consumer]
-    url = {
-        "nats": f"nats://{address}/{name.replace('-', '.')}",
-        "redis": f"redis://{address}/0?stream={name}",
-        "amqp": f"amqp://{address}/%2F?exchange={name}",
-    }[consumer]
-    sinks = Sinks(engine, store.sink_table())
+    address = _BROKERS.get(consumer, "")
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(sinks.run)
-            sink, _ = await sinks.put("bench", url, None)
-            watch = FeedWatch(engine, sink, None)
+            await nursery.start(outbound.run)
+            followed: Followed[Any] | None
+            if receiver is not None:
+                port = await trio.to_thread.run_sync(receiver.port)
+                secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+                url = f"http://127.0.0.1:{port}/hook"
+                await outbound.put_webhook("bench", url, None, secret, batch)
+                followed = await outbound.webhooks.get("bench")
+            else:
+                url = {
+                    "nats": f"nats://{address}/{name.replace('-', '.')}",
+                    "redis": f"redis://{address}/0?stream={name}",
+                    "amqp": f"amqp://{address}/%2F?exchange={name}",
+                }[consumer]
+                await outbound.put_sink("bench", url, None)
+                followed = await outbound.sinks.get("bench")
+            assert followed is not None
+            watch = FeedWatch(engine, followed, receiver)
             nursery.start_soon(watch.sample)
             yield watch
             watch.orders_done()
             nursery.cancel_scope.cancel()
     finally:
-        with trio.CancelScope(shield=True):
-            await _remove(consumer, address, name)
-
-
-@asynccontextmanager
-async def _webhook(engine: stockade.Engine, store: Store, batch: int) -> AsyncIterator[FeedWatch]:
-    assert isinstance(store, WebhookStore)
-    receiver = ReceiverProcess()
-    try:
-        port = await trio.to_thread.run_sync(receiver.port)
-        hooks = Webhooks(engine, store.webhook_table())
-        async with trio.open_nursery() as nursery:
-            await nursery.start(hooks.run)
-            secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-            url = f"http://127.0.0.1:{port}/hook"
-            subscription, _ = await hooks.put("bench", url, None, secret, batch)
-            watch = FeedWatch(engine, subscription, receiver)
-            nursery.start_soon(watch.sample)
-            yield watch
-            watch.orders_done()
-            nursery.cancel_scope.cancel()
-    finally:
-        receiver.stop()
+        if receiver is not None:
+            receiver.stop()
+        else:
+            with trio.CancelScope(shield=True):
+                await _remove(consumer, address, name)
 
 
 async def _remove(consumer: str, address: str, name: str) -> None:

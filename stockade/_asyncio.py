@@ -23,6 +23,15 @@ def _swallow(future: Any) -> None:
         future.exception()  # retrieved, so asyncio does not log it as lost
 
 
+async def _cancel_the_rest() -> None:
+    """Cancel every other task on this loop and wait (up to 2 s) for them to end."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=2)
+
+
 class AsyncioThread:
     """An asyncio loop on a daemon thread called ``name``; :meth:`run` awaits a coroutine on it
     from trio."""
@@ -48,7 +57,14 @@ class AsyncioThread:
         return future.result()
 
     def close(self) -> None:
-        """Stop the loop and wait (up to 5 s) for its thread. Blocks."""
+        """Cancel what still runs on the loop (waiting up to 2 s for it to end), stop the loop
+        and wait (up to 5 s) for its thread. Blocks."""
+        if self._thread.is_alive():
+            ending = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop)
+            try:
+                ending.result(timeout=3)
+            except Exception:
+                ending.cancel()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():

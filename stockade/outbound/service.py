@@ -43,7 +43,8 @@ from stockade.outbound.views import (
     WebhookView,
 )
 from stockade.outbound.webhooks import OUTCOMES, DeliveryOptions, Subscription, Webhooks
-from stockade.persistence.sinks import MemorySinks, SinkTable
+from stockade.persistence.sinks import SinkRecord, SinkTable
+from stockade.persistence.subscriptions import MemoryTable
 from stockade.persistence.webhooks import WebhookTable
 
 __all__ = ["Outbound", "OutboundCollector", "check_types"]
@@ -77,7 +78,7 @@ class Outbound:
     ) -> None:  # fmt: skip
         self.engine = engine
         self.webhooks = Webhooks(engine, webhook_table, options, wall_clock=wall_clock)
-        sinks = MemorySinks() if sink_table is None else sink_table
+        sinks = MemoryTable[SinkRecord]() if sink_table is None else sink_table
         self.sinks = Sinks(engine, sinks, sink_options, wall_clock=wall_clock)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -124,7 +124,8 @@ class Sinks(Deliveries[Sink, SinkRecord]):
             yield
         finally:
             aio, self._aio = self._aio, None
-            await trio.to_thread.run_sync(aio.close)
+            with trio.CancelScope(shield=True):  # (run is ending: cancelled, most likely)
+                await trio.to_thread.run_sync(aio.close)
 
     def _batch(self, sink: Sink) -> int:
         return self.options.batch

@@ -18,9 +18,8 @@ __all__ = [
 ]
 
 
-class WebhookView(msgspec.Struct):
-    """A subscription as the API shows it (never its secret). ``cursor``: every wanted event
-    up to this seq was delivered; ``head``: the newest event; ``backlog``: the events between."""
+class _Following(msgspec.Struct):
+    """What every kind of subscription shows: where its deliveries stand."""
 
     id: str
     url: str
@@ -33,6 +32,13 @@ class WebhookView(msgspec.Struct):
     last_error_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class WebhookView(_Following):
+    """A subscription as the API shows it (never its secret). ``cursor``: every wanted event
+    up to this seq was delivered; ``head``: the newest event; ``backlog``: the events between;
+    ``batch``: the most events one POST carries."""
+
     batch: int = 1
 
 
@@ -49,23 +55,12 @@ class WebhookSaved(msgspec.Struct):
     created: bool
 
 
-class SinkView(msgspec.Struct):
+class SinkView(_Following):
     """A sink as the API shows it: ``url`` with its password masked (``***``); ``cursor``:
     every wanted event up to this seq was acknowledged by the broker; ``head``: the newest
     event; ``backlog``: the events between; ``delivered`` and ``failures``: events published
     and batches failed since the server started."""
 
-    id: str
-    url: str
-    types: list[str] | None
-    cursor: int
-    head: int
-    backlog: int
-    failing: bool
-    last_error: str | None
-    last_error_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
     delivered: int
     failures: int
 

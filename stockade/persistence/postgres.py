@@ -52,7 +52,8 @@ from stockade.persistence.schema import (
     STATE_TABLE,
     migrations_after,
 )
-from stockade.persistence.sinks import PostgresSinks
+from stockade.persistence.sinks import SINK_COLUMNS, SinkRecord
+from stockade.persistence.subscriptions import PostgresTable
 from stockade.persistence.webhooks import PostgresWebhooks
 
 __all__ = ["PostgresStore"]
@@ -160,9 +161,9 @@ class PostgresStore:
         load() first: only the owner writes them)."""
         return PostgresWebhooks(self._read)
 
-    def sink_table(self) -> PostgresSinks:
+    def sink_table(self) -> PostgresTable[SinkRecord]:
         """The database's broker sinks, as :meth:`webhook_table` keeps webhooks."""
-        return PostgresSinks(self._read)
+        return PostgresTable(self._read, SINK_COLUMNS)
 
     async def _migrate(self) -> None:
         conn = self._conn = await self._connect()

@@ -1,5 +1,6 @@
 """Broker sinks in the store (design.md §14): the ``sinks`` table, kept as
-:mod:`stockade.persistence.subscriptions` keeps every kind of subscription.
+:mod:`stockade.persistence.subscriptions` keeps every kind of subscription (each store's
+``sink_table()`` is its generic table over :data:`SINK_COLUMNS`).
 
 A row is a sink (the broker ``url``, the event ``types`` it wants) and its progress (the
 publishing cursor, failing, the last error). The URL is stored as given, password included:
@@ -8,33 +9,18 @@ publishing needs it. Who can read the database can read it; the API never shows 
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
 from stockade.persistence.subscriptions import (
     Columns,
-    MemoryTable,
-    PostgresTable,
-    SQLiteTable,
     SubscriptionTable,
     decode_types,
     encode_types,
 )
 
-__all__ = [
-    "SINK_COLUMNS",
-    "MemorySinks",
-    "PostgresSinks",
-    "SQLiteSinks",
-    "SinkRecord",
-    "SinkStore",
-    "SinkTable",
-]
-
-T = TypeVar("T")
+__all__ = ["SINK_COLUMNS", "SinkRecord", "SinkStore", "SinkTable"]
 
 
 class SinkRecord(msgspec.Struct, frozen=True):
@@ -84,21 +70,3 @@ class SinkStore(Protocol):
     def sink_table(self) -> SinkTable:
         """The store's sinks, through the store's own connections (open it first)."""
         ...
-
-
-class MemorySinks(MemoryTable[SinkRecord]):
-    """Sinks in this process (the memory store's)."""
-
-
-class SQLiteSinks(SQLiteTable[SinkRecord]):
-    """The ``sinks`` table of a SQLite store, through its ``run`` (see SQLiteTable)."""
-
-    def __init__(self, run: Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]) -> None:
-        super().__init__(run, SINK_COLUMNS)
-
-
-class PostgresSinks(PostgresTable[SinkRecord]):
-    """The ``sinks`` table of a PostgreSQL store, through its ``run`` (see PostgresTable)."""
-
-    def __init__(self, run: Callable[[Callable[[Any], Coroutine[Any, Any, T]]], Awaitable[T]]):
-        super().__init__(run, SINK_COLUMNS)

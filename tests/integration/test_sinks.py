@@ -20,7 +20,6 @@ import stockade
 from bench.server import Server
 from bench.webhook_receiver import Receiver
 from stockade._open import open_engine_and_store
-from stockade.outbound.deliveries import Followed
 from stockade.outbound.service import Outbound
 from stockade.outbound.sinks import Sink, SinkOptions
 from stockade.outbound.webhooks import DeliveryOptions
@@ -28,6 +27,7 @@ from stockade.persistence.sinks import SinkStore
 from stockade.persistence.webhooks import WebhookStore
 from tests.integration.brokers import KINDS, REDIS, Target, asyncio_thread, host_port, require
 from tests.integration.proxy import Proxy
+from tests.integration.test_webhooks import caught_up, shop
 
 QUICK = SinkOptions(backoff_s=0.01, max_backoff_s=0.1, timeout_s=2.0, retry_budget_s=0.2,
                     save_every_s=0.05, batch=50)  # fmt: skip
@@ -72,22 +72,6 @@ async def publishing(database: str) -> AsyncIterator[tuple[stockade.Engine, Outb
             await nursery.start(outbound.run)
             yield engine, outbound
             nursery.cancel_scope.cancel()
-
-
-async def caught_up(engine: stockade.Engine, *sinks: Followed[Any], timeout_s: float = 30) -> None:
-    with trio.fail_after(timeout_s):
-        while any(s.cursor < (engine.feed_head or 0) for s in sinks):  # noqa: ASYNC110
-            await trio.sleep(0.01)
-
-
-async def shop(engine: stockade.Engine, orders: int) -> None:
-    """Holds, purchases, confirms and cancels: every kind of order event."""
-    for n in range(orders):
-        order = await engine.place_order({"a": 1 + n % 2}, hold_for=60 if n % 3 else None)
-        if n % 3 == 1:
-            await engine.confirm(order.id)
-        elif n % 5 == 0:
-            await engine.cancel(order.id)
 
 
 async def sink_of(outbound: Outbound, sink_id: str) -> Sink:

@@ -23,6 +23,7 @@ import stockade
 from bench.server import Server
 from bench.webhook_receiver import Receiver, Request
 from stockade._open import open_engine_and_store
+from stockade.outbound.deliveries import Followed
 from stockade.outbound.webhooks import DeliveryOptions, Subscription, Webhooks
 from stockade.persistence.webhooks import WebhookStore
 from tests.integration.proxy import Proxy
@@ -83,7 +84,9 @@ async def subscribe(hooks: Webhooks, name: str, port: int, **kw: Any) -> Subscri
     return subscription
 
 
-async def caught_up(engine: stockade.Engine, *subscriptions: Subscription) -> None:
+async def caught_up(engine: stockade.Engine, *subscriptions: Followed[Any]) -> None:
+    """Wait (30 s at most) until each of ``subscriptions`` (webhooks or sinks) delivered every
+    event committed so far."""
     with trio.fail_after(30):
         while any(s.cursor < (engine.feed_head or 0) for s in subscriptions):  # noqa: ASYNC110
             await trio.sleep(0.01)
