@@ -10,6 +10,7 @@ body that was not read to its end from wedging its connection, and in front of t
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 import msgspec
@@ -30,8 +31,9 @@ from stockade.api.locations import locations
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
-from stockade.api.port import BooksPort, EnginePort, LocalBooks, LocalEngine
+from stockade.api.port import BooksPort, EnginePort, LocalBooks, LocalEngine, OutboundPort
 from stockade.api.problems import Problem, register_error_handlers
+from stockade.api.returns import returns
 from stockade.api.routing import current_engine as _engine
 from stockade.api.routing import current_tracing as _tracing
 from stockade.api.routing import json_response as _json
@@ -41,7 +43,7 @@ from stockade.api.sinks import sinks
 from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
-from stockade.errors import InvalidTransition
+from stockade.errors import EngineUnavailable, InvalidTransition
 from stockade.outbound.service import Outbound, OutboundCollector
 from stockade.persistence.keys import KeyTable, MemoryKeys
 from stockade.persistence.sinks import SinkTable
@@ -134,12 +136,6 @@ async def get_order(order_id: str) -> Response:
     return _json(await _engine().get_order(order_id))
 
 
-@orders.post("/<order_id>/confirm")
-@requires("service")
-async def confirm_order(order_id: str) -> Response:
-    return _json(await traced(_tracing(), "stockade.confirm", _engine().confirm(order_id)))
-
-
 @orders.post("/<order_id>/cancel")
 @requires("service", public_holds=True)
 async def cancel_order(order_id: str) -> Response:
@@ -214,16 +210,23 @@ async def docs() -> Response:
 @health.get("/readyz")
 @requires("anyone")
 async def readyz() -> Response:
-    journal = (await _engine().statistics()).journal
+    remote = current_app.config.get("STOCKADE_REMOTE")  # a front's link to its engine
+    try:
+        if remote is not None and not remote.connected:
+            raise EngineUnavailable("the engine cannot be reached")
+        journal = (await _engine().statistics()).journal
+    except EngineUnavailable as exc:
+        return _json({"ready": False, "journal_buffered": None, "detail": str(exc)}, 503)
     return _json({"ready": journal.healthy, "journal_buffered": journal.buffered},
                  200 if journal.healthy else 503)  # fmt: skip
 
 
 def create_app(
     engine: Engine | EnginePort, settings: ApiSettings, key_table: KeyTable | None = None,
-    tracing: Tracing | None = None, webhook_table: WebhookTable | None = None, *,
-    books: BooksPort | None = None, sink_table: SinkTable | None = None,
-    outbound: Outbound | None = None,
+    tracing: Tracing | None = None, webhook_table: WebhookTable | None = None,
+    outbound: OutboundPort | None = None, *, books: BooksPort | None = None,
+    engine_series: Callable[[], Awaitable[bytes]] | None = None,
+    sink_table: SinkTable | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
@@ -237,12 +240,15 @@ def create_app(
     the engine through :func:`~stockade.api.accounting.traced`.
     ``app.config["STOCKADE_FEED"]`` is the :class:`~stockade.api.feed.FeedService` whose
     ``run`` feeds product streams. ``app.config["STOCKADE_OUTBOUND"]`` is ``outbound``, the
-    :class:`~stockade.outbound.service.Outbound` the webhook and sink routes call: by default,
-    for an engine in this process, one over it, ``webhook_table`` and ``sink_table`` (each by
-    default in memory), which whoever owns the engine runs (:func:`~stockade.api.server.
-    serve_app` does); None for an engine elsewhere, which delivers them. ``books`` runs
-    ``GET /v1/admin/check`` (by default there is nothing to check: 409). Raises RuntimeError if
-    a route declares no role."""
+    :class:`~stockade.api.port.OutboundPort` the webhook and sink routes call (by default an
+    :class:`~stockade.outbound.service.Outbound` over an engine in this process,
+    ``webhook_table`` and ``sink_table``, each by default in memory; a front passes the engine
+    process's): whoever owns the engine runs its ``run`` to deliver (:func:`~stockade.api.
+    server.serve_app` does). ``books`` runs ``GET /v1/admin/check``
+    (by default there is nothing to check: 409). ``engine_series`` (a front's) answers the
+    engine process's own metrics, shown by ``/metrics`` instead of the engine's statistics read
+    here (see :mod:`stockade.api.metrics`). Raises RuntimeError if a route declares no role,
+    or for a remote engine without its ``outbound``."""
     port: EnginePort = LocalEngine(engine) if isinstance(engine, Engine) else engine
     local = port.engine if isinstance(port, LocalEngine) else None
     app = QuartTrio(__name__, static_folder=None)
@@ -250,7 +256,7 @@ def create_app(
     app.config["STOCKADE_BOOKS"] = LocalBooks(None) if books is None else books
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["STOCKADE_METRICS"] = observed = Metrics(port)
+    app.config["STOCKADE_METRICS"] = observed = Metrics(port, remote_series=engine_series)
     app.config["STOCKADE_TRACING"] = tracing
     accounting = Accounting(observed, settings.log_requests, tracing)
     app.config["STOCKADE_AUTH"] = auth = Guard(
@@ -259,20 +265,24 @@ def create_app(
     app.config["STOCKADE_KEYS"] = ApiKeys(
         MemoryKeys() if key_table is None else key_table, auth, refresh_s=settings.key_refresh_s
     )
-    if outbound is None and local is not None:
+    if outbound is None:
+        if local is None:
+            raise RuntimeError("an app over a remote engine needs the engine's outbound port")
         hooks = MemoryWebhooks() if webhook_table is None else webhook_table
         outbound = Outbound(local, hooks, sink_table, options=settings.feed.delivery,
                             sink_options=settings.feed.sinks)  # fmt: skip
     app.config["STOCKADE_OUTBOUND"] = outbound
+    delivering = outbound if isinstance(outbound, Outbound) else None  # here, not elsewhere
     app.config["STOCKADE_FEED"] = service = FeedService(port, settings.feed)
-    observed.register(FeedCollector(service, observed, outbound))
-    if outbound is not None:
-        observed.register(OutboundCollector(outbound))
+    observed.register(FeedCollector(service, observed, delivering))
+    if delivering is not None:
+        observed.register(OutboundCollector(delivering))
     for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
     app.register_blueprint(history)
     app.register_blueprint(locations)  # design.md §7
     app.register_blueprint(carts)  # design.md §8
+    app.register_blueprint(returns)  # design.md §13: late confirms, returns
     app.register_blueprint(feed)  # design.md §9
     app.register_blueprint(webhooks)  # design.md §9
     app.register_blueprint(sinks)  # design.md §14

@@ -100,9 +100,9 @@ class FeedService:
 
 
 class FeedCollector(Collector):
-    """The feed's metrics, read at scrape time: the head, the lag of the slowest consumer
-    (counting ``outbound``'s deliveries when this process runs them), and open streams; the
-    head is the one ``metrics`` last read from the engine (:meth:`Metrics.refresh`)."""
+    """The feed's metrics, read at scrape time: the head (the one ``metrics`` last read from
+    the engine, :meth:`Metrics.refresh`), the lag of the slowest consumer (counting
+    ``outbound``'s deliveries when this process runs them), and open streams."""
 
     def __init__(
         self, service: FeedService, metrics: Metrics, outbound: Outbound | None = None

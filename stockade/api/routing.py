@@ -9,15 +9,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from quart import Response, current_app, request
 
-from stockade.api.port import EnginePort
+from stockade.api.port import EnginePort, OutboundPort
 from stockade.api.problems import Problem
 from stockade.api.schemas import decoder
 
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
-    from stockade.outbound.service import Outbound
 
-__all__ = ["current_engine", "current_outbound", "current_tracing", "json_response", "read_body"]
+__all__ = [
+    "current_engine",
+    "current_outbound",
+    "current_tracing",
+    "json_response",
+    "read_body",
+    "read_optional_body",
+]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -34,14 +40,10 @@ def current_engine() -> EnginePort:
     return engine
 
 
-def current_outbound() -> Outbound:
+def current_outbound() -> OutboundPort:
     """The deliveries (webhooks, sinks) of the app's engine, which the ``/v1/webhooks`` and
-    ``/v1/sinks`` routes call; 503 when the app has none (its engine runs in another process
-    that this app cannot reach them through)."""
-    outbound: Outbound | None = current_app.config["STOCKADE_OUTBOUND"]
-    if outbound is None:
-        raise Problem(503, "deliveries-unavailable", "Deliveries unavailable",
-                      "webhooks and sinks are kept by the engine's process")  # fmt: skip
+    ``/v1/sinks`` routes call (its port: see :mod:`stockade.api.port`)."""
+    outbound: OutboundPort = current_app.config["STOCKADE_OUTBOUND"]
     return outbound
 
 
@@ -59,4 +61,16 @@ async def read_body(kind: type[T]) -> T:
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       "send the body as application/json")  # fmt: skip
     data = await request.get_data(as_text=False)
+    return decoder(kind).decode(data)
+
+
+async def read_optional_body(kind: type[T], default: T) -> T:
+    """As :func:`read_body` for a route whose body may be left out: ``default`` when the
+    request has none (an empty body, whatever its content type)."""
+    data = await request.get_data(as_text=False)
+    if not data:
+        return default
+    if request.mimetype != "application/json":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      "send the body as application/json")  # fmt: skip
     return decoder(kind).decode(data)

@@ -11,7 +11,9 @@ head (the newest event), the backlog between them, whether it is failing and its
 ``DELETE`` removes one and stops its deliveries.
 
 The routes are thin: they decode the body and call the server's
-:class:`~stockade.outbound.service.Outbound` (``app.config["STOCKADE_OUTBOUND"]``), which
+:class:`~stockade.api.port.OutboundPort` (``app.config["STOCKADE_OUTBOUND"]``): the
+:class:`~stockade.outbound.service.Outbound` of the process that owns the engine (a front's
+reaches it over the engine protocol), which
 validates, changes the subscriptions and delivers them.
 """
 

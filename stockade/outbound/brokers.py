@@ -17,7 +17,9 @@ then awaits them all together, and returns only once the broker acknowledged eve
   the event type, ``message_id`` = seq, publisher confirms.
 
 Each failure raises what the client raised; the caller records it as the sink's last error
-(with the password scrubbed).
+(with the password scrubbed). A client is imported when a publisher of its kind first opens, not
+before: a server without sinks loads none of them (redis-py, for one, imports OpenTelemetry when
+it is installed, which must stay off the order path unless tracing is asked for).
 """
 
 from __future__ import annotations
@@ -25,13 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any, Protocol
-
-import aio_pika
-import nats
-import nats.js.errors
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from stockade.outbound.sinkurl import SinkTarget
 
@@ -82,6 +77,9 @@ class NatsPublisher:
         self._js: Any = None
 
     async def open(self) -> None:
+        import nats
+        import nats.js.errors
+
         target = self.target
         options: dict[str, Any] = {
             "servers": [f"nats://{target.host}:{target.port}"],
@@ -131,6 +129,10 @@ class RedisPublisher:
         self._client: Any = None
 
     async def open(self) -> None:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         target = self.target
         self._client = redis.asyncio.Redis(
             host=target.host, port=target.port, db=target.database,
@@ -165,6 +167,8 @@ class AmqpPublisher:
         self._exchange: Any = None
 
     async def open(self) -> None:
+        import aio_pika
+
         target = self.target
         self._connection = await aio_pika.connect(
             host=target.host, port=target.port, login=target.user or "guest",
@@ -177,6 +181,8 @@ class AmqpPublisher:
         )
 
     async def publish(self, messages: list[Message]) -> None:
+        import aio_pika
+
         exchange = self._exchange
         persistent = aio_pika.DeliveryMode.PERSISTENT
         confirms = [
