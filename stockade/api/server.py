@@ -45,6 +45,7 @@ from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event, set_process_role
 from stockade.api.port import LocalBooks
+from stockade.fronts.supervised import listen_binds
 from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
@@ -222,7 +223,7 @@ async def serve_app(
     keys: ApiKeys = app.config["STOCKADE_KEYS"]
     outbound = app.config["STOCKADE_OUTBOUND"]  # delivered here when the engine is here
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    config.bind = listen_binds(settings.host, settings.port)  # or the supervisor's socket
     config.accesslog = None  # Accounting logs each request
     errors = logging.getLogger("hypercorn.error")  # as JSON, through the root logger
     errors.setLevel(logging.WARNING)  # not its "Running on" line: we log "listening"
