@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 import msgspec
 import trio
@@ -75,8 +76,9 @@ class Sink(Followed[SinkRecord]):
     def scrub(self, error: str) -> str:
         """``error`` without the URL's password, and not too long."""
         password = None if self.target is None else self.target.password
-        if password:
-            error = error.replace(password, "***")
+        if password:  # as given, and as a URL carries it
+            for shown in {password, quote(password, safe=""), quote(password)}:
+                error = error.replace(shown, "***")
         return error[:_MAX_ERROR]
 
 

@@ -9,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stockade.errors import InvalidRequest
+from stockade.outbound.sinks import Sink
 from stockade.outbound.sinkurl import SinkTarget, mask, parse
+from stockade.persistence.sinks import SinkRecord
 
 
 @pytest.mark.parametrize(
@@ -60,3 +62,10 @@ def test_a_password_is_read_whole_and_never_shown(password, scheme):
 def test_a_url_without_a_password_is_shown_as_it_is():
     for url in ("nats://127.0.0.1/a", "redis://h/0?stream=a@b", "amqp://guest@h?exchange=x"):
         assert mask(url) == url
+
+
+def test_an_error_that_quotes_the_url_is_scrubbed_of_the_password():
+    url = "amqp://shop:p%40ss%2Fw0rd@127.0.0.1:1/%2F?exchange=x"
+    sink = Sink(SinkRecord("s", url, None, 0, 1.0, 1.0))
+    said = sink.scrub(f"cannot connect to {url} (password p@ss/w0rd)")
+    assert "p@ss" not in said and "p%40ss" not in said and said.count("***") == 2
