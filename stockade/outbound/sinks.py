@@ -95,6 +95,7 @@ class Sinks(Deliveries[Sink, SinkRecord]):
         self.options = options = options or SinkOptions()
         super().__init__(engine, table, options, wall_clock=wall_clock)
         self._aio: AsyncioThread | None = None
+        self._running_now = False
 
     def _followed(self, record: SinkRecord) -> Sink:
         return Sink(record)
@@ -121,13 +122,17 @@ class Sinks(Deliveries[Sink, SinkRecord]):
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
-        self._aio = AsyncioThread("stockade-sinks")
+        """The asyncio loop thread is started when a sink first publishes (a server without
+        sinks runs no such thread), and closed when :meth:`run` ends."""
+        self._running_now = True
         try:
             yield
         finally:
+            self._running_now = False
             aio, self._aio = self._aio, None
-            with trio.CancelScope(shield=True):  # (run is ending: cancelled, most likely)
-                await trio.to_thread.run_sync(aio.close)
+            if aio is not None:
+                with trio.CancelScope(shield=True):  # (run is ending: cancelled, most likely)
+                    await trio.to_thread.run_sync(aio.close)
 
     def _batch(self, sink: Sink) -> int:
         return self.options.batch
@@ -169,8 +174,10 @@ class Sinks(Deliveries[Sink, SinkRecord]):
             return
 
     async def _publish(self, sink: Sink, messages: list[tuple[int, str, bytes]]) -> None:
+        assert self._running_now, "sinks publish only inside run()"
+        if self._aio is None:
+            self._aio = AsyncioThread("stockade-sinks")
         aio = self._aio
-        assert aio is not None, "sinks publish only inside run()"
         if sink.target is None:
             raise InvalidRequest(sink.refused or "no target")
         if sink.publisher is None:
