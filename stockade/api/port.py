@@ -20,8 +20,8 @@ wrapper frame); only the synchronous ones get an ``async`` wrapper, which never 
 The store's side of the app has ports too: the API keys are a
 :class:`~stockade.persistence.keys.KeyTable` (already async; a front's comes over the protocol),
 the books check is a :class:`BooksPort` (:class:`LocalBooks` over a store in this process), and
-webhook subscriptions an :class:`OutboundPort` (the :class:`~stockade.outbound.service.Outbound`
-of the process that owns the engine).
+webhook subscriptions and broker sinks an :class:`OutboundPort` (the
+:class:`~stockade.outbound.service.Outbound` of the process that owns the engine).
 """
 
 from __future__ import annotations
@@ -45,7 +45,14 @@ from stockade.engine.models import (
 )
 from stockade.engine.validation import Lines
 from stockade.errors import InvalidRequest
-from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
+from stockade.outbound.views import (
+    SinkPage,
+    SinkSaved,
+    SinkView,
+    WebhookPage,
+    WebhookSaved,
+    WebhookView,
+)
 from stockade.persistence.audit import check_store
 from stockade.persistence.books import BooksReport, Tally
 from stockade.persistence.journal import Store
@@ -225,16 +232,26 @@ class LocalBooks:
 
 
 class OutboundPort(Protocol):
-    """Webhook subscriptions (``/v1/webhooks``, design.md §9), kept and delivered by the
-    process that owns the engine: see :class:`~stockade.outbound.service.Outbound`, whose
-    methods, results and errors these are."""
+    """Webhook subscriptions and broker sinks (``/v1/webhooks``, ``/v1/sinks``, design.md §9,
+    §14), kept and delivered by the process that owns the engine: see
+    :class:`~stockade.outbound.service.Outbound`, whose methods, results and errors these
+    are."""
 
     async def put_webhook(
-        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str
-    ) -> WebhookSaved: ...
+        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str,
+        batch: int = 1,
+    ) -> WebhookSaved: ...  # fmt: skip
 
     async def get_webhook(self, webhook_id: str) -> WebhookView | None: ...
 
     async def list_webhooks(self) -> WebhookPage: ...
 
     async def delete_webhook(self, webhook_id: str) -> WebhookView | None: ...
+
+    async def put_sink(self, sink_id: str, url: str, types: Sequence[str] | None) -> SinkSaved: ...
+
+    async def get_sink(self, sink_id: str) -> SinkView | None: ...
+
+    async def list_sinks(self) -> SinkPage: ...
+
+    async def delete_sink(self, sink_id: str) -> SinkView | None: ...

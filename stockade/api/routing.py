@@ -9,14 +9,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from quart import Response, current_app, request
 
-from stockade.api.port import EnginePort
+from stockade.api.port import EnginePort, OutboundPort
 from stockade.api.problems import Problem
 from stockade.api.schemas import decoder
 
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
 
-__all__ = ["current_engine", "current_tracing", "json_response", "read_body", "read_optional_body"]
+__all__ = [
+    "current_engine",
+    "current_outbound",
+    "current_tracing",
+    "json_response",
+    "read_body",
+    "read_optional_body",
+]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -31,6 +38,13 @@ def current_engine() -> EnginePort:
     """The engine of the app serving this request (its port: see :mod:`stockade.api.port`)."""
     engine: EnginePort = current_app.config["STOCKADE_ENGINE"]
     return engine
+
+
+def current_outbound() -> OutboundPort:
+    """The deliveries (webhooks, sinks) of the app's engine, which the ``/v1/webhooks`` and
+    ``/v1/sinks`` routes call (its port: see :mod:`stockade.api.port`)."""
+    outbound: OutboundPort = current_app.config["STOCKADE_OUTBOUND"]
+    return outbound
 
 
 def current_tracing() -> Tracing | None:

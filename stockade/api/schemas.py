@@ -22,6 +22,8 @@ from stockade.engine.validation import (
     SKU_PATTERN,
 )
 from stockade.outbound.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
+from stockade.outbound.sinkurl import MAX_SINK_URL_LENGTH
+from stockade.outbound.webhooks import MAX_BATCH
 from stockade.persistence.keys import MAX_NAME_CHARS, NAME_PATTERN, KeyRole
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "PlaceOrder",
     "PutChannel",
     "PutLocation",
+    "PutSink",
     "PutStock",
     "PutWebhook",
     "TransferStock",
@@ -167,6 +170,16 @@ EventType = Literal[
     "product.back_in_stock",
 ]  # fmt: skip
 
+#: The event types a subscription wants: every type when left out or null.
+_Types = (
+    Annotated[
+        list[EventType],
+        Meta(min_length=1, description="every type when left out or null",
+             extra_json_schema={"uniqueItems": True}),
+    ]
+    | None
+)  # fmt: skip
+
 
 class PutWebhook(msgspec.Struct, forbid_unknown_fields=True):
     """A webhook subscription (see :mod:`stockade.api.webhooks`)."""
@@ -179,14 +192,26 @@ class PutWebhook(msgspec.Struct, forbid_unknown_fields=True):
             description="whsec_ and the base64 of 24 to 64 random bytes (Standard Webhooks)",
         ),
     ]
-    types: (
-        Annotated[
-            list[EventType],
-            Meta(min_length=1, description="every type when left out or null",
-                 extra_json_schema={"uniqueItems": True}),
-        ]
-        | None
-    ) = None  # fmt: skip
+    types: _Types = None
+    batch: Annotated[
+        int,
+        Meta(ge=1, le=MAX_BATCH,
+             description='the most events one POST carries; above 1: {"events": [...]}'),
+    ] = 1  # fmt: skip
+
+
+class PutSink(msgspec.Struct, forbid_unknown_fields=True):
+    """A broker sink (see :mod:`stockade.outbound.sinkurl` for what ``url`` may say)."""
+
+    url: Annotated[
+        str,
+        Meta(
+            max_length=MAX_SINK_URL_LENGTH,
+            description="nats://HOST:4222/SUBJECT, redis://HOST:6379/DB?stream=KEY or "
+            "amqp://USER:PASS@HOST:5672/VHOST?exchange=NAME",
+        ),
+    ]
+    types: _Types = None
 
 
 _untyped = msgspec.json.Decoder()
@@ -234,7 +259,8 @@ class BodyDecoder(Generic[T]):
 
 
 _BODIES = (PutStock, Adjustment, PlaceOrder, CreateKey, ChangeOrder, ExtendHold, PutLocation,
-           PutChannel, TransferStock, PutWebhook, ConfirmOrder, ReturnUnits)  # fmt: skip
+           PutChannel, TransferStock, PutWebhook, ConfirmOrder, ReturnUnits,
+           PutSink)  # fmt: skip
 _DECODERS: dict[type, BodyDecoder[Any]] = {kind: BodyDecoder(kind) for kind in _BODIES}
 
 

@@ -228,6 +228,22 @@ class FeedReader:
             self.cursor = max(self.cursor, self._scanned)
             self._page, self._next = await self._fill(), 0
 
+    async def batch(self, limit: int) -> list[Event]:
+        """The next wanted events, at least one and at most ``limit``: those already read from
+        the store or the live ring, without waiting for more once one is there. ``cursor``
+        then says how far they reach (unwanted events after the last of them included, when
+        none is left in the page). Waits for the first as ``__anext__`` does. Cancellable."""
+        events = [await self.__anext__()]
+        while len(events) < limit and self._next < len(self._page):
+            event = self._page[self._next]
+            self._next += 1
+            self.cursor = event.seq
+            if self._wanted is None or event.type in self._wanted:
+                events.append(event)
+        if self._next >= len(self._page):
+            self.cursor = max(self.cursor, self._scanned)
+        return events
+
     async def _fill(self) -> list[Event]:
         if self._position is not None:  # the first call: check the position once
             self._hub, self._history, self.cursor = await self._position(self.cursor)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from stockade._asyncio import AsyncioThread
 from stockade.errors import StoreUnavailable
 from stockade.persistence.audit import (
     EXPORT_STOCK,
@@ -22,7 +23,7 @@ from stockade.persistence.audit import (
     split_order_row,
 )
 from stockade.persistence.books import BooksCheck, BooksReport, Tally
-from stockade.persistence.postgres import _UNREACHABLE, _AsyncioThread
+from stockade.persistence.postgres import _UNREACHABLE
 from stockade.persistence.rows import order_from_row
 
 __all__ = ["CONNECT_TIMEOUT_S", "PREFETCH", "check_postgres", "export_postgres"]
@@ -56,7 +57,7 @@ async def _session(dsn: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T
 async def _run(dsn: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     """Run ``work`` in a session of its own on an asyncio loop thread, from trio. Cancellable
     (the statement in flight is cancelled and the connection dropped)."""
-    aio = _AsyncioThread()
+    aio = AsyncioThread("stockade-audit")
     try:
         result: T = await aio.run(_session, dsn, work)
         return result

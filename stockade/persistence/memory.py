@@ -21,6 +21,8 @@ from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys
 from stockade.persistence.outbox import feed_events
 from stockade.persistence.rows import BatchRows, batch_rows, key_from_row, order_from_row
+from stockade.persistence.sinks import SinkRecord
+from stockade.persistence.subscriptions import MemoryTable
 from stockade.persistence.webhooks import MemoryWebhooks
 
 __all__ = ["MemoryStore", "StoreState"]
@@ -148,6 +150,7 @@ class MemoryStore:
         self.keeps_history = keep_state
         self.keys = MemoryKeys()
         self.webhooks = MemoryWebhooks()
+        self.sinks: MemoryTable[SinkRecord] = MemoryTable()
 
     def key_table(self) -> MemoryKeys:
         """The store's API keys (kept whatever ``keep_state`` says: a handful of rows)."""
@@ -156,6 +159,10 @@ class MemoryStore:
     def webhook_table(self) -> MemoryWebhooks:
         """The store's webhook subscriptions (kept whatever ``keep_state`` says)."""
         return self.webhooks
+
+    def sink_table(self) -> MemoryTable[SinkRecord]:
+        """The store's broker sinks (kept whatever ``keep_state`` says)."""
+        return self.sinks
 
     async def migrate(self) -> None:
         await trio.lowlevel.checkpoint()  # nothing to migrate in memory

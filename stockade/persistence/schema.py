@@ -184,6 +184,24 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    [  # 8: broker sinks (design.md §14) and how far each has published the change feed;
+        # how many events one webhook POST carries
+        """CREATE TABLE sinks (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            types TEXT,
+            delivered_seq BIGINT NOT NULL CHECK (delivered_seq >= 0),
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            failing BOOLEAN NOT NULL,
+            last_error TEXT,
+            last_error_at DOUBLE PRECISION
+        )""",
+        "ALTER TABLE webhooks ADD COLUMN batch BIGINT NOT NULL DEFAULT 1 CHECK (batch >= 1)",
+    ]
+)
+
 #: Makes the one state row of a new database (the columns named: later migrations add more).
 INIT_STATE = (
     "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "

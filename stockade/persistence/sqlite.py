@@ -49,6 +49,8 @@ from stockade.persistence.schema import (
     STATE_TABLE,
     migrations_after,
 )
+from stockade.persistence.sinks import SINK_COLUMNS, SinkRecord
+from stockade.persistence.subscriptions import SQLiteTable
 from stockade.persistence.webhooks import SQLiteWebhooks
 
 __all__ = ["SQLiteStore"]
@@ -130,6 +132,10 @@ class SQLiteStore:
         """The file's webhook subscriptions, on the owner's writer connection between commits
         (open the store with load() first)."""
         return SQLiteWebhooks(self._side)
+
+    def sink_table(self) -> SQLiteTable[SinkRecord]:
+        """The file's broker sinks, as :meth:`webhook_table` keeps webhooks."""
+        return SQLiteTable(self._side, SINK_COLUMNS)
 
     async def _side(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:

@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from bench.webhook_receiver import Receiver
+from tests.integration.brokers import Target, asyncio_thread, require
 from tests.integration.engine_process import EngineProcess
 from tests.integration.feedhttp import get
 from tests.integration.fronts import ADMIN, BUY, TOKEN, Cluster, Front, buy, lines
@@ -279,6 +280,40 @@ async def test_webhooks_made_through_a_front_are_delivered_by_the_engine_process
             text = (await client.get(f"{one.url}/metrics")).text
             assert 'stockade_webhook_deliveries_total{outcome="delivered"} 1.0' in text
         nursery.cancel_scope.cancel()
+
+
+async def test_sinks_made_through_a_front_are_published_by_the_engine_process(cluster):
+    require("redis")
+    one, two = cluster.fronts
+    async with asyncio_thread() as aio:
+        target = Target("redis", aio)
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+                sink = {"url": target.url, "types": ["order.placed"]}
+                made = await client.put(f"{one.url}/v1/sinks/shop", json=sink, headers=ADMIN)
+                assert made.status_code == 201, made.text
+                order = (await client.post(f"{two.url}/v1/orders", json=BUY, headers=ADMIN)).json()
+                with trio.fail_after(10):  # the cursor, as the other front shows it
+                    while True:
+                        shown = (await client.get(f"{two.url}/v1/sinks/shop", headers=ADMIN)).json()
+                        if not shown["backlog"] and shown["delivered"]:
+                            break
+                        await trio.sleep(0.05)
+                ((_, event),) = await target.messages()
+                assert event["type"] == "order.placed" and event["data"]["id"] == order["id"]
+                bad = await client.put(f"{two.url}/v1/sinks/shop", json={"url": "kafka://x/y"},
+                                       headers=ADMIN)  # fmt: skip
+                assert bad.status_code == 422 and "unknown scheme" in bad.json()["detail"]
+                text = (await client.get(f"{one.url}/metrics")).text
+                assert 'stockade_sink_delivered_total{sink="shop"} 1.0' in text
+                gone = await client.delete(f"{two.url}/v1/sinks/shop", headers=ADMIN)
+                assert gone.status_code == 200
+                assert (await client.get(f"{one.url}/v1/sinks", headers=ADMIN)).json() == {
+                    "items": []
+                }
+        finally:
+            await target.clean()
 
 
 async def test_a_front_on_another_address_proves_the_secret_over_tcp(tmp_path):
