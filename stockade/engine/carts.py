@@ -25,11 +25,13 @@ class Carts(Placing):
         """Replace a reserved order's lines (a cart edit): units added are taken (allocated as
         the order was), units removed are released, all or nothing. The deadline does not move.
 
-        Raises OutOfStock (naming every short line; the order and every product are left as
-        they were), InvalidTransition (the order is not reserved, or its hold has lapsed),
-        OrderNotFound, UnknownProduct, InvalidRequest (no lines: cancel to empty a cart),
-        IdempotencyConflict. Edits of one order are serialised: a second edit sees the
-        first's result. The same ``idempotency_key`` with the same lines applies once.
+        A line that grows is checked against its product's rules as a new order's is (the
+        sale window, ``per_order`` for the line's new total, ``per_customer`` for the units
+        added). Raises OutOfStock (naming every short line; the order and every product are
+        left as they were), NotOnSale, LimitExceeded, InvalidTransition (the order is not
+        reserved, or its hold has lapsed), OrderNotFound, UnknownProduct, InvalidRequest (no
+        lines: cancel to empty a cart), IdempotencyConflict. Edits of one order are
+        serialised: a second edit sees the first's result. The same ``idempotency_key`` with the same lines applies once.
         """
         ledgers = self._ledgers
         checked = check_lines(lines, ledgers)
@@ -89,9 +91,9 @@ class Carts(Placing):
                 )  # fmt: skip
                 waiter = Waiter(len(grow))
                 for index, (sku, qty) in enumerate(grow.items()):
-                    dispatcher.post(
-                        sku, Take(order_id=order.id, qty=qty, hold=True, where=where), waiter, index
-                    )
+                    take = Take(order_id=order.id, qty=qty, hold=True, where=where,
+                                customer=order.customer, line=lines[sku])  # fmt: skip
+                    dispatcher.post(sku, take, waiter, index)
                 replies = await waiter.wait()
                 if not all(type(r) is dict for r in replies):
                     await self._give_back(order.id, grow, replies, True)

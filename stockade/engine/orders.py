@@ -123,14 +123,18 @@ class OrderBook:
         key: str | None,
         channel: str | None = None,
         location: str | None = None,
+        customer: str | None = None,
+        reference: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> tuple[Order, OrderPlaced]:
         """Record an order whose lines the actors have all taken."""
         if expires_at is None:
             order = Order(order_id, "confirmed", lines, created_at, None, key, allocations,
-                          channel, location)  # fmt: skip
+                          channel, location, customer, reference, metadata)  # fmt: skip
         else:
             order = Order(order_id, "reserved", lines, created_at, from_timestamp(expires_at),
-                          key, allocations, channel, location)  # fmt: skip
+                          key, allocations, channel, location, customer, reference,
+                          metadata)  # fmt: skip
             self._deadlines[order_id] = expires_at
         self.orders[order_id] = order
         if key is not None:

@@ -133,8 +133,9 @@ def read_schema_version(conn: sqlite3.Connection) -> int | None:
 def split_order_row(row: Any) -> tuple[tuple[Any, ...], OrderMove | None]:
     """A row of :data:`ORDER_MOVES` as the order's columns and its movement sum (or None)."""
     values = tuple(row)
-    move: OrderMove | None = None if values[9] is None else values[9:]
-    return values[:9], move
+    width = len(ORDER_COLUMNS.split(","))
+    move: OrderMove | None = None if values[width] is None else values[width:]
+    return values[:width], move
 
 
 def level_row(row: Any) -> LevelRow:

@@ -46,6 +46,7 @@ from stockade.persistence.rows import (
     location_from_row,
     movement_from_row,
     order_from_row,
+    rules_from_row,
 )
 from stockade.persistence.schema import (
     INIT_STATE,
@@ -70,6 +71,11 @@ _GET_ORDER = sql.numbered(sql.GET_ORDER)
 _ORDER_EXISTS = sql.numbered(sql.ORDER_EXISTS)
 _MOVEMENTS = sql.numbered(sql.MOVEMENTS)
 _ORDER_COLUMNS = [c.strip() for c in ORDER_COLUMNS.split(",")]
+_RULES_SQL = {
+    statement: sql.numbered(statement)
+    for statement in (sql.UPSERT_RULES, sql.DELETE_RULES, sql.CLEAR_COUNTS, sql.UPSERT_COUNT,
+                      sql.DELETE_COUNT)
+}  # fmt: skip
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema()))"
 #: What a dropped connection, a connection left in a broken state, or an unreachable server
 #: raises in asyncpg. Anything else (a constraint violated, bad data) is a bug: it is not retried.
@@ -242,6 +248,8 @@ class PostgresStore:
             keys=[
                 key_from_row(tuple(r)) for r in await conn.fetch(sql.numbered(sql.LOAD_KEYS), since)
             ],
+            rules=[rules_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_RULES)],
+            counts=[tuple(r) for r in await conn.fetch(sql.LOAD_COUNTS)],
         )
 
     # -- committing ---------------------------------------------------------------------------
@@ -303,6 +311,9 @@ class PostgresStore:
                 _UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations]
             )
             await conn.executemany(_UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
+            for statement, params in sql.rules_writes(rows):
+                if params:
+                    await conn.executemany(_RULES_SQL[statement], params)
             if not self.feed:
                 await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
                 return []

@@ -9,6 +9,7 @@ locations and channels as last set. The SQL stores and the memory store all appl
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -17,15 +18,17 @@ from stockade.engine.events import (
     MOVEMENT_KIND,
     Adjusted,
     ChannelSet,
+    Counted,
     KeyUsed,
     LocationSet,
     OrderEvent,
     OrderPlaced,
+    RulesSet,
     Transferred,
     movements,
 )
 from stockade.engine.locations import DEFAULT_LOCATION
-from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+from stockade.engine.models import Channel, KeyUse, Location, Movement, Order, ProductRules
 from stockade.engine.orders import from_timestamp
 from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch
@@ -36,6 +39,7 @@ __all__ = [
     "KeyRow",
     "MovementRow",
     "OrderRow",
+    "RulesRow",
     "batch_rows",
     "key_from_row",
     "key_row",
@@ -45,6 +49,8 @@ __all__ = [
     "channel_row",
     "location_from_row",
     "movement_from_row",
+    "rules_from_row",
+    "rules_row",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -52,12 +58,20 @@ _lines_decoder = msgspec.json.Decoder(dict[str, int])
 _allocations_decoder = msgspec.json.Decoder(dict[str, dict[str, int]])
 _list_decoder = msgspec.json.Decoder(list[str])
 _fingerprint_decoder = msgspec.json.Decoder(dict[str, int] | float)
+_metadata_decoder = msgspec.json.Decoder(dict[str, str])
 
 #: The ``orders`` columns, in table order.
 ORDER_COLUMNS = (
-    "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location"
+    "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location, "
+    "customer, reference, metadata"
 )
-OrderRow = tuple[str, str, str, float, float | None, str | None, str, str | None, str | None]
+OrderRow = tuple[
+    str, str, str, float, float | None, str | None, str, str | None, str | None,
+    str | None, str | None, str | None,
+]  # fmt: skip
+#: The ``product_rules`` columns: sku, per_order, per_customer, opens_at, closes_at,
+#: low_stock_at, counting_since (times as UNIX seconds).
+RulesRow = tuple[str, int | None, int | None, float | None, float | None, int | None, float | None]
 #: The ``idempotency_keys`` columns: key, kind, order_id, fingerprint (JSON), at.
 KeyRow = tuple[str, str, str, str, float]
 MovementRow = tuple[int, str, str, str, str | None, int, int, str | None, float]
@@ -74,6 +88,12 @@ class BatchRows(msgspec.Struct, gc=False):
     keys: list[KeyRow]
     locations: list[Location]
     channels: list[Channel]
+    #: products whose rules were replaced: the rows as last set (all None: delete the row)
+    rules: list[RulesRow] = []
+    #: products whose per_customer counts restarted (rows deleted before ``counts``)
+    cleared: list[str] = []
+    #: (sku, order_id, customer, units) as last counted; units 0: delete the row
+    counts: list[tuple[str, str, str, int]] = []
 
 
 def batch_rows(batch: Batch) -> BatchRows:
@@ -84,6 +104,9 @@ def batch_rows(batch: Batch) -> BatchRows:
     keys: dict[str, KeyRow] = {}
     locations: dict[str, Location] = {}
     channels: dict[str, Channel] = {}
+    rules: dict[str, RulesRow] = {}
+    cleared: set[str] = set()
+    counts: dict[tuple[str, str], tuple[str, str, str, int]] = {}
     seq = batch.first_seq
     for event in batch.events:
         kind = MOVEMENT_KIND[type(event)]
@@ -115,6 +138,20 @@ def batch_rows(batch: Batch) -> BatchRows:
             locations[event.location.id] = event.location
         elif type(event) is ChannelSet:
             channels[event.channel.id] = event.channel
+        elif type(event) is Counted:
+            counts[event.sku, event.order_id] = (
+                event.sku,
+                event.order_id,
+                event.customer,
+                event.units,
+            )
+        elif type(event) is RulesSet:
+            sku = event.rules.sku
+            rules[sku] = rules_row(event.rules)
+            if event.reset:
+                cleared.add(sku)
+                for pair in [pair for pair in counts if pair[0] == sku]:
+                    del counts[pair]
         seq += 1
     return BatchRows(
         batch.first_seq,
@@ -126,6 +163,9 @@ def batch_rows(batch: Batch) -> BatchRows:
         list(keys.values()),
         list(locations.values()),
         list(channels.values()),
+        list(rules.values()),
+        sorted(cleared),
+        list(counts.values()),
     )
 
 
@@ -140,6 +180,9 @@ def order_row(order: Order) -> OrderRow:
         _encoder.encode(order.allocations).decode(),
         order.channel,
         order.location,
+        order.customer,
+        order.reference,
+        None if order.metadata is None else _encoder.encode(order.metadata).decode(),
     )
 
 
@@ -148,7 +191,8 @@ def order_from_row(row: Any) -> Order:
     has no allocations (NULL): all its units were at ``default``. Raises CorruptStore for a row
     that cannot be an order (lines that are not ``{sku: qty}`` JSON, a time that is not a
     number)."""
-    order_id, status, lines, created_at, expires_at, key, allocations, channel, location = row
+    (order_id, status, lines, created_at, expires_at, key, allocations, channel, location,
+     customer, reference, metadata) = row  # fmt: skip
     try:
         decoded = _lines_decoder.decode(lines)
         return Order(
@@ -165,6 +209,9 @@ def order_from_row(row: Any) -> Order:
             ),
             channel,
             location,
+            customer,
+            reference,
+            None if metadata is None else _metadata_decoder.decode(metadata),
         )
     except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
         raise CorruptStore(f"order {order_id!r} cannot be read back: {exc}") from exc
@@ -195,3 +242,25 @@ def channel_row(channel: Channel) -> tuple[str, str]:
 
 def movement_from_row(row: Any) -> Movement:
     return Movement(*row)
+
+
+def rules_row(rules: ProductRules) -> RulesRow:
+    def unix(t: datetime | None) -> float | None:
+        return None if t is None else t.timestamp()
+
+    return (
+        rules.sku, rules.per_order, rules.per_customer, unix(rules.opens_at),
+        unix(rules.closes_at), rules.low_stock_at, unix(rules.counting_since),
+    )  # fmt: skip
+
+
+def rules_from_row(row: Any) -> ProductRules:
+    sku, per_order, per_customer, opens_at, closes_at, low_stock_at, since = row
+
+    def when(t: float | None) -> datetime | None:
+        return None if t is None else from_timestamp(t)
+
+    return ProductRules(
+        sku=sku, per_order=per_order, per_customer=per_customer, opens_at=when(opens_at),
+        closes_at=when(closes_at), low_stock_at=low_stock_at, counting_since=when(since),
+    )  # fmt: skip

@@ -154,6 +154,32 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    [  # 6: orders name their customer, reference and metadata; products' sale rules and the
+        # live per_customer counts (design.md §13)
+        "ALTER TABLE orders ADD COLUMN customer TEXT",
+        "ALTER TABLE orders ADD COLUMN reference TEXT",
+        "ALTER TABLE orders ADD COLUMN metadata TEXT",
+        "CREATE INDEX orders_by_customer ON orders (customer, created_at, id)",
+        """CREATE TABLE product_rules (
+            sku TEXT PRIMARY KEY,
+            per_order BIGINT,
+            per_customer BIGINT,
+            opens_at DOUBLE PRECISION,
+            closes_at DOUBLE PRECISION,
+            low_stock_at BIGINT,
+            counting_since DOUBLE PRECISION
+        )""",
+        """CREATE TABLE customer_counts (
+            sku TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            customer TEXT NOT NULL,
+            units BIGINT NOT NULL CHECK (units > 0),
+            PRIMARY KEY (sku, order_id)
+        )""",
+    ]
+)
+
 #: Makes the one state row of a new database (the columns named: later migrations add more).
 INIT_STATE = (
     "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "

@@ -41,6 +41,7 @@ from stockade.persistence.rows import (
     location_from_row,
     movement_from_row,
     order_from_row,
+    rules_from_row,
 )
 from stockade.persistence.schema import (
     INIT_STATE,
@@ -188,6 +189,8 @@ class SQLiteStore:
             locations=locations,
             channels=[channel_from_row(r) for r in conn.execute(sql.LOAD_CHANNELS)],
             keys=[key_from_row(r) for r in conn.execute(sql.LOAD_KEYS, (since,))],
+            rules=[rules_from_row(r) for r in conn.execute(sql.LOAD_RULES)],
+            counts=conn.execute(sql.LOAD_COUNTS).fetchall(),
         )
 
     # -- committing ---------------------------------------------------------------------------
@@ -331,3 +334,6 @@ def _write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None
     executemany(sql.UPSERT_KEY, rows.keys)
     executemany(sql.UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations])
     executemany(sql.UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
+    for statement, params in sql.rules_writes(rows):
+        if params:
+            executemany(statement, params)

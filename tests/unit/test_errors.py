@@ -72,11 +72,12 @@ def test_a_newer_schema_is_an_incompatible_store():
 @pytest.mark.parametrize(
     "row",
     [
-        ("o1", "confirmed", "not json", 1.0, None, None, None, None, None),
-        ("o1", "confirmed", '{"a": "one"}', 1.0, None, None, None, None, None),
-        ("o1", "confirmed", '{"a": 1}', "yesterday", None, None, None, None, None),
-        ("o1", "confirmed", '{"a": 1}', 1e300, None, None, None, None, None),
-        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, '{"a": 1}', None, None),
+        ("o1", "confirmed", "not json", 1.0, *[None] * 8),
+        ("o1", "confirmed", '{"a": "one"}', 1.0, *[None] * 8),
+        ("o1", "confirmed", '{"a": 1}', "yesterday", *[None] * 8),
+        ("o1", "confirmed", '{"a": 1}', 1e300, *[None] * 8),
+        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, '{"a": 1}', *[None] * 5),
+        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, None, None, None, "c", None, "[1]"),
     ],
 )
 def test_an_order_row_that_cannot_be_read_is_corrupt(row):
