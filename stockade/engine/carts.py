@@ -31,7 +31,8 @@ class Carts(Placing):
         left as they were), NotOnSale, LimitExceeded, InvalidTransition (the order is not
         reserved, or its hold has lapsed), OrderNotFound, UnknownProduct, InvalidRequest (no
         lines: cancel to empty a cart), IdempotencyConflict. Edits of one order are
-        serialised: a second edit sees the first's result. The same ``idempotency_key`` with the same lines applies once.
+        serialised: a second edit sees the first's result. The same ``idempotency_key`` with
+        the same lines applies once.
         """
         ledgers = self._ledgers
         checked = check_lines(lines, ledgers)
