@@ -15,7 +15,7 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -37,6 +37,7 @@ from stockade.engine.models import (
     Movement,
     Order,
     OrderStatus,
+    ProductRules,
     StockLevel,
 )
 from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
@@ -134,6 +135,9 @@ class AsyncioEngine:
         idempotency_key: str | None = None,
         location: str | None = None,
         channel: str | None = None,
+        customer: str | None = None,
+        reference: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Order:
         return await self._call(
             Engine.place_order,
@@ -142,6 +146,9 @@ class AsyncioEngine:
             idempotency_key=idempotency_key,
             location=location,
             channel=channel,
+            customer=customer,
+            reference=reference,
+            metadata=metadata,
         )
 
     async def change_order(
@@ -191,10 +198,34 @@ class AsyncioEngine:
         created_before: datetime | None = None,
         after: str | None = None,
         limit: int = 100,
+        customer: str | None = None,
     ) -> list[Order]:
         return await self._call(
-            Engine.list_orders, status, created_after, created_before, after, limit
+            Engine.list_orders, status, created_after, created_before, after, limit, customer
         )
+
+    async def set_rules(
+        self,
+        sku: str,
+        *,
+        per_order: int | None = None,
+        per_customer: int | None = None,
+        opens_at: datetime | None = None,
+        closes_at: datetime | None = None,
+        low_stock_at: int | None = None,
+    ) -> ProductRules:
+        return await self._call(
+            Engine.set_rules,
+            sku,
+            per_order=per_order,
+            per_customer=per_customer,
+            opens_at=opens_at,
+            closes_at=closes_at,
+            low_stock_at=low_stock_at,
+        )
+
+    async def rules(self, sku: str) -> ProductRules:
+        return await self._call(Engine.rules, sku)
 
     async def movements(
         self, sku: str, after: int | None = None, limit: int = 100

@@ -45,6 +45,7 @@ from stockade.engine.models import (
     Movement,
     Order,
     OrderStatus,
+    ProductRules,
     StockLevel,
 )
 from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
@@ -388,6 +389,9 @@ class BlockingEngine:
         idempotency_key: str | None = None,
         location: str | None = None,
         channel: str | None = None,
+        customer: str | None = None,
+        reference: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Order:
         return self._call(
             Engine.place_order,
@@ -396,6 +400,9 @@ class BlockingEngine:
             idempotency_key=idempotency_key,
             location=location,
             channel=channel,
+            customer=customer,
+            reference=reference,
+            metadata=metadata,
         )
 
     def change_order(
@@ -443,8 +450,34 @@ class BlockingEngine:
         created_before: datetime | None = None,
         after: str | None = None,
         limit: int = 100,
+        customer: str | None = None,
     ) -> list[Order]:
-        return self._call(Engine.list_orders, status, created_after, created_before, after, limit)
+        return self._call(
+            Engine.list_orders, status, created_after, created_before, after, limit, customer
+        )
+
+    def set_rules(
+        self,
+        sku: str,
+        *,
+        per_order: int | None = None,
+        per_customer: int | None = None,
+        opens_at: datetime | None = None,
+        closes_at: datetime | None = None,
+        low_stock_at: int | None = None,
+    ) -> ProductRules:
+        return self._call(
+            Engine.set_rules,
+            sku,
+            per_order=per_order,
+            per_customer=per_customer,
+            opens_at=opens_at,
+            closes_at=closes_at,
+            low_stock_at=low_stock_at,
+        )
+
+    def rules(self, sku: str) -> ProductRules:
+        return self._call(Engine.rules, sku)
 
     def movements(self, sku: str, after: int | None = None, limit: int = 100) -> list[Movement]:
         return self._call(Engine.movements, sku, after, limit)
