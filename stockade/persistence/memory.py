@@ -19,7 +19,7 @@ from stockade.engine.models import Event as FeedEvent
 from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys
-from stockade.persistence.outbox import feed_events
+from stockade.persistence.outbox import feed_events, low_stock_rules
 from stockade.persistence.rows import (
     BatchRows,
     batch_rows,
@@ -73,8 +73,9 @@ class StoreState:
                 after.setdefault(sku, {})[location] = values
         inactive = {loc.id for loc in self.locations.values() if not loc.active}
         events = feed_events(
-            batch.events, rows.stock_deltas, after, inactive, self.last_event_seq + 1
-        )
+            batch.events, rows.stock_deltas, after, inactive, self.last_event_seq + 1,
+            low_stock_rules(self.rules.values()),
+        )  # fmt: skip
         self.events.extend(events)
         if events:
             self.last_event_seq = events[-1][0]

@@ -35,7 +35,7 @@ from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import PostgresKeys
-from stockade.persistence.outbox import feed_events
+from stockade.persistence.outbox import feed_events, low_stock_rules, update_low_stock
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
     BatchRows,
@@ -155,6 +155,7 @@ class PostgresStore:
         self.durable = durable
         self.feed = feed
         self._inactive: set[str] = set()
+        self._low_stock: dict[str, int] = {}  # each product's low_stock_at rule, for the feed
         self.connect_timeout = connect_timeout
         self._aio: _AsyncioThread | None = None
         self._conn: asyncpg.Connection | None = None
@@ -235,6 +236,8 @@ class PostgresStore:
             )
         locations = [location_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_LOCATIONS)]
         self._inactive = {x.id for x in locations if not x.active}
+        rules = [rules_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_RULES)]
+        self._low_stock = low_stock_rules(rules)
         return Snapshot(
             stock=[tuple(r) for r in await conn.fetch(sql.LOAD_STOCK)],
             orders=[
@@ -248,7 +251,7 @@ class PostgresStore:
             keys=[
                 key_from_row(tuple(r)) for r in await conn.fetch(sql.numbered(sql.LOAD_KEYS), since)
             ],
-            rules=[rules_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_RULES)],
+            rules=rules,
             counts=[tuple(r) for r in await conn.fetch(sql.LOAD_COUNTS)],
         )
 
@@ -319,11 +322,14 @@ class PostgresStore:
                 return []
             self._inactive.update(x.id for x in rows.locations if not x.active)
             self._inactive.difference_update(x.id for x in rows.locations if x.active)
+            update_low_stock(self._low_stock, rows.rules)
             after: dict[str, dict[str, tuple[int, int]]] = {}
             touched = list({sku for sku, _, _, _ in deltas})
             for sku, location, on_hand, reserved in await conn.fetch(sql.STOCK_OF_PG, touched):
                 after.setdefault(sku, {})[location] = (on_hand, reserved)
-            events = feed_events(batch.events, deltas, after, self._inactive, last_event + 1)
+            events = feed_events(
+                batch.events, deltas, after, self._inactive, last_event + 1, self._low_stock
+            )
             if events:
                 await conn.copy_records_to_table("events", records=events)
             await conn.execute(

@@ -328,3 +328,23 @@ async def test_a_rush_of_one_customers_orders_never_passes_the_limit(shop, autoj
     assert (await shop.stock("a")).available == 95
     assert (await shop.stock("b")).available == 95
     await assert_books_balance(shop)
+
+
+# -- low stock --------------------------------------------------------------------------------
+
+
+async def test_low_stock_is_announced_when_available_falls_to_it(shop, autojump_clock):
+    await shop.set_stock("a", 10)
+    await shop.set_rules("a", low_stock_at=5)
+    await shop.place_order({"a": 4})  # 6: above
+    held = await shop.place_order({"a": 1}, hold_for=60)  # 5: crossed
+    await shop.place_order({"a": 1})  # 4: already below
+    await shop.cancel(held.id)  # 5: rising is not a crossing
+    await shop.adjust_stock("a", 10)  # 15
+    await shop.place_order({"a": 11, "b": 1})  # 4: crossed again, once
+    await shop.set_rules("a")  # no rule: no event
+    await shop.adjust_stock("a", 10)
+    await shop.place_order({"a": 12})
+    events, _ = await shop.event_page(types=["product.low_stock"])
+    assert [(e.data["sku"], e.data["stock_level"]["available"], e.data["low_stock_at"])
+            for e in events] == [("a", 5, 5), ("a", 4, 5)]  # fmt: skip
