@@ -21,18 +21,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
 from stockade.errors import IncompatibleStore, InvalidRequest, StoreUnavailable
-from stockade.persistence.books import BooksCheck, BooksReport, LevelRow, OrderMove, Tally
+from stockade.persistence.books import (
+    BooksCheck,
+    BooksReport,
+    CountRow,
+    LevelRow,
+    OrderMove,
+    Tally,
+)
 from stockade.persistence.journal import Store
 from stockade.persistence.keys import BUSY_TIMEOUT_S
 from stockade.persistence.memory import MemoryStore, StoreState
-from stockade.persistence.rows import ORDER_COLUMNS, order_from_row, order_row
+from stockade.persistence.rows import ORDER_COLUMNS, order_from_row, order_row, rules_from_row
 from stockade.persistence.schema import SCHEMA_VERSION
+from stockade.persistence.sql import LOAD_RULES
 from stockade.persistence.sqlite import SQLiteStore
 
 __all__ = [
+    "COUNTS",
     "EXPORT_STOCK",
     "LEVELS",
     "ORDER_MOVES",
@@ -43,6 +53,7 @@ __all__ = [
     "check_state",
     "check_store",
     "check_schema_version",
+    "count_row",
     "export_stock",
     "level_row",
     "open_sqlite_reader",
@@ -50,8 +61,8 @@ __all__ = [
     "split_order_row",
 ]
 
-#: The oldest schema version the readers understand (stock per location, order allocations).
-READABLE_SINCE = 3
+#: The oldest schema version the readers understand (orders with customers, sale rules).
+READABLE_SINCE = 6
 
 #: Every order with its movements summed per kind and (sku, location), one order's rows
 #: together; an order without movements has one row with NULLs after its columns.
@@ -78,6 +89,15 @@ LEVELS = (
     "SELECT sku, location, 0, 0, 0, sum(d_on_hand), sum(d_reserved) FROM movements "
     "GROUP BY sku, location) AS levels GROUP BY sku, location ORDER BY sku, location"
 )
+#: Every per_customer count with its order's status, customer and lines (NULLs for an order
+#: not in the orders table), in (sku, order) order.
+COUNTS = (
+    "SELECT c.sku, c.order_id, c.customer, c.units, o.status, o.customer, o.lines "
+    "FROM customer_counts AS c LEFT JOIN orders AS o ON o.id = c.order_id "
+    "ORDER BY c.sku, c.order_id"
+)
+_lines = msgspec.json.Decoder(dict[str, int])
+
 #: What ``stockade export`` writes.
 EXPORT_STOCK = "SELECT sku, location, on_hand FROM stock ORDER BY sku, location"
 
@@ -138,6 +158,19 @@ def split_order_row(row: Any) -> tuple[tuple[Any, ...], OrderMove | None]:
     return values[:width], move
 
 
+def count_row(row: Any) -> CountRow:
+    """A row of :data:`COUNTS` as a books.CountRow (the order's units of the sku, from its
+    lines; 0 when they cannot be read, which the orders pass reports)."""
+    sku, order_id, customer, units, status, order_customer, lines = row
+    line: int | None = None
+    if lines is not None:
+        try:
+            line = _lines.decode(lines).get(sku, 0)
+        except msgspec.DecodeError:
+            line = 0
+    return sku, order_id, customer, units, status, order_customer, line
+
+
 def level_row(row: Any) -> LevelRow:
     """A row of :data:`LEVELS` as a books.LevelRow."""
     sku, location, has_row, on_hand, reserved, ledger_on_hand, ledger_reserved = row
@@ -145,10 +178,10 @@ def level_row(row: Any) -> LevelRow:
 
 
 def _check_sqlite(conn: sqlite3.Connection, path: str, tally: Tally) -> BooksReport:
-    check = BooksCheck(order_from_row)
     conn.execute("BEGIN")  # one read transaction: every query sees the same commit
     try:
         check_schema_version(read_schema_version(conn), path)
+        check = BooksCheck(order_from_row, [rules_from_row(r) for r in conn.execute(LOAD_RULES)])
         for row in conn.execute(ORDER_MOVES):
             tally.add(check.order_row(*split_order_row(row)))
         tally.add(check.end_orders())
@@ -157,6 +190,9 @@ def _check_sqlite(conn: sqlite3.Connection, path: str, tally: Tally) -> BooksRep
         for row in conn.execute(LEVELS):
             tally.add(check.level_row(level_row(row)))
         tally.add(check.end_levels())
+        for row in conn.execute(COUNTS):
+            tally.add(check.count_row(count_row(row)))
+        tally.add(check.end_counts())
     finally:
         conn.execute("COMMIT")
     return check.report(tally)
@@ -221,7 +257,7 @@ def check_state(state: StoreState, tally: Tally) -> BooksReport:
     by_order: dict[str, list[OrderMove]] = {}
     for (order_id, kind, sku, location), (d_on_hand, d_reserved) in sorted(sums.items()):
         by_order.setdefault(order_id, []).append((kind, sku, location, d_on_hand, d_reserved))
-    check = BooksCheck(order_from_row)
+    check = BooksCheck(order_from_row, state.rules.values())
     for order_id in sorted(state.orders):
         columns = order_row(state.orders[order_id])
         moves: list[OrderMove | None] = [*by_order.get(order_id, [])] or [None]
@@ -236,6 +272,14 @@ def check_state(state: StoreState, tally: Tally) -> BooksReport:
         summed = levels.get(site, [0, 0])
         tally.add(check.level_row((*site, site in state.stock, on_hand, reserved, *summed)))  # type: ignore[arg-type]
     tally.add(check.end_levels())
+    for (sku, order_id), (customer, units) in sorted(state.counts.items()):
+        order = state.orders.get(order_id)
+        tally.add(check.count_row((
+            sku, order_id, customer, units, None if order is None else order.status,
+            None if order is None else order.customer,
+            None if order is None else order.lines.get(sku, 0),
+        )))  # fmt: skip
+    tally.add(check.end_counts())
     return check.report(tally)
 
 
