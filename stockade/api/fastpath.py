@@ -29,9 +29,9 @@ from stockade.api.accounting import Accounting, request_id
 from stockade.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from stockade.api.auth import Access, Guard, authorize
 from stockade.api.ordering import ROUTE, answer_order, refusal
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
 from stockade.api.schemas import PlaceOrder, decoder
-from stockade.engine.engine import Engine
 
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
@@ -48,7 +48,7 @@ class OrderFastPath:
     (the request's span is :class:`~stockade.api.tracing.TracingMiddleware`'s, around this)."""
 
     def __init__(
-        self, app: ASGIApp, engine: Engine, accounting: Accounting, max_body_bytes: int,
+        self, app: ASGIApp, engine: EnginePort, accounting: Accounting, max_body_bytes: int,
         auth: Guard, access: Access, tracing: Tracing | None = None,
     ) -> None:  # fmt: skip
         self.app = app

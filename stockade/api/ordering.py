@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import msgspec
 
 from stockade.api.auth import PURCHASE_NEEDS_A_KEY, Role, Unauthorized
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem, internal_error, stockade_problem
 from stockade.api.schemas import PlaceOrder
-from stockade.engine.engine import Engine
 from stockade.errors import StockadeError
 
 if TYPE_CHECKING:  # only imported when tracing is on
@@ -48,7 +48,7 @@ def refusal(error: StockadeError | Problem) -> OrderAnswer:
 
 
 async def answer_order(
-    engine: Engine, order: PlaceOrder, idempotency_key: str | None, request_id: str, role: Role,
+    engine: EnginePort, order: PlaceOrder, idempotency_key: str | None, request_id: str, role: Role,
     tracing: Tracing | None = None,
 ) -> OrderAnswer:  # fmt: skip
     """Place ``order`` for a caller of ``role`` (already authorized for the route) and say what
