@@ -115,7 +115,7 @@ async def list_products() -> Response:
 async def get_product(sku: str) -> Response:
     engine = _engine()
     level = await engine.stock(sku, request.args.get("channel"))
-    return _json(Product.of(level, engine.on_sale(sku)))
+    return _json(Product.of(level, await engine.on_sale(sku)))
 
 
 @orders.post("")

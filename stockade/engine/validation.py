@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
+
+import msgspec
 
 from stockade.errors import InvalidRequest
 
@@ -180,12 +181,10 @@ def check_order_fields(
     if not isinstance(metadata, Mapping) or len(metadata) > MAX_METADATA_VALUES:
         raise InvalidRequest(f"metadata must be an object of at most {MAX_METADATA_VALUES} values")
     copy: dict[str, str] = {}
-    size = 2
     for name, value in metadata.items():
         if type(name) is not str or type(value) is not str:
             raise InvalidRequest("metadata must map strings to strings (a flat object)")
         copy[name] = value
-        size += len(json.dumps(name)) + len(json.dumps(value)) + 2
-    if size > MAX_METADATA_BYTES:
+    if len(msgspec.json.encode(copy)) > MAX_METADATA_BYTES:
         raise InvalidRequest(f"metadata must take at most {MAX_METADATA_BYTES} bytes as JSON")
     return copy
