@@ -371,8 +371,9 @@ class BooksCheck:
     def count_row(self, row: CountRow) -> list[Finding]:
         sku, oid, customer, units, status, order_customer, line = row
         expected = self._counted.pop((sku, oid), None)
-        key = (sku, customer)
-        self._sums[key] = self._sums.get(key, 0) + units
+        if status in _LIVE:  # what start-up counts
+            key = (sku, customer)
+            self._sums[key] = self._sums.get(key, 0) + units
         where = f"the count of {sku} for order {oid} ({customer}, {units} units)"
         if sku not in self._limits:
             return [_count(sku, oid, f"{where}: {sku} has no per_customer rule")]

@@ -116,6 +116,10 @@ class StoreState:
                 self.counts[sku, order_id] = (customer, units)
             else:
                 self.counts.pop((sku, order_id), None)
+        for sku, order_id, cap in rows.caps:
+            counted = self.counts.get((sku, order_id))
+            if counted is not None and counted[1] > cap:
+                self.counts[sku, order_id] = (counted[0], cap)
         self.last_seq = rows.last_seq
 
     def _check(self, rows: BatchRows) -> None:

@@ -74,7 +74,7 @@ _ORDER_COLUMNS = [c.strip() for c in ORDER_COLUMNS.split(",")]
 _RULES_SQL = {
     statement: sql.numbered(statement)
     for statement in (sql.UPSERT_RULES, sql.DELETE_RULES, sql.CLEAR_COUNTS, sql.UPSERT_COUNT,
-                      sql.DELETE_COUNT)
+                      sql.DELETE_COUNT, sql.CAP_COUNT)
 }  # fmt: skip
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema()))"
 #: What a dropped connection, a connection left in a broken state, or an unreachable server

@@ -21,7 +21,10 @@ from stockade.engine.events import (
     Counted,
     KeyUsed,
     LocationSet,
+    OrderCancelled,
+    OrderChanged,
     OrderEvent,
+    OrderExpired,
     OrderPlaced,
     RulesSet,
     Transferred,
@@ -94,6 +97,8 @@ class BatchRows(msgspec.Struct, gc=False):
     cleared: list[str] = []
     #: (sku, order_id, customer, units) as last counted; units 0: delete the row
     counts: list[tuple[str, str, str, int]] = []
+    #: (sku, order_id, most units): a count row to lower to that (after ``counts``)
+    caps: list[tuple[str, str, int]] = []
 
 
 def batch_rows(batch: Batch) -> BatchRows:
@@ -107,6 +112,7 @@ def batch_rows(batch: Batch) -> BatchRows:
     rules: dict[str, RulesRow] = {}
     cleared: set[str] = set()
     counts: dict[tuple[str, str], tuple[str, str, str, int]] = {}
+    caps: dict[tuple[str, str], int] = {}
     seq = batch.first_seq
     for event in batch.events:
         kind = MOVEMENT_KIND[type(event)]
@@ -123,6 +129,8 @@ def batch_rows(batch: Batch) -> BatchRows:
                 total[1] += d_reserved
         if isinstance(event, OrderEvent):
             order = event.order
+            if order.customer is not None:  # its counts follow its status in this commit
+                _follow_counts(event, counts, caps)
             if type(event) is OrderPlaced:
                 placed[order.id] = order
                 if order.idempotency_key is not None:
@@ -166,7 +174,34 @@ def batch_rows(batch: Batch) -> BatchRows:
         list(rules.values()),
         sorted(cleared),
         list(counts.values()),
+        [(sku, order_id, cap) for (sku, order_id), cap in caps.items()],
     )
+
+
+def _follow_counts(
+    event: OrderEvent,
+    counts: dict[tuple[str, str], tuple[str, str, str, int]],
+    caps: dict[tuple[str, str], int],
+) -> None:
+    """The per_customer count rows an order event of a customer's order changes, written in
+    the same commit as the order (the actor's own Counted follows, later, and agrees): a
+    finished order counts nothing any more, and a line that shrank counts at most its units.
+    So no crash between the two leaves a count the orders contradict."""
+    order = event.order
+    customer = order.customer
+    assert customer is not None
+    if type(event) is OrderCancelled or type(event) is OrderExpired:
+        for sku in order.lines:
+            counts[sku, order.id] = (sku, order.id, customer, 0)
+            caps.pop((sku, order.id), None)
+    elif type(event) is OrderChanged:
+        for sku, moved in event.moves.items():
+            if sum(moved.values()) < 0:
+                units = order.lines.get(sku, 0)
+                if units:
+                    caps[sku, order.id] = units
+                else:
+                    counts[sku, order.id] = (sku, order.id, customer, 0)
 
 
 def order_row(order: Order) -> OrderRow:

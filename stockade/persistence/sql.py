@@ -12,6 +12,7 @@ __all__ = [
     "GET_ORDER",
     "INSERT_MOVEMENT",
     "INSERT_ORDER",
+    "CAP_COUNT",
     "CLEAR_COUNTS",
     "DELETE_COUNT",
     "DELETE_RULES",
@@ -116,6 +117,7 @@ UPSERT_COUNT = (
     "customer = excluded.customer, units = excluded.units"
 )
 DELETE_COUNT = "DELETE FROM customer_counts WHERE sku = ? AND order_id = ?"
+CAP_COUNT = "UPDATE customer_counts SET units = ? WHERE sku = ? AND order_id = ? AND units > ?"
 
 INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?)"
 SET_LAST_EVENT = "UPDATE stockade_state SET last_event_seq = ?"
@@ -188,4 +190,5 @@ def rules_writes(rows: BatchRows) -> list[tuple[str, list[tuple[object, ...]]]]:
         (CLEAR_COUNTS, [(sku,) for sku in rows.cleared]),
         (UPSERT_COUNT, [c for c in rows.counts if c[3] > 0]),
         (DELETE_COUNT, [(c[0], c[1]) for c in rows.counts if c[3] <= 0]),
+        (CAP_COUNT, [(cap, sku, order_id, cap) for sku, order_id, cap in rows.caps]),
     ]
