@@ -164,10 +164,15 @@ class LimitExceeded(StockadeError):
     ``per_order`` in one order, or more than ``per_customer`` for one customer (units the
     customer holds and has bought of it since the rule was set, this order included).
 
+    Also raised for an order that names no ``customer`` and takes a product with a
+    ``per_customer`` rule (there is no one to count it against): that line's rule is
+    ``"customer"``. It is a 409, not a 422, because the same order is fine for a product
+    without the rule: the refusal depends on the product's rules now, not on the request.
+
     Nothing is taken. ``limits`` maps each refused sku to ``(rule, limit, counted,
-    requested)``: ``rule`` is ``"per_order"`` or ``"per_customer"``, ``counted`` the units
-    already counted against it (the order's units before a cart edit, or the customer's), and
-    ``requested`` the units this call asked for on top of them.
+    requested)``: ``rule`` is ``"per_order"``, ``"per_customer"`` or ``"customer"``,
+    ``counted`` the units already counted against it (the order's units before a cart edit,
+    or the customer's), and ``requested`` the units this call asked for on top of them.
     """
 
     def __init__(self, limits: Mapping[str, tuple[str, int, int, int]]) -> None:

@@ -119,13 +119,17 @@ class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
 
 #: A limit of a product's rules.
 Limit = Annotated[int, Meta(ge=1, le=MAX_QTY)]
-#: An RFC 3339 time with its offset (a time without one is refused, 422).
-AwareTime = Annotated[datetime, Meta(tz=True)]
+#: An RFC 3339 time with its offset (a time without one is refused, 422), from 1970 to 9999.
+AwareTime = Annotated[
+    datetime,
+    Meta(tz=True, description="RFC 3339 with an offset, from 1970 to 9999 (UTC); 422 otherwise"),
+]
 
 
 class PutRules(msgspec.Struct, forbid_unknown_fields=True):
     """A product's rules, replacing the old ones whole: a rule left out (or null) is no such
-    rule. ``closes_at`` must be later than ``opens_at`` (422)."""
+    rule. Times are from 1970 to 9999 (UTC), and ``closes_at`` must be later than
+    ``opens_at`` (422 otherwise)."""
 
     per_order: Limit | None = None
     per_customer: Limit | None = None

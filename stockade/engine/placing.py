@@ -24,7 +24,6 @@ from stockade.engine.validation import (
     check_order_fields,
 )
 from stockade.errors import (
-    InvalidRequest,
     InvalidTransition,
     LimitExceeded,
     NotOnSale,
@@ -62,8 +61,8 @@ class Placing(EngineCore):
 
         Raises OutOfStock (with every short line) after giving back lines already taken,
         NotOnSale (a line outside its product's sale window), LimitExceeded (over
-        ``per_order`` or ``per_customer``; with every such line), InvalidRequest (also for a
-        ``per_customer`` product ordered with no ``customer``), UnknownProduct,
+        ``per_order`` or ``per_customer``, or a ``per_customer`` product ordered with no
+        ``customer``; with every such line), InvalidRequest, UnknownProduct,
         UnknownLocation, UnknownChannel, IdempotencyConflict; every refusal takes nothing.
         The same ``idempotency_key`` with the same lines returns the original order (as it is
         now, once that is durable) and takes nothing.
@@ -179,8 +178,8 @@ class Placing(EngineCore):
         self, order_id: str, lines: Mapping[str, int], replies: list[Any], hold: bool
     ) -> None:
         """Return the lines that were taken, wait until they are back, raise why the others
-        were not: NotOnSale, LimitExceeded or InvalidRequest (a product's rules refused a
-        line; in that order of precedence), else OutOfStock."""
+        were not: NotOnSale or LimitExceeded (a product's rules refused a line; in that order
+        of precedence), else OutOfStock."""
         shortages: dict[str, tuple[int, int]] = {}
         refused: list[Refused] = []
         taken: list[tuple[str, dict[str, int]]] = []
@@ -211,14 +210,8 @@ class Placing(EngineCore):
                 state = self._ledgers[r.sku].rules
                 rules = ProductRules(sku=r.sku) if state is None else state.rules
                 return NotOnSale(r.sku, rules.opens_at, rules.closes_at)
-        limits = {r.sku: (r.rule, r.limit, r.counted, r.requested)
-                  for r in refused if r.rule != "customer"}  # fmt: skip
-        if limits:
-            return LimitExceeded(limits)
-        return InvalidRequest(
-            f"{refused[0].sku!r} sells at most {refused[0].limit} per customer: the order must "
-            "name its customer"
-        )
+        return LimitExceeded({r.sku: (r.rule, r.limit, r.counted, r.requested)
+                              for r in refused})  # fmt: skip
 
     def _overloaded(self, skus: Mapping[str, int]) -> Overloaded:
         return Overloaded(f"a product mailbox is full ({', '.join(skus)}); retry later")

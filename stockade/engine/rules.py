@@ -79,7 +79,7 @@ class RuleState:
         if per_customer is not None:
             customer = take.customer
             if customer is None:
-                return Refused(rules.sku, "customer", per_customer)
+                return Refused(rules.sku, "customer", per_customer, 0, take.qty)
             counted = self.counts.get(customer, 0)
             if counted + take.qty > per_customer:
                 return Refused(rules.sku, "per_customer", per_customer, counted, take.qty)
@@ -154,6 +154,10 @@ def replace_rules(
     return state, rules, reset
 
 
+#: 10000-01-01T00:00:00Z as UNIX seconds: rules' times are before it (and from 1970 on).
+_YEAR_10000 = 253_402_300_800
+
+
 def check_rules(
     sku: str,
     per_order: object,
@@ -163,8 +167,8 @@ def check_rules(
     low_stock_at: object,
 ) -> ProductRules:
     """The rules as given, checked: limits are integers from 1 to MAX_QTY, ``low_stock_at``
-    from 0 to MAX_STOCK, times aware datetimes with ``closes_at`` after ``opens_at``. Raises
-    InvalidRequest."""
+    from 0 to MAX_STOCK, times aware datetimes from 1970 to 9999 (UTC) with ``closes_at``
+    after ``opens_at``. Raises InvalidRequest."""
     check_sku(sku)
     for name, value in (("per_order", per_order), ("per_customer", per_customer)):
         if value is not None and (type(value) is not int or not 1 <= value <= MAX_QTY):
@@ -176,6 +180,8 @@ def check_rules(
     for name, value in (("opens_at", opens_at), ("closes_at", closes_at)):
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
             raise InvalidRequest(f"{name} must be a timezone-aware datetime, or None")
+        if value is not None and not 0 <= value.timestamp() < _YEAR_10000:
+            raise InvalidRequest(f"{name} must be from 1970 to 9999 (UTC)")
     if isinstance(opens_at, datetime) and isinstance(closes_at, datetime) and closes_at <= opens_at:
         raise InvalidRequest("closes_at must be later than opens_at")
     opens = None if not isinstance(opens_at, datetime) else from_timestamp(opens_at.timestamp())
