@@ -245,14 +245,18 @@ class Dispatcher:
             plain = ledger.rules is None  # no rules: Takes skip them (changes only by apply)
             for _ in range(count):
                 command, waiter, index = mailbox.popleft()
-                if plain and type(command) is Take and waiter is not None:  # the hot path
-                    waiter.replies[index] = ledger.take(
-                        command.order_id, command.qty, command.hold, command.where, table
-                    )
+                if type(command) is Take and waiter is not None:  # the hot path, unrolled
+                    waiter.replies[index] = (
+                        ledger.take(command.order_id, command.qty, command.hold, command.where,
+                                    table)
+                        if plain
+                        else ledger.take_ruled(command, now, table)
+                    )  # fmt: skip
                     waiter.pending -= 1
                     if not waiter.pending:
                         reschedule(waiter.task)
                     continue
+                rules = ledger.rules
                 try:
                     reply: Any = ledger.apply(command, now, table)
                 except StockadeError as exc:
@@ -262,17 +266,16 @@ class Dispatcher:
                         waiter.deliver(index, exc)
                     raise
                 if type(reply) is tuple:  # a merchant change: journal it in ledger order
+                    if rules is not None and rules.pending:  # after the counts made before it
+                        self._journal_append(rules.drain())
                     level, event = reply
                     reply = (level, self._journal_append((event,)))
-                rules = ledger.rules
-                if rules is None:
-                    plain = True
-                else:
-                    plain = False
-                    if rules.pending:  # counts changed: journaled in the order decided
-                        self._journal_append(rules.drain())
+                plain = ledger.rules is None
                 if waiter is not None:
                     waiter.deliver(index, reply)
+            rules = ledger.rules
+            if rules is not None and rules.pending:  # the counts this batch changed, in order
+                self._journal_append(rules.drain())
             if mailbox:
                 ready.append((sku, actor))
             else:

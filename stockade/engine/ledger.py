@@ -136,7 +136,7 @@ class ProductLedger:
         if kind is Take:
             c: Take = command  # type: ignore[assignment]
             if rules is not None:
-                return self._take_ruled(c, rules, now, table)
+                return self.take_ruled(c, now, table)
             return self.take(c.order_id, c.qty, c.hold, c.where, table)
         if kind is Confirm:
             allocation = self._pop_hold(command.order_id)  # type: ignore[union-attr]
@@ -210,11 +210,14 @@ class ProductLedger:
             return allocation
         return self._take_sites(order_id, qty, hold, where, table)
 
-    def _take_ruled(
-        self, c: Take, rules: RuleState, now: float, table: LocationTable
+    def take_ruled(
+        self, c: Take, now: float, table: LocationTable
     ) -> dict[str, int] | int | Refused:
-        """A Take for a product with rules: refused by a rule (Refused), or taken and counted
-        as :meth:`take` does."""
+        """A Take for a product with rules (``rules`` is not None): refused by a rule
+        (Refused), or taken as :meth:`take` does and counted (the Counted change is left in
+        ``rules.pending`` for the dispatcher to journal)."""
+        rules = self.rules
+        assert rules is not None
         refused = rules.refusal(c, now)
         if refused is not None:
             return refused

@@ -7,9 +7,9 @@ the ``per_customer`` counts are decided one message at a time, in the order the 
 them: no rush of one customer's parallel requests can pass the limit.
 
 **Counts.** Under ``per_customer`` the state keeps, per order, the units counted against its
-customer (``counted``) and their sum per customer (``counts``). Both hold only orders counted
-since ``per_customer`` last changed and still holding or bought (released units leave at
-once), so memory follows the rule's live orders, not history. Each change of an order's
+customer (``units_of``, ``customer_of``) and their sum per customer (``counts``). They hold
+only orders counted since ``per_customer`` last changed and still holding or bought (released
+units leave at once), so memory follows the rule's live orders, not history. Each change of an order's
 counted units is a :class:`~stockade.engine.events.Counted` change left in ``pending`` for the
 dispatcher to journal in this order, so a store's counts equal the actor's at every committed
 prefix and a restart rebuilds them by reading those rows only.
@@ -50,7 +50,7 @@ class Refused(msgspec.Struct, frozen=True, gc=False):
 class RuleState:
     """The rules of one product and, under ``per_customer``, its live counts."""
 
-    __slots__ = ("closes_s", "counted", "counts", "opens_s", "pending", "rules")
+    __slots__ = ("closes_s", "counts", "customer_of", "opens_s", "pending", "rules", "units_of")
 
     def __init__(self, rules: ProductRules) -> None:
         self.rules = rules
@@ -58,8 +58,10 @@ class RuleState:
         self.closes_s = None if rules.closes_at is None else rules.closes_at.timestamp()
         #: customer -> units counted (no entry at zero)
         self.counts: dict[str, int] = {}
-        #: order id -> [customer, units counted] (no entry at zero)
-        self.counted: dict[str, list[object]] = {}
+        #: order id -> units counted, and its customer (no entry at zero). Plain dicts of
+        #: strings and ints: the garbage collector never walks them, however many orders.
+        self.units_of: dict[str, int] = {}
+        self.customer_of: dict[str, str] = {}
         #: Counted changes the dispatcher journals after the message that made them
         self.pending: list[Counted] = []
 
@@ -90,21 +92,18 @@ class RuleState:
         if self.rules.per_customer is None or customer is None:
             return
         self.counts[customer] = self.counts.get(customer, 0) + qty
-        entry = self.counted.get(order_id)
-        if entry is None:
-            entry = self.counted[order_id] = [customer, 0]
-        units = entry[1] + qty  # type: ignore[operator]
-        entry[1] = units
+        units = self.units_of.get(order_id, 0) + qty
+        self.units_of[order_id] = units
+        self.customer_of[order_id] = customer
         self.pending.append(Counted(self.rules.sku, order_id, customer, units, now))
 
     def release(self, order_id: str, units: int | None, now: float) -> None:
         """``units`` of ``order_id`` (None: all of them) were released, expired, given back
         or returned: they no longer count."""
-        entry = self.counted.get(order_id)
-        if entry is None:
+        had = self.units_of.get(order_id)
+        if had is None:
             return
-        customer, had = entry
-        assert type(customer) is str and type(had) is int
+        customer = self.customer_of[order_id]
         left = 0 if units is None else max(had - units, 0)
         total = self.counts[customer] - (had - left)
         if total:
@@ -112,9 +111,9 @@ class RuleState:
         else:
             del self.counts[customer]
         if left:
-            entry[1] = left
+            self.units_of[order_id] = left
         else:
-            del self.counted[order_id]
+            del self.units_of[order_id], self.customer_of[order_id]
         self.pending.append(Counted(self.rules.sku, order_id, customer, left, now))
 
     def restore(self, order_id: str, customer: str, units: int) -> None:
@@ -122,7 +121,8 @@ class RuleState:
         if units <= 0 or self.rules.per_customer is None:
             return
         self.counts[customer] = self.counts.get(customer, 0) + units
-        self.counted[order_id] = [customer, units]
+        self.units_of[order_id] = units
+        self.customer_of[order_id] = customer
 
     def drain(self) -> tuple[Counted, ...]:
         """The Counted changes made since the last drain (for the journal), in order."""
@@ -150,7 +150,11 @@ def replace_rules(
         return None, rules, reset
     state = RuleState(rules)
     if old is not None and not reset:
-        state.counts, state.counted = old.counts, old.counted
+        state.counts, state.units_of, state.customer_of = (
+            old.counts,
+            old.units_of,
+            old.customer_of,
+        )
     return state, rules, reset
 
 

@@ -40,7 +40,7 @@ async def restarted(database: str) -> None:
         state = engine._ledgers["a"].rules
         assert state is not None
         assert all(0 < units <= LIMIT for units in state.counts.values()), state.counts
-        assert sum(state.counts.values()) == sum(u for _, u in state.counted.values())  # type: ignore[misc]
+        assert sum(state.counts.values()) == sum(state.units_of.values())
     findings: list[str] = []
     report = await check_database(database, Tally(on_finding=lambda f: findings.append(f.detail)))
     assert report.balanced, findings[:10]
