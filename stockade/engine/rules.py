@@ -11,8 +11,9 @@ customer (``units_of``, ``customer_of``) and their sum per customer (``counts``)
 only orders counted since ``per_customer`` last changed and still holding or bought (released
 units leave at once), so memory follows the rule's live orders, not history. Each change of
 an order's counted units is a :class:`~stockade.engine.events.Counted` change left in
-``pending`` for the dispatcher to journal in this order (once per actor batch), so a store's counts equal the actor's at every committed
-prefix and a restart rebuilds them by reading those rows only.
+``pending`` for the dispatcher to journal in this order (once per actor batch), so a
+store's counts equal the actor's at every committed prefix and a restart rebuilds them by
+reading those rows only.
 
 Which units a release uncounts: an order's released, expired or returned units come off its
 counted units first (exact for an order counted whole, the usual case; an order placed before
