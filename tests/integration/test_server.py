@@ -48,7 +48,7 @@ async def test_last_unit_rush_over_http(server):
                 nursery.start_soon(buyer)
         assert sorted(codes) == [201] * 100 + [409] * 300
         stock = (await client.get("/v1/products/hot")).json()
-        assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
+        assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0, "on_sale": True}
     assert server.stop() == 0  # SIGTERM: a clean exit
 
 
