@@ -85,7 +85,13 @@ def test_a_two_warehouse_shop_over_http(server: Server) -> None:
         assert channels == [{"id": "fr", "locations": ["paris"]}]
         assert levels(client, "tee") == expected
         fr_view = call(client, "GET", "/v1/products/tee", params={"channel": "fr"})
-        assert fr_view == {"sku": "tee", "on_hand": 6, "reserved": 2, "available": 4, "on_sale": True}
+        assert fr_view == {
+            "sku": "tee",
+            "on_hand": 6,
+            "reserved": 2,
+            "available": 4,
+            "on_sale": True,
+        }
         confirmed = call(client, "POST", f"/v1/orders/{pinned['id']}/confirm")
         assert confirmed["allocations"] == {"tee": {"paris": 2}}
         assert levels(client, "tee") == {"berlin": (1, 0, 0), "paris": (4, 0, 4)}
