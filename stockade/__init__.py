@@ -21,6 +21,8 @@ from stockade.engine.models import (
 from stockade.errors import (
     CorruptStore,
     EngineClosed,
+    EngineRefused,
+    EngineUnavailable,
     FeedGone,
     IdempotencyConflict,
     IncompatibleStore,
@@ -31,6 +33,7 @@ from stockade.errors import (
     OrderNotFound,
     OutOfStock,
     Overloaded,
+    ReturnConflict,
     StockadeError,
     StockConflict,
     StoreError,
@@ -42,6 +45,7 @@ from stockade.errors import (
     UnknownProduct,
 )
 from stockade.persistence.memory import MemoryStore
+from stockade.protocol.client import RemoteEngine, open_remote_engine
 
 __version__ = "0.1.0"
 
@@ -52,6 +56,8 @@ __all__ = [
     "CorruptStore",
     "Engine",
     "EngineClosed",
+    "EngineRefused",
+    "EngineUnavailable",
     "EngineStatistics",
     "EngineThread",
     "Event",
@@ -73,6 +79,8 @@ __all__ = [
     "OutOfStock",
     "Overloaded",
     "ProductRules",
+    "RemoteEngine",
+    "ReturnConflict",
     "StockConflict",
     "StockLevel",
     "StockadeError",
@@ -85,5 +93,6 @@ __all__ = [
     "UnknownProduct",
     "open_asyncio_engine",
     "open_engine",
+    "open_remote_engine",
     "run_in_thread",
 ]

@@ -11,13 +11,16 @@ when it is raised::
     ├── OrderNotFound         (an order id the engine does not know)
     ├── InvalidTransition     (confirming a cancelled or expired order; extending past the cap)
     ├── InvalidRequest        (bad input: sku syntax, qty, lines, stock levels; also a ValueError)
-    │   └── StockConflict     (a stock change the product's current stock refuses)
+    │   ├── StockConflict     (a stock change the product's current stock refuses)
+    │   └── ReturnConflict    (a return of units the order has not bought, or has returned)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── LimitExceeded         (an order over a product's per_order or per_customer limit)
     ├── NotOnSale             (an order for a product outside its sale window)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── EngineClosed          (the engine is shutting down or has shut down)
     ├── FeedGone              (a change-feed position before retention or beyond the head)
+    ├── EngineUnavailable     (a remote engine cannot be reached, dropped a call or timed out)
+    ├── EngineRefused         (a remote engine refused this client: wrong secret or version)
     └── StoreError            (the store, not the call, is at fault)
         ├── StoreInUse        (another process owns the store)
         ├── StoreUnavailable  (the database cannot be reached right now; the journal retries)
@@ -40,6 +43,8 @@ from datetime import datetime
 __all__ = [
     "CorruptStore",
     "EngineClosed",
+    "EngineRefused",
+    "EngineUnavailable",
     "FeedGone",
     "IdempotencyConflict",
     "IncompatibleStore",
@@ -50,6 +55,7 @@ __all__ = [
     "OrderNotFound",
     "OutOfStock",
     "Overloaded",
+    "ReturnConflict",
     "StockadeError",
     "StockConflict",
     "StoreError",
@@ -149,6 +155,13 @@ class StockConflict(InvalidRequest):
     stock has moved (HTTP answers 409, not 422)."""
 
 
+class ReturnConflict(InvalidRequest):
+    """Raised by ``return_units`` for a return the order cannot take as it is now: a line for
+    a sku the order did not buy, or more units than it bought and has not returned yet. The
+    request is well formed; the order refuses it (HTTP answers 409 ``return-conflict``, not
+    422). Nothing changes."""
+
+
 class IdempotencyConflict(StockadeError):
     """Raised when an idempotency key already names an order with different lines."""
 
@@ -220,6 +233,21 @@ class FeedGone(StockadeError):
         self.first = first
         self.last = last
         super().__init__(detail)
+
+
+class EngineUnavailable(StockadeError):
+    """Raised by a remote engine's calls (:func:`stockade.open_remote_engine`) when the engine
+    cannot be reached (no address answers, or it is reconnecting), when the connection dropped
+    with the call in flight (its outcome is unknown: retry with the same idempotency key), or
+    when the call timed out (an engine paused or overloaded past the call's timeout); and by
+    ``open_remote_engine`` when no address answers in time. Retrying later may succeed."""
+
+
+class EngineRefused(StockadeError):
+    """Raised by :func:`stockade.open_remote_engine` (and the calls of a client whose engine
+    went on refusing it) when an engine answered but refused this client: its
+    ``STOCKADE_ENGINE_SECRET`` differs, one side has a secret and the other has none, or the
+    two speak different protocol versions. Retrying does not help: fix the configuration."""
 
 
 class StoreError(StockadeError):

@@ -32,6 +32,7 @@ from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
 from stockade.api.port import BooksPort, EnginePort, LocalBooks, LocalEngine
 from stockade.api.problems import Problem, register_error_handlers
+from stockade.api.returns import returns
 from stockade.api.routing import current_engine as _engine
 from stockade.api.routing import current_tracing as _tracing
 from stockade.api.routing import json_response as _json
@@ -132,12 +133,6 @@ async def place_order() -> Response:
 @requires("anyone")
 async def get_order(order_id: str) -> Response:
     return _json(await _engine().get_order(order_id))
-
-
-@orders.post("/<order_id>/confirm")
-@requires("service")
-async def confirm_order(order_id: str) -> Response:
-    return _json(await traced(_tracing(), "stockade.confirm", _engine().confirm(order_id)))
 
 
 @orders.post("/<order_id>/cancel")
@@ -264,6 +259,7 @@ def create_app(
     app.register_blueprint(history)
     app.register_blueprint(locations)  # design.md §7
     app.register_blueprint(carts)  # design.md §8
+    app.register_blueprint(returns)  # design.md §13: late confirms, returns
     app.register_blueprint(feed)  # design.md §9
     app.register_blueprint(webhooks)  # design.md §9
     app.register_blueprint(rules)  # design.md §13

@@ -16,6 +16,7 @@ from stockade.api.history import paths as history_paths
 from stockade.api.history import types as history_types
 from stockade.api.keys import ApiKey, KeyPage, NewKey
 from stockade.api.locations import TYPES as LOCATION_TYPES
+from stockade.api.returns import TYPES as RETURN_TYPES
 from stockade.api.rules import TYPES as RULE_TYPES
 from stockade.api.rules import LimitExceededProblem, NotOnSaleProblem, Product
 from stockade.api.rules import paths as rule_paths
@@ -61,7 +62,7 @@ class Readiness(msgspec.Struct):
 
 _TYPES = (PutStock, Adjustment, PlaceOrder, StockLevel, Order, Problem, OutOfStockProblem,
           ProductPage, Health, Readiness, CreateKey, ApiKey, NewKey, KeyPage,
-          *LOCATION_TYPES, *CART_TYPES, *RULE_TYPES)  # fmt: skip
+          *LOCATION_TYPES, *CART_TYPES, *RETURN_TYPES, *RULE_TYPES)  # fmt: skip
 
 
 def _ref(kind: type) -> dict[str, str]:
@@ -172,6 +173,7 @@ def openapi_document(
     (:func:`stockade.api.auth.route_access`), ``public_holds`` is the server's setting."""
     # Imported here, not at the top: these modules build their paths from this one's parts.
     from stockade.api.openapi_feed import FEED_TYPES, feed_paths
+    from stockade.api.openapi_returns import add_paths as add_return_paths
     from stockade.api.openapi_stock import add_paths as add_stock_paths
 
     (_, components) = msgspec.json.schema_components(
@@ -258,6 +260,7 @@ def openapi_document(
     for path, operations in history_paths(_answer, _problems, _SKU).items():
         paths.setdefault(path, {}).update(operations)
     add_stock_paths(paths)
+    add_return_paths(paths)
     paths.update(feed_paths())
     for path, operations in rule_paths(_answer, _problems, _body, _SKU, _WRITE).items():
         paths.setdefault(path, {}).update(operations)

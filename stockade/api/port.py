@@ -74,7 +74,7 @@ class EnginePort(Protocol):
         metadata: Mapping[str, str] | None = None,
     ) -> Order: ...  # fmt: skip
 
-    async def confirm(self, order_id: str) -> Order: ...
+    async def confirm(self, order_id: str, *, late: bool = False) -> Order: ...
 
     async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order: ...
 
@@ -87,6 +87,11 @@ class EnginePort(Protocol):
     async def extend(
         self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
     ) -> Order: ...
+
+    async def return_units(
+        self, order_id: str, lines: Lines, *, restock: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Order: ...  # fmt: skip
 
     # -- stock, locations, channels -----------------------------------------------------------
     async def set_stock(
@@ -169,6 +174,7 @@ class LocalEngine:
         self.get_order = engine.get_order
         self.change_order = engine.change_order
         self.extend = engine.extend
+        self.return_units = engine.return_units
         self.set_stock = engine.set_stock
         self.adjust_stock = engine.adjust_stock
         self.transfer = engine.transfer

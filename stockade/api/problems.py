@@ -21,6 +21,7 @@ from stockade.errors import (
     OrderNotFound,
     OutOfStock,
     Overloaded,
+    ReturnConflict,
     StockadeError,
     StockConflict,
     StoreUnavailable,
@@ -54,6 +55,7 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     InvalidTransition: (409, "invalid-transition", "Invalid order transition"),
     IdempotencyConflict: (409, "idempotency-conflict", "Idempotency key reused"),
     StockConflict: (409, "stock-conflict", "Stock conflict"),  # before its base, InvalidRequest
+    ReturnConflict: (409, "return-conflict", "Return conflict"),  # likewise
     InvalidRequest: (422, "invalid-request", "Invalid request"),
     Overloaded: (503, "overloaded", "Overloaded"),
     EngineClosed: (503, "shutting-down", "Shutting down"),

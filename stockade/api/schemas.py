@@ -150,6 +150,21 @@ class ExtendHold(msgspec.Struct, forbid_unknown_fields=True):
     hold_seconds: HoldSeconds
 
 
+class ConfirmOrder(msgspec.Struct, forbid_unknown_fields=True):
+    """The optional body of a confirm: ``late`` confirms an expired hold if its units are
+    available now (taken again, all or nothing), design.md §13. No body: ``late`` false."""
+
+    late: bool = False
+
+
+class ReturnUnits(msgspec.Struct, forbid_unknown_fields=True):
+    """Units of a confirmed order coming back (design.md §13): restocked where they were sold
+    from, or with ``restock`` false written off."""
+
+    lines: Lines
+    restock: bool = True
+
+
 class PutLocation(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, Meta(max_length=MAX_NAME_LENGTH)] = ""
     priority: Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
@@ -194,8 +209,8 @@ class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
 #: The change feed's event types (the engine's EVENT_TYPES; a test keeps them the same).
 EventType = Literal[
     "stock.changed", "order.placed", "order.changed", "order.extended", "order.confirmed",
-    "order.cancelled", "order.expired", "product.sold_out", "product.back_in_stock",
-    "product.low_stock",
+    "order.cancelled", "order.expired", "order.returned", "product.sold_out",
+    "product.back_in_stock", "product.low_stock",
 ]  # fmt: skip
 
 
@@ -265,7 +280,7 @@ class BodyDecoder(Generic[T]):
 
 
 _BODIES = (PutStock, Adjustment, PlaceOrder, CreateKey, ChangeOrder, ExtendHold, PutLocation,
-           PutChannel, TransferStock, PutWebhook, PutRules)  # fmt: skip
+           PutChannel, TransferStock, PutWebhook, ConfirmOrder, ReturnUnits, PutRules)  # fmt: skip
 _DECODERS: dict[type, BodyDecoder[Any]] = {kind: BodyDecoder(kind) for kind in _BODIES}
 
 

@@ -166,8 +166,9 @@ class ProductLedger:
             return None
         if kind is Return:
             back: Return = command  # type: ignore[assignment]
-            self._move(back.allocation, 1, 0)
-            if rules is not None:
+            if back.restock:
+                self._move(back.allocation, 1, 0)
+            if rules is not None:  # written off or not, they no longer count
                 rules.release(back.order_id, sum(back.allocation.values()), now)
             return None
         if kind is ReadLocations:

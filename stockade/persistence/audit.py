@@ -36,8 +36,14 @@ from stockade.persistence.books import (
 from stockade.persistence.journal import Store
 from stockade.persistence.keys import BUSY_TIMEOUT_S
 from stockade.persistence.memory import MemoryStore, StoreState
-from stockade.persistence.rows import ORDER_COLUMNS, order_from_row, order_row, rules_from_row
-from stockade.persistence.schema import SCHEMA_VERSION
+from stockade.persistence.rows import (
+    ORDER_COLUMNS,
+    ORDER_WIDTH,
+    order_from_row,
+    order_row,
+    rules_from_row,
+)
+from stockade.persistence.schema import RETURNS_SINCE, RULES_SINCE, SCHEMA_VERSION
 from stockade.persistence.sql import LOAD_RULES
 from stockade.persistence.sqlite import SQLiteStore
 
@@ -46,6 +52,7 @@ __all__ = [
     "EXPORT_STOCK",
     "LEVELS",
     "ORDER_MOVES",
+    "order_moves",
     "ORPHANS",
     "READABLE_SINCE",
     "StockRowSink",
@@ -61,8 +68,8 @@ __all__ = [
     "split_order_row",
 ]
 
-#: The oldest schema version the readers understand (orders with customers, sale rules).
-READABLE_SINCE = 6
+#: The oldest schema version the readers understand (stock per location, order allocations).
+READABLE_SINCE = 3
 
 #: Every order with its movements summed per kind and (sku, location), one order's rows
 #: together; an order without movements has one row with NULLs after its columns.
@@ -73,6 +80,22 @@ ORDER_MOVES = (
     "CAST(sum(d_reserved) AS BIGINT) AS d_reserved FROM movements WHERE order_id IS NOT NULL "
     "GROUP BY order_id, kind, sku, location) AS m ON m.order_id = o.id ORDER BY o.id"
 )
+
+
+def order_moves(version: int) -> str:
+    """:data:`ORDER_MOVES` for a database at schema ``version``: one from before returns
+    (:data:`~stockade.persistence.schema.RETURNS_SINCE`) has no return columns, and one from
+    before the sale's rules (``RULES_SINCE``) no customer columns, read as NULL (nothing
+    returned, no customer), so a reader need not upgrade it."""
+    sql = ORDER_MOVES
+    if version < RULES_SINCE:
+        for column in ("o.customer", "o.reference", "o.metadata"):
+            sql = sql.replace(column, "NULL")
+    if version < RETURNS_SINCE:
+        sql = sql.replace("o.returned", "NULL").replace("o.written_off", "NULL")
+    return sql
+
+
 #: Order ids that movements name and the orders table lacks, with how many rows name each.
 ORPHANS = (
     "SELECT order_id, count(*) FROM movements AS m WHERE order_id IS NOT NULL AND NOT EXISTS "
@@ -153,9 +176,8 @@ def read_schema_version(conn: sqlite3.Connection) -> int | None:
 def split_order_row(row: Any) -> tuple[tuple[Any, ...], OrderMove | None]:
     """A row of :data:`ORDER_MOVES` as the order's columns and its movement sum (or None)."""
     values = tuple(row)
-    width = len(ORDER_COLUMNS.split(","))
-    move: OrderMove | None = None if values[width] is None else values[width:]
-    return values[:width], move
+    move: OrderMove | None = None if values[ORDER_WIDTH] is None else values[ORDER_WIDTH:]
+    return values[:ORDER_WIDTH], move
 
 
 def count_row(row: Any) -> CountRow:
@@ -180,9 +202,14 @@ def level_row(row: Any) -> LevelRow:
 def _check_sqlite(conn: sqlite3.Connection, path: str, tally: Tally) -> BooksReport:
     conn.execute("BEGIN")  # one read transaction: every query sees the same commit
     try:
-        check_schema_version(read_schema_version(conn), path)
-        check = BooksCheck(order_from_row, [rules_from_row(r) for r in conn.execute(LOAD_RULES)])
-        for row in conn.execute(ORDER_MOVES):
+        version = read_schema_version(conn)
+        check_schema_version(version, path)
+        assert version is not None
+        rules = (
+            [rules_from_row(r) for r in conn.execute(LOAD_RULES)] if version >= RULES_SINCE else []
+        )
+        check = BooksCheck(order_from_row, rules)
+        for row in conn.execute(order_moves(version)):
             tally.add(check.order_row(*split_order_row(row)))
         tally.add(check.end_orders())
         for order_id, count in conn.execute(ORPHANS):
@@ -190,8 +217,9 @@ def _check_sqlite(conn: sqlite3.Connection, path: str, tally: Tally) -> BooksRep
         for row in conn.execute(LEVELS):
             tally.add(check.level_row(level_row(row)))
         tally.add(check.end_levels())
-        for row in conn.execute(COUNTS):
-            tally.add(check.count_row(count_row(row)))
+        if version >= RULES_SINCE:
+            for row in conn.execute(COUNTS):
+                tally.add(check.count_row(count_row(row)))
         tally.add(check.end_counts())
     finally:
         conn.execute("COMMIT")

@@ -15,17 +15,18 @@ from stockade.persistence.audit import (
     COUNTS,
     EXPORT_STOCK,
     LEVELS,
-    ORDER_MOVES,
     ORPHANS,
     StockRowSink,
     check_schema_version,
     count_row,
     level_row,
+    order_moves,
     split_order_row,
 )
 from stockade.persistence.books import BooksCheck, BooksReport, Tally
 from stockade.persistence.postgres import _UNREACHABLE, _AsyncioThread
 from stockade.persistence.rows import order_from_row, rules_from_row
+from stockade.persistence.schema import RULES_SINCE
 from stockade.persistence.sql import LOAD_RULES
 
 __all__ = ["CONNECT_TIMEOUT_S", "PREFETCH", "check_postgres", "export_postgres"]
@@ -73,9 +74,14 @@ async def check_postgres(dsn: str, tally: Tally) -> BooksReport:
     """The books check of the PostgreSQL database at ``dsn`` (see audit.check_database)."""
 
     async def work(conn: Any) -> BooksReport:
-        rules = [rules_from_row(tuple(r)) for r in await conn.fetch(LOAD_RULES)]
+        version = await conn.fetchval("SELECT schema_version FROM stockade_state")
+        rules = (
+            [rules_from_row(tuple(r)) for r in await conn.fetch(LOAD_RULES)]
+            if version >= RULES_SINCE
+            else []
+        )
         check = BooksCheck(order_from_row, rules)
-        async for row in conn.cursor(ORDER_MOVES, prefetch=PREFETCH):
+        async for row in conn.cursor(order_moves(version), prefetch=PREFETCH):
             tally.add(check.order_row(*split_order_row(row)))
         tally.add(check.end_orders())
         async for order_id, count in conn.cursor(ORPHANS, prefetch=PREFETCH):
@@ -83,8 +89,9 @@ async def check_postgres(dsn: str, tally: Tally) -> BooksReport:
         async for row in conn.cursor(LEVELS, prefetch=PREFETCH):
             tally.add(check.level_row(level_row(row)))
         tally.add(check.end_levels())
-        async for row in conn.cursor(COUNTS, prefetch=PREFETCH):
-            tally.add(check.count_row(count_row(row)))
+        if version >= RULES_SINCE:
+            async for row in conn.cursor(COUNTS, prefetch=PREFETCH):
+                tally.add(check.count_row(count_row(row)))
         tally.add(check.end_counts())
         return check.report(tally)
 

@@ -307,7 +307,7 @@ class PostgresStore:
                 )
             await conn.executemany(
                 _UPDATE_ORDER,
-                [(row[1], row[2], row[4], row[6], row[0]) for row in rows.updated_orders],
+                [sql.update_order_params(row) for row in rows.updated_orders],
             )
             await conn.executemany(_UPSERT_KEY, rows.keys)
             await conn.executemany(

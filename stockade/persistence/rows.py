@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 
 from stockade.engine.events import (
-    MOVEMENT_KIND,
     Adjusted,
     ChannelSet,
     Counted,
@@ -26,8 +25,10 @@ from stockade.engine.events import (
     OrderEvent,
     OrderExpired,
     OrderPlaced,
+    OrderReturned,
     RulesSet,
     Transferred,
+    movement_kind,
     movements,
 )
 from stockade.engine.locations import DEFAULT_LOCATION
@@ -38,6 +39,7 @@ from stockade.persistence.journal import Batch
 
 __all__ = [
     "ORDER_COLUMNS",
+    "ORDER_WIDTH",
     "BatchRows",
     "KeyRow",
     "MovementRow",
@@ -66,11 +68,13 @@ _metadata_decoder = msgspec.json.Decoder(dict[str, str])
 #: The ``orders`` columns, in table order.
 ORDER_COLUMNS = (
     "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location, "
-    "customer, reference, metadata"
+    "returned, written_off, customer, reference, metadata"
 )
+#: How many columns :data:`ORDER_COLUMNS` names.
+ORDER_WIDTH = 14
 OrderRow = tuple[
     str, str, str, float, float | None, str | None, str, str | None, str | None,
-    str | None, str | None, str | None,
+    str | None, str | None, str | None, str | None, str | None,
 ]  # fmt: skip
 #: The ``product_rules`` columns: sku, per_order, per_customer, opens_at, closes_at,
 #: low_stock_at, counting_since (times as UNIX seconds).
@@ -115,12 +119,14 @@ def batch_rows(batch: Batch) -> BatchRows:
     caps: dict[tuple[str, str], int] = {}
     seq = batch.first_seq
     for event in batch.events:
-        kind = MOVEMENT_KIND[type(event)]
+        kind = movement_kind(event)
         reason = event.reason if type(event) is Adjusted or type(event) is Transferred else None
         for sku, location, order_id, d_on_hand, d_reserved in movements(event):
             moves.append(
                 (seq, sku, location, kind, order_id, d_on_hand, d_reserved, reason, event.at)
             )
+            if type(event) is OrderReturned and not event.restock:
+                continue  # a write-off: recorded, no stock moves
             total = deltas.get((sku, location))
             if total is None:
                 deltas[sku, location] = [d_on_hand, d_reserved]
@@ -153,6 +159,7 @@ def batch_rows(batch: Batch) -> BatchRows:
                 event.customer,
                 event.units,
             )
+            caps.pop((event.sku, event.order_id), None)
         elif type(event) is RulesSet:
             sku = event.rules.sku
             rules[sku] = rules_row(event.rules)
@@ -215,6 +222,8 @@ def order_row(order: Order) -> OrderRow:
         _encoder.encode(order.allocations).decode(),
         order.channel,
         order.location,
+        _encoder.encode(order.returned).decode() if order.returned else None,
+        _encoder.encode(order.written_off).decode() if order.written_off else None,
         order.customer,
         order.reference,
         None if order.metadata is None else _encoder.encode(order.metadata).decode(),
@@ -223,11 +232,12 @@ def order_row(order: Order) -> OrderRow:
 
 def order_from_row(row: Any) -> Order:
     """An Order from a row of :data:`ORDER_COLUMNS`. A row written before locations existed
-    has no allocations (NULL): all its units were at ``default``. Raises CorruptStore for a row
-    that cannot be an order (lines that are not ``{sku: qty}`` JSON, a time that is not a
+    has no allocations (NULL): all its units were at ``default``; one from before returns has
+    nothing returned (NULL, as for an order nothing came back from). Raises CorruptStore for a
+    row that cannot be an order (lines that are not ``{sku: qty}`` JSON, a time that is not a
     number)."""
     (order_id, status, lines, created_at, expires_at, key, allocations, channel, location,
-     customer, reference, metadata) = row  # fmt: skip
+     returned, written_off, customer, reference, metadata) = row  # fmt: skip
     try:
         decoded = _lines_decoder.decode(lines)
         return Order(
@@ -244,6 +254,8 @@ def order_from_row(row: Any) -> Order:
             ),
             channel,
             location,
+            {} if returned is None else _lines_decoder.decode(returned),
+            {} if written_off is None else _lines_decoder.decode(written_off),
             customer,
             reference,
             None if metadata is None else _metadata_decoder.decode(metadata),

@@ -14,6 +14,8 @@ from stockade.errors import IncompatibleStore
 __all__ = [
     "INIT_STATE",
     "KEYS_SINCE",
+    "RETURNS_SINCE",
+    "RULES_SINCE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "STATE_TABLE",
@@ -155,7 +157,15 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    [  # 6: orders name their customer, reference and metadata; products' sale rules and the
+    [  # 6: partial returns (design.md §13): units returned and written off per sku, as JSON;
+        # NULL: none (every order written before)
+        "ALTER TABLE orders ADD COLUMN returned TEXT",
+        "ALTER TABLE orders ADD COLUMN written_off TEXT",
+    ]
+)
+
+MIGRATIONS.append(
+    [  # 7: orders name their customer, reference and metadata; products' sale rules and the
         # live per_customer counts (design.md §13)
         "ALTER TABLE orders ADD COLUMN customer TEXT",
         "ALTER TABLE orders ADD COLUMN reference TEXT",
@@ -190,6 +200,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The first schema version with the ``api_keys`` table.
 KEYS_SINCE = 2
+#: The first schema version with the orders' ``returned`` and ``written_off`` columns.
+RETURNS_SINCE = 6
+#: The first schema version with the orders' customer fields and the sale rules' tables.
+RULES_SINCE = 7
 
 
 def migrations_after(version: int) -> list[str]:

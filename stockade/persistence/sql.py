@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from stockade.engine.journal import OrderQuery
-from stockade.persistence.rows import ORDER_COLUMNS, BatchRows
+from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, BatchRows, OrderRow
 
 __all__ = [
     "GET_ORDER",
@@ -44,6 +44,7 @@ __all__ = [
     "numbered",
     "orders_page",
     "rules_writes",
+    "update_order_params",
 ]
 
 LOAD_STOCK = "SELECT sku, location, on_hand, reserved FROM stock"
@@ -74,11 +75,19 @@ UPSERT_STOCK_ROW = "INSERT INTO stock VALUES (?, ?, 0, 0) ON CONFLICT (sku, loca
 UPDATE_STOCK = (
     "UPDATE stock SET on_hand = on_hand + ?, reserved = reserved + ? WHERE sku = ? AND location = ?"
 )
-INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * ORDER_WIDTH)})"
 #: An order's id, created_at, key, channel and location never change: the rest may.
 UPDATE_ORDER = (
-    "UPDATE orders SET status = ?, lines = ?, expires_at = ?, allocations = ? WHERE id = ?"
+    "UPDATE orders SET status = ?, lines = ?, expires_at = ?, allocations = ?, returned = ?, "
+    "written_off = ? WHERE id = ?"
 )
+
+
+def update_order_params(row: OrderRow) -> tuple[object, ...]:
+    """The parameters of :data:`UPDATE_ORDER` for an order's row."""
+    return row[1], row[2], row[4], row[6], row[9], row[10], row[0]
+
+
 UPSERT_KEY = (
     "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
     "kind = excluded.kind, order_id = excluded.order_id, fingerprint = excluded.fingerprint, "

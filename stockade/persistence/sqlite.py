@@ -338,7 +338,7 @@ def _write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None
     executemany(sql.INSERT_ORDER, rows.new_orders)
     executemany(
         sql.UPDATE_ORDER,
-        [(row[1], row[2], row[4], row[6], row[0]) for row in rows.updated_orders],
+        [sql.update_order_params(row) for row in rows.updated_orders],
     )
     executemany(sql.UPSERT_KEY, rows.keys)
     executemany(sql.UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations])

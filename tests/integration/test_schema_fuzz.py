@@ -48,10 +48,10 @@ BOUNDED = settings(
 
 def one_line_per_sku(context: schemathesis.HookContext, body: Any) -> bool:
     """The rules /openapi.json states only in words, which JSON Schema cannot say: no two
-    lines of an order (placed or changed) name the same sku (design.md §5 refuses duplicate
-    lines; the document declares ``uniqueItems``, which refuses identical lines only), a
-    transfer's source and destination differ, and a product's sale window closes after it
-    opens. Such bodies are not drawn."""
+    lines of an order (placed or changed) or of a return name the same sku (design.md §5
+    refuses duplicate lines; the document declares ``uniqueItems``, which refuses identical
+    lines only), a transfer's source and destination differ, and a product's sale window
+    closes after it opens. Such bodies are not drawn."""
     operation = context.operation
     if operation is None or not isinstance(body, dict):
         return True
@@ -60,7 +60,11 @@ def one_line_per_sku(context: schemathesis.HookContext, body: Any) -> bool:
         return "source" not in body or body.get("source") != body.get("destination")
     if where == ("PUT", "/v1/products/{sku}/rules"):
         return _window_drawable(body.get("opens_at"), body.get("closes_at"))
-    if where not in {("POST", "/v1/orders"), ("PATCH", "/v1/orders/{order_id}")}:
+    if where not in {
+        ("POST", "/v1/orders"),
+        ("PATCH", "/v1/orders/{order_id}"),
+        ("POST", "/v1/orders/{order_id}/returns"),
+    }:
         return True
     lines = body.get("lines")
     if not isinstance(lines, list):

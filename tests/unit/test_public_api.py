@@ -13,8 +13,10 @@ def test_public_names_are_pinned():
         "CorruptStore",
         "Engine",
         "EngineClosed",
+        "EngineRefused",
         "EngineStatistics",
         "EngineThread",
+        "EngineUnavailable",
         "Event",
         "FeedGone",
         "IdempotencyConflict",
@@ -34,6 +36,8 @@ def test_public_names_are_pinned():
         "OutOfStock",
         "Overloaded",
         "ProductRules",
+        "RemoteEngine",
+        "ReturnConflict",
         "StockConflict",
         "StockLevel",
         "StockadeError",
@@ -46,6 +50,7 @@ def test_public_names_are_pinned():
         "UnknownProduct",
         "open_asyncio_engine",
         "open_engine",
+        "open_remote_engine",
         "run_in_thread",
     ]
     for name in stockade.__all__:
