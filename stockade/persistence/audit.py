@@ -115,7 +115,7 @@ LEVELS = (
 #: Every per_customer count with its order's status, customer and lines (NULLs for an order
 #: not in the orders table), in (sku, order) order.
 COUNTS = (
-    "SELECT c.sku, c.order_id, c.customer, c.units, o.status, o.customer, o.lines "
+    "SELECT c.sku, c.order_id, c.customer, c.units, o.status, o.customer, o.lines, o.returned "
     "FROM customer_counts AS c LEFT JOIN orders AS o ON o.id = c.order_id "
     "ORDER BY c.sku, c.order_id"
 )
@@ -181,13 +181,16 @@ def split_order_row(row: Any) -> tuple[tuple[Any, ...], OrderMove | None]:
 
 
 def count_row(row: Any) -> CountRow:
-    """A row of :data:`COUNTS` as a books.CountRow (the order's units of the sku, from its
-    lines; 0 when they cannot be read, which the orders pass reports)."""
-    sku, order_id, customer, units, status, order_customer, lines = row
+    """A row of :data:`COUNTS` as a books.CountRow (the order's units of the sku not
+    returned, from its lines and ``returned``; 0 when they cannot be read, which the orders
+    pass reports)."""
+    sku, order_id, customer, units, status, order_customer, lines, returned = row
     line: int | None = None
     if lines is not None:
         try:
             line = _lines.decode(lines).get(sku, 0)
+            if returned is not None:
+                line -= _lines.decode(returned).get(sku, 0)
         except msgspec.DecodeError:
             line = 0
     return sku, order_id, customer, units, status, order_customer, line
@@ -305,7 +308,7 @@ def check_state(state: StoreState, tally: Tally) -> BooksReport:
         tally.add(check.count_row((
             sku, order_id, customer, units, None if order is None else order.status,
             None if order is None else order.customer,
-            None if order is None else order.lines.get(sku, 0),
+            None if order is None else order.lines.get(sku, 0) - order.returned.get(sku, 0),
         )))  # fmt: skip
     tally.add(check.end_counts())
     return check.report(tally)

@@ -82,7 +82,8 @@ FindingKind = Literal[
 ]
 FINDING_KINDS: tuple[FindingKind, ...] = ("ledger", "holds", "bounds", "order", "orphan", "count")
 #: One row of the counts pass: sku, order id, customer, units, and the order's status and
-#: customer and its units of the sku (None when the order is not in the orders table).
+#: customer and its units of the sku not returned (None when the order is not in the orders
+#: table).
 CountRow = tuple[str, str, str, int, str | None, str | None, int | None]
 
 #: One (sku, location) as the level pass reads it: sku, location, whether the stock table has a
@@ -353,8 +354,9 @@ class BooksCheck:
             for sku, qty in order.lines.items():
                 rule = self._limits.get(sku)
                 since = None if rule is None else rule.counting_since
-                if since is not None and order.created_at > since:
-                    self._counted[sku, order.id] = (order.customer, qty)
+                kept = qty - order.returned.get(sku, 0)  # units returned no longer count
+                if since is not None and order.created_at > since and kept > 0:
+                    self._counted[sku, order.id] = (order.customer, kept)
         if order.status == "reserved":
             self.open_holds += 1
             held = self.held

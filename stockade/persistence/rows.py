@@ -192,7 +192,8 @@ def _follow_counts(
 ) -> None:
     """The per_customer count rows an order event of a customer's order changes, written in
     the same commit as the order (the actor's own Counted follows, later, and agrees): a
-    finished order counts nothing any more, and a line that shrank counts at most its units.
+    finished order counts nothing any more, and a line that shrank (or had units returned)
+    counts at most the units it has left.
     So no crash between the two leaves a count the orders contradict."""
     order = event.order
     customer = order.customer
@@ -201,6 +202,14 @@ def _follow_counts(
         for sku in order.lines:
             counts[sku, order.id] = (sku, order.id, customer, 0)
             caps.pop((sku, order.id), None)
+    elif type(event) is OrderReturned:  # what is left of each line counts at most
+        for sku in event.moves:
+            left = order.lines.get(sku, 0) - order.returned.get(sku, 0)
+            if left > 0:
+                caps[sku, order.id] = left
+            else:
+                counts[sku, order.id] = (sku, order.id, customer, 0)
+                caps.pop((sku, order.id), None)
     elif type(event) is OrderChanged:
         for sku, moved in event.moves.items():
             if sum(moved.values()) < 0:

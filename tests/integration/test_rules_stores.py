@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import trio
 
 import stockade
 from stockade import Engine, LimitExceeded, ProductRules
@@ -167,4 +168,27 @@ async def test_a_store_the_previous_stockade_wrote_opens_and_upgrades(tmp_path):
     version = sqlite3.connect(path).execute("SELECT schema_version FROM stockade_state")
     assert version.fetchone()[0] == len(MIGRATIONS)
     report, details = await checked(f"sqlite:///{path}")
+    assert report.balanced, details
+
+
+async def test_returns_and_late_payments_keep_the_stored_counts_true(database):
+    async with stockade.open_engine(database) as engine:
+        await engine.set_stock("shoe", 20)
+        await engine.set_stock("sock", 20)
+        await engine.set_rules("shoe", per_customer=3)
+        bought = await engine.place_order({"shoe": 3, "sock": 2}, customer="ann")
+        await engine.return_units(bought.id, {"shoe": 1})
+        await engine.return_units(bought.id, {"shoe": 1}, restock=False)
+        await engine.return_units(bought.id, {"sock": 2})
+        late = await engine.place_order({"shoe": 2}, hold_for=0.05, customer="bob")
+        await trio.sleep(0.1)
+        await engine.confirm(late.id, late=True)
+    report, details = await checked(database)
+    assert report.balanced, details
+    async with stockade.open_engine(database) as engine:
+        state = engine._ledgers["shoe"].rules
+        assert state is not None and state.counts == {"ann": 1, "bob": 2}
+        await engine.return_units(bought.id, {"shoe": 1})  # the last unit: cancelled
+        assert state.counts == {"bob": 2}
+    report, details = await checked(database)
     assert report.balanced, details

@@ -352,3 +352,39 @@ async def test_low_stock_is_announced_when_available_falls_to_it(shop, autojump_
     events, _ = await shop.event_page(types=["product.low_stock"])
     assert [(e.data["sku"], e.data["stock_level"]["available"], e.data["low_stock_at"])
             for e in events] == [("a", 5, 5), ("a", 4, 5)]  # fmt: skip
+
+
+# -- late payments and returns ------------------------------------------------------------------
+
+
+async def test_a_late_payment_counts_again_and_is_held_to_the_limit(shop, store, autojump_clock):
+    await shop.set_rules("a", per_customer=3, closes_at=at(100))
+    late = await shop.place_order({"a": 2}, hold_for=30, customer="ann")
+    await trio.sleep(31)  # the hold lapses: its units no longer count
+    assert (await shop.get_order(late.id)).status == "expired"
+    assert counts(shop, "a") == {}
+    other = await shop.place_order({"a": 2}, hold_for=600, customer="ann")
+    with pytest.raises(LimitExceeded) as refused:  # 2 + 2 would pass 3
+        await shop.confirm(late.id, late=True)
+    assert refused.value.limits == {"a": ("per_customer", 3, 2, 2)}
+    await shop.cancel(other.id)
+    await trio.sleep(100)  # the window has closed: paying for a hold is no new sale
+    paid = await shop.confirm(late.id, late=True)
+    assert paid.status == "confirmed"
+    assert counts(shop, "a") == {"ann": 2} == await stored_counts(shop, store, "a")
+    await assert_books_balance(shop)
+
+
+async def test_returned_units_leave_the_count_restocked_or_written_off(shop, store, autojump_clock):
+    await shop.set_rules("a", per_customer=4)
+    order = await shop.place_order({"a": 4}, customer="ann")
+    await shop.return_units(order.id, {"a": 1})
+    assert counts(shop, "a") == {"ann": 3}
+    await shop.return_units(order.id, {"a": 2}, restock=False)  # written off
+    assert counts(shop, "a") == {"ann": 1} == await stored_counts(shop, store, "a")
+    await shop.place_order({"a": 3}, customer="ann")
+    with pytest.raises(LimitExceeded):
+        await shop.place_order({"a": 1}, customer="ann")
+    await shop.return_units(order.id, {"a": 1})  # the last unit: the order is cancelled
+    assert (await shop.get_order(order.id)).status == "cancelled"
+    assert counts(shop, "a") == {"ann": 3} == await stored_counts(shop, store, "a")
