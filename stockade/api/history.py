@@ -89,8 +89,14 @@ def _engine() -> EnginePort:
 
 
 def _query(kind: type[T]) -> T:
-    """The request's query parameters as ``kind`` (msgspec.ValidationError, a 422, if not)."""
-    return msgspec.convert(request.args.to_dict(), kind, strict=False)
+    """The request's query parameters as ``kind`` (msgspec.ValidationError, a 422, if not).
+    A parameter given more than once is refused (422), never read as its first value."""
+    args = request.args
+    for name in args:
+        if len(args.getlist(name)) > 1:
+            raise Problem(422, "invalid-request", "Invalid request",
+                          f"query parameter {name!r} is given more than once")  # fmt: skip
+    return msgspec.convert(args.to_dict(), kind, strict=False)
 
 
 def _json(value: Any) -> Response:

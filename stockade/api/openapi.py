@@ -56,8 +56,12 @@ class Health(msgspec.Struct):
 
 
 class Readiness(msgspec.Struct):
+    """``journal_buffered``: events not yet committed (null when the engine cannot be
+    reached: a front's); ``detail``: why not ready, when that is known."""
+
     ready: bool
-    journal_buffered: int
+    journal_buffered: int | None
+    detail: str | None = None
 
 
 _TYPES = (PutStock, Adjustment, PlaceOrder, StockLevel, Order, Problem, OutOfStockProblem,
@@ -79,7 +83,9 @@ def _problems(*codes: int, conflict: str = "conflict") -> dict[str, Any]:
         400: "malformed JSON", 401: "no key, or one that is not valid",
         403: "a key whose role is too low",
         404: "not found", 409: conflict, 413: "body too large",
-        415: "body not JSON", 422: "invalid input", 503: "overloaded, retry later",
+        415: "body not JSON", 422: "invalid input",
+        503: "overloaded, shutting-down, store-unavailable or engine-unavailable (a front's"
+             " engine cannot be reached): retry after Retry-After",
     }  # fmt: skip
     return {str(c): _answer(Problem, described[c], "application/problem+json") for c in codes}
 

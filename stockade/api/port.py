@@ -19,12 +19,14 @@ wrapper frame); only the synchronous ones get an ``async`` wrapper, which never 
 
 The store's side of the app has ports too: the API keys are a
 :class:`~stockade.persistence.keys.KeyTable` (already async; a front's comes over the protocol),
-and the books check is a :class:`BooksPort` (:class:`LocalBooks` over a store in this process).
+the books check is a :class:`BooksPort` (:class:`LocalBooks` over a store in this process), and
+webhook subscriptions an :class:`OutboundPort` (the :class:`~stockade.outbound.service.Outbound`
+of the process that owns the engine).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -44,11 +46,12 @@ from stockade.engine.models import (
 )
 from stockade.engine.validation import Lines
 from stockade.errors import InvalidRequest
+from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
 from stockade.persistence.audit import check_store
 from stockade.persistence.books import BooksReport, Tally
 from stockade.persistence.journal import Store
 
-__all__ = ["BooksPort", "EnginePort", "FeedCursor", "LocalBooks", "LocalEngine"]
+__all__ = ["BooksPort", "EnginePort", "FeedCursor", "LocalBooks", "LocalEngine", "OutboundPort"]
 
 
 class FeedCursor(Protocol):
@@ -238,3 +241,19 @@ class LocalBooks:
         if self.store is None:
             raise InvalidRequest("this server keeps no store to check")
         return await check_store(self.store, Tally(keep=keep))
+
+
+class OutboundPort(Protocol):
+    """Webhook subscriptions (``/v1/webhooks``, design.md §9), kept and delivered by the
+    process that owns the engine: see :class:`~stockade.outbound.service.Outbound`, whose
+    methods, results and errors these are."""
+
+    async def put_webhook(
+        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str
+    ) -> WebhookSaved: ...
+
+    async def get_webhook(self, webhook_id: str) -> WebhookView | None: ...
+
+    async def list_webhooks(self) -> WebhookPage: ...
+
+    async def delete_webhook(self, webhook_id: str) -> WebhookView | None: ...

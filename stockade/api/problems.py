@@ -12,6 +12,8 @@ from werkzeug.exceptions import HTTPException
 
 from stockade.errors import (
     EngineClosed,
+    EngineRefused,
+    EngineUnavailable,
     FeedGone,
     IdempotencyConflict,
     InvalidRequest,
@@ -60,6 +62,8 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     Overloaded: (503, "overloaded", "Overloaded"),
     EngineClosed: (503, "shutting-down", "Shutting down"),
     StoreUnavailable: (503, "store-unavailable", "Store unavailable"),
+    EngineUnavailable: (503, "engine-unavailable", "Engine unavailable"),  # a front's engine
+    EngineRefused: (503, "engine-unavailable", "Engine unavailable"),  # ... refusing its secret
     FeedGone: (410, "feed-gone", "Feed position gone"),
 }
 
@@ -144,7 +148,9 @@ def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[s
         extra["sku"] = error.sku
         extra["opens_at"] = error.opens_at
         extra["closes_at"] = error.closes_at
-    elif isinstance(error, Overloaded | EngineClosed | StoreUnavailable):
+    elif isinstance(
+        error, Overloaded | EngineClosed | StoreUnavailable | EngineUnavailable | EngineRefused
+    ):
         headers = {"Retry-After": "1"}
     return status, problem_document(status, slug, title, str(error), **extra), headers
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-from stockade.api.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
 from stockade.engine.locations import DEFAULT_LOCATION, MAX_NAME_LENGTH, MAX_PRIORITY
 from stockade.engine.validation import (
     DEFAULT_MAX_HOLD,
@@ -27,6 +26,7 @@ from stockade.engine.validation import (
     MAX_STOCK,
     SKU_PATTERN,
 )
+from stockade.outbound.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
 from stockade.persistence.keys import MAX_NAME_CHARS, NAME_PATTERN, KeyRole
 
 __all__ = [

@@ -165,7 +165,28 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    [  # 7: orders name their customer, reference and metadata; products' sale rules and the
+    [  # 7: the change feed kept in pages of events (stockade/persistence/pages.py), cheaper to
+        # write than a row per event; the events so far become pages of one event each. No
+        # index on time: pruning finds the oldest pages through the primary key.
+        """CREATE TABLE event_pages (
+            last_seq BIGINT PRIMARY KEY,
+            first_seq BIGINT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            type TEXT,
+            sku TEXT,
+            meta TEXT,
+            data TEXT NOT NULL,
+            CHECK (first_seq <= last_seq),
+            CHECK ((meta IS NULL) = (type IS NOT NULL))
+        )""",
+        """INSERT INTO event_pages (last_seq, first_seq, at, type, sku, meta, data)
+            SELECT seq, seq, at, type, sku, NULL, data FROM events""",
+        "DROP TABLE events",
+    ]
+)
+
+MIGRATIONS.append(
+    [  # 8: orders name their customer, reference and metadata; products' sale rules and the
         # live per_customer counts (design.md §13)
         "ALTER TABLE orders ADD COLUMN customer TEXT",
         "ALTER TABLE orders ADD COLUMN reference TEXT",
@@ -203,7 +224,7 @@ KEYS_SINCE = 2
 #: The first schema version with the orders' ``returned`` and ``written_off`` columns.
 RETURNS_SINCE = 6
 #: The first schema version with the orders' customer fields and the sale rules' tables.
-RULES_SINCE = 7
+RULES_SINCE = 8
 
 
 def migrations_after(version: int) -> list[str]:

@@ -43,6 +43,8 @@ INITIAL = 2_000
 SCARCE = 12
 
 _encode = msgspec.json.Encoder().encode
+#: returns made by this run, to write every third off
+_RETURNS = [0]
 
 
 def say(kind: str, payload: Any) -> None:
@@ -109,14 +111,16 @@ async def location_shopper(engine: stockade.Engine, rng: random.Random) -> None:
 
 
 async def return_some(engine: stockade.Engine, rng: random.Random, order: stockade.Order) -> None:
-    """Return one unit of a line at a time, restocked or written off, once or twice."""
+    """Return one unit of a line at a time, once or twice: every third return of the run is
+    written off, the others restocked (so a run that returns units writes some off)."""
     for _ in range(rng.randint(1, 2)):
         left = [sku for sku, qty in order.lines.items() if order.returned.get(sku, 0) < qty]
         if not left:
             return
         say("try-return", order.id)
+        _RETURNS[0] += 1
         order = await engine.return_units(
-            order.id, {rng.choice(left): 1}, restock=rng.random() < 0.7
+            order.id, {rng.choice(left): 1}, restock=_RETURNS[0] % 3 != 0
         )
         say("order", order)
 

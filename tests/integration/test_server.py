@@ -17,6 +17,7 @@ import trio
 
 from bench.server import Server
 from stockade.api.server import GC_YOUNG_THRESHOLD
+from tests.integration.rush import last_unit_rush
 
 TOKEN = "integration-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -31,24 +32,7 @@ def server(tmp_path) -> Iterator[Server]:
 
 
 async def test_last_unit_rush_over_http(server):
-    limits = httpx.Limits(max_connections=400)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
-        put = await client.put("/v1/products/hot", json={"on_hand": 100}, headers=ADMIN)
-        assert put.status_code == 201
-        codes: list[int] = []
-
-        async def buyer():
-            r = await client.post(
-                "/v1/orders", json={"lines": [{"sku": "hot", "qty": 1}]}, headers=ADMIN
-            )
-            codes.append(r.status_code)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(400):
-                nursery.start_soon(buyer)
-        assert sorted(codes) == [201] * 100 + [409] * 300
-        stock = (await client.get("/v1/products/hot")).json()
-        assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0, "on_sale": True}
+    await last_unit_rush(server.url, ADMIN)
     assert server.stop() == 0  # SIGTERM: a clean exit
 
 
