@@ -38,6 +38,7 @@ from stockade.api.routing import current_engine as _engine
 from stockade.api.routing import current_tracing as _tracing
 from stockade.api.routing import json_response as _json
 from stockade.api.routing import read_body as _body
+from stockade.api.rules import Product, rules
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.api.sinks import sinks
 from stockade.api.webhooks import webhooks
@@ -117,7 +118,9 @@ async def list_products() -> Response:
 @products.get("/<sku>")
 @requires("anyone")
 async def get_product(sku: str) -> Response:
-    return _json(await _engine().stock(sku, request.args.get("channel")))
+    engine = _engine()
+    level = await engine.stock(sku, request.args.get("channel"))
+    return _json(Product.of(level, await engine.on_sale(sku)))
 
 
 @orders.post("")
@@ -286,6 +289,7 @@ def create_app(
     app.register_blueprint(feed)  # design.md §9
     app.register_blueprint(webhooks)  # design.md §9
     app.register_blueprint(sinks)  # design.md §14
+    app.register_blueprint(rules)  # design.md §13
     access = route_access(app)
     app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)
     register_error_handlers(app)

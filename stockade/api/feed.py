@@ -218,5 +218,10 @@ async def stream_product(sku: str) -> Response:
         raise _gone(FeedGone("this server keeps no change feed to stream from"))
     watched = service.watch.watch(sku)  # before reading the level: no change falls between
     level = await engine.stock(sku)
+    on_sale = await engine.on_sale(sku)
     interval = service.settings.product_interval_s
-    return _stream(lambda: ProductStream(service.streams, watched, level, interval))
+    return _stream(
+        lambda: ProductStream(
+            service.streams, watched, level, interval, on_sale, lambda: engine.on_sale(sku)
+        )
+    )

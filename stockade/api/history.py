@@ -24,6 +24,7 @@ from stockade.api.auth import requires
 from stockade.api.port import BooksPort, EnginePort
 from stockade.api.problems import Problem
 from stockade.engine.models import Movement, Order, OrderStatus
+from stockade.engine.validation import MAX_CUSTOMER_LENGTH
 from stockade.errors import InvalidRequest, OrderNotFound
 from stockade.persistence.books import BooksReport
 
@@ -40,13 +41,14 @@ Limit = Annotated[int, Meta(ge=1, le=1000, description="items per page")]
 
 class OrderQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``GET /v1/orders``: newest first; ``created_after`` / ``created_before`` are exclusive;
-    ``after`` is the ``next_after`` of the previous page."""
+    ``after`` is the ``next_after`` of the previous page; ``customer`` one customer's only."""
 
     status: OrderStatus | None = None
     created_after: Annotated[datetime, Meta(tz=True)] | None = None
     created_before: Annotated[datetime, Meta(tz=True)] | None = None
     after: Annotated[str, Meta(pattern=ORDER_ID_PATTERN)] | None = None
     limit: Limit = 100
+    customer: Annotated[str, Meta(min_length=1, max_length=MAX_CUSTOMER_LENGTH)] | None = None
 
 
 class MovementQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -113,8 +115,9 @@ async def list_orders() -> Response:
             raise Problem(404, "order-not-found", "Order not found",
                           f"after: no order {query.after!r}") from None  # fmt: skip
     items = await engine.list_orders(
-        query.status, query.created_after, query.created_before, query.after, query.limit
-    )
+        query.status, query.created_after, query.created_before, query.after, query.limit,
+        query.customer,
+    )  # fmt: skip
     return _json(OrderPage(items, items[-1].id if len(items) == query.limit else None))
 
 
@@ -163,7 +166,8 @@ def paths(answer: Any, problems: Any, sku: dict[str, Any]) -> dict[str, dict[str
     return {
         "/v1/orders": {"get": {
             "operationId": "listOrders",
-            "summary": "List orders, newest first (paged; filter by status and creation time)",
+            "summary": "List orders, newest first (paged; filter by status, creation time and "
+                       "customer)",
             "parameters": _parameters(OrderQuery),
             "responses": {"200": answer(OrderPage, "a page"),
                           **problems(404, 422, 503)}}},

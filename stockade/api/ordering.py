@@ -71,6 +71,9 @@ async def answer_order(
             idempotency_key=idempotency_key,
             location=order.location,
             channel=order.channel,
+            customer=order.customer,
+            reference=order.reference,
+            metadata=order.metadata,
         )
         if tracing is not None:
             placing = tracing.engine_call("stockade.place_order", placing, len(order.lines))

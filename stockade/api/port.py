@@ -26,7 +26,7 @@ webhook subscriptions and broker sinks an :class:`OutboundPort` (the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -41,6 +41,7 @@ from stockade.engine.models import (
     Movement,
     Order,
     OrderStatus,
+    ProductRules,
     StockLevel,
 )
 from stockade.engine.validation import Lines
@@ -79,7 +80,8 @@ class EnginePort(Protocol):
     async def place_order(
         self, lines: Lines, *, hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None, location: str | None = None,
-        channel: str | None = None,
+        channel: str | None = None, customer: str | None = None, reference: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Order: ...  # fmt: skip
 
     async def confirm(self, order_id: str, *, late: bool = False) -> Order: ...
@@ -136,10 +138,22 @@ class EnginePort(Protocol):
 
     async def channel_exists(self, channel: str) -> bool: ...
 
+    # -- the sale's rules ----------------------------------------------------------------------
+    async def set_rules(
+        self, sku: str, *, per_order: int | None = None, per_customer: int | None = None,
+        opens_at: datetime | None = None, closes_at: datetime | None = None,
+        low_stock_at: int | None = None,
+    ) -> ProductRules: ...  # fmt: skip
+
+    async def rules(self, sku: str) -> ProductRules: ...
+
+    async def on_sale(self, sku: str) -> bool: ...
+
     # -- history, the feed, statistics ------------------------------------------------------
     async def list_orders(
         self, status: OrderStatus | None = None, created_after: datetime | None = None,
         created_before: datetime | None = None, after: str | None = None, limit: int = 100,
+        customer: str | None = None,
     ) -> list[Order]: ...  # fmt: skip
 
     async def movements(
@@ -182,6 +196,8 @@ class LocalEngine:
         self.movements = engine.movements
         self.events = engine.events
         self.event_page = engine.event_page
+        self.set_rules = engine.set_rules
+        self.rules = engine.rules
 
     async def has_product(self, sku: str) -> bool:
         return self.engine.has_product(sku)
@@ -200,6 +216,9 @@ class LocalEngine:
 
     async def channel_exists(self, channel: str) -> bool:
         return self.engine.channel_exists(channel)
+
+    async def on_sale(self, sku: str) -> bool:
+        return self.engine.on_sale(sku)
 
     async def feed_head(self) -> int | None:
         return self.engine.feed_head

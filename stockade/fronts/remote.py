@@ -113,6 +113,9 @@ class RemotePort:
         self.event_page = remote.event_page
         self.feed_head = remote.feed_head
         self.statistics = remote.statistics
+        self.set_rules = remote.set_rules
+        self.rules = remote.rules
+        self.on_sale = remote.on_sale
 
     def events(self, after: int = 0, types: Iterable[str] | None = None) -> RemoteCursor:
         return RemoteCursor(self.remote.events(after, types), after)

@@ -14,13 +14,19 @@ import trio
 
 from stockade.engine.feed import EventRow, event_from_row
 from stockade.engine.journal import OrderQuery, Snapshot, orders_page
-from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+from stockade.engine.models import Channel, KeyUse, Location, Movement, Order, ProductRules
 from stockade.engine.models import Event as FeedEvent
 from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys
-from stockade.persistence.outbox import feed_events
-from stockade.persistence.rows import BatchRows, batch_rows, key_from_row, order_from_row
+from stockade.persistence.outbox import feed_events, low_stock_rules
+from stockade.persistence.rows import (
+    BatchRows,
+    batch_rows,
+    key_from_row,
+    order_from_row,
+    rules_from_row,
+)
 from stockade.persistence.sinks import SinkRecord
 from stockade.persistence.subscriptions import MemoryTable
 from stockade.persistence.webhooks import MemoryWebhooks
@@ -42,6 +48,9 @@ class StoreState:
         self.channels: dict[str, Channel] = {}
         self.movements: list[Movement] | None = [] if keep_movements else None
         self.last_seq = 0
+        self.rules: dict[str, ProductRules] = {}
+        #: (sku, order_id) -> (customer, units)
+        self.counts: dict[tuple[str, str], tuple[str, int]] = {}
 
     @property
     def products(self) -> dict[str, tuple[int, int]]:
@@ -66,8 +75,9 @@ class StoreState:
                 after.setdefault(sku, {})[location] = values
         inactive = {loc.id for loc in self.locations.values() if not loc.active}
         events = feed_events(
-            batch.events, rows.stock_deltas, after, inactive, self.last_event_seq + 1
-        )
+            batch.events, rows.stock_deltas, after, inactive, self.last_event_seq + 1,
+            low_stock_rules(self.rules.values()),
+        )  # fmt: skip
         self.events.extend(events)
         if events:
             self.last_event_seq = events[-1][0]
@@ -94,6 +104,24 @@ class StoreState:
             self.locations[place.id] = place
         for channel in rows.channels:
             self.channels[channel.id] = channel
+        for rules_row in rows.rules:
+            rules = rules_from_row(rules_row)
+            if rules.empty:
+                self.rules.pop(rules.sku, None)
+            else:
+                self.rules[rules.sku] = rules
+        for sku in rows.cleared:
+            for pair in [pair for pair in self.counts if pair[0] == sku]:
+                del self.counts[pair]
+        for sku, order_id, customer, units in rows.counts:
+            if units > 0:
+                self.counts[sku, order_id] = (customer, units)
+            else:
+                self.counts.pop((sku, order_id), None)
+        for sku, order_id, cap in rows.caps:
+            counted = self.counts.get((sku, order_id))
+            if counted is not None and counted[1] > cap:
+                self.counts[sku, order_id] = (counted[0], cap)
         self.last_seq = rows.last_seq
 
     def _check(self, rows: BatchRows) -> None:
@@ -119,6 +147,13 @@ class StoreState:
             channels=list(self.channels.values()),
             keys=keys,
             last_event_seq=self.last_event_seq,
+            rules=list(self.rules.values()),
+            counts=[
+                (sku, order_id, customer, units)
+                for (sku, order_id), (customer, units) in self.counts.items()
+                if order_id in self.orders
+                and self.orders[order_id].status in ("reserved", "confirmed")
+            ],
         )
 
     def page(self, query: OrderQuery) -> list[Order]:

@@ -10,8 +10,10 @@ Per batch: one ``order.*`` event per order move, in journal order (a return that
 order's last units is ``order.returned`` then ``order.cancelled``); then one ``stock.changed``
 per (sku, location) the batch moved, with the values after the commit (a batch is a commit:
 changes committed together are reported together, which also coalesces a hot product's
-thousands of moves per second into one event per commit); then ``product.sold_out`` /
-``product.back_in_stock`` for each product whose ``available`` reached zero or left it.
+thousands of moves per second into one event per commit); then, for each product whose
+``available`` moved, ``product.low_stock`` when it fell to its ``low_stock_at`` rule or below
+from above it, and ``product.sold_out`` / ``product.back_in_stock`` when it reached zero or
+left it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from stockade.engine.events import (
     OrderReturned,
 )
 from stockade.engine.feed import EventRow
-from stockade.engine.models import LocationLevel, StockLevel
+from stockade.engine.models import LocationLevel, ProductRules, StockLevel
+from stockade.persistence.rows import RulesRow
 
-__all__ = ["feed_events"]
+__all__ = ["feed_events", "low_stock_rules", "update_low_stock"]
 
 _ORDER_TYPES: dict[type, str] = {
     OrderPlaced: "order.placed",
@@ -54,12 +57,14 @@ def feed_events(
     stock_after: Mapping[str, Mapping[str, tuple[int, int]]],
     inactive: set[str],
     first_seq: int,
+    low_stock: Mapping[str, int] | None = None,
 ) -> list[EventRow]:
     """The public events of one batch, numbered from ``first_seq``, as ``events`` rows.
 
     ``deltas`` are the batch's summed ``(sku, location, d_on_hand, d_reserved)``;
     ``stock_after`` maps each touched sku to its ``{location: (on_hand, reserved)}`` after the
-    batch; ``inactive`` is the set of inactive locations after it.
+    batch; ``inactive`` is the set of inactive locations after it; ``low_stock`` each
+    product's ``low_stock_at`` rule after it (products with one only).
     """
     out: list[EventRow] = []
     seq = first_seq
@@ -93,6 +98,13 @@ def feed_events(
     for sku, moved_available in moved.items():
         total = _total(sku, stock_after.get(sku, {}), inactive)
         before = total.available - moved_available
+        threshold = None if low_stock is None else low_stock.get(sku)
+        if threshold is not None and before > threshold >= total.available:
+            document: dict[str, object] = {
+                "sku": sku, "stock_level": total, "low_stock_at": threshold,
+            }  # fmt: skip
+            out.append((seq, "product.low_stock", at, sku, encode(document).decode()))
+            seq += 1
         if before > 0 and total.available == 0:
             kind = "product.sold_out"
         elif before <= 0 < total.available:
@@ -113,3 +125,18 @@ def _total(sku: str, sites: Mapping[str, tuple[int, int]], inactive: set[str]) -
         if location not in inactive:
             available += h - r
     return StockLevel(sku, on_hand, reserved, available)
+
+
+def low_stock_rules(rules: Iterable[ProductRules]) -> dict[str, int]:
+    """Each product's ``low_stock_at`` rule, for :func:`feed_events` (a store keeps this)."""
+    return {r.sku: r.low_stock_at for r in rules if r.low_stock_at is not None}
+
+
+def update_low_stock(low_stock: dict[str, int], rows: Iterable[RulesRow]) -> None:
+    """Bring ``low_stock`` up to date with a batch's ``product_rules`` rows."""
+    for row in rows:
+        sku, threshold = row[0], row[5]
+        if threshold is None:
+            low_stock.pop(sku, None)
+        else:
+            low_stock[sku] = threshold

@@ -34,7 +34,7 @@ from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import PostgresKeys
-from stockade.persistence.outbox import feed_events
+from stockade.persistence.outbox import feed_events, low_stock_rules, update_low_stock
 from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
@@ -46,6 +46,7 @@ from stockade.persistence.rows import (
     location_from_row,
     movement_from_row,
     order_from_row,
+    rules_from_row,
 )
 from stockade.persistence.schema import (
     INIT_STATE,
@@ -72,6 +73,11 @@ _GET_ORDER = sql.numbered(sql.GET_ORDER)
 _ORDER_EXISTS = sql.numbered(sql.ORDER_EXISTS)
 _MOVEMENTS = sql.numbered(sql.MOVEMENTS)
 _ORDER_COLUMNS = [c.strip() for c in ORDER_COLUMNS.split(",")]
+_RULES_SQL = {
+    statement: sql.numbered(statement)
+    for statement in (sql.UPSERT_RULES, sql.DELETE_RULES, sql.CLEAR_COUNTS, sql.UPSERT_COUNT,
+                      sql.DELETE_COUNT, sql.CAP_COUNT)
+}  # fmt: skip
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema()))"
 #: What a dropped connection, a connection left in a broken state, or an unreachable server
 #: raises in asyncpg. Anything else (a constraint violated, bad data) is a bug: it is not retried.
@@ -117,6 +123,7 @@ class PostgresStore:
         self.durable = durable
         self.feed = feed
         self._inactive: set[str] = set()
+        self._low_stock: dict[str, int] = {}  # each product's low_stock_at rule, for the feed
         self.connect_timeout = connect_timeout
         self._aio: AsyncioThread | None = None
         self._conn: asyncpg.Connection | None = None
@@ -211,6 +218,8 @@ class PostgresStore:
             )
         locations = [location_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_LOCATIONS)]
         self._inactive = {x.id for x in locations if not x.active}
+        rules = [rules_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_RULES)]
+        self._low_stock = low_stock_rules(rules)
         return Snapshot(
             stock=[tuple(r) for r in await conn.fetch(sql.LOAD_STOCK)],
             orders=[
@@ -224,6 +233,8 @@ class PostgresStore:
             keys=[
                 key_from_row(tuple(r)) for r in await conn.fetch(sql.numbered(sql.LOAD_KEYS), since)
             ],
+            rules=rules,
+            counts=[tuple(r) for r in await conn.fetch(sql.LOAD_COUNTS)],
         )
 
     # -- committing ---------------------------------------------------------------------------
@@ -283,12 +294,18 @@ class PostgresStore:
                 _UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations]
             )
             await conn.executemany(_UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
+            for statement, params in sql.rules_writes(rows):
+                if params:
+                    await conn.executemany(_RULES_SQL[statement], params)
             if not self.feed:
                 await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
                 return []
             self._inactive.update(x.id for x in rows.locations if not x.active)
             self._inactive.difference_update(x.id for x in rows.locations if x.active)
-            events = feed_events(batch.events, deltas, after, self._inactive, last_event + 1)
+            update_low_stock(self._low_stock, rows.rules)
+            events = feed_events(
+                batch.events, deltas, after, self._inactive, last_event + 1, self._low_stock
+            )
             if events:  # the pages ride with the state row's update: no round trip of their own
                 pages = [list(column) for column in zip(*pages_of(events), strict=True)]
                 await conn.execute(sql.FINISH_BATCH_PG, rows.last_seq, events[-1][0], *pages)

@@ -31,7 +31,7 @@ from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnava
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import SQLiteKeys
-from stockade.persistence.outbox import feed_events
+from stockade.persistence.outbox import feed_events, low_stock_rules, update_low_stock
 from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
 from stockade.persistence.rows import (
     BatchRows,
@@ -42,6 +42,7 @@ from stockade.persistence.rows import (
     location_from_row,
     movement_from_row,
     order_from_row,
+    rules_from_row,
 )
 from stockade.persistence.schema import (
     INIT_STATE,
@@ -86,6 +87,7 @@ class SQLiteStore:
         self.durable = durable
         self.feed = feed
         self._inactive: set[str] = set()
+        self._low_stock: dict[str, int] = {}  # each product's low_stock_at rule, for the feed
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -187,6 +189,8 @@ class SQLiteStore:
         ).fetchone()
         locations = [location_from_row(r) for r in conn.execute(sql.LOAD_LOCATIONS)]
         self._inactive = {x.id for x in locations if not x.active}
+        rules = [rules_from_row(r) for r in conn.execute(sql.LOAD_RULES)]
+        self._low_stock = low_stock_rules(rules)
         return Snapshot(
             stock=conn.execute(sql.LOAD_STOCK).fetchall(),
             orders=[order_from_row(r) for r in conn.execute(sql.LOAD_ORDERS, (since, since))],
@@ -195,6 +199,8 @@ class SQLiteStore:
             locations=locations,
             channels=[channel_from_row(r) for r in conn.execute(sql.LOAD_CHANNELS)],
             keys=[key_from_row(r) for r in conn.execute(sql.LOAD_KEYS, (since,))],
+            rules=rules,
+            counts=conn.execute(sql.LOAD_COUNTS).fetchall(),
         )
 
     # -- committing ---------------------------------------------------------------------------
@@ -220,9 +226,15 @@ class SQLiteStore:
                 if self.feed:
                     self._inactive.update(x.id for x in rows.locations if not x.active)
                     self._inactive.difference_update(x.id for x in rows.locations if x.active)
+                    update_low_stock(self._low_stock, rows.rules)
                     after = _stock_of(conn, {sku for sku, _, _, _ in rows.stock_deltas})
                     events = feed_events(
-                        batch.events, rows.stock_deltas, after, self._inactive, last_event + 1
+                        batch.events,
+                        rows.stock_deltas,
+                        after,
+                        self._inactive,
+                        last_event + 1,
+                        self._low_stock,
                     )
                     if events:
                         conn.executemany(sql.INSERT_PAGE, pages_of(events))
@@ -348,3 +360,6 @@ def _write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None
     executemany(sql.UPSERT_KEY, rows.keys)
     executemany(sql.UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations])
     executemany(sql.UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
+    for statement, params in sql.rules_writes(rows):
+        if params:
+            executemany(statement, params)

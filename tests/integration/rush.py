@@ -27,4 +27,4 @@ async def last_unit_rush(url: str, headers: dict[str, str], units: int = 100,
                 nursery.start_soon(buyer)
         assert sorted(codes) == [201] * units + [409] * (buyers - units)
         stock = (await client.get("/v1/products/hot")).json()
-        assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
+        assert stock == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0, "on_sale": True}

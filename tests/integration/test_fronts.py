@@ -46,7 +46,13 @@ async def test_a_last_unit_rush_through_two_fronts_sells_exactly_the_stock(clust
         assert sorted(codes) == [201] * 50 + [409] * 150
         for client in (a, b):
             level = (await client.get("/v1/products/hot")).json()
-            assert level == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
+            assert level == {
+                "sku": "hot",
+                "on_hand": 0,
+                "reserved": 0,
+                "available": 0,
+                "on_sale": True,
+            }
     for front in cluster.fronts:
         assert front.stop() == 0
     assert cluster.engine.stop() == 0

@@ -95,7 +95,7 @@ async def test_acknowledged_orders_survive_kill_9(server):
         )
         assert replay.json()["id"] == acked[0]["id"]
         assert (await client.get("/v1/products/a")).json() == {
-            "sku": "a", "on_hand": 40, "reserved": 10, "available": 30,
+            "sku": "a", "on_hand": 40, "reserved": 10, "available": 30, "on_sale": True,
         }  # fmt: skip
 
 
@@ -168,7 +168,7 @@ async def test_a_public_holds_server_lets_anonymous_callers_hold_and_cancel_only
             returned = await client.post(f"/v1/orders/{paid['id']}/cancel")
             assert returned.status_code == 401  # a return always needs a key
             assert (await client.get("/v1/products/a")).json() == {
-                "sku": "a", "on_hand": 4, "reserved": 0, "available": 4,
+                "sku": "a", "on_hand": 4, "reserved": 0, "available": 4, "on_sale": True,
             }  # fmt: skip
     finally:
         server.stop()

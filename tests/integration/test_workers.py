@@ -110,7 +110,13 @@ async def test_the_quick_start_through_two_workers_on_sqlite(workers):
         confirmed = await client.post(f"/v1/orders/{order_id}/confirm")
         assert confirmed.status_code == 200 and confirmed.json()["status"] == "confirmed"
         stock = (await client.get("/v1/products/tee")).json()
-        assert stock == {"sku": "tee", "on_hand": 98, "reserved": 0, "available": 98}
+        assert stock == {
+            "sku": "tee",
+            "on_hand": 98,
+            "reserved": 0,
+            "available": 98,
+            "on_sale": True,
+        }
         page = (await client.get("/v1/events")).json()
         types = [event["type"] for event in page["items"] if event["type"].startswith("order.")]
         assert types == ["order.placed", "order.confirmed"], page

@@ -133,6 +133,8 @@ ROLES = {
     ("/v1/products/{sku}", "get"): "anyone",
     ("/v1/products/{sku}", "put"): "merchant",
     ("/v1/products/{sku}/adjustments", "post"): "merchant",
+    ("/v1/products/{sku}/rules", "get"): "anyone",
+    ("/v1/products/{sku}/rules", "put"): "merchant",
     ("/v1/orders", "post"): "service",
     ("/v1/orders/{order_id}", "get"): "anyone",
     ("/v1/orders/{order_id}/confirm", "post"): "service",

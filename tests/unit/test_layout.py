@@ -30,6 +30,7 @@ PURE = {
     "stockade.engine.locations",
     "stockade.engine.models",
     "stockade.engine.orders",
+    "stockade.engine.rules",
     "stockade.engine.validation",
     "stockade.errors",
     "stockade.persistence.books",
