@@ -27,7 +27,7 @@ from stockade.engine.validation import (
     SKU_PATTERN,
 )
 from stockade.outbound.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
-from stockade.outbound.sinkurl import MAX_SINK_URL_LENGTH
+from stockade.outbound.sinkurl import MAX_SINK_URL_LENGTH, SINK_URL_PATTERN
 from stockade.outbound.webhooks import MAX_BATCH
 from stockade.persistence.keys import MAX_NAME_CHARS, NAME_PATTERN, KeyRole
 
@@ -254,7 +254,9 @@ class PutSink(msgspec.Struct, forbid_unknown_fields=True):
         Meta(
             max_length=MAX_SINK_URL_LENGTH,
             description="nats://HOST:4222/SUBJECT, redis://HOST:6379/DB?stream=KEY or "
-            "amqp://USER:PASS@HOST:5672/VHOST?exchange=NAME",
+            "amqp://USER:PASS@HOST:5672/VHOST?exchange=NAME. The pattern gives the usual "
+            "forms; the server judges every URL and says why it refuses one (422)",
+            extra_json_schema={"pattern": SINK_URL_PATTERN},
         ),
     ]
     types: _Types = None

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "MAX_SINK_URL_LENGTH",
     "SCHEMES",
+    "SINK_URL_PATTERN",
     "Scheme",
     "SinkTarget",
     "mask",
@@ -45,6 +46,33 @@ _HOST = re.compile(rf"^(?:{_LABEL}\.)*{_LABEL}(?!\n)$")
 _SUBJECT = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?!\n)$")
 _EXCHANGE = re.compile(r"^[A-Za-z0-9_.:-]{1,127}(?!\n)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+_URL_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+#: A host the pattern draws: an IPv4 address, or a name whose last label ends with a letter.
+_URL_HOST = (
+    rf"(?:{_OCTET}(?:\.{_OCTET}){{3}}|(?:{_URL_LABEL}\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z])?)"
+)
+_URL_PORT = (
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5]))?"
+)
+#: A printable percent-escape (a control character is refused once decoded).
+_ESCAPE = r"%(?:[2-6][0-9A-Fa-f]|7[0-9A-Ea-e])"
+_URL_USER = rf"(?:(?:[A-Za-z0-9._~-]|{_ESCAPE})+(?::(?:[A-Za-z0-9._~-]|{_ESCAPE})+)?@)?"
+_AUTHORITY = f"{_URL_USER}{_URL_HOST}{_URL_PORT}"
+#: The URLs the API document describes (its ``pattern``), for clients and schema-driven tools:
+#: the usual forms, a strict subset of what :func:`parse` takes (a test draws from it and
+#: parses every one), so a URL that matches is never refused. The server does not enforce it:
+#: :func:`parse` judges every string, and says why it refuses one.
+SINK_URL_PATTERN = (
+    rf"^(?:nats://{_AUTHORITY}/[A-Za-z0-9_-]{{1,32}}(?:\.[A-Za-z0-9_-]{{1,32}}){{0,6}}"
+    rf"|redis://{_AUTHORITY}(?:/[0-9]{{1,6}})?\?stream=[A-Za-z0-9_.:-]{{1,200}}"
+    rf"|amqp://{_AUTHORITY}(?:/(?:[A-Za-z0-9_~-]|{_ESCAPE}){{0,60}})?"
+    r"\?exchange=(?!amq\.)[A-Za-z0-9_.:-]{1,127}"
+    r")(?!\n)$"
+)
 
 
 class SinkTarget(msgspec.Struct, frozen=True):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockade.errors import InvalidRequest
 from stockade.outbound.sinks import Sink
-from stockade.outbound.sinkurl import SinkTarget, mask, parse
+from stockade.outbound.sinkurl import SINK_URL_PATTERN, SinkTarget, mask, parse
 from stockade.persistence.sinks import SinkRecord
 
 
@@ -69,3 +70,22 @@ def test_an_error_that_quotes_the_url_is_scrubbed_of_the_password():
     sink = Sink(SinkRecord("s", url, None, 0, 1.0, 1.0))
     said = sink.scrub(f"cannot connect to {url} (password p@ss/w0rd)")
     assert "p@ss" not in said and "p%40ss" not in said and said.count("***") == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(SINK_URL_PATTERN, fullmatch=True))
+def test_every_url_the_document_describes_is_taken(url):
+    """The API document's pattern is a subset of what the server takes: a client (or a
+    schema-driven tool) that follows it is never refused."""
+    assert re.fullmatch(SINK_URL_PATTERN, url)
+    target = parse(url)
+    assert target.scheme == url.partition("://")[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["nats://a.example/orders", "redis://10.0.0.1:6379/3?stream=k",
+     "amqp://guest:p%40ss@mq.example:5672/%2F?exchange=shop"],
+)  # fmt: skip
+def test_the_usual_forms_match_the_pattern(url):
+    assert re.fullmatch(SINK_URL_PATTERN, url)
