@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import trio
 
 import stockade
-from stockade._open import store_for
+from stockade._open import EngineOptions, store_for
+from stockade.options import add_engine_flags, engine_options
 from stockade.persistence.journal import StoreUnavailable
 from stockade.persistence.keys import (
     ROLES,
@@ -56,7 +57,7 @@ async def _demo(units: int, buyers: int) -> int:
     return 0 if ok else 1
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
     from stockade.api.feed import FeedSettings
     from stockade.api.logs import log_event
     from stockade.api.server import ServerSettings, serve
@@ -74,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
         read_timeout_s=args.read_timeout,
         public_holds=args.public_holds,
         feed=FeedSettings(max_streams=args.max_streams, lifetime_s=args.stream_lifetime),
+        engine=options,
     )
     try:
         trio.run(serve, settings)
@@ -369,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="end each event stream after this long; clients reconnect and resume"
         " (env STOCKADE_STREAM_LIFETIME)",
     )
+    add_engine_flags(serve, os.environ)
     keys = commands.add_parser("keys", help="make, list and revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", parents=[database], help="make a key; print it once")
@@ -415,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return trio.run(_demo, args.units, args.buyers)
     if args.command == "serve":
-        return _serve(args)
+        return _serve(args, engine_options(serve, args))
     if args.command == "keys":
         return trio.run(_keys, args)
     runners = {"check": _check, "import": _import, "export": _export}

@@ -37,7 +37,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from stockade._open import open_engine_and_store
+from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
 from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
@@ -57,6 +57,9 @@ GC_YOUNG_THRESHOLD = 50_000
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
+    """What ``stockade serve`` runs with; ``engine`` is the engine's options (see
+    :mod:`stockade.options` for their flags)."""
+
     database: str = "sqlite:///stockade.db"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -68,6 +71,7 @@ class ServerSettings(msgspec.Struct, frozen=True):
     public_holds: bool = False
     key_refresh_s: float = 1.0
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
+    engine: EngineOptions = msgspec.field(default_factory=EngineOptions)
 
 
 def tune_gc() -> dict[str, object]:
@@ -155,8 +159,9 @@ async def _serve(
     settings: ServerSettings, tracing: Tracing | None, task_status: trio.TaskStatus[list[str]]
 ) -> None:
     opened = open_engine_and_store(
-        settings.database, durability=settings.durability, record_commits=tracing is not None
-    )
+        settings.database, durability=settings.durability, options=settings.engine,
+        record_commits=tracing is not None,
+    )  # fmt: skip
     async with opened as (engine, store):
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         try:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+import stockade
 import stockade.api.server
+from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.server import ServerSettings
 from stockade.cli import main
+from stockade.options import parse_duration
 
 
 @pytest.fixture
@@ -56,3 +61,73 @@ def test_a_bad_stream_bound_is_refused(served, capsys, value):
     assert exit_.value.code == 2
     assert "--max-streams: must be a positive integer" in capsys.readouterr().err
     assert served == []
+
+
+_ENGINE_VARIABLES = ("STOCKADE_MAX_HOLD", "STOCKADE_MAX_HOLD_LIFETIME", "STOCKADE_ALLOCATION",
+                     "STOCKADE_IDEMPOTENCY_WINDOW", "STOCKADE_EVENT_RETENTION")  # fmt: skip
+
+
+def test_engine_options_from_the_flags_the_environment_or_the_defaults(served, monkeypatch):
+    for variable in _ENGINE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert main(["serve"]) == 0
+    assert main(["serve", "--max-hold", "15m", "--max-hold-lifetime", "2h",
+                 "--allocation", "most_available", "--idempotency-window", "1h30m",
+                 "--event-retention", "3d"]) == 0  # fmt: skip
+    monkeypatch.setenv("STOCKADE_MAX_HOLD", "90")
+    monkeypatch.setenv("STOCKADE_ALLOCATION", "most_available")
+    monkeypatch.setenv("STOCKADE_EVENT_RETENTION", "250ms")
+    assert main(["serve", "--max-hold", "45s"]) == 0  # the flag wins over the variable
+    default, flagged, mixed = (s.engine for s in served)
+    assert default == EngineOptions()
+    assert (flagged.max_hold, flagged.max_hold_lifetime, flagged.allocation,
+            flagged.idempotency_ttl, flagged.event_retention) == (
+        timedelta(minutes=15), timedelta(hours=2), "most_available",
+        timedelta(minutes=90), timedelta(days=3))  # fmt: skip
+    assert (mixed.max_hold, mixed.allocation, mixed.event_retention) == (
+        timedelta(seconds=45),
+        "most_available",
+        timedelta(milliseconds=250),
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "said"),
+    [
+        (["--max-hold", "soon"], {}, "argument --max-hold: not a duration: 'soon'"),
+        (["--max-hold-lifetime", "0"], {}, "--max-hold-lifetime: must be a positive duration"),
+        (["--idempotency-window=-5m"], {}, "--idempotency-window: not a duration"),
+        (["--event-retention", "7 days"], {}, "--event-retention: not a duration"),
+        (["--allocation", "nearest"], {}, "--allocation: must be one of priority, most_avail"),
+        ([], {"STOCKADE_MAX_HOLD": "1y"}, "--max-hold: not a duration: '1y'"),
+        ([], {"STOCKADE_ALLOCATION": "x"}, "or STOCKADE_ALLOCATION"),
+        ([], {"STOCKADE_EVENT_RETENTION": "0s"}, "or STOCKADE_EVENT_RETENTION"),
+    ],
+)
+def test_a_bad_engine_option_is_refused(served, capsys, monkeypatch, argv, env, said):
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", *argv])
+    assert exit_.value.code == 2
+    assert said in capsys.readouterr().err
+    assert served == []
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("0.5", 0.5), ("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800),
+     ("1h30m", 5400), ("250ms", 0.25), (" 2H ", 7200)],
+)  # fmt: skip
+def test_durations(text, seconds):
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+async def test_the_options_reach_the_engine_serve_opens(tmp_path):
+    """What serve passes on is what the engine enforces: a hold over --max-hold is refused."""
+    settings = ServerSettings(engine=EngineOptions(max_hold=timedelta(seconds=60)))
+    async with open_engine_and_store(None, options=settings.engine) as (engine, _):
+        await engine.set_stock("a", 5)
+        with pytest.raises(stockade.InvalidRequest, match="hold"):
+            await engine.place_order({"a": 1}, hold_for=61)
+        assert (await engine.place_order({"a": 1}, hold_for=60)).status == "reserved"
