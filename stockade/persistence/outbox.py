@@ -11,6 +11,9 @@ per (sku, location) the batch moved, with the values after the commit (a batch i
 changes committed together are reported together, which also coalesces a hot product's
 thousands of moves per second into one event per commit); then ``product.sold_out`` /
 ``product.back_in_stock`` for each product whose ``available`` reached zero or left it.
+Deactivating or reactivating a location moves no unit but changes ``available``: every
+product stocked there gets a ``stock.changed`` for that location (and sold-out / back-in-stock
+as it crosses zero), so feeds, webhooks and product streams show the new figure.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from stockade.engine.events import (
     OrderPlaced,
 )
 from stockade.engine.feed import EventRow
-from stockade.engine.models import LocationLevel, StockLevel
+from stockade.engine.models import Location, LocationLevel, StockLevel
 
-__all__ = ["feed_events"]
+__all__ = ["feed_events", "flipped"]
 
 _ORDER_TYPES: dict[type, str] = {
     OrderPlaced: "order.placed",
@@ -51,13 +54,20 @@ def feed_events(
     stock_after: Mapping[str, Mapping[str, tuple[int, int]]],
     inactive: set[str],
     first_seq: int,
+    inactive_before: set[str] | None = None,
 ) -> list[EventRow]:
     """The public events of one batch, numbered from ``first_seq``, as ``events`` rows.
 
     ``deltas`` are the batch's summed ``(sku, location, d_on_hand, d_reserved)``;
     ``stock_after`` maps each touched sku to its ``{location: (on_hand, reserved)}`` after the
-    batch; ``inactive`` is the set of inactive locations after it.
+    batch; ``inactive`` is the set of inactive locations after it, ``inactive_before`` before
+    it (None: the same). A location the batch deactivated or reactivated changes what every
+    product stocked there has available without moving a unit: ``stock_after`` must then hold
+    every sku with a stock row at such a location (:func:`flipped`), and each gets a
+    ``stock.changed`` for it (and ``product.sold_out`` / ``back_in_stock`` if its available
+    crossed zero).
     """
+    before_inactive = inactive if inactive_before is None else inactive_before
     out: list[EventRow] = []
     seq = first_seq
     at = 0.0
@@ -69,12 +79,16 @@ def feed_events(
             order = change.order  # type: ignore[union-attr]
             out.append((seq, kind, at, None, encode(order).decode()))
             seq += 1
-    moved: dict[str, int] = {}  # sku -> change of its available over active locations
+    moved: dict[tuple[str, str], tuple[int, int]] = {}  # (sku, location) -> its deltas
     for sku, location, d_on_hand, d_reserved in deltas:
-        if location not in inactive:
-            moved[sku] = moved.get(sku, 0) + d_on_hand - d_reserved
-        else:
-            moved.setdefault(sku, 0)
+        moved[sku, location] = (d_on_hand, d_reserved)
+    toggled = inactive ^ before_inactive
+    if toggled:  # every product at a location that changed side, whether or not it moved
+        for sku in sorted(stock_after):  # in sku order, whatever order the store read
+            for location in sorted(stock_after[sku]):
+                if location in toggled:
+                    moved.setdefault((sku, location), (0, 0))
+    for (sku, location), _ in moved.items():
         sites = stock_after.get(sku, {})
         on_hand, reserved = sites.get(location, (0, 0))
         active = location not in inactive
@@ -83,9 +97,14 @@ def feed_events(
         data = {"location_level": level, "stock_level": _total(sku, sites, inactive)}
         out.append((seq, "stock.changed", at, sku, encode(data).decode()))
         seq += 1
-    for sku, moved_available in moved.items():
-        total = _total(sku, stock_after.get(sku, {}), inactive)
-        before = total.available - moved_available
+    for sku in dict.fromkeys(sku for sku, _ in moved):
+        sites = stock_after.get(sku, {})
+        total = _total(sku, sites, inactive)
+        before = 0  # available over the locations active before the batch, before its deltas
+        for location, (on_hand, reserved) in sites.items():
+            if location not in before_inactive:
+                d_on_hand, d_reserved = moved.get((sku, location), (0, 0))
+                before += (on_hand - d_on_hand) - (reserved - d_reserved)
         if before > 0 and total.available == 0:
             kind = "product.sold_out"
         elif before <= 0 < total.available:
@@ -96,6 +115,18 @@ def feed_events(
         out.append((seq, kind, at, sku, encode(document).decode()))
         seq += 1
     return out
+
+
+def flipped(locations: Iterable[Location], inactive: set[str]) -> set[str]:
+    """The ids among ``locations`` (a batch's location rows, in order) whose active side
+    differs from ``inactive`` (the inactive set before the batch) once the batch is applied."""
+    after = set(inactive)
+    for location in locations:
+        if location.active:
+            after.discard(location.id)
+        else:
+            after.add(location.id)
+    return after ^ inactive
 
 
 def _total(sku: str, sites: Mapping[str, tuple[int, int]], inactive: set[str]) -> StockLevel:

@@ -35,7 +35,7 @@ from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import PostgresKeys
-from stockade.persistence.outbox import feed_events
+from stockade.persistence.outbox import feed_events, flipped
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
     BatchRows,
@@ -306,13 +306,21 @@ class PostgresStore:
             if not self.feed:
                 await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
                 return []
-            self._inactive.update(x.id for x in rows.locations if not x.active)
-            self._inactive.difference_update(x.id for x in rows.locations if x.active)
+            before = set(self._inactive)
+            toggled = flipped(rows.locations, before)
+            touched = {sku for sku, _, _, _ in deltas}
+            if toggled:
+                touched.update(r[0] for r in await conn.fetch(sql.SKUS_AT_PG, sorted(toggled)))
             after: dict[str, dict[str, tuple[int, int]]] = {}
-            touched = list({sku for sku, _, _, _ in deltas})
-            for sku, location, on_hand, reserved in await conn.fetch(sql.STOCK_OF_PG, touched):
+            for sku, location, on_hand, reserved in await conn.fetch(
+                sql.STOCK_OF_PG, list(touched)
+            ):
                 after.setdefault(sku, {})[location] = (on_hand, reserved)
-            events = feed_events(batch.events, deltas, after, self._inactive, last_event + 1)
+            events = feed_events(
+                batch.events, deltas, after, before ^ toggled, last_event + 1, before
+            )
+            self._inactive = before ^ toggled  # only once the events are made: a failed
+            # transaction leaves the set as the database has it
             if events:
                 await conn.copy_records_to_table("events", records=events)
             await conn.execute(

@@ -31,6 +31,8 @@ __all__ = [
     "PRUNE_EVENTS",
     "STOCK_OF",
     "STOCK_OF_PG",
+    "SKUS_AT",
+    "SKUS_AT_PG",
     "events_page",
     "movements_params",
     "numbered",
@@ -94,6 +96,10 @@ PRUNE_EVENTS = (
 #: The stock rows of some products (SQLite: expanded to as many ``?`` as skus).
 STOCK_OF = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku IN ({})"
 STOCK_OF_PG = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku = ANY($1::text[])"
+#: The skus stocked at some locations (a location deactivated or reactivated: rare, so a scan
+#: of the stock table, which is keyed by sku first, is acceptable).
+SKUS_AT = "SELECT DISTINCT sku FROM stock WHERE location IN ({})"
+SKUS_AT_PG = "SELECT DISTINCT sku FROM stock WHERE location = ANY($1::text[])"
 
 
 def events_page(after: int, limit: int, types: tuple[str, ...] | None) -> tuple[str, list[object]]:

@@ -31,7 +31,7 @@ from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnava
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import SQLiteKeys
-from stockade.persistence.outbox import feed_events
+from stockade.persistence.outbox import feed_events, flipped
 from stockade.persistence.rows import (
     BatchRows,
     batch_rows,
@@ -211,12 +211,17 @@ class SQLiteStore:
                 _write_rows(conn.executemany, rows)
                 conn.execute("UPDATE stockade_state SET last_seq = ?", (rows.last_seq,))
                 if self.feed:
-                    self._inactive.update(x.id for x in rows.locations if not x.active)
-                    self._inactive.difference_update(x.id for x in rows.locations if x.active)
-                    after = _stock_of(conn, {sku for sku, _, _, _ in rows.stock_deltas})
+                    before = set(self._inactive)
+                    toggled = flipped(rows.locations, before)
+                    self._inactive ^= toggled
+                    skus = {sku for sku, _, _, _ in rows.stock_deltas}
+                    if toggled:
+                        statement = sql.SKUS_AT.format(", ".join("?" * len(toggled)))
+                        skus.update(sku for (sku,) in conn.execute(statement, sorted(toggled)))
                     events = feed_events(
-                        batch.events, rows.stock_deltas, after, self._inactive, last_event + 1
-                    )
+                        batch.events, rows.stock_deltas, _stock_of(conn, skus), self._inactive,
+                        last_event + 1, before,
+                    )  # fmt: skip
                     if events:
                         conn.executemany(sql.INSERT_EVENT, events)
                         conn.execute(sql.SET_LAST_EVENT, (events[-1][0],))
