@@ -181,6 +181,14 @@ class AsyncioEngine:
     ) -> Location:
         return await self._call(Engine.set_location, id, name, priority, active)
 
+    async def update_location(
+        self, id: str, *, name: str | None = None, priority: int | None = None,
+        active: bool | None = None,
+    ) -> Location:  # fmt: skip
+        return await self._call(
+            Engine.update_location, id, name=name, priority=priority, active=active
+        )
+
     async def set_channel(self, id: str, locations: list[str]) -> Channel:
         return await self._call(Engine.set_channel, id, locations)
 

@@ -433,6 +433,12 @@ class BlockingEngine:
     ) -> Location:
         return self._call(Engine.set_location, id, name, priority, active)
 
+    def update_location(
+        self, id: str, *, name: str | None = None, priority: int | None = None,
+        active: bool | None = None,
+    ) -> Location:  # fmt: skip
+        return self._call(Engine.update_location, id, name=name, priority=priority, active=active)
+
     def set_channel(self, id: str, locations: list[str]) -> Channel:
         return self._call(Engine.set_channel, id, locations)
 
