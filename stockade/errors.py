@@ -14,6 +14,7 @@ when it is raised::
     │   └── StockConflict     (a stock change the product's current stock refuses)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
+    ├── TooManyHolds          (a holder, e.g. a client address, has its most open holds)
     ├── EngineClosed          (the engine is shutting down or has shut down)
     ├── FeedGone              (a change-feed position before retention or beyond the head)
     └── StoreError            (the store, not the call, is at fault)
@@ -51,6 +52,7 @@ __all__ = [
     "StoreInUse",
     "StoreLost",
     "StoreUnavailable",
+    "TooManyHolds",
     "UnknownChannel",
     "UnknownLocation",
     "UnknownProduct",
@@ -156,6 +158,21 @@ class IdempotencyConflict(StockadeError):
 class Overloaded(StockadeError):
     """Raised instead of queueing without bound: a product's mailbox or the journal buffer is
     full (for example while the database is down). Nothing was changed; retry later."""
+
+
+class TooManyHolds(StockadeError):
+    """Raised by ``place_order`` given a ``holder`` (anonymous holds under ``serve
+    --public-holds`` are counted per client address) that already has ``limit`` open holds,
+    counting those being placed. Nothing was taken. ``retry_after_s`` is how long until the
+    holder's earliest hold lapses (a cancel or a confirm frees one sooner)."""
+
+    def __init__(self, limit: int, retry_after_s: float) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"this client already has {limit} open hold(s), the most it may have: confirm, "
+            f"cancel or let one lapse (the first lapses in {retry_after_s:.0f} s)"
+        )
 
 
 class EngineClosed(StockadeError):

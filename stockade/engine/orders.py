@@ -36,6 +36,7 @@ from stockade.engine.events import (
     OrderExtended,
     OrderPlaced,
 )
+from stockade.engine.holders import Holders
 from stockade.engine.models import Allocations, KeyUse, Order
 from stockade.errors import IdempotencyConflict, InvalidTransition, OrderNotFound
 
@@ -68,6 +69,8 @@ class OrderBook:
         self._retiring: list[tuple[float, int, str, Order, int]] = []
         self._ties = itertools.count()
         self.retired = 0
+        #: open holds per holder (anonymous holds per client address; see holders.py)
+        self.holders = Holders()
 
     # -- idempotency --------------------------------------------------------------------------
 
@@ -123,8 +126,11 @@ class OrderBook:
         key: str | None,
         channel: str | None = None,
         location: str | None = None,
+        holder: str | None = None,
     ) -> tuple[Order, OrderPlaced]:
-        """Record an order whose lines the actors have all taken."""
+        """Record an order whose lines the actors have all taken. A hold placed for a
+        ``holder`` (whose place the caller claimed in :attr:`holders`) counts against it
+        until it leaves ``reserved``."""
         if expires_at is None:
             order = Order(order_id, "confirmed", lines, created_at, None, key, allocations,
                           channel, location)  # fmt: skip
@@ -132,6 +138,8 @@ class OrderBook:
             order = Order(order_id, "reserved", lines, created_at, from_timestamp(expires_at),
                           key, allocations, channel, location)  # fmt: skip
             self._deadlines[order_id] = expires_at
+            if holder is not None:
+                self.holders.placed(holder, order_id)
         self.orders[order_id] = order
         if key is not None:
             self.remember(KeyUse(key, "place", order_id, lines, now))
@@ -232,6 +240,7 @@ class OrderBook:
         order = _replace(self.orders[order_id], status=status)
         self.orders[order_id] = order
         self._deadlines.pop(order_id, None)
+        self.holders.finished(order_id)  # every move out of reserved comes here
         return order
 
     # -- retirement ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ def test_public_names_are_pinned():
         "StoreInUse",
         "StoreLost",
         "StoreUnavailable",
+        "TooManyHolds",
         "UnknownChannel",
         "UnknownLocation",
         "UnknownProduct",
