@@ -15,7 +15,7 @@ import trio
 
 import stockade
 from stockade._open import EngineOptions, store_for
-from stockade.options import add_engine_flags, engine_options
+from stockade.options import add_engine_flags, add_public_hold_flags, engine_options, hold_bounds
 from stockade.persistence.journal import StoreUnavailable
 from stockade.persistence.keys import (
     ROLES,
@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
         public_holds=args.public_holds,
         feed=FeedSettings(max_streams=args.max_streams, lifetime_s=args.stream_lifetime),
         engine=options,
+        bounds=hold_bounds(args),
     )
     try:
         trio.run(serve, settings)
@@ -372,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         " (env STOCKADE_STREAM_LIFETIME)",
     )
     add_engine_flags(serve, os.environ)
+    add_public_hold_flags(serve, os.environ)
     keys = commands.add_parser("keys", help="make, list and revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", parents=[database], help="make a key; print it once")

@@ -13,15 +13,28 @@ names both the flag and the variable, before anything is opened.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from stockade._open import EngineOptions
 from stockade.engine.allocation import STRATEGIES
 from stockade.errors import InvalidRequest
 
-__all__ = ["ENGINE_FLAGS", "add_engine_flags", "engine_options", "parse_duration"]
+if TYPE_CHECKING:  # the HTTP layer: imported only by the commands that serve it
+    from stockade.api.bounds import HoldBounds
+
+__all__ = [
+    "BURST_SECONDS",
+    "ENGINE_FLAGS",
+    "add_engine_flags",
+    "add_public_hold_flags",
+    "engine_options",
+    "hold_bounds",
+    "parse_duration",
+]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -136,3 +149,136 @@ def engine_options(
     except InvalidRequest as exc:
         parser.error(str(exc))
     return options
+
+
+#: Seconds of steady rate an anonymous client may spend at once (its bucket's size).
+BURST_SECONDS = 4
+#: The longest hold any HTTP body may ask for (the schema's bound on ``hold_seconds``).
+_LONGEST_HTTP_HOLD = timedelta(days=1)
+
+
+def _positive(variable: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive integer, not {text!r} (from the flag or {variable})"
+            )
+        return value
+
+    return parse
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of requests a second, not {text!r} (from the flag or "
+            "STOCKADE_PUBLIC_RATE)"
+        )
+    return value
+
+
+def _hold_length(text: str) -> timedelta:
+    span = _duration("--public-max-hold", "STOCKADE_PUBLIC_MAX_HOLD")(text)
+    if span < timedelta(seconds=1) or span > _LONGEST_HTTP_HOLD:
+        raise argparse.ArgumentTypeError(
+            f"must be from 1s to 1d (the longest hold a body may ask for), not {text!r} (from "
+            "the flag or STOCKADE_PUBLIC_MAX_HOLD)"
+        )
+    return span
+
+
+def _forwarded(text: str) -> str:
+    value = text.strip().lower()
+    if value in ("", "0", "no", "false", "off"):
+        return ""
+    if value in ("1", "yes", "true", "on"):
+        return "x-forwarded-for"
+    if value not in ("x-forwarded-for", "forwarded"):
+        raise argparse.ArgumentTypeError(
+            f"must be x-forwarded-for or forwarded, not {text!r} (from the flag or "
+            "STOCKADE_TRUST_FORWARDED)"
+        )
+    return value
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    from stockade.api.bounds import parse_networks
+
+    try:
+        return parse_networks(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc} (from the flag or STOCKADE_TRUSTED_PROXIES)"
+        ) from None
+
+
+def add_public_hold_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Add the bounds on anonymous holds (``serve --public-holds``, design.md §13) and how the
+    client's address is found, each defaulting to its ``STOCKADE_*`` variable in ``environ``,
+    then to :class:`~stockade.api.bounds.HoldBounds`' default."""
+    group = parser.add_argument_group(
+        "anonymous holds (with --public-holds)",
+        "bounds on callers without a key; callers with a key are never bounded",
+    )
+    group.add_argument(
+        "--public-max-units", type=_positive("STOCKADE_PUBLIC_MAX_UNITS"),
+        default=environ.get("STOCKADE_PUBLIC_MAX_UNITS", "10"), metavar="N",
+        help="units of one sku per line, at most; more is 422 (env STOCKADE_PUBLIC_MAX_UNITS;"
+        " default 10)",
+    )  # fmt: skip
+    group.add_argument(
+        "--public-max-hold", type=_hold_length,
+        default=environ.get("STOCKADE_PUBLIC_MAX_HOLD", "15m"), metavar="DURATION",
+        help="longest hold (placing or extending), at most 1d; longer is 422 (env "
+        "STOCKADE_PUBLIC_MAX_HOLD; default 15m)",
+    )  # fmt: skip
+    group.add_argument(
+        "--public-max-open", type=_positive("STOCKADE_PUBLIC_MAX_OPEN"),
+        default=environ.get("STOCKADE_PUBLIC_MAX_OPEN", "10"), metavar="N",
+        help="open holds per client address, counted by the engine; more is 429 (env "
+        "STOCKADE_PUBLIC_MAX_OPEN; default 10)",
+    )  # fmt: skip
+    group.add_argument(
+        "--public-rate", type=_rate, default=environ.get("STOCKADE_PUBLIC_RATE", "5"),
+        metavar="PER_SECOND",
+        help=f"requests a second per client address, in bursts of {BURST_SECONDS} seconds' "
+        "worth, per front process; more is 429 (env STOCKADE_PUBLIC_RATE; default 5)",
+    )  # fmt: skip
+    group.add_argument(
+        "--trust-forwarded", type=_forwarded, nargs="?", const="x-forwarded-for",
+        default=environ.get("STOCKADE_TRUST_FORWARDED", ""), metavar="HEADER",
+        help="behind a proxy: read the client address from the header it writes, "
+        "x-forwarded-for (the default when given alone) or forwarded; never without this "
+        "(env STOCKADE_TRUST_FORWARDED)",
+    )  # fmt: skip
+    group.add_argument(
+        "--trusted-proxies", type=_networks,
+        default=environ.get("STOCKADE_TRUSTED_PROXIES", ""), metavar="NETWORKS",
+        help="comma-separated networks of further proxies in that header's chain, skipped "
+        "from the right (env STOCKADE_TRUSTED_PROXIES)",
+    )  # fmt: skip
+
+
+def hold_bounds(args: argparse.Namespace) -> HoldBounds:
+    """The :class:`~stockade.api.bounds.HoldBounds` the flags of
+    :func:`add_public_hold_flags` asked for."""
+    from stockade.api.bounds import HoldBounds
+
+    rate: float = args.public_rate
+    return HoldBounds(
+        max_units=args.public_max_units,
+        max_hold_s=int(args.public_max_hold.total_seconds()),
+        max_open=args.public_max_open,
+        rate=rate,
+        burst=max(1, math.ceil(rate * BURST_SECONDS)),
+        trust_forwarded=args.trust_forwarded,
+        trusted_proxies=args.trusted_proxies,
+    )

@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from stockade.api.accounting import Accounting, request_id, traced
 from stockade.api.asgi import ASGIApp
 from stockade.api.auth import Guard, Unauthorized, requires, route_access
+from stockade.api.bounds import AnonymousBounds, HoldBounds
 from stockade.api.carts import carts
 from stockade.api.fastpath import OrderFastPath
 from stockade.api.feed import FeedCollector, FeedService, FeedSettings, feed
@@ -31,6 +32,7 @@ from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
 from stockade.api.problems import Problem, register_error_handlers
+from stockade.api.routing import anonymous_bounds
 from stockade.api.routing import current_engine as _engine
 from stockade.api.routing import current_tracing as _tracing
 from stockade.api.routing import json_response as _json
@@ -55,7 +57,8 @@ class ApiSettings(msgspec.Struct, frozen=True):
     revoked by another process takes to be seen. ``max_drain_bytes`` and ``drain_s`` bound how
     much of a body the app did not read is read and dropped before answering, to keep its
     connection usable (see :mod:`stockade.api.guard`); a body past them gets its answer with
-    ``Connection: close``."""
+    ``Connection: close``. ``bounds`` bound anonymous callers (public holds; see
+    :mod:`stockade.api.bounds`)."""
 
     admin_token: str
     max_body_bytes: int = 64 * 1024
@@ -65,6 +68,7 @@ class ApiSettings(msgspec.Struct, frozen=True):
     public_holds: bool = False
     key_refresh_s: float = 1.0
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
+    bounds: HoldBounds = msgspec.field(default_factory=HoldBounds)
 
 
 products = Blueprint("products", __name__, url_prefix="/v1/products")
@@ -119,7 +123,10 @@ async def get_product(sku: str) -> Response:
 async def place_order() -> Response:
     body = await _body(PlaceOrder)
     key = request.headers.get("Idempotency-Key")
-    answer = await answer_order(_engine(), body, key, g.request_id, g.role, _tracing())
+    bounds: AnonymousBounds = current_app.config["STOCKADE_BOUNDS"]
+    client = bounds.client(request.scope) if g.role == "anyone" else None
+    answer = await answer_order(_engine(), body, key, g.request_id, g.role, _tracing(),
+                                bounds=bounds, client=client)  # fmt: skip
     return Response(answer.body, status=answer.status, content_type=answer.content_type,
                     headers=answer.headers)  # fmt: skip
 
@@ -141,6 +148,7 @@ async def confirm_order(order_id: str) -> Response:
 async def cancel_order(order_id: str) -> Response:
     if g.role != "anyone":
         return _json(await traced(_tracing(), "stockade.cancel", _engine().cancel(order_id)))
+    anonymous_bounds()  # counts against the address's rate
     try:  # an anonymous caller may release a hold, never return a sale
         releasing = _engine().cancel(order_id, allow_return=False)
         return _json(await traced(_tracing(), "stockade.cancel", releasing))
@@ -242,6 +250,7 @@ def create_app(
     app.config["STOCKADE_KEYS"] = ApiKeys(
         MemoryKeys() if key_table is None else key_table, auth, refresh_s=settings.key_refresh_s
     )
+    app.config["STOCKADE_BOUNDS"] = bounds = AnonymousBounds(settings.bounds)
     app.config["STOCKADE_FEED"] = service = FeedService(
         engine, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table
     )
@@ -278,7 +287,7 @@ def create_app(
     # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
     app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
         guard, engine, accounting, settings.max_body_bytes, auth, access[("/v1/orders", "post")],
-        tracing,
+        tracing, bounds,
     )  # fmt: skip
     if tracing is not None:  # the request's span around everything
         app.asgi_app = tracing.middleware(app.asgi_app)  # type: ignore[method-assign,assignment,arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from typing import Any
 
@@ -22,6 +23,7 @@ from stockade.errors import (
     StockadeError,
     StockConflict,
     StoreUnavailable,
+    TooManyHolds,
     UnknownChannel,
     UnknownLocation,
     UnknownProduct,
@@ -55,6 +57,7 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     EngineClosed: (503, "shutting-down", "Shutting down"),
     StoreUnavailable: (503, "store-unavailable", "Store unavailable"),
     FeedGone: (410, "feed-gone", "Feed position gone"),
+    TooManyHolds: (429, "too-many-holds", "Too many holds"),
 }
 
 
@@ -131,6 +134,8 @@ def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[s
         ]
     elif isinstance(error, Overloaded | EngineClosed | StoreUnavailable):
         headers = {"Retry-After": "1"}
+    elif isinstance(error, TooManyHolds):
+        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
     return status, problem_document(status, slug, title, str(error), **extra), headers
 
 

@@ -39,6 +39,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.bounds import HoldBounds
 from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
@@ -72,6 +73,7 @@ class ServerSettings(msgspec.Struct, frozen=True):
     key_refresh_s: float = 1.0
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
     engine: EngineOptions = msgspec.field(default_factory=EngineOptions)
+    bounds: HoldBounds = msgspec.field(default_factory=HoldBounds)
 
 
 def tune_gc() -> dict[str, object]:
@@ -166,7 +168,8 @@ async def _serve(
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         try:
             api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
-                              key_refresh_s=settings.key_refresh_s, feed=settings.feed)  # fmt: skip
+                              key_refresh_s=settings.key_refresh_s, feed=settings.feed,
+                              bounds=settings.bounds)  # fmt: skip
             hooks = store.webhook_table() if isinstance(store, WebhookStore) else None
             app = create_app(engine, api, table, tracing, webhook_table=hooks)
             app.config["STOCKADE_STORE"] = store  # GET /v1/admin/check reads it

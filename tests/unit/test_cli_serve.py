@@ -9,6 +9,7 @@ import pytest
 import stockade
 import stockade.api.server
 from stockade._open import EngineOptions, open_engine_and_store
+from stockade.api.bounds import HoldBounds
 from stockade.api.server import ServerSettings
 from stockade.cli import main
 from stockade.options import parse_duration
@@ -131,3 +132,48 @@ async def test_the_options_reach_the_engine_serve_opens(tmp_path):
         with pytest.raises(stockade.InvalidRequest, match="hold"):
             await engine.place_order({"a": 1}, hold_for=61)
         assert (await engine.place_order({"a": 1}, hold_for=60)).status == "reserved"
+
+
+_BOUND_VARIABLES = ("STOCKADE_PUBLIC_MAX_UNITS", "STOCKADE_PUBLIC_MAX_HOLD",
+                    "STOCKADE_PUBLIC_MAX_OPEN", "STOCKADE_PUBLIC_RATE",
+                    "STOCKADE_TRUST_FORWARDED", "STOCKADE_TRUSTED_PROXIES")  # fmt: skip
+
+
+def test_public_hold_bounds_from_the_flags_the_environment_or_the_defaults(served, monkeypatch):
+    for variable in _BOUND_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert main(["serve", "--public-holds"]) == 0
+    assert main(["serve", "--public-max-units", "2", "--public-max-hold", "5m",
+                 "--public-max-open", "3", "--public-rate", "0.5", "--trust-forwarded",
+                 "--trusted-proxies", "10.0.0.0/8, 2001:db8::1"]) == 0  # fmt: skip
+    monkeypatch.setenv("STOCKADE_TRUST_FORWARDED", "forwarded")
+    monkeypatch.setenv("STOCKADE_PUBLIC_MAX_OPEN", "7")
+    assert main(["serve"]) == 0
+    default, flagged, env = (s.bounds for s in served)
+    assert default == HoldBounds()
+    assert (default.max_units, default.max_hold_s, default.max_open, default.rate,
+            default.burst, default.trust_forwarded) == (10, 900, 10, 5.0, 20, "")  # fmt: skip
+    assert flagged == HoldBounds(max_units=2, max_hold_s=300, max_open=3, rate=0.5, burst=2,
+                                 trust_forwarded="x-forwarded-for",
+                                 trusted_proxies=("10.0.0.0/8", "2001:db8::1/128"))  # fmt: skip
+    assert (env.trust_forwarded, env.max_open) == ("forwarded", 7)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--public-max-units", "0"], "--public-max-units: must be a positive integer"),
+        (["--public-max-open", "many"], "--public-max-open: must be a positive integer"),
+        (["--public-max-hold", "2d"], "--public-max-hold: must be from 1s to 1d"),
+        (["--public-max-hold", "later"], "--public-max-hold: not a duration"),
+        (["--public-rate", "0"], "--public-rate: must be a positive number"),
+        (["--trust-forwarded", "x-real-ip"], "--trust-forwarded: must be x-forwarded-for or"),
+        (["--trusted-proxies", "10.0.0.0/8,nope"], "not a network or address: 'nope'"),
+    ],
+)
+def test_a_bad_public_hold_bound_is_refused(served, capsys, argv, said):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", *argv])
+    assert exit_.value.code == 2
+    assert said in capsys.readouterr().err
+    assert served == []
