@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
@@ -31,6 +31,7 @@ from stockade.api.locations import locations
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
+from stockade.api.port import BooksPort, EnginePort, LocalBooks, LocalEngine
 from stockade.api.problems import Problem, register_error_handlers
 from stockade.api.routing import anonymous_bounds
 from stockade.api.routing import current_engine as _engine
@@ -82,7 +83,7 @@ health = Blueprint("health", __name__)
 async def put_product(sku: str) -> Response:
     body = await _body(PutStock)
     engine = _engine()
-    created = not engine.has_product(sku)
+    created = not await engine.has_product(sku)
     level = await traced(_tracing(), "stockade.set_stock", engine.set_stock(sku, body.on_hand), 1)
     return _json(level, 201 if created else 200)
 
@@ -107,7 +108,7 @@ async def list_products() -> Response:
         raise Problem(
             422, "invalid-request", "Invalid request", "limit must be an integer"
         ) from None
-    items = _engine().products(after, limit)
+    items = await _engine().products(after, limit)
     next_after = items[-1].sku if len(items) == limit else None
     return _json({"items": items, "next_after": next_after})
 
@@ -198,8 +199,8 @@ async def healthz() -> Response:
 @health.get("/metrics")
 @requires("anyone")
 async def metrics() -> Response:
-    registry = current_app.config["STOCKADE_METRICS"].registry
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    observed: Metrics = current_app.config["STOCKADE_METRICS"]
+    return Response(await observed.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 @health.get("/openapi.json")
@@ -218,17 +219,21 @@ async def docs() -> Response:
 @health.get("/readyz")
 @requires("anyone")
 async def readyz() -> Response:
-    journal = _engine().statistics().journal
+    journal = (await _engine().statistics()).journal
     return _json({"ready": journal.healthy, "journal_buffered": journal.buffered},
                  200 if journal.healthy else 503)  # fmt: skip
 
 
 def create_app(
-    engine: Engine, settings: ApiSettings, key_table: KeyTable | None = None,
-    tracing: Tracing | None = None, webhook_table: WebhookTable | None = None,
+    engine: Engine | EnginePort, settings: ApiSettings, key_table: KeyTable | None = None,
+    tracing: Tracing | None = None, webhook_table: WebhookTable | None = None, *,
+    books: BooksPort | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
+    The app calls the engine through an :class:`~stockade.api.port.EnginePort`: an ``Engine``
+    in this process is adapted by :class:`~stockade.api.port.LocalEngine` (at no cost on the
+    hot path); a front passes a remote engine. ``app.config["STOCKADE_ENGINE"]`` is the port.
     API keys live in ``key_table`` (the store's: ``store.key_table()``; by default a table in
     memory). ``app.config["STOCKADE_KEYS"]`` is the :class:`ApiKeys` over it: the server runs
     its ``run`` to see keys that other processes make or revoke. ``tracing`` (None: off) makes
@@ -236,12 +241,17 @@ def create_app(
     the engine through :func:`~stockade.api.accounting.traced`. Webhook subscriptions live in
     ``webhook_table`` (by default in memory); ``app.config["STOCKADE_FEED"]`` is the
     :class:`~stockade.api.feed.FeedService` whose ``run`` delivers them and feeds product
-    streams. Raises RuntimeError if a route declares no role."""
+    streams (webhooks are delivered only for an engine in this process). ``books`` runs
+    ``GET /v1/admin/check`` (by default there is nothing to check: 409). Raises RuntimeError if
+    a route declares no role."""
+    port: EnginePort = LocalEngine(engine) if isinstance(engine, Engine) else engine
+    local = port.engine if isinstance(port, LocalEngine) else None
     app = QuartTrio(__name__, static_folder=None)
-    app.config["STOCKADE_ENGINE"] = engine
+    app.config["STOCKADE_ENGINE"] = port
+    app.config["STOCKADE_BOOKS"] = LocalBooks(None) if books is None else books
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["STOCKADE_METRICS"] = observed = Metrics(engine)
+    app.config["STOCKADE_METRICS"] = observed = Metrics(port)
     app.config["STOCKADE_TRACING"] = tracing
     accounting = Accounting(observed, settings.log_requests, tracing)
     app.config["STOCKADE_AUTH"] = auth = Guard(
@@ -252,9 +262,9 @@ def create_app(
     )
     app.config["STOCKADE_BOUNDS"] = bounds = AnonymousBounds(settings.bounds)
     app.config["STOCKADE_FEED"] = service = FeedService(
-        engine, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table
+        port, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table, local
     )
-    observed.registry.register(FeedCollector(service))
+    observed.register(FeedCollector(service, observed))
     for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
     app.register_blueprint(history)
@@ -286,7 +296,7 @@ def create_app(
     )  # fmt: skip
     # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
     app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
-        guard, engine, accounting, settings.max_body_bytes, auth, access[("/v1/orders", "post")],
+        guard, port, accounting, settings.max_body_bytes, auth, access[("/v1/orders", "post")],
         tracing, bounds,
     )  # fmt: skip
     if tracing is not None:  # the request's span around everything

@@ -30,9 +30,9 @@ from stockade.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from stockade.api.auth import Access, Guard, authorize
 from stockade.api.bounds import AnonymousBounds
 from stockade.api.ordering import ROUTE, answer_order, refusal
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
 from stockade.api.schemas import PlaceOrder, decoder
-from stockade.engine.engine import Engine
 
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
@@ -50,7 +50,7 @@ class OrderFastPath:
     ``bounds`` bound anonymous callers (:mod:`stockade.api.bounds`)."""
 
     def __init__(
-        self, app: ASGIApp, engine: Engine, accounting: Accounting, max_body_bytes: int,
+        self, app: ASGIApp, engine: EnginePort, accounting: Accounting, max_body_bytes: int,
         auth: Guard, access: Access, tracing: Tracing | None = None,
         bounds: AnonymousBounds | None = None,
     ) -> None:  # fmt: skip

@@ -31,6 +31,8 @@ from quart import Blueprint, Response, current_app, request
 
 from stockade.api.auth import requires
 from stockade.api.delivery import OUTCOMES, DeliveryOptions, Webhooks
+from stockade.api.metrics import Metrics
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
 from stockade.api.sse import EventStream, ProductStream, ProductWatch, SseStream, Streams
 from stockade.engine.engine import Engine
@@ -64,36 +66,43 @@ class EventPage(msgspec.Struct):
 
 
 class FeedService:
-    """A server's streams, product watch and webhooks, over ``engine``; subscriptions are kept
-    in ``table``."""
+    """A server's streams and product watch, over ``engine`` (its port), and its webhooks,
+    delivered from ``local`` (the same engine, in this process) with subscriptions kept in
+    ``table``; ``local`` None (an engine in another process, which delivers them): no
+    webhooks here."""
 
-    def __init__(self, engine: Engine, settings: FeedSettings, table: WebhookTable) -> None:
+    def __init__(
+        self, engine: EnginePort, settings: FeedSettings, table: WebhookTable,
+        local: Engine | None,
+    ) -> None:  # fmt: skip
         self.engine = engine
         self.settings = settings
         self.streams = Streams(max_streams=settings.max_streams, keepalive_s=settings.keepalive_s,
                                lifetime_s=settings.lifetime_s)  # fmt: skip
         self.watch = ProductWatch(engine)
-        self.webhooks = Webhooks(engine, table, settings.delivery)
+        self.webhooks = None if local is None else Webhooks(local, table, settings.delivery)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the feed for product streams and deliver webhooks until cancelled (the
         subscriptions are read first: a failure to read them propagates)."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.watch.run)
-            await nursery.start(self.webhooks.run)
+            if self.webhooks is not None:
+                await nursery.start(self.webhooks.run)
             task_status.started()
 
     def stop_streams(self) -> None:
         """End every stream now and refuse new ones (the server is stopping). Never blocks."""
         self.streams.stop()
 
-    def lag(self) -> int:
-        """The events committed that the slowest consumer (a webhook, a stream, the product
-        watch) has not read yet; 0 without consumers."""
-        head = self.engine.feed_head
+    def lag(self, head: int | None) -> int:
+        """The events up to ``head`` (the feed's) that the slowest consumer (a webhook, a
+        stream, the product watch) has not read yet; 0 without consumers."""
         if head is None:
             return 0
-        cursors = [*self.streams.cursors(), *(s.cursor for s in self.webhooks.subscriptions())]
+        cursors = self.streams.cursors()
+        if self.webhooks is not None:
+            cursors += [s.cursor for s in self.webhooks.subscriptions()]
         if self.watch.cursor is not None:
             cursors.append(self.watch.cursor)
         return max(head - min(cursors), 0) if cursors else 0
@@ -101,25 +110,28 @@ class FeedService:
 
 class FeedCollector(Collector):
     """The feed's metrics, read at scrape time: the head, the lag of the slowest consumer,
-    each webhook's backlog, deliveries by outcome, and open streams."""
+    each webhook's backlog, deliveries by outcome, and open streams; the head is the one
+    ``metrics`` last read from the engine (:meth:`Metrics.refresh`)."""
 
-    def __init__(self, service: FeedService) -> None:
+    def __init__(self, service: FeedService, metrics: Metrics) -> None:
         self.service = service
+        self.metrics = metrics
 
     def collect(self) -> list[Metric]:
         service = self.service
         gauge, counter = GaugeMetricFamily, CounterMetricFamily
         backlog = gauge("stockade_webhook_backlog", "Events committed after a webhook's cursor",
                         labels=["webhook"])  # fmt: skip
-        for webhook, events in sorted(service.webhooks.backlogs().items()):
-            backlog.add_metric([webhook], float(events))
         deliveries = counter("stockade_webhook_deliveries", "Webhook delivery attempts by outcome",
                              labels=["outcome"])  # fmt: skip
-        for outcome in OUTCOMES:
-            deliveries.add_metric([outcome], float(service.webhooks.outcomes[outcome]))
+        if service.webhooks is not None:
+            for webhook, events in sorted(service.webhooks.backlogs().items()):
+                backlog.add_metric([webhook], float(events))
+            for outcome in OUTCOMES:
+                deliveries.add_metric([outcome], float(service.webhooks.outcomes[outcome]))
         streams = service.streams
-        head = float(service.engine.feed_head or 0)
-        lag = float(service.lag())
+        head = float(self.metrics.feed_head or 0)
+        lag = float(service.lag(self.metrics.feed_head))
         refused = float(streams.refused)
         return [
             gauge("stockade_feed_head", "The newest change-feed seq", value=head),
@@ -197,7 +209,7 @@ async def stream_events() -> Response:
     _query("after", "types")
     service = _service()
     engine = service.engine
-    after = _seq("after", request.args.get("after"), engine.feed_head or 0)
+    after = _seq("after", request.args.get("after"), await engine.feed_head() or 0)
     resume = request.headers.get("Last-Event-ID")
     if resume is not None:  # a reconnecting EventSource: resume after what it saw last
         after = _seq("Last-Event-ID", resume, 0)
@@ -218,7 +230,7 @@ async def stream_product(sku: str) -> Response:
     service = _service()
     engine = service.engine
     service.streams.admit()
-    if engine.feed_head is None:
+    if await engine.feed_head() is None:
         raise _gone(FeedGone("this server keeps no change feed to stream from"))
     watched = service.watch.watch(sku)  # before reading the level: no change falls between
     level = await engine.stock(sku)

@@ -5,9 +5,10 @@ Query parameters are declared once, as msgspec Structs, and decoded and validate
 boundary; the OpenAPI parameters are generated from the same Structs (:func:`paths`), so the
 document and the server agree. Timestamps are RFC 3339 with an offset.
 
-The check reads the engine's store through a reader of its own (see
-:mod:`stockade.persistence.audit`): the server puts the store in ``app.config["STOCKADE_STORE"]``;
-an app without one (an engine in memory) answers 409.
+The check runs through the app's :class:`~stockade.api.port.BooksPort` (in
+``app.config["STOCKADE_BOOKS"]``): in one process, a reader of the engine's store of its own (see
+:mod:`stockade.persistence.audit`); a front asks the engine. An app without a store (an engine
+in memory) answers 409.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from msgspec import UNSET, Meta, UnsetType
 from quart import Blueprint, Response, current_app, request
 
 from stockade.api.auth import requires
+from stockade.api.port import BooksPort, EnginePort
 from stockade.api.problems import Problem
-from stockade.engine.engine import Engine
 from stockade.engine.models import Movement, Order, OrderStatus
 from stockade.errors import InvalidRequest, OrderNotFound
-from stockade.persistence.audit import check_store
-from stockade.persistence.books import BooksReport, Tally
+from stockade.persistence.books import BooksReport
 
 __all__ = ["MovementPage", "OrderPage", "history", "paths", "types"]
 
@@ -83,8 +83,8 @@ def types() -> tuple[type, ...]:
 history = Blueprint("history", __name__)
 
 
-def _engine() -> Engine:
-    engine: Engine = current_app.config["STOCKADE_ENGINE"]
+def _engine() -> EnginePort:
+    engine: EnginePort = current_app.config["STOCKADE_ENGINE"]
     return engine
 
 
@@ -133,11 +133,9 @@ async def list_movements(sku: str) -> Response:
 @requires("merchant")
 async def check_books() -> Response:
     query = _query(CheckQuery)
-    store = current_app.config.get("STOCKADE_STORE")
+    books: BooksPort = current_app.config["STOCKADE_BOOKS"]
     try:
-        if store is None:
-            raise InvalidRequest("this server keeps no store to check")
-        report = await check_store(store, Tally(keep=query.limit))
+        report = await books.check_books(query.limit)
     except InvalidRequest as exc:
         raise Problem(409, "nothing-to-check", "Nothing to check", str(exc)) from None
     return _json(report)

@@ -54,7 +54,7 @@ async def put_location(location_id: str) -> Response:
     one left out), so a replacement never resets a field by surprise."""
     body = await read_body(PutLocation)
     engine = current_engine()
-    created = not engine.location_exists(location_id)
+    created = not await engine.location_exists(location_id)
     setting = engine.set_location(location_id, body.name, body.priority, body.active)
     location = await traced(current_tracing(), "stockade.set_location", setting)
     return json_response(location, 201 if created else 200)
@@ -75,7 +75,7 @@ async def patch_location(location_id: str) -> Response:
 @locations.get("/v1/locations")
 @requires("anyone")
 async def list_locations() -> Response:
-    return json_response(LocationPage(current_engine().locations()))
+    return json_response(LocationPage(await current_engine().locations()))
 
 
 @locations.put("/v1/channels/<channel_id>")
@@ -84,7 +84,7 @@ async def put_channel(channel_id: str) -> Response:
     """Create (201) or replace (200) a sales channel."""
     body = await read_body(PutChannel)
     engine = current_engine()
-    created = not engine.channel_exists(channel_id)
+    created = not await engine.channel_exists(channel_id)
     setting = engine.set_channel(channel_id, body.locations)
     channel = await traced(current_tracing(), "stockade.set_channel", setting)
     return json_response(channel, 201 if created else 200)
@@ -93,7 +93,7 @@ async def put_channel(channel_id: str) -> Response:
 @locations.get("/v1/channels")
 @requires("anyone")
 async def list_channels() -> Response:
-    return json_response(ChannelPage(current_engine().channels()))
+    return json_response(ChannelPage(await current_engine().channels()))
 
 
 @locations.put("/v1/products/<sku>/locations/<location_id>")
@@ -103,7 +103,7 @@ async def put_product_location(sku: str, location_id: str) -> Response:
     location's level read right after the change (a change made in between shows too)."""
     body = await read_body(PutStock)
     engine = current_engine()
-    created = not engine.has_product(sku)
+    created = not await engine.has_product(sku)
     setting = engine.set_stock(sku, body.on_hand, location_id)
     await traced(current_tracing(), "stockade.set_stock", setting, 1)
     levels = await engine.stock_by_location(sku)

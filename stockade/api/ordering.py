@@ -14,9 +14,9 @@ import msgspec
 
 from stockade.api.auth import PURCHASE_NEEDS_A_KEY, Role, Unauthorized
 from stockade.api.bounds import AnonymousBounds
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem, internal_error, stockade_problem
 from stockade.api.schemas import PlaceOrder
-from stockade.engine.engine import Engine
 from stockade.errors import StockadeError
 
 if TYPE_CHECKING:  # only imported when tracing is on
@@ -49,7 +49,7 @@ def refusal(error: StockadeError | Problem) -> OrderAnswer:
 
 
 async def answer_order(
-    engine: Engine, order: PlaceOrder, idempotency_key: str | None, request_id: str, role: Role,
+    engine: EnginePort, order: PlaceOrder, idempotency_key: str | None, request_id: str, role: Role,
     tracing: Tracing | None = None, *, bounds: AnonymousBounds | None = None,
     client: str | None = None,
 ) -> OrderAnswer:  # fmt: skip

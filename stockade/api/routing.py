@@ -10,9 +10,9 @@ import msgspec
 from quart import Response, current_app, g, request
 
 from stockade.api.bounds import AnonymousBounds
+from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
 from stockade.api.schemas import decoder
-from stockade.engine.engine import Engine
 
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
@@ -28,9 +28,9 @@ def json_response(value: Any, status: int = 200) -> Response:
     return Response(_encoder.encode(value), status=status, content_type="application/json")
 
 
-def current_engine() -> Engine:
-    """The engine of the app serving this request."""
-    engine: Engine = current_app.config["STOCKADE_ENGINE"]
+def current_engine() -> EnginePort:
+    """The engine of the app serving this request (its port: see :mod:`stockade.api.port`)."""
+    engine: EnginePort = current_app.config["STOCKADE_ENGINE"]
     return engine
 
 

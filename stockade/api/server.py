@@ -36,6 +36,7 @@ import msgspec
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
@@ -44,6 +45,7 @@ from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event
+from stockade.api.port import LocalBooks
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 from stockade.persistence.webhooks import WebhookStore
@@ -51,7 +53,15 @@ from stockade.persistence.webhooks import WebhookStore
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
 
-__all__ = ["GC_YOUNG_THRESHOLD", "ServerSettings", "serve", "tracing_requested", "tune_gc"]
+__all__ = [
+    "GC_YOUNG_THRESHOLD",
+    "ServerSettings",
+    "api_settings",
+    "serve",
+    "serve_app",
+    "tracing_requested",
+    "tune_gc",
+]
 
 #: Allocations between young collections while serving (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
@@ -167,42 +177,57 @@ async def _serve(
     async with opened as (engine, store):
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         try:
-            api = ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
-                              key_refresh_s=settings.key_refresh_s, feed=settings.feed,
-                              bounds=settings.bounds)  # fmt: skip
             hooks = store.webhook_table() if isinstance(store, WebhookStore) else None
-            app = create_app(engine, api, table, tracing, webhook_table=hooks)
-            app.config["STOCKADE_STORE"] = store  # GET /v1/admin/check reads it
-            feed: FeedService = app.config["STOCKADE_FEED"]
-            keys: ApiKeys = app.config["STOCKADE_KEYS"]
-            config = Config()
-            config.bind = [f"{settings.host}:{settings.port}"]
-            config.accesslog = None  # Accounting logs each request
-            errors = logging.getLogger("hypercorn.error")  # as JSON, through the root logger
-            errors.setLevel(logging.WARNING)  # not its "Running on" line: we log "listening"
-            config.errorlog = errors
-            config.graceful_timeout = settings.grace_s
-            # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
-            config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
-            config.keep_alive_timeout = settings.keep_alive_s
-            guard: RequestGuard = app.config["STOCKADE_GUARD"]
-            until_signalled = partial(_until_signalled, guard.stop, feed.stop_streams)
-
-            async with trio.open_nursery() as nursery:
-                await nursery.start(keys.run)
-                await nursery.start(feed.run)
-
-                async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                    await hypercorn_serve(
-                        app, config, shutdown_trigger=until_signalled, task_status=task_status
-                    )
-                    nursery.cancel_scope.cancel()  # served: stop re-reading keys, delivering
-
-                binds = await nursery.start(started)
-                tuned = tune_gc()
-                products = engine.statistics().products
-                log_event("listening", binds=binds, products=products, **tuned)
-                task_status.started(binds)
+            app = create_app(engine, api_settings(settings), table, tracing, webhook_table=hooks,
+                             books=LocalBooks(store))  # fmt: skip
+            await serve_app(app, settings, task_status, products=engine.statistics().products)
         finally:
             with trio.CancelScope(shield=True):
                 await table.aclose()
+
+
+def api_settings(settings: ServerSettings) -> ApiSettings:
+    """The app's settings for a server's."""
+    return ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
+                       key_refresh_s=settings.key_refresh_s, feed=settings.feed,
+                       bounds=settings.bounds)  # fmt: skip
+
+
+async def serve_app(
+    app: QuartTrio, settings: ServerSettings, task_status: trio.TaskStatus[list[str]],
+    **listening: object,
+) -> None:  # fmt: skip
+    """Serve ``app`` (made by :func:`~stockade.api.app.create_app`) on hypercorn until
+    SIGTERM/SIGINT, with its keys re-read and its feed service run beside it; then stop as the
+    module docstring says. ``task_status`` receives the bound addresses; ``listening`` goes
+    into the ``listening`` log line. Raises what reading the keys or starting the feed service
+    raises first (a server must not start without its keys)."""
+    feed: FeedService = app.config["STOCKADE_FEED"]
+    keys: ApiKeys = app.config["STOCKADE_KEYS"]
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None  # Accounting logs each request
+    errors = logging.getLogger("hypercorn.error")  # as JSON, through the root logger
+    errors.setLevel(logging.WARNING)  # not its "Running on" line: we log "listening"
+    config.errorlog = errors
+    config.graceful_timeout = settings.grace_s
+    # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
+    config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
+    config.keep_alive_timeout = settings.keep_alive_s
+    guard: RequestGuard = app.config["STOCKADE_GUARD"]
+    until_signalled = partial(_until_signalled, guard.stop, feed.stop_streams)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(keys.run)
+        await nursery.start(feed.run)
+
+        async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn_serve(
+                app, config, shutdown_trigger=until_signalled, task_status=task_status
+            )
+            nursery.cancel_scope.cancel()  # served: stop re-reading keys, delivering
+
+        binds = await nursery.start(started)
+        tuned = tune_gc()
+        log_event("listening", binds=binds, **listening, **tuned)
+        task_status.started(binds)

@@ -34,8 +34,8 @@ import msgspec
 import trio
 
 from stockade.api.logs import log_event
+from stockade.api.port import EnginePort, FeedCursor
 from stockade.api.problems import Problem
-from stockade.engine.engine import Engine, FeedReader
 from stockade.engine.models import Event, StockLevel
 from stockade.errors import EngineClosed, FeedGone, StoreUnavailable
 
@@ -172,7 +172,7 @@ class SseStream:
 class EventStream(SseStream):
     """The change feed after a seq, one message per event, from ``reader``."""
 
-    def __init__(self, streams: Streams, reader: FeedReader) -> None:
+    def __init__(self, streams: Streams, reader: FeedCursor) -> None:
         super().__init__(streams)
         self._reader = reader
 
@@ -209,10 +209,10 @@ class ProductWatch:
     level of each product a stream watches. One reader for every product stream of a server,
     however many there are; a product nobody watches costs nothing."""
 
-    def __init__(self, engine: Engine, *, retry_s: float = 1.0) -> None:
+    def __init__(self, engine: EnginePort, *, retry_s: float = 1.0) -> None:
         self.engine = engine
         self.retry_s = retry_s
-        self._reader: FeedReader | None = None
+        self._reader: FeedCursor | None = None
         self._watched: weakref.WeakValueDictionary[str, _Watched] = weakref.WeakValueDictionary()
 
     def watch(self, sku: str) -> _Watched:
@@ -235,7 +235,7 @@ class ProductWatch:
         returns at once."""
         task_status.started()
         while True:
-            head = self.engine.feed_head
+            head = await self.engine.feed_head()
             if head is None:
                 return
             self._reader = self.engine.events(head, ("stock.changed",))

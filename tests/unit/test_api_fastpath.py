@@ -145,7 +145,7 @@ async def test_an_unexpected_error_is_a_500_with_a_request_id(app, monkeypatch, 
     async def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(app.config["TEST_ENGINE"], "place_order", broken)
+    monkeypatch.setattr(app.config["STOCKADE_ENGINE"], "place_order", broken)
     status, headers, body = await asgi_post(app, order([("tee", 1)]))
     assert status == 500 and headers["content-type"] == "application/problem+json"
     assert "boom" not in json.dumps(body) and body["request_id"] in body["detail"]
@@ -166,7 +166,7 @@ async def test_the_500_of_both_paths_quotes_the_requests_own_id(app, monkeypatch
     async def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(app.config["TEST_ENGINE"], "place_order", broken)
+    monkeypatch.setattr(app.config["STOCKADE_ENGINE"], "place_order", broken)
     mine = [(b"x-request-id", b"req-500")]
     for chunked in (False, True):
         status, headers, body = await asgi_post(app, order([("tee", 1)]), chunked=chunked,

@@ -22,6 +22,7 @@ from stockade.api.app import ApiSettings, create_app
 from stockade.api.asgi import Message
 from stockade.api.guard import RequestGuard
 from stockade.api.metrics import Metrics
+from stockade.api.port import LocalEngine
 from stockade.engine.engine import Engine
 
 DRAIN_BYTES = 1000
@@ -91,7 +92,7 @@ def guard(engine: Engine) -> Callable[[Any], RequestGuard]:
     """Wraps an app in a guard with small bounds."""
 
     def wrap(app: Any) -> RequestGuard:
-        accounting = Accounting(Metrics(engine), log_requests=False)
+        accounting = Accounting(Metrics(LocalEngine(engine)), log_requests=False)
         return RequestGuard(app, accounting, max_drain_bytes=DRAIN_BYTES, drain_s=DRAIN_S)
 
     return wrap

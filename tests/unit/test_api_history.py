@@ -14,6 +14,7 @@ import trio
 import stockade
 from stockade import Engine, MemoryStore
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.port import LocalBooks
 
 TOKEN = "history-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -32,8 +33,8 @@ async def shop(mock_clock) -> AsyncIterator[tuple[Engine, MemoryStore, Any]]:
     async with stockade.open_engine(
         store=store, durability="durable", wall_clock=lambda: T0 + trio.current_time()
     ) as engine:
-        app = create_app(engine, ApiSettings(admin_token=TOKEN, log_requests=False))
-        app.config["STOCKADE_STORE"] = store
+        app = create_app(engine, ApiSettings(admin_token=TOKEN, log_requests=False),
+                         books=LocalBooks(store))  # fmt: skip
         async with app.test_app() as test_app:
             yield engine, store, test_app.test_client()
 

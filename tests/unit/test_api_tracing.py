@@ -130,7 +130,7 @@ async def test_an_unexpected_error_is_an_error_on_both_spans(app, exporter, monk
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(app.config["TEST_ENGINE"], "place_order", broken)
+    monkeypatch.setattr(app.config["STOCKADE_ENGINE"], "place_order", broken)
     status, _, _ = await asgi_post(app, order([("tee", 1)]), key=TOKEN)
     assert status == 500
     spans = by_name(exporter)

@@ -94,7 +94,7 @@ async def broken(*args: object, **kwargs: object) -> None:
 async def test_an_unexpected_error_is_logged_with_its_request_and_trace(
     app, json_log, capsys, monkeypatch, chunked
 ):
-    monkeypatch.setattr(app.config["TEST_ENGINE"], "place_order", broken)
+    monkeypatch.setattr(app.config["STOCKADE_ENGINE"], "place_order", broken)
     status, headers, body = await asgi_post(app, order([("tee", 1)]), chunked=chunked,
                                             headers=[TRACEPARENT], key=TOKEN)  # fmt: skip
     assert status == 500
@@ -107,7 +107,7 @@ async def test_an_unexpected_error_is_logged_with_its_request_and_trace(
 
 async def test_a_quart_routes_500_quotes_the_id_its_answer_carries(app, json_log, capsys,
                                                                    monkeypatch):  # fmt: skip
-    monkeypatch.setattr(app.config["TEST_ENGINE"], "confirm", broken)
+    monkeypatch.setattr(app.config["STOCKADE_ENGINE"], "confirm", broken)
     client = app.test_client()
     response = await client.post("/v1/orders/some-order/confirm",
                                  headers={"Authorization": f"Bearer {TOKEN}",

@@ -14,6 +14,7 @@ import trio.testing
 
 import stockade
 from stockade import MemoryStore
+from stockade.api.port import LocalEngine
 from stockade.api.problems import Problem
 from stockade.api.sse import (
     KEEPALIVE,
@@ -48,7 +49,7 @@ async def test_a_product_stream_sends_the_newest_level_at_most_once_per_interval
     engine, autojump_clock
 ):
     registry = streams(keepalive_s=100.0)
-    watch = ProductWatch(engine)
+    watch = ProductWatch(LocalEngine(engine))
     async with trio.open_nursery() as nursery:
         await nursery.start(watch.run)
         stream = ProductStream(registry, watch.watch("a"), await engine.stock("a"), 1.0)
@@ -78,7 +79,7 @@ async def test_a_product_stream_sends_the_newest_level_at_most_once_per_interval
 
 async def test_a_quiet_stream_keeps_alive_and_ends_at_its_lifetime(engine, autojump_clock):
     registry = streams(keepalive_s=10.0, lifetime_s=25.0)
-    watch = ProductWatch(engine)
+    watch = ProductWatch(LocalEngine(engine))
     stream = ProductStream(registry, watch.watch("a"), await engine.stock("a"), 1.0)
     start = trio.current_time()
     chunks = [(chunk, trio.current_time() - start) async for chunk in stream]
@@ -89,7 +90,7 @@ async def test_a_quiet_stream_keeps_alive_and_ends_at_its_lifetime(engine, autoj
 
 async def test_stop_ends_every_stream_at_once_and_refuses_new_ones(engine, autojump_clock):
     registry = streams()
-    watch = ProductWatch(engine)
+    watch = ProductWatch(LocalEngine(engine))
     product = ProductStream(registry, watch.watch("a"), await engine.stock("a"), 1.0)
     events = EventStream(registry, engine.events(engine.feed_head))
     ended: list[SseStream] = []
@@ -115,7 +116,7 @@ async def test_stop_ends_every_stream_at_once_and_refuses_new_ones(engine, autoj
 
 async def test_streams_are_bounded_and_a_closed_or_dropped_one_frees_its_place(engine):
     registry = streams(max_streams=2)
-    watch = ProductWatch(engine)
+    watch = ProductWatch(LocalEngine(engine))
     level = await engine.stock("a")
     one = ProductStream(registry, watch.watch("a"), level, 1.0)
     two = ProductStream(registry, watch.watch("a"), level, 1.0)
@@ -159,7 +160,7 @@ async def test_streams_and_the_product_watch_end_when_the_engine_closes(autojump
     async with trio.open_nursery() as nursery:
         async with stockade.open_engine(store=MemoryStore(), durability="durable") as engine:
             nursery.start_soon(drain, EventStream(registry, engine.events(engine.feed_head or 0)))
-            nursery.start_soon(watch_until_closed, ProductWatch(engine))
+            nursery.start_soon(watch_until_closed, ProductWatch(LocalEngine(engine)))
             await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(1):  # at the engine's closing, not at a keep-alive
             while len(ended) < 2:  # noqa: ASYNC110
@@ -172,7 +173,7 @@ async def test_a_product_stream_shows_a_location_deactivated_and_reactivated(
 ):
     await engine.set_location("annex")
     await engine.set_stock("b", 4, "annex")
-    watch = ProductWatch(engine)
+    watch = ProductWatch(LocalEngine(engine))
     async with trio.open_nursery() as nursery:
         await nursery.start(watch.run)
         stream = ProductStream(streams(keepalive_s=100.0), watch.watch("b"),

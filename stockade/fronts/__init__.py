@@ -1,0 +1,9 @@
+"""Fronts (design.md §12): HTTP processes that serve the API over an engine in another process.
+
+* :mod:`stockade.fronts.front`: ``stockade serve --engine URL[,URL]``, one front: the app of
+  :mod:`stockade.api` over a remote engine, with no store of its own.
+* :mod:`stockade.fronts.supervisor`: ``stockade serve --workers N``, one engine process and N
+  fronts sharing a port.
+"""
+
+__all__: list[str] = []  # the modules hold the code
