@@ -8,7 +8,7 @@ call, the error mapping and the documents are the same code for both.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
@@ -67,7 +67,7 @@ async def answer_order(
     Cancellable only while it waits for that commit (the order is placed all the same); the
     cancellation propagates.
     """
-    holder = limit = None
+    bounded: dict[str, Any] = {}  # only an anonymous hold names a holder: keyed calls as ever
     if role == "anyone":
         if order.hold_seconds is None:
             return refusal(Unauthorized(PURCHASE_NEEDS_A_KEY))
@@ -78,7 +78,7 @@ async def answer_order(
                 bounds.check_hold(order.hold_seconds)
             except (Problem, StockadeError) as refused:
                 return refusal(refused)
-            holder, limit = client or "unknown", bounds.bounds.max_open
+            bounded = {"holder": client or "unknown", "max_open_holds": bounds.bounds.max_open}
     try:
         placing = engine.place_order(
             [(line.sku, line.qty) for line in order.lines],
@@ -86,8 +86,7 @@ async def answer_order(
             idempotency_key=idempotency_key,
             location=order.location,
             channel=order.channel,
-            holder=holder,
-            max_open_holds=limit,
+            **bounded,
         )
         if tracing is not None:
             placing = tracing.engine_call("stockade.place_order", placing, len(order.lines))
