@@ -226,3 +226,18 @@ def test_rate_buckets_are_forgotten_once_refilled_and_bounded_in_number():
     limiter.admit("b")
     assert len(limiter) <= 2  # idle ones dropped as calls go by
     assert limiter.admit("b") == pytest.approx(1.0)  # spent: a second to the next token
+
+
+async def test_the_document_declares_the_429_only_where_anonymous_callers_may_go(app, engine):
+    paths = app.config["STOCKADE_OPENAPI"]["paths"]
+    public = [("/v1/orders", "post"), ("/v1/orders/{order_id}", "patch"),
+              ("/v1/orders/{order_id}/extend", "post"),
+              ("/v1/orders/{order_id}/cancel", "post")]  # fmt: skip
+    for path, method in public:
+        answer = paths[path][method]["responses"]["429"]
+        assert "Retry-After" in answer["headers"] and "too-many-holds" in answer["description"]
+    assert "429" not in paths["/v1/orders/{order_id}/confirm"]["post"]["responses"]
+    closed = create_app(engine, ApiSettings(admin_token=TOKEN, log_requests=False))
+    assert (
+        "429" not in closed.config["STOCKADE_OPENAPI"]["paths"]["/v1/orders"]["post"]["responses"]
+    )
