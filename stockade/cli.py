@@ -15,7 +15,14 @@ import trio
 
 import stockade
 from stockade._open import EngineOptions, store_for
-from stockade.options import add_engine_flags, add_public_hold_flags, engine_options, hold_bounds
+from stockade.options import (
+    add_engine_flags,
+    add_public_hold_flags,
+    engine_options,
+    hold_bounds,
+    positive_integer,
+    positive_number,
+)
 from stockade.persistence.journal import StoreUnavailable
 from stockade.persistence.keys import (
     ROLES,
@@ -293,24 +300,8 @@ def _port(value: str) -> int:
     return port
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value!r}")
-    return seconds
-
-
-def _count(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}")
-    return count
+_seconds = positive_number("seconds")
+_count = positive_integer()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,8 @@ __all__ = [
     "engine_options",
     "hold_bounds",
     "parse_duration",
+    "positive_integer",
+    "positive_number",
 ]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -157,7 +159,9 @@ BURST_SECONDS = 4
 _LONGEST_HTTP_HOLD = timedelta(days=1)
 
 
-def _positive(variable: str) -> Callable[[str], int]:
+def positive_integer(variable: str = "") -> Callable[[str], int]:
+    """An argparse type: a positive integer; the error names ``variable`` if given."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -165,24 +169,33 @@ def _positive(variable: str) -> Callable[[str], int]:
             value = 0
         if value < 1:
             raise argparse.ArgumentTypeError(
-                f"must be a positive integer, not {text!r} (from the flag or {variable})"
+                f"must be a positive integer, not {text!r}{_from(variable)}"
             )
         return value
 
     return parse
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"must be a positive number of requests a second, not {text!r} (from the flag or "
-            "STOCKADE_PUBLIC_RATE)"
-        )
-    return value
+def positive_number(what: str, variable: str = "") -> Callable[[str], float]:
+    """An argparse type: a positive, finite number of ``what``; the error names ``variable``
+    if given."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"must be a positive number of {what}, not {text!r}{_from(variable)}"
+            )
+        return value
+
+    return parse
+
+
+def _from(variable: str) -> str:
+    return f" (from the flag or {variable})" if variable else ""
 
 
 def _hold_length(text: str) -> timedelta:
@@ -229,7 +242,7 @@ def add_public_hold_flags(parser: argparse.ArgumentParser, environ: Mapping[str,
         "bounds on callers without a key; callers with a key are never bounded",
     )
     group.add_argument(
-        "--public-max-units", type=_positive("STOCKADE_PUBLIC_MAX_UNITS"),
+        "--public-max-units", type=positive_integer("STOCKADE_PUBLIC_MAX_UNITS"),
         default=environ.get("STOCKADE_PUBLIC_MAX_UNITS", "10"), metavar="N",
         help="units of one sku per line, at most; more is 422 (env STOCKADE_PUBLIC_MAX_UNITS;"
         " default 10)",
@@ -241,14 +254,14 @@ def add_public_hold_flags(parser: argparse.ArgumentParser, environ: Mapping[str,
         "STOCKADE_PUBLIC_MAX_HOLD; default 15m)",
     )  # fmt: skip
     group.add_argument(
-        "--public-max-open", type=_positive("STOCKADE_PUBLIC_MAX_OPEN"),
+        "--public-max-open", type=positive_integer("STOCKADE_PUBLIC_MAX_OPEN"),
         default=environ.get("STOCKADE_PUBLIC_MAX_OPEN", "10"), metavar="N",
         help="open holds per client address, counted by the engine; more is 429 (env "
         "STOCKADE_PUBLIC_MAX_OPEN; default 10)",
     )  # fmt: skip
     group.add_argument(
-        "--public-rate", type=_rate, default=environ.get("STOCKADE_PUBLIC_RATE", "5"),
-        metavar="PER_SECOND",
+        "--public-rate", type=positive_number("requests a second", "STOCKADE_PUBLIC_RATE"),
+        default=environ.get("STOCKADE_PUBLIC_RATE", "5"), metavar="PER_SECOND",
         help=f"requests a second per client address, in bursts of {BURST_SECONDS} seconds' "
         "worth, per front process; more is 429 (env STOCKADE_PUBLIC_RATE; default 5)",
     )  # fmt: skip
