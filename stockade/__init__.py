@@ -20,6 +20,8 @@ from stockade.engine.models import (
 from stockade.errors import (
     CorruptStore,
     EngineClosed,
+    EngineRefused,
+    EngineUnavailable,
     FeedGone,
     IdempotencyConflict,
     IncompatibleStore,
@@ -40,6 +42,7 @@ from stockade.errors import (
     UnknownProduct,
 )
 from stockade.persistence.memory import MemoryStore
+from stockade.protocol.client import RemoteEngine, open_remote_engine
 
 __version__ = "0.1.0"
 
@@ -50,6 +53,8 @@ __all__ = [
     "CorruptStore",
     "Engine",
     "EngineClosed",
+    "EngineRefused",
+    "EngineUnavailable",
     "EngineStatistics",
     "EngineThread",
     "Event",
@@ -68,6 +73,7 @@ __all__ = [
     "OrderStatus",
     "OutOfStock",
     "Overloaded",
+    "RemoteEngine",
     "StockConflict",
     "StockLevel",
     "StockadeError",
@@ -81,5 +87,6 @@ __all__ = [
     "UnknownProduct",
     "open_asyncio_engine",
     "open_engine",
+    "open_remote_engine",
     "run_in_thread",
 ]

@@ -1,4 +1,5 @@
-"""The ``stockade`` command: ``serve``, ``keys``, ``demo``, ``check``, ``import``, ``export``."""
+"""The ``stockade`` command: ``serve``, ``engine``, ``keys``, ``demo``, ``check``, ``import``,
+``export``."""
 
 from __future__ import annotations
 
@@ -365,6 +366,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_engine_flags(serve, os.environ)
     add_public_hold_flags(serve, os.environ)
+    engine = commands.add_parser(
+        "engine", parents=[database], help="run an engine alone, serving the engine protocol"
+    )
+    engine.add_argument(
+        "--listen",
+        default=env("STOCKADE_ENGINE_LISTEN", "unix:stockade-engine.sock"),
+        help="unix:PATH or tcp://HOST:PORT, comma-separated; TCP needs STOCKADE_ENGINE_SECRET"
+        " (env STOCKADE_ENGINE_LISTEN)",
+    )
+    engine.add_argument(
+        "--durability",
+        choices=["durable", "fast"],
+        default=env("STOCKADE_DURABILITY", "durable"),
+        help="answer after the commit (durable) or at once (fast)",
+    )
+    add_engine_flags(engine, os.environ)  # the very flags serve takes (stockade/options.py)
     keys = commands.add_parser("keys", help="make, list and revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", parents=[database], help="make a key; print it once")
@@ -410,6 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         return trio.run(_demo, args.units, args.buyers)
+    if args.command == "engine":
+        from stockade.engine_process.main import main as engine_main
+
+        options = engine_options(engine, args)
+        return engine_main(args.database, args.durability, args.listen, options)
     if args.command == "serve":
         return _serve(args, engine_options(serve, args))
     if args.command == "keys":

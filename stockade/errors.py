@@ -17,6 +17,8 @@ when it is raised::
     ├── TooManyHolds          (a holder, e.g. a client address, has its most open holds)
     ├── EngineClosed          (the engine is shutting down or has shut down)
     ├── FeedGone              (a change-feed position before retention or beyond the head)
+    ├── EngineUnavailable     (a remote engine cannot be reached, dropped a call or timed out)
+    ├── EngineRefused         (a remote engine refused this client: wrong secret or version)
     └── StoreError            (the store, not the call, is at fault)
         ├── StoreInUse        (another process owns the store)
         ├── StoreUnavailable  (the database cannot be reached right now; the journal retries)
@@ -38,6 +40,8 @@ from collections.abc import Mapping
 __all__ = [
     "CorruptStore",
     "EngineClosed",
+    "EngineRefused",
+    "EngineUnavailable",
     "FeedGone",
     "IdempotencyConflict",
     "IncompatibleStore",
@@ -189,6 +193,21 @@ class FeedGone(StockadeError):
         self.first = first
         self.last = last
         super().__init__(detail)
+
+
+class EngineUnavailable(StockadeError):
+    """Raised by a remote engine's calls (:func:`stockade.open_remote_engine`) when the engine
+    cannot be reached (no address answers, or it is reconnecting), when the connection dropped
+    with the call in flight (its outcome is unknown: retry with the same idempotency key), or
+    when the call timed out (an engine paused or overloaded past the call's timeout); and by
+    ``open_remote_engine`` when no address answers in time. Retrying later may succeed."""
+
+
+class EngineRefused(StockadeError):
+    """Raised by :func:`stockade.open_remote_engine` (and the calls of a client whose engine
+    went on refusing it) when an engine answered but refused this client: its
+    ``STOCKADE_ENGINE_SECRET`` differs, one side has a secret and the other has none, or the
+    two speak different protocol versions. Retrying does not help: fix the configuration."""
 
 
 class StoreError(StockadeError):

@@ -26,20 +26,29 @@ __all__ = [
     "TraceIds",
     "install_json_logging",
     "log_event",
+    "set_process_role",
     "set_request_id",
 ]
 
 _encoder = msgspec.json.Encoder()
 _request_id: ContextVar[str | None] = ContextVar("stockade_request_id", default=None)
+#: Fields every line of this process carries (its role, when it has one).
+_process: dict[str, str] = {}
 
 #: What a tracer says about the current span: ``(trace_id, span_id)`` in hex, or None.
 TraceIds = Callable[[], tuple[str, str] | None]
 
 
 def log_event(event: str, **fields: Any) -> None:
-    line = _encoder.encode({"ts": round(time.time(), 3), "event": event, **fields})
+    line = _encoder.encode({"ts": round(time.time(), 3), "event": event, **_process, **fields})
     sys.stderr.write(line.decode() + "\n")
     sys.stderr.flush()
+
+
+def set_process_role(role: str) -> None:
+    """Name this process's role (``engine``, ``front``, ``supervisor``): every later line,
+    events and records alike, carries ``"role": role``."""
+    _process["role"] = role
 
 
 def set_request_id(request_id: str) -> None:
@@ -63,6 +72,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **_process,
         }
         request_id = getattr(record, "request_id", None) or _request_id.get()
         if request_id:

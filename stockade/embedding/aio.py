@@ -15,10 +15,10 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime, timedelta
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import trio
 
@@ -26,21 +26,11 @@ from stockade._open import DEFAULT_EVENT_RETENTION, DEFAULT_JOURNAL_SIZE, DEFAUL
 from stockade.embedding.thread import EngineThread
 from stockade.engine.allocation import Strategy
 from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
-from stockade.engine.engine import Engine
-from stockade.engine.locations import DEFAULT_LOCATION
-from stockade.engine.models import (
-    Channel,
-    EngineStatistics,
-    Event,
-    Location,
-    LocationLevel,
-    Movement,
-    Order,
-    OrderStatus,
-    StockLevel,
-)
-from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
+from stockade.engine.validation import DEFAULT_MAX_HOLD
 from stockade.persistence.journal import Durability, Store
+from stockade.protocol.calls import CallBase
+from stockade.protocol.dispatch import dispatch
+from stockade.protocol.surface import AsyncEngineCalls
 
 __all__ = ["AsyncioEngine", "open_asyncio_engine"]
 
@@ -90,10 +80,12 @@ class _LoopReply(Generic[T]):
         self.outbox.put(self.future, result, error)
 
 
-class AsyncioEngine:
+class AsyncioEngine(AsyncEngineCalls):
     """Same names, arguments, results and errors as :class:`stockade.Engine`, awaitable from
-    asyncio. Safe to share between tasks and loops. A call never blocks its loop; cancelling
-    the awaiting task only stops it waiting."""
+    asyncio (written once, in :class:`~stockade.protocol.surface.AsyncEngineCalls`; each call
+    goes through :func:`~stockade.protocol.dispatch.dispatch` on the engine thread). Safe to
+    share between tasks and loops. A call never blocks its loop; cancelling the awaiting task
+    only stops it waiting."""
 
     def __init__(self, thread: EngineThread) -> None:
         self.thread = thread
@@ -101,121 +93,14 @@ class AsyncioEngine:
             weakref.WeakKeyDictionary()
         )
 
-    async def _call(
-        self,
-        fn: Callable[Concatenate[Engine, P], Awaitable[T]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
+    async def _call(self, call: CallBase[T]) -> T:
         loop = asyncio.get_running_loop()
         outbox = self._outboxes.get(loop)
         if outbox is None:
             outbox = self._outboxes[loop] = _Outbox(loop)
         reply: _LoopReply[T] = _LoopReply(outbox)
-        self.thread.enqueue(fn, args, kwargs, reply)
+        self.thread.enqueue(dispatch, (call,), {}, reply)
         return await reply.future
-
-    async def set_stock(
-        self, sku: str, on_hand: int, location: str = DEFAULT_LOCATION
-    ) -> StockLevel:
-        return await self._call(Engine.set_stock, sku, on_hand, location)
-
-    async def adjust_stock(
-        self, sku: str, delta: int, reason: str = "", location: str = DEFAULT_LOCATION
-    ) -> StockLevel:
-        return await self._call(Engine.adjust_stock, sku, delta, reason, location)
-
-    async def place_order(
-        self,
-        lines: Lines,
-        *,
-        hold_for: timedelta | float | None = None,
-        idempotency_key: str | None = None,
-        location: str | None = None,
-        channel: str | None = None,
-    ) -> Order:
-        return await self._call(
-            Engine.place_order,
-            lines,
-            hold_for=hold_for,
-            idempotency_key=idempotency_key,
-            location=location,
-            channel=channel,
-        )
-
-    async def change_order(
-        self, order_id: str, lines: Lines, *, idempotency_key: str | None = None
-    ) -> Order:
-        return await self._call(
-            Engine.change_order, order_id, lines, idempotency_key=idempotency_key
-        )
-
-    async def extend(
-        self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
-    ) -> Order:
-        return await self._call(Engine.extend, order_id, hold_for, idempotency_key=idempotency_key)
-
-    async def confirm(self, order_id: str) -> Order:
-        return await self._call(Engine.confirm, order_id)
-
-    async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
-        return await self._call(Engine.cancel, order_id, allow_return=allow_return)
-
-    async def get_order(self, order_id: str) -> Order:
-        return await self._call(Engine.get_order, order_id)
-
-    async def stock(self, sku: str, channel: str | None = None) -> StockLevel:
-        return await self._call(Engine.stock, sku, channel)
-
-    async def stock_by_location(self, sku: str) -> list[LocationLevel]:
-        return await self._call(Engine.stock_by_location, sku)
-
-    async def transfer(
-        self, sku: str, qty: int, source: str, destination: str, reason: str = ""
-    ) -> list[LocationLevel]:
-        return await self._call(Engine.transfer, sku, qty, source, destination, reason)
-
-    async def set_location(
-        self, id: str, name: str = "", priority: int = 0, active: bool = True
-    ) -> Location:
-        return await self._call(Engine.set_location, id, name, priority, active)
-
-    async def update_location(
-        self, id: str, *, name: str | None = None, priority: int | None = None,
-        active: bool | None = None,
-    ) -> Location:  # fmt: skip
-        return await self._call(
-            Engine.update_location, id, name=name, priority=priority, active=active
-        )
-
-    async def set_channel(self, id: str, locations: list[str]) -> Channel:
-        return await self._call(Engine.set_channel, id, locations)
-
-    async def list_orders(
-        self,
-        status: OrderStatus | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        after: str | None = None,
-        limit: int = 100,
-    ) -> list[Order]:
-        return await self._call(
-            Engine.list_orders, status, created_after, created_before, after, limit
-        )
-
-    async def movements(
-        self, sku: str, after: int | None = None, limit: int = 100
-    ) -> list[Movement]:
-        return await self._call(Engine.movements, sku, after, limit)
-
-    async def event_page(
-        self, after: int = 0, limit: int = 100, types: list[str] | None = None
-    ) -> tuple[list[Event], int]:
-        return await self._call(Engine.event_page, after, limit, types)
-
-    async def statistics(self) -> EngineStatistics:
-        return await asyncio.to_thread(self.thread.statistics)
 
 
 @asynccontextmanager

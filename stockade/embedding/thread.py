@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, TypeVarTuple
 
@@ -35,21 +35,13 @@ from stockade._open import (
 from stockade.engine.allocation import Strategy
 from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
 from stockade.engine.engine import Engine
-from stockade.engine.locations import DEFAULT_LOCATION
-from stockade.engine.models import (
-    Channel,
-    EngineStatistics,
-    Event,
-    Location,
-    LocationLevel,
-    Movement,
-    Order,
-    OrderStatus,
-    StockLevel,
-)
-from stockade.engine.validation import DEFAULT_MAX_HOLD, Lines
+from stockade.engine.models import EngineStatistics
+from stockade.engine.validation import DEFAULT_MAX_HOLD
 from stockade.errors import EngineClosed, InvalidRequest
 from stockade.persistence.journal import Durability, Store
+from stockade.protocol.calls import CallBase
+from stockade.protocol.dispatch import dispatch
+from stockade.protocol.surface import BlockingEngineCalls
 
 __all__ = ["BlockingEngine", "EngineThread", "FutureReply", "Reply", "ThreadReply", "run_in_thread"]
 
@@ -349,119 +341,24 @@ class FutureReply(Generic[T]):
             pass  # the host gave up on it
 
 
-class BlockingEngine:
+class BlockingEngine(BlockingEngineCalls):
     """The engine's API as blocking calls, safe from any number of threads at once.
 
-    Same names, arguments, results and errors as :class:`stockade.Engine`. Each call blocks
-    the calling thread until the engine answers; with ``timeout`` a call that takes longer
-    raises TimeoutError, and still completes on the engine thread.
+    Same names, arguments, results and errors as :class:`stockade.Engine` (written once, in
+    :class:`~stockade.protocol.surface.BlockingEngineCalls`; each call goes through
+    :func:`~stockade.protocol.dispatch.dispatch` on the engine thread). Each call blocks the
+    calling thread until the engine answers; with ``timeout`` a call that takes longer raises
+    TimeoutError, and still completes on the engine thread.
     """
 
     def __init__(self, thread: EngineThread, *, timeout: float | None = None) -> None:
         self.thread = thread
         self.timeout = timeout
 
-    def _call(
-        self,
-        fn: Callable[Concatenate[Engine, P], Awaitable[T]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
+    def _call(self, call: CallBase[T]) -> T:
         reply: ThreadReply[T] = ThreadReply()
-        self.thread.enqueue(fn, args, kwargs, reply)
+        self.thread.enqueue(dispatch, (call,), {}, reply)
         return reply.wait(self.timeout)
-
-    def set_stock(self, sku: str, on_hand: int, location: str = DEFAULT_LOCATION) -> StockLevel:
-        return self._call(Engine.set_stock, sku, on_hand, location)
-
-    def adjust_stock(
-        self, sku: str, delta: int, reason: str = "", location: str = DEFAULT_LOCATION
-    ) -> StockLevel:
-        return self._call(Engine.adjust_stock, sku, delta, reason, location)
-
-    def place_order(
-        self,
-        lines: Lines,
-        *,
-        hold_for: timedelta | float | None = None,
-        idempotency_key: str | None = None,
-        location: str | None = None,
-        channel: str | None = None,
-    ) -> Order:
-        return self._call(
-            Engine.place_order,
-            lines,
-            hold_for=hold_for,
-            idempotency_key=idempotency_key,
-            location=location,
-            channel=channel,
-        )
-
-    def change_order(
-        self, order_id: str, lines: Lines, *, idempotency_key: str | None = None
-    ) -> Order:
-        return self._call(Engine.change_order, order_id, lines, idempotency_key=idempotency_key)
-
-    def extend(
-        self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
-    ) -> Order:
-        return self._call(Engine.extend, order_id, hold_for, idempotency_key=idempotency_key)
-
-    def confirm(self, order_id: str) -> Order:
-        return self._call(Engine.confirm, order_id)
-
-    def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
-        return self._call(Engine.cancel, order_id, allow_return=allow_return)
-
-    def get_order(self, order_id: str) -> Order:
-        return self._call(Engine.get_order, order_id)
-
-    def stock(self, sku: str, channel: str | None = None) -> StockLevel:
-        return self._call(Engine.stock, sku, channel)
-
-    def stock_by_location(self, sku: str) -> list[LocationLevel]:
-        return self._call(Engine.stock_by_location, sku)
-
-    def transfer(
-        self, sku: str, qty: int, source: str, destination: str, reason: str = ""
-    ) -> list[LocationLevel]:
-        return self._call(Engine.transfer, sku, qty, source, destination, reason)
-
-    def set_location(
-        self, id: str, name: str = "", priority: int = 0, active: bool = True
-    ) -> Location:
-        return self._call(Engine.set_location, id, name, priority, active)
-
-    def update_location(
-        self, id: str, *, name: str | None = None, priority: int | None = None,
-        active: bool | None = None,
-    ) -> Location:  # fmt: skip
-        return self._call(Engine.update_location, id, name=name, priority=priority, active=active)
-
-    def set_channel(self, id: str, locations: list[str]) -> Channel:
-        return self._call(Engine.set_channel, id, locations)
-
-    def list_orders(
-        self,
-        status: OrderStatus | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        after: str | None = None,
-        limit: int = 100,
-    ) -> list[Order]:
-        return self._call(Engine.list_orders, status, created_after, created_before, after, limit)
-
-    def movements(self, sku: str, after: int | None = None, limit: int = 100) -> list[Movement]:
-        return self._call(Engine.movements, sku, after, limit)
-
-    def event_page(
-        self, after: int = 0, limit: int = 100, types: list[str] | None = None
-    ) -> tuple[list[Event], int]:
-        return self._call(Engine.event_page, after, limit, types)
-
-    def statistics(self) -> EngineStatistics:
-        return self.thread.statistics()
 
 
 @contextmanager

@@ -135,3 +135,10 @@ def test_quick_startup_benches_load_only_what_they_must():
     assert [line.split()[1] for line in measured][:2] == ["0", "5,000"]
     if ON_CI:
         assert len(measured) == 4, history  # PostgreSQL too
+
+
+def test_quick_protocol_bench_measures_the_hop_and_verifies_the_ceiling():
+    out = single_bench("protocol", "--quick")
+    assert "round trip p50" in out and "CPU per call: client" in out, out
+    assert out.count("(verified: 500 sold, 500 acknowledged)") == 2, out
+    assert "ratio remote / embedded:" in out, out

@@ -177,3 +177,23 @@ def test_a_bad_public_hold_bound_is_refused(served, capsys, argv, said):
     assert exit_.value.code == 2
     assert said in capsys.readouterr().err
     assert served == []
+
+
+def test_stockade_engine_takes_the_same_engine_flags(monkeypatch, capsys):
+    import stockade.engine_process.main as engine_process
+
+    seen: list[EngineOptions] = []
+
+    def fake_main(database, durability, listen, options):
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(engine_process, "main", fake_main)
+    monkeypatch.setenv("STOCKADE_EVENT_RETENTION", "2d")
+    assert main(["engine", "--max-hold", "10m", "--allocation", "most_available"]) == 0
+    (options,) = seen
+    assert (options.max_hold, options.allocation, options.event_retention) == (
+        timedelta(minutes=10), "most_available", timedelta(days=2))  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        main(["engine", "--idempotency-window", "forever"])
+    assert exit_.value.code == 2 and "--idempotency-window" in capsys.readouterr().err

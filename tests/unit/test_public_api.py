@@ -13,8 +13,10 @@ def test_public_names_are_pinned():
         "CorruptStore",
         "Engine",
         "EngineClosed",
+        "EngineRefused",
         "EngineStatistics",
         "EngineThread",
+        "EngineUnavailable",
         "Event",
         "FeedGone",
         "IdempotencyConflict",
@@ -31,6 +33,7 @@ def test_public_names_are_pinned():
         "OrderStatus",
         "OutOfStock",
         "Overloaded",
+        "RemoteEngine",
         "StockConflict",
         "StockLevel",
         "StockadeError",
@@ -44,6 +47,7 @@ def test_public_names_are_pinned():
         "UnknownProduct",
         "open_asyncio_engine",
         "open_engine",
+        "open_remote_engine",
         "run_in_thread",
     ]
     for name in stockade.__all__:

@@ -1,0 +1,62 @@
+"""The protocol over a real Unix socket and TCP, in one process: the listener, the server
+loop and open_remote_engine."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import trio
+
+import stockade
+from stockade import Engine
+from stockade.engine_process.listen import open_listener
+from stockade.engine_process.serving import serve_listener
+from stockade.protocol.addresses import parse_addresses
+
+
+async def test_over_a_unix_socket(engine: Engine, tmp_path) -> None:
+    path = str(tmp_path / "engine.sock")
+    [address] = parse_addresses(f"unix:{path}")
+    listener = await open_listener(address)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: serve_listener(listener, engine, stop=stop, task_status=task_status)
+        )
+        async with stockade.open_remote_engine(f"unix:{path}") as remote:
+            assert remote.connected
+            await remote.set_stock("sku-1", 3)
+            order = await remote.place_order({"sku-1": 2})
+            assert order.status == "confirmed"
+            assert (await engine.stock("sku-1")).on_hand == 1
+        stop.set()  # serve_listener returns once every connection closed
+
+
+async def test_over_tcp_with_a_secret(engine: Engine) -> None:
+    [address] = parse_addresses("tcp://127.0.0.1:0")
+    listener = await open_listener(address)
+    port = listener.socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: serve_listener(
+                listener, engine, secret=b"s3cret", task_status=task_status
+            )
+        )
+        with pytest.raises(stockade.EngineRefused):
+            async with stockade.open_remote_engine(f"tcp://127.0.0.1:{port}", secret="nope"):
+                pass
+        async with stockade.open_remote_engine(
+            f"tcp://127.0.0.1:1,tcp://127.0.0.1:{port}", secret="s3cret"
+        ) as remote:
+            assert await remote.has_product("x") is False
+            assert str(remote.address) == f"tcp://127.0.0.1:{port}"
+        nursery.cancel_scope.cancel()
+
+
+async def test_no_engine_answering_is_engine_unavailable(tmp_path) -> None:
+    with pytest.raises(stockade.EngineUnavailable, match="no engine"):
+        async with stockade.open_remote_engine(f"unix:{tmp_path}/none.sock", timeout_s=0.3):
+            pass
