@@ -125,3 +125,19 @@ def test_the_table_keeps_only_holders_with_open_holds_and_is_bounded():
     assert len(holders) == 1 and holders.count("a") == 0 and holders.orders_of("c") == {"o2"}
     holders.finished("o2")
     assert len(holders) == 0
+
+
+async def test_the_holder_bound_and_update_location_travel_over_the_engine_protocol(engine):
+    """Fronts call the engine process: the bound must be counted there, whichever front asks."""
+    from tests.unit.test_protocol_link import linked
+
+    await engine.set_stock("a", 10)
+    async with linked(engine) as first, linked(engine) as second:  # two fronts, one engine
+        await first.place_order({"a": 1}, hold_for=60, holder=ADDRESS, max_open_holds=2)
+        await second.place_order({"a": 1}, hold_for=60, holder=ADDRESS, max_open_holds=2)
+        with pytest.raises(TooManyHolds) as refused:
+            await first.place_order({"a": 1}, hold_for=60, holder=ADDRESS, max_open_holds=2)
+        assert refused.value.limit == 2 and 0 < refused.value.retry_after_s <= 60
+        moved = await second.update_location("default", priority=4)
+        assert moved == stockade.Location("default", "", 4, True)
+    assert open_holds(engine) == 2
