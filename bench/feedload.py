@@ -25,8 +25,8 @@ from pathlib import Path
 import trio
 
 import stockade
-from stockade.api.delivery import Subscription, Webhooks
-from stockade.api.signing import secret_key
+from stockade.outbound.signing import secret_key
+from stockade.outbound.webhooks import Subscription, Webhooks
 from stockade.persistence.journal import Store
 from stockade.persistence.webhooks import WebhookStore
 

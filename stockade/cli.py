@@ -83,7 +83,9 @@ def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
         read_timeout_s=args.read_timeout,
         public_holds=args.public_holds,
         feed=FeedSettings(max_streams=args.max_streams, lifetime_s=args.stream_lifetime),
-        engine=options,
+        engine=args.engine,
+        engine_timeout_s=args.engine_timeout,
+        engine_options=options,
         bounds=hold_bounds(args),
     )
     try:
@@ -318,6 +320,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="sqlite:///file.db or postgresql://... (env STOCKADE_DATABASE)",
     )
     serve = commands.add_parser("serve", parents=[database], help="run the HTTP order API")
+    serve.add_argument(
+        "--engine",
+        default=env("STOCKADE_ENGINE", ""),
+        metavar="URL[,URL]",
+        help="serve as a front of the engine at unix:PATH or tcp://HOST:PORT (several: whichever"
+        " owns the store), with no store of its own; secret in STOCKADE_ENGINE_SECRET"
+        " (env STOCKADE_ENGINE)",
+    )
+    serve.add_argument(
+        "--engine-timeout",
+        type=_seconds,
+        default=env("STOCKADE_ENGINE_TIMEOUT", "3"),
+        metavar="SECONDS",
+        help="a front answers 503 engine-unavailable when the engine has not answered a call"
+        " in this long; keep it under --read-timeout (env STOCKADE_ENGINE_TIMEOUT)",
+    )
     serve.add_argument(
         "--host",
         default=env("STOCKADE_HOST", "127.0.0.1"),

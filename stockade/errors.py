@@ -11,7 +11,8 @@ when it is raised::
     ├── OrderNotFound         (an order id the engine does not know)
     ├── InvalidTransition     (confirming a cancelled or expired order; extending past the cap)
     ├── InvalidRequest        (bad input: sku syntax, qty, lines, stock levels; also a ValueError)
-    │   └── StockConflict     (a stock change the product's current stock refuses)
+    │   ├── StockConflict     (a stock change the product's current stock refuses)
+    │   └── ReturnConflict    (a return of units the order has not bought, or has returned)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── TooManyHolds          (a holder, e.g. a client address, has its most open holds)
@@ -50,6 +51,7 @@ __all__ = [
     "OrderNotFound",
     "OutOfStock",
     "Overloaded",
+    "ReturnConflict",
     "StockadeError",
     "StockConflict",
     "StoreError",
@@ -148,6 +150,13 @@ class StockConflict(InvalidRequest):
     product's stock right now refuses it: on-hand would fall below what open holds reserve (or
     below zero), or rise above the largest stock allowed. The same call may succeed once the
     stock has moved (HTTP answers 409, not 422)."""
+
+
+class ReturnConflict(InvalidRequest):
+    """Raised by ``return_units`` for a return the order cannot take as it is now: a line for
+    a sku the order did not buy, or more units than it bought and has not returned yet. The
+    request is well formed; the order refuses it (HTTP answers 409 ``return-conflict``, not
+    422). Nothing changes."""
 
 
 class IdempotencyConflict(StockadeError):

@@ -5,7 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from stockade import Engine, LocationLevel, Movement, Order, StockLevel
+from stockade.engine.allocation import returned_parts
 from stockade.persistence.memory import StoreState
+
+
+def kept(order: Order) -> dict[str, dict[str, int]]:
+    """Where a confirmed or cancelled order's sold units are not back on hand, ``{sku:
+    {location: units}}``: its allocation less the units restocked (a cancelled order that had
+    none returned sold nothing, or got everything back before returns were counted)."""
+    if order.status == "cancelled" and not order.returned:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for sku, allocation in order.allocations.items():
+        lost = order.written_off.get(sku, 0)
+        back, _ = returned_parts(allocation, order.returned.get(sku, 0) - lost, lost)
+        left = {loc: qty - back.get(loc, 0) for loc, qty in allocation.items()}
+        out[sku] = {loc: qty for loc, qty in left.items() if qty}
+    return out
 
 
 def assert_books_balance(
@@ -22,8 +38,9 @@ def assert_books_balance(
         for sku, qty in order.lines.items():
             if order.status == "reserved":
                 held[sku] = held.get(sku, 0) + qty
-            elif order.status == "confirmed":
-                sold[sku] = sold.get(sku, 0) + qty
+        if order.status in ("confirmed", "cancelled"):
+            for sku, per in kept(order).items():
+                sold[sku] = sold.get(sku, 0) + sum(per.values())
     for sku, level in levels.items():
         assert 0 <= level.reserved <= level.on_hand, level
         assert level.available == level.on_hand - level.reserved, level
@@ -80,10 +97,13 @@ def assert_location_books_balance(
         for sku, allocation in order.allocations.items():
             assert all(qty > 0 for qty in allocation.values()), order
             assert sum(allocation.values()) == order.lines[sku], order
-            into = held if order.status == "reserved" else sold
-            if order.status in ("reserved", "confirmed"):
+            if order.status == "reserved":
                 for location, qty in allocation.items():
-                    into[sku, location] = into.get((sku, location), 0) + qty
+                    held[sku, location] = held.get((sku, location), 0) + qty
+        if order.status in ("confirmed", "cancelled"):
+            for sku, per in kept(order).items():
+                for location, qty in per.items():
+                    sold[sku, location] = sold.get((sku, location), 0) + qty
     seen: dict[tuple[str, str], LocationLevel] = {}
     for sku, per_location in levels.items():
         for level in per_location:
@@ -165,8 +185,9 @@ def assert_holds_match_orders(engine: Engine) -> None:
 def assert_orders_match_movements(orders: Iterable[Order], movements: Iterable[Movement]) -> None:
     """Each order's rows in the movements ledger add up to what it holds or sold, location by
     location: a reserved order's ``d_reserved`` is its allocation (``d_on_hand`` 0), a
-    confirmed order's ``d_on_hand`` is minus its allocation (``d_reserved`` 0), a cancelled or
-    expired order's rows net to nothing. So no order holds units it does not list, and no
+    confirmed order's ``d_on_hand`` is minus its allocation less what was restocked
+    (``d_reserved`` 0), a cancelled order's rows net to minus what was written off, an expired
+    order's to nothing. So no order holds units it does not list, and no
     change of an order (a cart edit above all) was recorded in part. ``orders`` must be every
     order the ledger names."""
     moved: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
@@ -177,11 +198,14 @@ def assert_orders_match_movements(orders: Iterable[Order], movements: Iterable[M
             per_order[m.sku, m.location] = (on_hand + m.d_on_hand, reserved + m.d_reserved)
     for order in orders:
         expected: dict[tuple[str, str], tuple[int, int]] = {}
-        if order.status in ("reserved", "confirmed"):
+        if order.status == "reserved":
             for sku, allocation in order.allocations.items():
                 for location, qty in allocation.items():
-                    held = order.status == "reserved"
-                    expected[sku, location] = (0, qty) if held else (-qty, 0)
+                    expected[sku, location] = (0, qty)
+        elif order.status in ("confirmed", "cancelled"):
+            for sku, per in kept(order).items():
+                for location, qty in per.items():
+                    expected[sku, location] = (-qty, 0)
         found = {site: net for site, net in moved.pop(order.id, {}).items() if net != (0, 0)}
         assert found == expected, (order, found)
     assert not moved, f"movements of orders not listed: {sorted(moved)[:5]}"

@@ -10,6 +10,7 @@ body that was not read to its end from wedging its connection, and in front of t
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 import msgspec
@@ -31,8 +32,9 @@ from stockade.api.locations import locations
 from stockade.api.metrics import Metrics
 from stockade.api.openapi import docs_page, openapi_document
 from stockade.api.ordering import answer_order
-from stockade.api.port import BooksPort, EnginePort, LocalBooks, LocalEngine
+from stockade.api.port import BooksPort, EnginePort, LocalBooks, LocalEngine, OutboundPort
 from stockade.api.problems import Problem, register_error_handlers
+from stockade.api.returns import returns
 from stockade.api.routing import anonymous_bounds
 from stockade.api.routing import current_engine as _engine
 from stockade.api.routing import current_tracing as _tracing
@@ -42,7 +44,8 @@ from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
-from stockade.errors import InvalidTransition
+from stockade.errors import EngineUnavailable, InvalidTransition
+from stockade.outbound.service import Outbound, OutboundCollector
 from stockade.persistence.keys import KeyTable, MemoryKeys
 from stockade.persistence.webhooks import MemoryWebhooks, WebhookTable
 
@@ -138,12 +141,6 @@ async def get_order(order_id: str) -> Response:
     return _json(await _engine().get_order(order_id))
 
 
-@orders.post("/<order_id>/confirm")
-@requires("service")
-async def confirm_order(order_id: str) -> Response:
-    return _json(await traced(_tracing(), "stockade.confirm", _engine().confirm(order_id)))
-
-
 @orders.post("/<order_id>/cancel")
 @requires("service", public_holds=True)
 async def cancel_order(order_id: str) -> Response:
@@ -219,15 +216,22 @@ async def docs() -> Response:
 @health.get("/readyz")
 @requires("anyone")
 async def readyz() -> Response:
-    journal = (await _engine().statistics()).journal
+    remote = current_app.config.get("STOCKADE_REMOTE")  # a front's link to its engine
+    try:
+        if remote is not None and not remote.connected:
+            raise EngineUnavailable("the engine cannot be reached")
+        journal = (await _engine().statistics()).journal
+    except EngineUnavailable as exc:
+        return _json({"ready": False, "journal_buffered": None, "detail": str(exc)}, 503)
     return _json({"ready": journal.healthy, "journal_buffered": journal.buffered},
                  200 if journal.healthy else 503)  # fmt: skip
 
 
 def create_app(
     engine: Engine | EnginePort, settings: ApiSettings, key_table: KeyTable | None = None,
-    tracing: Tracing | None = None, webhook_table: WebhookTable | None = None, *,
-    books: BooksPort | None = None,
+    tracing: Tracing | None = None, webhook_table: WebhookTable | None = None,
+    outbound: OutboundPort | None = None, *, books: BooksPort | None = None,
+    engine_series: Callable[[], Awaitable[bytes]] | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
@@ -238,12 +242,17 @@ def create_app(
     memory). ``app.config["STOCKADE_KEYS"]`` is the :class:`ApiKeys` over it: the server runs
     its ``run`` to see keys that other processes make or revoke. ``tracing`` (None: off) makes
     spans of the requests and their engine calls (:mod:`stockade.api.tracing`); a route calls
-    the engine through :func:`~stockade.api.accounting.traced`. Webhook subscriptions live in
-    ``webhook_table`` (by default in memory); ``app.config["STOCKADE_FEED"]`` is the
-    :class:`~stockade.api.feed.FeedService` whose ``run`` delivers them and feeds product
-    streams (webhooks are delivered only for an engine in this process). ``books`` runs
-    ``GET /v1/admin/check`` (by default there is nothing to check: 409). Raises RuntimeError if
-    a route declares no role."""
+    the engine through :func:`~stockade.api.accounting.traced`.
+    ``app.config["STOCKADE_FEED"]`` is the :class:`~stockade.api.feed.FeedService` whose
+    ``run`` feeds product streams. ``app.config["STOCKADE_OUTBOUND"]`` is ``outbound``, the
+    :class:`~stockade.api.port.OutboundPort` the webhook routes call (by default an
+    :class:`~stockade.outbound.service.Outbound` over an engine in this process and
+    ``webhook_table``, itself by default in memory; a front passes the engine process's):
+    whoever owns the engine runs its ``run`` to deliver. ``books`` runs ``GET /v1/admin/check``
+    (by default there is nothing to check: 409). ``engine_series`` (a front's) answers the
+    engine process's own metrics, shown by ``/metrics`` instead of the engine's statistics read
+    here (see :mod:`stockade.api.metrics`). Raises RuntimeError if a route declares no role,
+    or for a remote engine without its ``outbound``."""
     port: EnginePort = LocalEngine(engine) if isinstance(engine, Engine) else engine
     local = port.engine if isinstance(port, LocalEngine) else None
     app = QuartTrio(__name__, static_folder=None)
@@ -251,7 +260,7 @@ def create_app(
     app.config["STOCKADE_BOOKS"] = LocalBooks(None) if books is None else books
     app.config["STOCKADE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["STOCKADE_METRICS"] = observed = Metrics(port)
+    app.config["STOCKADE_METRICS"] = observed = Metrics(port, remote_series=engine_series)
     app.config["STOCKADE_TRACING"] = tracing
     accounting = Accounting(observed, settings.log_requests, tracing)
     app.config["STOCKADE_AUTH"] = auth = Guard(
@@ -261,15 +270,23 @@ def create_app(
         MemoryKeys() if key_table is None else key_table, auth, refresh_s=settings.key_refresh_s
     )
     app.config["STOCKADE_BOUNDS"] = bounds = AnonymousBounds(settings.bounds)
-    app.config["STOCKADE_FEED"] = service = FeedService(
-        port, settings.feed, MemoryWebhooks() if webhook_table is None else webhook_table, local
-    )
-    observed.register(FeedCollector(service, observed))
+    if outbound is None:
+        if local is None:
+            raise RuntimeError("an app over a remote engine needs the engine's outbound port")
+        hooks = MemoryWebhooks() if webhook_table is None else webhook_table
+        outbound = Outbound(local, hooks, options=settings.feed.delivery)
+    app.config["STOCKADE_OUTBOUND"] = outbound
+    delivering = outbound if isinstance(outbound, Outbound) else None  # here, not elsewhere
+    app.config["STOCKADE_FEED"] = service = FeedService(port, settings.feed)
+    observed.register(FeedCollector(service, observed, delivering))
+    if delivering is not None:
+        observed.register(OutboundCollector(delivering))
     for blueprint in (products, orders, keys, health):
         app.register_blueprint(blueprint)
     app.register_blueprint(history)
     app.register_blueprint(locations)  # design.md §7
     app.register_blueprint(carts)  # design.md §8
+    app.register_blueprint(returns)  # design.md §13: late confirms, returns
     app.register_blueprint(feed)  # design.md §9
     app.register_blueprint(webhooks)  # design.md §9
     access = route_access(app)

@@ -1,5 +1,5 @@
 """The change feed over HTTP (design.md §9): pages, Server-Sent Events, and the server-side
-machinery behind them and behind webhooks.
+machinery behind them.
 
 * ``GET /v1/events?after=&limit=&types=`` (service or merchant): a page of events after
   ``after`` (0: from the oldest kept), ``{"items", "next_after"}``; ``next_after`` is the seq to
@@ -14,9 +14,10 @@ machinery behind them and behind webhooks.
 A position the feed cannot serve (pruned, beyond the newest event, or a server that keeps no
 feed) is 410 ``feed-gone`` with ``first`` and ``last``, the oldest and newest seq kept. Streams
 are bounded, kept alive, and ended at shutdown: see :mod:`stockade.api.sse`.
-:class:`FeedService` holds what a server runs beside its routes (the product watch, webhook
-delivery): the server starts :meth:`FeedService.run` and calls :meth:`FeedService.stop_streams`
-when it stops.
+:class:`FeedService` holds what a server runs beside its routes for them (the streams, the
+product watch): the server starts :meth:`FeedService.run` and calls
+:meth:`FeedService.stop_streams` when it stops. Deliveries (webhooks) are not here: they belong
+to the engine's process, see :mod:`stockade.outbound`.
 """
 
 from __future__ import annotations
@@ -30,16 +31,15 @@ from prometheus_client.registry import Collector
 from quart import Blueprint, Response, current_app, request
 
 from stockade.api.auth import requires
-from stockade.api.delivery import OUTCOMES, DeliveryOptions, Webhooks
 from stockade.api.metrics import Metrics
 from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
 from stockade.api.sse import EventStream, ProductStream, ProductWatch, SseStream, Streams
-from stockade.engine.engine import Engine
 from stockade.engine.models import Event
 from stockade.engine.validation import check_sku
 from stockade.errors import FeedGone, InvalidRequest
-from stockade.persistence.webhooks import WebhookTable
+from stockade.outbound.service import Outbound
+from stockade.outbound.webhooks import DeliveryOptions
 
 __all__ = ["MAX_SEQ", "EventPage", "FeedCollector", "FeedService", "FeedSettings", "feed"]
 
@@ -51,7 +51,8 @@ class FeedSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Streams and webhooks: ``max_streams`` open at once per server (both kinds together),
     a keep-alive after ``keepalive_s`` of silence, each stream ended after ``lifetime_s``
     (clients reconnect and resume), a product stream's messages at most every
-    ``product_interval_s``; ``delivery``: see :class:`~stockade.api.delivery.DeliveryOptions`."""
+    ``product_interval_s``; ``delivery``: how the server's :class:`~stockade.outbound.service.
+    Outbound` delivers webhooks (see :class:`~stockade.outbound.webhooks.DeliveryOptions`)."""
 
     max_streams: int = 1000
     keepalive_s: float = 15.0
@@ -66,78 +67,58 @@ class EventPage(msgspec.Struct):
 
 
 class FeedService:
-    """A server's streams and product watch, over ``engine`` (its port), and its webhooks,
-    delivered from ``local`` (the same engine, in this process) with subscriptions kept in
-    ``table``; ``local`` None (an engine in another process, which delivers them): no
-    webhooks here."""
+    """A server's streams and product watch, over ``engine`` (its port)."""
 
-    def __init__(
-        self, engine: EnginePort, settings: FeedSettings, table: WebhookTable,
-        local: Engine | None,
-    ) -> None:  # fmt: skip
+    def __init__(self, engine: EnginePort, settings: FeedSettings) -> None:
         self.engine = engine
         self.settings = settings
         self.streams = Streams(max_streams=settings.max_streams, keepalive_s=settings.keepalive_s,
                                lifetime_s=settings.lifetime_s)  # fmt: skip
         self.watch = ProductWatch(engine)
-        self.webhooks = None if local is None else Webhooks(local, table, settings.delivery)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Follow the feed for product streams and deliver webhooks until cancelled (the
-        subscriptions are read first: a failure to read them propagates)."""
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.watch.run)
-            if self.webhooks is not None:
-                await nursery.start(self.webhooks.run)
-            task_status.started()
+        """Follow the feed for product streams until cancelled."""
+        await self.watch.run(task_status=task_status)
 
     def stop_streams(self) -> None:
         """End every stream now and refuse new ones (the server is stopping). Never blocks."""
         self.streams.stop()
 
-    def lag(self, head: int | None) -> int:
-        """The events up to ``head`` (the feed's) that the slowest consumer (a webhook, a
-        stream, the product watch) has not read yet; 0 without consumers."""
+    def lag(self, head: int | None, *others: int) -> int:
+        """The events up to ``head`` (the feed's) that the slowest consumer (a stream, the
+        product watch, or one of the cursors ``others``: the deliveries') has not read yet; 0
+        without consumers."""
         if head is None:
             return 0
-        cursors = self.streams.cursors()
-        if self.webhooks is not None:
-            cursors += [s.cursor for s in self.webhooks.subscriptions()]
+        cursors = [*self.streams.cursors(), *others]
         if self.watch.cursor is not None:
             cursors.append(self.watch.cursor)
         return max(head - min(cursors), 0) if cursors else 0
 
 
 class FeedCollector(Collector):
-    """The feed's metrics, read at scrape time: the head, the lag of the slowest consumer,
-    each webhook's backlog, deliveries by outcome, and open streams; the head is the one
-    ``metrics`` last read from the engine (:meth:`Metrics.refresh`)."""
+    """The feed's metrics, read at scrape time: the head (the one ``metrics`` last read from
+    the engine, :meth:`Metrics.refresh`), the lag of the slowest consumer (counting
+    ``outbound``'s deliveries when this process runs them), and open streams."""
 
-    def __init__(self, service: FeedService, metrics: Metrics) -> None:
+    def __init__(
+        self, service: FeedService, metrics: Metrics, outbound: Outbound | None = None
+    ) -> None:
         self.service = service
         self.metrics = metrics
+        self.outbound = outbound
 
     def collect(self) -> list[Metric]:
         service = self.service
         gauge, counter = GaugeMetricFamily, CounterMetricFamily
-        backlog = gauge("stockade_webhook_backlog", "Events committed after a webhook's cursor",
-                        labels=["webhook"])  # fmt: skip
-        deliveries = counter("stockade_webhook_deliveries", "Webhook delivery attempts by outcome",
-                             labels=["outcome"])  # fmt: skip
-        if service.webhooks is not None:
-            for webhook, events in sorted(service.webhooks.backlogs().items()):
-                backlog.add_metric([webhook], float(events))
-            for outcome in OUTCOMES:
-                deliveries.add_metric([outcome], float(service.webhooks.outcomes[outcome]))
         streams = service.streams
         head = float(self.metrics.feed_head or 0)
-        lag = float(service.lag(self.metrics.feed_head))
+        others = () if self.outbound is None else self.outbound.cursors()
+        lag = float(service.lag(self.metrics.feed_head, *others))
         refused = float(streams.refused)
         return [
             gauge("stockade_feed_head", "The newest change-feed seq", value=head),
             gauge("stockade_feed_lag", "Events the slowest feed consumer has not read", value=lag),
-            backlog,
-            deliveries,
             gauge("stockade_event_streams", "Event streams open", value=float(len(streams))),
             counter("stockade_event_streams_refused", "Streams refused", value=refused),
         ]

@@ -21,6 +21,7 @@ import trio
 from stockade.api.auth import Guard
 from stockade.api.logs import log_event
 from stockade.engine.orders import from_timestamp
+from stockade.errors import EngineUnavailable
 from stockade.persistence.journal import StoreUnavailable
 from stockade.persistence.keys import KeyRecord, KeyRole, KeyTable, make_key
 
@@ -108,13 +109,13 @@ class ApiKeys:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read the keys once (errors propagate: a server must not start without them), then
         re-read them every ``refresh_s`` until cancelled. A read that fails is logged and the
-        keys already read stay in force until one succeeds. Each read that finds a change logs
-        ``keys_loaded``."""
+        keys already read stay in force until one succeeds (a front's engine away, too). Each
+        read that finds a change logs ``keys_loaded``."""
         await self.refresh()
         task_status.started()
         while True:
             await trio.sleep(self.refresh_s)
             try:
                 await self.refresh()
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, EngineUnavailable) as exc:
                 log_event("keys_refresh_failed", error=str(exc))

@@ -8,6 +8,7 @@ engine's statistics and feed head (one call each), which the collectors then rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from operator import attrgetter
@@ -19,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from stockade.api.port import EnginePort
 from stockade.engine.models import EngineStatistics
+from stockade.errors import EngineUnavailable
 
 __all__ = ["MULTIPROC_ENV", "EngineCollector", "Metrics"]
 
@@ -37,6 +39,9 @@ _ENGINE = {
     "extended": ("stockade_holds_extended", "Holds extended", "counter"),
     "extend_refused": ("stockade_hold_extensions_refused",
                        "Extensions refused: the hold was at its maximum lifetime", "counter"),
+    "returned": ("stockade_returns", "Partial returns of sold orders", "counter"),
+    "confirmed_late": ("stockade_holds_confirmed_late",
+                       "Expired holds confirmed by a late payment", "counter"),
     "transfers": ("stockade_transfers", "Stock transfers between locations", "counter"),
     "locations": ("stockade_locations", "Stock locations", "gauge"),
     "orders": ("stockade_orders_in_memory", "Orders kept in memory", "gauge"),
@@ -121,15 +126,17 @@ class Metrics:
 
     async def exposition(self) -> bytes:
         """The scrape, in the text exposition format: this process's series (the HTTP ones
-        summed over the processes of ``multiprocess_dir``), then the engine process's. Raises
-        what the engine's port raises (a front's: EngineUnavailable)."""
-        await self.refresh()
+        summed over the processes of ``multiprocess_dir``), then the engine process's; without
+        the engine's (and with the last snapshot) while a front's engine cannot be reached."""
+        with contextlib.suppress(EngineUnavailable):
+            await self.refresh()
         if self._summed is None:
             text = generate_latest(self.registry)
         else:
             text = generate_latest(self._summed) + generate_latest(self._own)
         if self.remote_series is not None:
-            text += await self.remote_series()
+            with contextlib.suppress(EngineUnavailable):  # the front's own series still tell
+                text += await self.remote_series()
         return text
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:

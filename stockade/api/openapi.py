@@ -16,6 +16,7 @@ from stockade.api.history import paths as history_paths
 from stockade.api.history import types as history_types
 from stockade.api.keys import ApiKey, KeyPage, NewKey
 from stockade.api.locations import TYPES as LOCATION_TYPES
+from stockade.api.returns import TYPES as RETURN_TYPES
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.engine.models import Order, StockLevel
 from stockade.engine.validation import KEY_PATTERN, MAX_KEY_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN
@@ -52,13 +53,17 @@ class Health(msgspec.Struct):
 
 
 class Readiness(msgspec.Struct):
+    """``journal_buffered``: events not yet committed (null when the engine cannot be
+    reached: a front's); ``detail``: why not ready, when that is known."""
+
     ready: bool
-    journal_buffered: int
+    journal_buffered: int | None
+    detail: str | None = None
 
 
 _TYPES = (PutStock, Adjustment, PlaceOrder, StockLevel, Order, Problem, OutOfStockProblem,
           ProductPage, Health, Readiness, CreateKey, ApiKey, NewKey, KeyPage,
-          *LOCATION_TYPES, *CART_TYPES)  # fmt: skip
+          *LOCATION_TYPES, *CART_TYPES, *RETURN_TYPES)  # fmt: skip
 
 
 def _ref(kind: type) -> dict[str, str]:
@@ -75,7 +80,9 @@ def _problems(*codes: int, conflict: str = "conflict") -> dict[str, Any]:
         400: "malformed JSON", 401: "no key, or one that is not valid",
         403: "a key whose role is too low",
         404: "not found", 409: conflict, 413: "body too large",
-        415: "body not JSON", 422: "invalid input", 503: "overloaded, retry later",
+        415: "body not JSON", 422: "invalid input",
+        503: "overloaded, shutting-down, store-unavailable or engine-unavailable (a front's"
+             " engine cannot be reached): retry after Retry-After",
     }  # fmt: skip
     return {str(c): _answer(Problem, described[c], "application/problem+json") for c in codes}
 
@@ -172,6 +179,7 @@ def openapi_document(
     (:func:`stockade.api.auth.route_access`), ``public_holds`` is the server's setting."""
     # Imported here, not at the top: these modules build their paths from this one's parts.
     from stockade.api.openapi_feed import FEED_TYPES, feed_paths
+    from stockade.api.openapi_returns import add_paths as add_return_paths
     from stockade.api.openapi_stock import add_paths as add_stock_paths
 
     (_, components) = msgspec.json.schema_components(
@@ -257,6 +265,7 @@ def openapi_document(
     for path, operations in history_paths(_answer, _problems, _SKU).items():
         paths.setdefault(path, {}).update(operations)
     add_stock_paths(paths)
+    add_return_paths(paths)
     paths.update(feed_paths())
     for path, operations in paths.items():
         for method, operation in operations.items():

@@ -11,8 +11,8 @@ import msgspec
 from stockade.api.feed import MAX_SEQ, EventPage
 from stockade.api.openapi import _SKU, _SKU_SCHEMA, _answer, _body, _linked, _links, _problems
 from stockade.api.schemas import PutWebhook
-from stockade.api.webhooks import WebhookPage, WebhookView
 from stockade.engine.models import EVENT_TYPES
+from stockade.outbound.views import WebhookPage, WebhookView
 
 __all__ = ["FEED_TYPES", "FeedGoneProblem", "feed_paths"]
 

@@ -19,12 +19,14 @@ wrapper frame); only the synchronous ones get an ``async`` wrapper, which never 
 
 The store's side of the app has ports too: the API keys are a
 :class:`~stockade.persistence.keys.KeyTable` (already async; a front's comes over the protocol),
-and the books check is a :class:`BooksPort` (:class:`LocalBooks` over a store in this process).
+the books check is a :class:`BooksPort` (:class:`LocalBooks` over a store in this process), and
+webhook subscriptions an :class:`OutboundPort` (the :class:`~stockade.outbound.service.Outbound`
+of the process that owns the engine).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -43,11 +45,12 @@ from stockade.engine.models import (
 )
 from stockade.engine.validation import Lines
 from stockade.errors import InvalidRequest
+from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
 from stockade.persistence.audit import check_store
 from stockade.persistence.books import BooksReport, Tally
 from stockade.persistence.journal import Store
 
-__all__ = ["BooksPort", "EnginePort", "FeedCursor", "LocalBooks", "LocalEngine"]
+__all__ = ["BooksPort", "EnginePort", "FeedCursor", "LocalBooks", "LocalEngine", "OutboundPort"]
 
 
 class FeedCursor(Protocol):
@@ -73,7 +76,7 @@ class EnginePort(Protocol):
         max_open_holds: int | None = None,
     ) -> Order: ...  # fmt: skip
 
-    async def confirm(self, order_id: str) -> Order: ...
+    async def confirm(self, order_id: str, *, late: bool = False) -> Order: ...
 
     async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order: ...
 
@@ -86,6 +89,11 @@ class EnginePort(Protocol):
     async def extend(
         self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
     ) -> Order: ...
+
+    async def return_units(
+        self, order_id: str, lines: Lines, *, restock: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Order: ...  # fmt: skip
 
     # -- stock, locations, channels -----------------------------------------------------------
     async def set_stock(
@@ -161,6 +169,7 @@ class LocalEngine:
         self.get_order = engine.get_order
         self.change_order = engine.change_order
         self.extend = engine.extend
+        self.return_units = engine.return_units
         self.set_stock = engine.set_stock
         self.adjust_stock = engine.adjust_stock
         self.transfer = engine.transfer
@@ -220,3 +229,19 @@ class LocalBooks:
         if self.store is None:
             raise InvalidRequest("this server keeps no store to check")
         return await check_store(self.store, Tally(keep=keep))
+
+
+class OutboundPort(Protocol):
+    """Webhook subscriptions (``/v1/webhooks``, design.md §9), kept and delivered by the
+    process that owns the engine: see :class:`~stockade.outbound.service.Outbound`, whose
+    methods, results and errors these are."""
+
+    async def put_webhook(
+        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str
+    ) -> WebhookSaved: ...
+
+    async def get_webhook(self, webhook_id: str) -> WebhookView | None: ...
+
+    async def list_webhooks(self) -> WebhookPage: ...
+
+    async def delete_webhook(self, webhook_id: str) -> WebhookView | None: ...

@@ -13,6 +13,8 @@ from werkzeug.exceptions import HTTPException
 
 from stockade.errors import (
     EngineClosed,
+    EngineRefused,
+    EngineUnavailable,
     FeedGone,
     IdempotencyConflict,
     InvalidRequest,
@@ -20,6 +22,7 @@ from stockade.errors import (
     OrderNotFound,
     OutOfStock,
     Overloaded,
+    ReturnConflict,
     StockadeError,
     StockConflict,
     StoreUnavailable,
@@ -52,10 +55,13 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     InvalidTransition: (409, "invalid-transition", "Invalid order transition"),
     IdempotencyConflict: (409, "idempotency-conflict", "Idempotency key reused"),
     StockConflict: (409, "stock-conflict", "Stock conflict"),  # before its base, InvalidRequest
+    ReturnConflict: (409, "return-conflict", "Return conflict"),  # likewise
     InvalidRequest: (422, "invalid-request", "Invalid request"),
     Overloaded: (503, "overloaded", "Overloaded"),
     EngineClosed: (503, "shutting-down", "Shutting down"),
     StoreUnavailable: (503, "store-unavailable", "Store unavailable"),
+    EngineUnavailable: (503, "engine-unavailable", "Engine unavailable"),  # a front's engine
+    EngineRefused: (503, "engine-unavailable", "Engine unavailable"),  # ... refusing its secret
     FeedGone: (410, "feed-gone", "Feed position gone"),
     TooManyHolds: (429, "too-many-holds", "Too many holds"),
 }
@@ -132,7 +138,9 @@ def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[s
             {"sku": sku, "requested": want, "available": have}
             for sku, (want, have) in sorted(error.shortages.items())
         ]
-    elif isinstance(error, Overloaded | EngineClosed | StoreUnavailable):
+    elif isinstance(
+        error, Overloaded | EngineClosed | StoreUnavailable | EngineUnavailable | EngineRefused
+    ):
         headers = {"Retry-After": "1"}
     elif isinstance(error, TooManyHolds):
         headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}

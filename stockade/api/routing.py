@@ -17,7 +17,14 @@ from stockade.api.schemas import decoder
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
 
-__all__ = ["anonymous_bounds", "current_engine", "current_tracing", "json_response", "read_body"]
+__all__ = [
+    "anonymous_bounds",
+    "current_engine",
+    "current_tracing",
+    "json_response",
+    "read_body",
+    "read_optional_body",
+]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -59,4 +66,16 @@ async def read_body(kind: type[T]) -> T:
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       "send the body as application/json")  # fmt: skip
     data = await request.get_data(as_text=False)
+    return decoder(kind).decode(data)
+
+
+async def read_optional_body(kind: type[T], default: T) -> T:
+    """As :func:`read_body` for a route whose body may be left out: ``default`` when the
+    request has none (an empty body, whatever its content type)."""
+    data = await request.get_data(as_text=False)
+    if not data:
+        return default
+    if request.mimetype != "application/json":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      "send the body as application/json")  # fmt: skip
     return decoder(kind).decode(data)

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-from stockade.api.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
 from stockade.engine.locations import DEFAULT_LOCATION, MAX_NAME_LENGTH, MAX_PRIORITY
 from stockade.engine.validation import (
     DEFAULT_MAX_HOLD,
@@ -22,6 +21,7 @@ from stockade.engine.validation import (
     MAX_STOCK,
     SKU_PATTERN,
 )
+from stockade.outbound.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
 from stockade.persistence.keys import MAX_NAME_CHARS, NAME_PATTERN, KeyRole
 
 __all__ = [
@@ -105,6 +105,21 @@ class ExtendHold(msgspec.Struct, forbid_unknown_fields=True):
     hold_seconds: HoldSeconds
 
 
+class ConfirmOrder(msgspec.Struct, forbid_unknown_fields=True):
+    """The optional body of a confirm: ``late`` confirms an expired hold if its units are
+    available now (taken again, all or nothing), design.md §13. No body: ``late`` false."""
+
+    late: bool = False
+
+
+class ReturnUnits(msgspec.Struct, forbid_unknown_fields=True):
+    """Units of a confirmed order coming back (design.md §13): restocked where they were sold
+    from, or with ``restock`` false written off."""
+
+    lines: Lines
+    restock: bool = True
+
+
 LocationName = Annotated[str, Meta(max_length=MAX_NAME_LENGTH)]
 Priority = Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 
@@ -164,7 +179,8 @@ class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
 #: The change feed's event types (the engine's EVENT_TYPES; a test keeps them the same).
 EventType = Literal[
     "stock.changed", "order.placed", "order.changed", "order.extended", "order.confirmed",
-    "order.cancelled", "order.expired", "product.sold_out", "product.back_in_stock",
+    "order.cancelled", "order.expired", "order.returned", "product.sold_out",
+    "product.back_in_stock",
 ]  # fmt: skip
 
 
@@ -234,7 +250,8 @@ class BodyDecoder(Generic[T]):
 
 
 _BODIES = (PutStock, Adjustment, PlaceOrder, CreateKey, ChangeOrder, ExtendHold, PutLocation,
-           PatchLocation, PutChannel, TransferStock, PutWebhook)  # fmt: skip
+           PatchLocation, PutChannel, TransferStock, PutWebhook, ConfirmOrder,
+           ReturnUnits)  # fmt: skip
 _DECODERS: dict[type, BodyDecoder[Any]] = {kind: BodyDecoder(kind) for kind in _BODIES}
 
 

@@ -44,8 +44,9 @@ from stockade.api.bounds import HoldBounds
 from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
-from stockade.api.logs import install_json_logging, log_event
+from stockade.api.logs import install_json_logging, log_event, set_process_role
 from stockade.api.port import LocalBooks
+from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
 from stockade.persistence.webhooks import WebhookStore
@@ -68,8 +69,13 @@ GC_YOUNG_THRESHOLD = 50_000
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
-    """What ``stockade serve`` runs with; ``engine`` is the engine's options (see
-    :mod:`stockade.options` for their flags)."""
+    """``engine``: a front's engine address(es) (``unix:PATH`` or ``tcp://HOST:PORT``,
+    comma-separated; see :mod:`stockade.fronts.front`): empty for an engine in this process,
+    on ``database``. A front's engine calls time out after ``engine_timeout_s`` (503
+    ``engine-unavailable``; keep it below ``read_timeout_s``), and it waits up to
+    ``engine_start_s`` for an engine when it starts. ``engine_options``
+    are the engine's options, for an engine in this process (see :mod:`stockade.options` for
+    their flags); ``bounds`` bound anonymous callers (:mod:`stockade.api.bounds`)."""
 
     database: str = "sqlite:///stockade.db"
     host: str = "127.0.0.1"
@@ -82,7 +88,10 @@ class ServerSettings(msgspec.Struct, frozen=True):
     public_holds: bool = False
     key_refresh_s: float = 1.0
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
-    engine: EngineOptions = msgspec.field(default_factory=EngineOptions)
+    engine: str = ""
+    engine_timeout_s: float = 3.0
+    engine_start_s: float = 30.0
+    engine_options: EngineOptions = msgspec.field(default_factory=EngineOptions)
     bounds: HoldBounds = msgspec.field(default_factory=HoldBounds)
 
 
@@ -150,16 +159,26 @@ async def serve(
 
     API keys are read from the store before listening, then re-read every ``key_refresh_s``
     beside the server (see :mod:`stockade.api.keys`); so are the webhook subscriptions, which
-    are delivered beside it (see :mod:`stockade.api.delivery`). Raises InvalidRequest, before
+    are delivered beside it (see :mod:`stockade.outbound`). Raises InvalidRequest, before
     anything is opened, for a tracing configuration that cannot be honoured (an exporter that
     is not installed). On the way out, the spans not yet exported are exported (blocking, in a
     thread, up to the exporters' timeouts)."""
     tracing = _open_tracing()
     install_json_logging(None if tracing is None else tracing.current_ids)
-    log_event("starting", database=settings.database, durability=settings.durability,
-              public_holds=settings.public_holds, tracing=tracing is not None)  # fmt: skip
+    if settings.engine:
+        set_process_role("front")
+        log_event("starting", engine=settings.engine, public_holds=settings.public_holds,
+                  tracing=tracing is not None)  # fmt: skip
+    else:
+        log_event("starting", database=settings.database, durability=settings.durability,
+                  public_holds=settings.public_holds, tracing=tracing is not None)  # fmt: skip
     try:
-        await _serve(settings, tracing, task_status)
+        if settings.engine:  # a front: the engine is another process's
+            from stockade.fronts.front import serve_front
+
+            await serve_front(settings, tracing, task_status)
+        else:
+            await _serve(settings, tracing, task_status)
     finally:
         if tracing is not None:
             with trio.CancelScope(shield=True):
@@ -171,7 +190,7 @@ async def _serve(
     settings: ServerSettings, tracing: Tracing | None, task_status: trio.TaskStatus[list[str]]
 ) -> None:
     opened = open_engine_and_store(
-        settings.database, durability=settings.durability, options=settings.engine,
+        settings.database, durability=settings.durability, options=settings.engine_options,
         record_commits=tracing is not None,
     )  # fmt: skip
     async with opened as (engine, store):
@@ -204,6 +223,7 @@ async def serve_app(
     raises first (a server must not start without its keys)."""
     feed: FeedService = app.config["STOCKADE_FEED"]
     keys: ApiKeys = app.config["STOCKADE_KEYS"]
+    outbound = app.config["STOCKADE_OUTBOUND"]  # delivered here when the engine is here
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None  # Accounting logs each request
@@ -220,6 +240,8 @@ async def serve_app(
     async with trio.open_nursery() as nursery:
         await nursery.start(keys.run)
         await nursery.start(feed.run)
+        if isinstance(outbound, Outbound):
+            await nursery.start(outbound.run)
 
         async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(

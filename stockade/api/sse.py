@@ -37,7 +37,7 @@ from stockade.api.logs import log_event
 from stockade.api.port import EnginePort, FeedCursor
 from stockade.api.problems import Problem
 from stockade.engine.models import Event, StockLevel
-from stockade.errors import EngineClosed, FeedGone, StoreUnavailable
+from stockade.errors import EngineClosed, EngineUnavailable, FeedGone, StoreUnavailable
 
 __all__ = [
     "KEEPALIVE",
@@ -180,14 +180,22 @@ class EventStream(SseStream):
     def cursor(self) -> int:
         return self._reader.cursor
 
+    async def aclose(self) -> None:
+        """Leave the registry and stop the reader (a remote one holds a subscription)."""
+        await super().aclose()
+        closing = getattr(self._reader, "aclose", None)
+        if closing is not None:
+            await closing()
+
     async def _message(self) -> bytes:
         try:
             event = await self._reader.__anext__()
         except EngineClosed as exc:  # the engine is closing: so is the server
             raise StopAsyncIteration from exc
-        except (FeedGone, StoreUnavailable) as exc:
-            # Pruned while this reader was behind, or the store is unreachable: end the stream;
-            # the client reconnects from its Last-Event-ID and is told what is wrong.
+        except (FeedGone, StoreUnavailable, EngineUnavailable) as exc:
+            # Pruned while this reader was behind, or the store (a front's engine) is
+            # unreachable: end the stream; the client reconnects from its Last-Event-ID and is
+            # told what is wrong.
             log_event("event_stream_ended", error=str(exc), cursor=self._reader.cursor)
             raise StopAsyncIteration from exc
         return event_message(event)
@@ -231,11 +239,16 @@ class ProductWatch:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the feed from its head until cancelled or the engine closes. A store that
         cannot be read, or a reader that fell behind the retention, starts again from the
-        newest event after ``retry_s``. An engine without a feed has nothing to follow:
-        returns at once."""
+        newest event after ``retry_s``; so does a front whose engine cannot be reached. An
+        engine without a feed has nothing to follow: returns at once."""
         task_status.started()
         while True:
-            head = await self.engine.feed_head()
+            try:
+                head = await self.engine.feed_head()
+            except EngineUnavailable as exc:
+                log_event("product_watch_restarted", error=str(exc))
+                await trio.sleep(self.retry_s)
+                continue
             if head is None:
                 return
             self._reader = self.engine.events(head, ("stock.changed",))
@@ -248,7 +261,7 @@ class ProductWatch:
                         watched.lot.unpark_all()
             except EngineClosed:
                 return
-            except (FeedGone, StoreUnavailable) as exc:
+            except (FeedGone, StoreUnavailable, EngineUnavailable) as exc:
                 log_event("product_watch_restarted", error=str(exc))
                 self._reader = None
                 await trio.sleep(self.retry_s)

@@ -32,6 +32,8 @@ __all__ = [
     "add",
     "allocate",
     "at_default",
+    "first_units",
+    "returned_parts",
     "shrink",
     "subtract",
 ]
@@ -114,6 +116,40 @@ def add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
     for location, qty in b.items():
         out[location] = out.get(location, 0) + qty
     return out
+
+
+def first_units(allocation: Mapping[str, int], qty: int, *, last: bool = False) -> dict[str, int]:
+    """The first ``qty`` units of ``allocation``, filling its locations in its own order (the
+    order the units were taken in), or with ``last`` its last ``qty`` units, from its last
+    location back. Returns count against a sold order's allocation this way (see
+    :func:`returned_parts`). Raises ValueError if ``qty`` is more than the allocation holds (a
+    bug)."""
+    out: dict[str, int] = {}
+    left = qty
+    places = list(allocation.items())
+    if last:
+        places.reverse()
+    for location, units in places:
+        if not left:
+            break
+        part = min(units, left)
+        out[location] = part
+        left -= part
+    if left:
+        raise ValueError(f"cannot count {qty} units in {dict(allocation)!r}")
+    return out
+
+
+def returned_parts(
+    allocation: Mapping[str, int], restocked: int, written_off: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Where a sold line's returned units are, from the counts alone: the ``restocked`` ones
+    are its first units (back on hand where the first units were taken), the
+    ``written_off`` ones its last units. The two never overlap while ``restocked +
+    written_off`` is at most the line, so what each return moves, and what a later whole
+    cancel brings back, follows from the order's record (and the books check can verify it
+    location by location)."""
+    return first_units(allocation, restocked), first_units(allocation, written_off, last=True)
 
 
 def subtract(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:

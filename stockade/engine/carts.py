@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import trio
 
-from stockade.engine.actors import Waiter
 from stockade.engine.cartplan import growth, settle
-from stockade.engine.commands import Release, Take
+from stockade.engine.commands import Release
 from stockade.engine.events import KeyUsed
 from stockade.engine.models import KeyUse, Order
 from stockade.engine.placing import Placing
@@ -41,32 +41,23 @@ class Carts(Placing):
             raise OrderNotFound(str(order_id))
         self._enter()
         try:
-            if key is not None:
-                use = await self._claim_key(key, "change", checked, order_id)
-                if use is not None:
-                    return await self._replayed(order_id)
-            try:
+
+            async def edit() -> tuple[Order, int, float]:
                 await self._resident(order_id)
                 now = self._clock()
                 self._expire(order_id, now)
                 order = self._book.check_open(order_id, now, "change")
                 if order.lines == checked:  # these lines may be another call's edit:
                     await trio.lowlevel.checkpoint()  # answer once it is durable
-                    changed, seq = order, self._journal.appended_seq
-                else:
-                    self._mark_busy(order_id)
-                    try:
-                        changed, seq = await self._change(order, checked, now)
-                    finally:
-                        self._unmark_busy(order_id)
-                if key is not None:  # appended last: waiting for it covers the edit too
-                    seq = self._remember(key, "change", order_id, checked, now)
-            finally:
-                if key is not None:
-                    self._claiming.pop(key).set()
-            if not self._journal.is_durable(seq):
-                await self._journal.wait_durable(seq)
-            return changed
+                    return order, self._journal.appended_seq, now
+                self._mark_busy(order_id)
+                try:
+                    changed, seq = await self._change(order, checked, now)
+                finally:
+                    self._unmark_busy(order_id)
+                return changed, seq, now
+
+            return await self._keyed_move(order_id, key, "change", checked, edit)
         finally:
             self._leave()
 
@@ -79,23 +70,7 @@ class Carts(Placing):
         journal.claim_slot()
         claimed = True
         try:
-            taken: dict[str, dict[str, int]] = {}
-            if grow:
-                if not dispatcher.has_room(grow):
-                    raise self._overloaded(grow)
-                where = (
-                    None if order.channel is None and order.location is None
-                    else self._table.where(order.channel, order.location)
-                )  # fmt: skip
-                waiter = Waiter(len(grow))
-                for index, (sku, qty) in enumerate(grow.items()):
-                    dispatcher.post(
-                        sku, Take(order_id=order.id, qty=qty, hold=True, where=where), waiter, index
-                    )
-                replies = await waiter.wait()
-                if not all(type(r) is dict for r in replies):
-                    await self._give_back(order.id, grow, replies, True)
-                taken = dict(zip(grow, replies, strict=True))
+            taken = await self._take_for(order, grow, True) if grow else {}
             allocations, moves, releases = settle(
                 old, order.allocations, lines, taken, self._table.rank()
             )
@@ -127,11 +102,8 @@ class Carts(Placing):
             raise OrderNotFound(str(order_id))
         self._enter()
         try:
-            if key is not None:
-                use = await self._claim_key(key, "extend", hold_s, order_id)
-                if use is not None:
-                    return await self._replayed(order_id)
-            try:
+
+            async def lengthen() -> tuple[Order, int, float]:
                 await self._resident(order_id)
                 now = self._clock()
                 self._expire(order_id, now)
@@ -150,18 +122,41 @@ class Carts(Placing):
                     assert deadline is not None
                     self._expiry.add(deadline, order_id)
                     self.counters["extended"] += 1
-                if key is not None:
-                    seq = self._remember(key, "extend", order_id, hold_s, now)
-            finally:
-                if key is not None:
-                    self._claiming.pop(key).set()
-            if not self._journal.is_durable(seq):
-                await self._journal.wait_durable(seq)
-            else:
-                await trio.lowlevel.checkpoint()
-            return order
+                return order, seq, now
+
+            return await self._keyed_move(order_id, key, "extend", hold_s, lengthen)
         finally:
             self._leave()
+
+    async def _keyed_move(
+        self,
+        order_id: str,
+        key: str | None,
+        kind: str,
+        fingerprint: dict[str, int] | float,
+        move: Callable[[], Awaitable[tuple[Order, int, float]]],
+    ) -> Order:
+        """Run ``move`` (a move of ``order_id`` that answers the order, the seq to wait for
+        and its time) under an idempotency ``key``: a key used before answers the order as it
+        is now (IdempotencyConflict for another ``kind``, ``fingerprint`` or order) and moves
+        nothing; a new one is remembered with the move, journaled after it. Answers once the
+        move (and the key) are durable; only that wait can be cancelled."""
+        if key is not None:
+            use = await self._claim_key(key, kind, fingerprint, order_id)
+            if use is not None:
+                return await self._replayed(order_id)
+        try:
+            order, seq, now = await move()
+            if key is not None:  # appended last: waiting for it covers the move too
+                seq = self._remember(key, kind, order_id, fingerprint, now)
+        finally:
+            if key is not None:
+                self._claiming.pop(key).set()
+        if not self._journal.is_durable(seq):
+            await self._journal.wait_durable(seq)
+        else:
+            await trio.lowlevel.checkpoint()
+        return order
 
     def _remember(
         self, key: str, kind: str, order_id: str, fingerprint: dict[str, int] | float, now: float

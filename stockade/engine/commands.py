@@ -61,10 +61,13 @@ class Release(msgspec.Struct, frozen=True, gc=False):
 
 
 class Return(msgspec.Struct, frozen=True, gc=False):
-    """Put a cancelled, confirmed order's units back on hand where they came from."""
+    """Units of a sold order came back (a return, whole or partial): with ``restock`` they go
+    back on hand where they came from (``allocation``); without, they are written off and no
+    stock moves (the message still reaches the actor, so what it counts per order sees it)."""
 
     order_id: str
     allocation: dict[str, int]
+    restock: bool = True
 
 
 class SetStock(msgspec.Struct, frozen=True, gc=False):

@@ -111,7 +111,7 @@ class EngineCore:
         self.placed = 0
         self.counters = {"out_of_stock": 0, "confirmed": 0, "cancelled": 0, "expired": 0,
                          "replayed": 0, "changed": 0, "extended": 0, "extend_refused": 0,
-                         "transfers": 0}  # fmt: skip
+                         "transfers": 0, "returned": 0, "confirmed_late": 0}  # fmt: skip
 
     # -- clock --------------------------------------------------------------------------------
 
@@ -171,7 +171,7 @@ class EngineCore:
         with scope:
             while True:
                 await trio.sleep(RETIRE_INTERVAL_S)
-                book.retire_due(self._clock(), self._journal.committed_seq)
+                book.retire_due(self._clock(), self._journal.committed_seq, self._busy)
 
     # -- shared machinery ---------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 The calls live in mixins by subject — :mod:`placing <stockade.engine.placing>` (orders),
 :mod:`carts <stockade.engine.carts>` (changing and extending holds),
+:mod:`returns <stockade.engine.returns>` (partial returns),
 :mod:`merchant <stockade.engine.merchant>` (stock, locations, channels, reads) — over the shared
 machinery of :mod:`core <stockade.engine.core>`, which explains what reaches the journal when.
 In ``durable`` mode each call returns once the batch holding its change has committed.
@@ -14,7 +15,6 @@ from datetime import datetime
 
 import trio
 
-from stockade.engine.carts import Carts
 from stockade.engine.feed import FeedHub
 from stockade.engine.journal import History, OrderQuery, orders_page
 from stockade.engine.merchant import Merchant
@@ -26,6 +26,7 @@ from stockade.engine.models import (
     Order,
     OrderStatus,
 )
+from stockade.engine.returns import Returns
 from stockade.errors import FeedGone, InvalidRequest
 
 __all__ = ["Engine", "FeedReader"]
@@ -33,7 +34,7 @@ __all__ = ["Engine", "FeedReader"]
 _STATUSES = ("reserved", "confirmed", "cancelled", "expired")
 
 
-class Engine(Carts, Merchant):
+class Engine(Returns, Merchant):
     """Sells stock under any concurrency without overselling. Build it with
     :func:`stockade.open_engine`; every method is safe to call from many tasks at once.
 
@@ -179,6 +180,8 @@ class Engine(Carts, Merchant):
             extended=counters["extended"],
             extend_refused=counters["extend_refused"],
             transfers=counters["transfers"],
+            returned=counters["returned"],
+            confirmed_late=counters["confirmed_late"],
             products=len(self._ledgers),
             locations=len(self._table.locations),
             orders=len(self._book.orders),

@@ -35,8 +35,10 @@ __all__ = [
     "OrderExpired",
     "OrderExtended",
     "OrderPlaced",
+    "OrderReturned",
     "StockSet",
     "Transferred",
+    "movement_kind",
     "movements",
 ]
 
@@ -86,14 +88,30 @@ class OrderPlaced(OrderEvent, frozen=True, gc=False, tag=True):
 
 
 class OrderConfirmed(OrderEvent, frozen=True, gc=False, tag=True):
-    """A held order was paid: its reserved units left on-hand."""
+    """A held order was paid: its reserved units left on-hand. ``late``: the hold had expired,
+    and the units (``order.allocations``, taken again when it was paid) left on-hand directly."""
+
+    late: bool = False
 
 
 class OrderCancelled(OrderEvent, frozen=True, gc=False, tag=True):
     """An order was cancelled: its holds released (``was="reserved"``) or, for a return of a
-    confirmed order (``was="confirmed"``), its units put back on hand where they came from."""
+    confirmed order (``was="confirmed"``), its units put back on hand where they came from:
+    ``moves`` (``{sku: {location: units}}``), the units not returned before; None for all of
+    its allocations (nothing had come back before)."""
 
     was: Literal["reserved", "confirmed"] = "reserved"
+    moves: dict[str, dict[str, int]] | None = None
+
+
+class OrderReturned(OrderEvent, frozen=True, gc=False, tag=True):
+    """Some units of a sold order came back (a partial return; ``order.status`` is
+    ``cancelled`` once every unit has): ``moves`` is ``{sku: {location: units}}``. With
+    ``restock`` they went back on hand there; without, they were written off (no stock
+    moves, the movements ledger records it)."""
+
+    moves: dict[str, dict[str, int]] = {}
+    restock: bool = True
 
 
 class OrderExpired(OrderEvent, frozen=True, gc=False, tag=True):
@@ -145,6 +163,7 @@ Change = (
     | OrderExpired
     | OrderChanged
     | OrderExtended
+    | OrderReturned
     | KeyUsed
     | LocationSet
     | ChannelSet
@@ -162,10 +181,20 @@ MOVEMENT_KIND: dict[type, str] = {
     OrderExpired: "expired",
     OrderChanged: "changed",
     OrderExtended: "extended",
+    OrderReturned: "returned",
     KeyUsed: "key",
     LocationSet: "location",
     ChannelSet: "channel",
 }
+
+
+def movement_kind(event: Change) -> str:
+    """The movements ledger's kind for ``event``'s rows: :data:`MOVEMENT_KIND`, and
+    ``written_off`` for units returned without restocking."""
+    if type(event) is OrderReturned and not event.restock:
+        return "written_off"
+    return MOVEMENT_KIND[type(event)]
+
 
 #: One movement: (sku, location, order id, d_on_hand, d_reserved).
 Move = tuple[str, str, str | None, int, int]
@@ -181,14 +210,22 @@ def movements(event: Change) -> Iterator[Move]:
                 for location, qty in allocation.items():
                     yield (sku, location, order.id, 0, qty) if held else (
                         sku, location, order.id, -qty, 0)  # fmt: skip
+        case OrderConfirmed(order=order, late=True):  # taken again, sold at once
+            for sku, allocation in order.allocations.items():
+                for location, qty in allocation.items():
+                    yield sku, location, order.id, -qty, 0
         case OrderConfirmed(order=order):
             for sku, allocation in order.allocations.items():
                 for location, qty in allocation.items():
                     yield sku, location, order.id, -qty, -qty
-        case OrderCancelled(order=order, was="confirmed"):
-            for sku, allocation in order.allocations.items():
+        case OrderCancelled(order=order, was="confirmed", moves=moves):
+            for sku, allocation in (order.allocations if moves is None else moves).items():
                 for location, qty in allocation.items():
                     yield sku, location, order.id, qty, 0
+        case OrderReturned(order=order, moves=moves, restock=restock):
+            for sku, allocation in moves.items():
+                for location, qty in allocation.items():
+                    yield sku, location, order.id, qty if restock else 0, 0
         case OrderCancelled(order=order) | OrderExpired(order=order):
             for sku, allocation in order.allocations.items():
                 for location, qty in allocation.items():

@@ -47,14 +47,14 @@ def event_from_row(row: EventRow | Any) -> Event:
 RING_SIZE = 10_000
 
 
-class _Kept:
-    """A row in the ring, and its event once a reader has asked for it."""
+class _Kept(msgspec.Struct, gc=False):
+    """A row in the ring, and its event once a reader has asked for it. Never tracked by the
+    collector (it holds a tuple of atoms and an untracked Event: no cycle can run through it):
+    the ring's ten thousand of them would otherwise be walked by every full collection, which
+    measured 1.2 µs an order on the durable path at 1,000 callers."""
 
-    __slots__ = ("event", "row")
-
-    def __init__(self, row: EventRow) -> None:
-        self.row = row
-        self.event: Event | None = None
+    row: EventRow
+    event: Event | None = None
 
 
 class FeedHub:

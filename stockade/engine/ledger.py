@@ -150,7 +150,9 @@ class ProductLedger:
                 self._move(g.allocation, 1, 0)
             return None
         if kind is Return:
-            self._move(command.allocation, 1, 0)  # type: ignore[union-attr]
+            back: Return = command  # type: ignore[assignment]
+            if back.restock:
+                self._move(back.allocation, 1, 0)
             return None
         if kind is ReadLocations:
             return self.location_levels(table)

@@ -76,6 +76,9 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     location (confirm, cancel, expiry and returns move exactly those). ``expires_at`` is set
     while a hold exists or existed (``None`` for a direct purchase). ``channel`` and
     ``location`` are what the order was placed with (a cart edit allocates the same way).
+    ``returned`` counts the units of each sku that came back (partial returns, or a whole
+    cancel of a sold order: then every unit); ``written_off`` counts those of them written
+    off rather than put back on hand. Both are empty for an order nothing came back from.
     Times are UTC.
     """
 
@@ -88,12 +91,16 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     allocations: Allocations = {}
     channel: str | None = None
     location: str | None = None
+    returned: dict[str, int] = {}
+    written_off: dict[str, int] = {}
 
 
 class Movement(msgspec.Struct, frozen=True, gc=False):
     """One row of a product's movements ledger: what one change did at one location.
     ``seq`` orders the ledger (changes in commit order); ``kind`` is ``set``, ``adjusted``,
-    ``transferred``, ``placed``, ``confirmed``, ``cancelled``, ``expired`` or ``changed``;
+    ``transferred``, ``placed``, ``confirmed``, ``cancelled``, ``expired``, ``changed``,
+    ``returned`` (units of a sold order back on hand) or ``written_off`` (units of a sold order
+    returned and written off: nothing moves, the row records it);
     ``order_id`` names the order for order moves; ``at`` is UNIX seconds."""
 
     seq: int
@@ -108,9 +115,9 @@ class Movement(msgspec.Struct, frozen=True, gc=False):
 
 
 class KeyUse(msgspec.Struct, frozen=True, gc=False):
-    """One use of an idempotency key: ``kind`` ("place", "change" or "extend"), the order, the
-    request's fingerprint (the lines asked for, or the hold in seconds) and when (UNIX
-    seconds)."""
+    """One use of an idempotency key: ``kind`` ("place", "change", "extend", "return" or
+    "write_off"), the order, the request's fingerprint (the lines asked for, or the hold in
+    seconds) and when (UNIX seconds)."""
 
     key: str
     kind: str
@@ -147,7 +154,9 @@ class EngineStatistics(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     ``out_of_stock`` refusals, ``confirmed`` holds, ``cancelled`` orders (releases and
     returns), ``expired`` holds, ``replayed`` answers from an idempotency key, ``changed``
     cart edits, ``extended`` holds and ``extend_refused`` extensions refused at the cap,
-    ``transfers`` between locations, and ``retired`` finished orders dropped from memory. The
+    ``transfers`` between locations, ``retired`` finished orders dropped from memory,
+    ``returned`` partial returns and ``confirmed_late`` expired holds confirmed late (also
+    counted in ``confirmed``). The
     rest is the state at that instant: ``products`` in the catalogue, ``locations``, ``orders``
     in memory, ``scheduled_expiries`` (hold deadlines), ``active_actors`` (products with mail)
     and their ``queued_messages``; ``messages`` and ``passes`` count the dispatcher's work.
@@ -173,6 +182,8 @@ class EngineStatistics(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     messages: int
     passes: int
     journal: JournalStatistics
+    returned: int = 0
+    confirmed_late: int = 0
 
 
 #: Every public event type.
@@ -184,6 +195,7 @@ EVENT_TYPES = (
     "order.confirmed",
     "order.cancelled",
     "order.expired",
+    "order.returned",
     "product.sold_out",
     "product.back_in_stock",
 )

@@ -3,9 +3,11 @@ retirement. No trio, no clock, no I/O: every method takes ``now`` (UNIX seconds)
 new Order snapshot with the event to journal, or raises without changing anything. The engine
 turns each transition into commands for the product actors.
 
-Transitions: reserved → confirmed | cancelled | expired; confirmed → cancelled (a return); a
-reserved order may also change its lines and extend its deadline. ``confirm`` and ``cancel``
-repeated return the order as it is and emit nothing.
+Transitions: reserved → confirmed | cancelled | expired; expired → confirmed (a late payment,
+its units taken again); confirmed → cancelled (a return of every unit left, or the partial
+return that brings back the last one); a reserved order may also change its lines and extend
+its deadline, a confirmed one have some units returned. ``confirm`` and ``cancel`` repeated
+return the order as it is and emit nothing.
 
 **Idempotency keys** name one use each: placing an order, or changing or extending one. A key is
 remembered for ``key_ttl_s`` after its use, with a fingerprint of the request (the lines asked
@@ -23,11 +25,12 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import UTC, datetime
 
 import msgspec
 
+from stockade.engine.allocation import first_units, returned_parts, subtract
 from stockade.engine.events import (
     OrderCancelled,
     OrderChanged,
@@ -35,10 +38,11 @@ from stockade.engine.events import (
     OrderExpired,
     OrderExtended,
     OrderPlaced,
+    OrderReturned,
 )
 from stockade.engine.holders import Holders
 from stockade.engine.models import Allocations, KeyUse, Order
-from stockade.errors import IdempotencyConflict, InvalidTransition, OrderNotFound
+from stockade.errors import IdempotencyConflict, InvalidTransition, OrderNotFound, ReturnConflict
 
 __all__ = ["OrderBook", "from_timestamp"]
 
@@ -180,16 +184,99 @@ class OrderBook:
         order = self._move(order_id, "confirmed")
         return order, OrderConfirmed(order, now)
 
+    def confirm_late(
+        self, order_id: str, allocations: Allocations, now: float
+    ) -> tuple[Order, OrderConfirmed]:
+        """Confirm an expired order whose units the actors have taken again (sold outright)
+        as ``allocations``."""
+        order = self.get(order_id)
+        assert order.status == "expired"
+        order = _replace(order, status="confirmed", allocations=allocations)
+        self.orders[order_id] = order
+        return order, OrderConfirmed(order, now, late=True)
+
     def cancel(self, order_id: str, now: float) -> tuple[Order, OrderCancelled | None]:
-        """Cancel a reserved order (release) or a confirmed one (return). An order already
+        """Cancel a reserved order (release) or a confirmed one (return: the units not
+        returned before come back, ``returned`` becomes every line). An order already
         cancelled or expired is returned as it is: it holds no stock either way."""
         order = self.get(order_id)
         was = order.status
         if was == "cancelled" or was == "expired":
             return order, None
         assert was == "reserved" or was == "confirmed"
-        order = self._move(order_id, "cancelled")
-        return order, OrderCancelled(order, now, was)
+        if was == "reserved":
+            order = self._move(order_id, "cancelled")
+            return order, OrderCancelled(order, now, was)
+        moves = None
+        if order.returned:  # only what is left comes back
+            moves = {}
+            for sku, allocation in order.allocations.items():
+                written_off = order.written_off.get(sku, 0)
+                restocked, lost = returned_parts(
+                    allocation, order.returned.get(sku, 0) - written_off, written_off
+                )
+                left = subtract(subtract(allocation, restocked), lost)
+                if left:
+                    moves[sku] = left
+        order = _replace(order, status="cancelled", returned=dict(order.lines))
+        self.orders[order_id] = order
+        return order, OrderCancelled(order, now, was, moves)
+
+    def check_return(self, order_id: str, lines: dict[str, int]) -> Order:
+        """The order, if ``lines`` may come back from it: it is confirmed (else
+        InvalidTransition) and each line names one of its skus, at most the units bought and
+        not yet returned (else ReturnConflict). Changes nothing."""
+        order = self.get(order_id)
+        if order.status != "confirmed":
+            raise InvalidTransition(order_id, order.status, "return units of")
+        for sku, qty in lines.items():
+            bought = order.lines.get(sku)
+            if bought is None:
+                raise ReturnConflict(f"order {order_id!r} has no line for {sku!r}")
+            left = bought - order.returned.get(sku, 0)
+            if qty > left:
+                raise ReturnConflict(
+                    f"cannot return {qty} of {sku!r} from order {order_id!r}: it bought "
+                    f"{bought}, and {left} of them are not returned yet"
+                )
+        return order
+
+    def return_units(
+        self, order_id: str, lines: dict[str, int], restock: bool, now: float
+    ) -> tuple[Order, OrderReturned]:
+        """Record that ``lines`` came back from a confirmed order (restocked, or written off);
+        the order is cancelled once every unit is back. Raises as :meth:`check_return`.
+        Restocked units come back to the order's locations in its allocation order, written
+        off ones are counted from its last location back (see
+        :func:`~stockade.engine.allocation.returned_parts`)."""
+        order = self.check_return(order_id, lines)
+        returned = dict(order.returned)
+        written_off = dict(order.written_off)
+        moves: Allocations = {}
+        for sku, qty in lines.items():
+            allocation = order.allocations[sku]
+            lost = written_off.get(sku, 0)
+            if restock:
+                before = returned.get(sku, 0) - lost
+                moves[sku] = subtract(
+                    first_units(allocation, before + qty), first_units(allocation, before)
+                )
+            else:
+                moves[sku] = subtract(
+                    first_units(allocation, lost + qty, last=True),
+                    first_units(allocation, lost, last=True),
+                )
+                written_off[sku] = lost + qty
+            returned[sku] = returned.get(sku, 0) + qty
+        done = all(returned.get(sku, 0) == qty for sku, qty in order.lines.items())
+        order = _replace(
+            order,
+            status="cancelled" if done else "confirmed",
+            returned=returned,
+            written_off=written_off,
+        )
+        self.orders[order_id] = order
+        return order, OrderReturned(order, now, moves, restock)
 
     def check_open(self, order_id: str, now: float, action: str) -> Order:
         """The order, if it is reserved and its hold has not lapsed; else InvalidTransition
@@ -251,10 +338,11 @@ class OrderBook:
         retire_at = max(now, order.created_at.timestamp() + self.key_ttl_s)
         heapq.heappush(self._retiring, (retire_at, next(self._ties), order.id, order, seq))
 
-    def retire_due(self, now: float, committed_seq: int) -> int:
+    def retire_due(self, now: float, committed_seq: int, busy: Container[str] = frozenset()) -> int:
         """Drop the finished orders whose time has come; return how many. An order that moved
         again since (a return) is left to its newer entry; one that a remembered key still
-        names waits for the key; one whose last move is not yet committed waits for that."""
+        names waits for the key; one whose last move is not yet committed, or that a move in
+        progress holds (``busy``: a late payment taking its units again), waits for that."""
         self._forget_keys(now)
         retiring = self._retiring
         waiting: list[tuple[float, int, str, Order, int]] = []
@@ -268,7 +356,7 @@ class OrderBook:
             if pinned is not None and pinned > now:
                 heapq.heappush(retiring, (pinned, tie, order_id, snapshot, seq))
                 continue
-            if seq > committed_seq:
+            if seq > committed_seq or order_id in busy:
                 waiting.append(entry)
                 continue
             del self.orders[order_id]

@@ -23,6 +23,7 @@ from stockade.engine.validation import (
     check_lines,
 )
 from stockade.errors import (
+    InvalidRequest,
     InvalidTransition,
     OrderNotFound,
     OutOfStock,
@@ -204,12 +205,21 @@ class Placing(EngineCore):
     def _overloaded(self, skus: Mapping[str, int]) -> Overloaded:
         return Overloaded(f"a product mailbox is full ({', '.join(skus)}); retry later")
 
-    async def confirm(self, order_id: str) -> Order:
+    async def confirm(self, order_id: str, *, late: bool = False) -> Order:
         """Turn a hold into a sale. Idempotent: a confirmed order is returned as it is.
         Raises InvalidTransition for a cancelled or expired order (including one whose
-        ``expires_at`` has passed), OrderNotFound for an unknown id."""
+        ``expires_at`` has passed), OrderNotFound for an unknown id.
+
+        With ``late=True`` (a payment that arrived after the hold lapsed) an expired order is
+        confirmed all the same if its units are available now: taken again, every line or
+        none, from the locations its channel or pin allows, by the engine's allocation rule
+        (they may come from other locations than the hold did; ``allocations`` shows where).
+        Else OutOfStock, and nothing changes. A reserved order is confirmed as usual; a
+        cancelled one is InvalidTransition. Waits for the actors like ``place_order``."""
         if type(order_id) is not str:
             raise OrderNotFound(str(order_id))
+        if type(late) is not bool:
+            raise InvalidRequest("late must be True or False")
         self._enter()
         try:
             if order_id in self._busy or order_id not in self._book.orders:
@@ -217,6 +227,12 @@ class Placing(EngineCore):
             now = self._clock()
             self._expire(order_id, now)  # a lapsed hold is expired here, even before its timer
             order = self._book.get(order_id)
+            if late and order.status == "expired":
+                self._mark_busy(order_id)
+                try:
+                    return await self._confirm_late(order)
+                finally:
+                    self._unmark_busy(order_id)
             if order.status == "reserved":
                 self._journal.admit()
             order, event = self._book.confirm(order_id, now)
@@ -230,6 +246,55 @@ class Placing(EngineCore):
             return order
         finally:
             self._leave()
+
+    async def _confirm_late(self, order: Order) -> Order:
+        """Take an expired order's lines again, sold outright, then journal the confirm;
+        OutOfStock (after giving back what was taken) if any line is short. The caller marks
+        the order busy."""
+        journal = self._journal
+        journal.claim_slot()
+        claimed = True
+        try:
+            taken = await self._take_for(order, order.lines, False)
+            now = self._clock()
+            confirmed, event = self._book.confirm_late(order.id, taken, now)
+            seq = journal.append((event,))
+            journal.free_slot()
+            claimed = False
+        finally:
+            if claimed:
+                journal.free_slot()
+        self.counters["confirmed"] += 1
+        self.counters["confirmed_late"] += 1
+        self._finished_order(confirmed, seq, now)
+        if not journal.is_durable(seq):
+            await journal.wait_durable(seq)
+        return confirmed
+
+    async def _take_for(
+        self, order: Order, lines: Mapping[str, int], hold: bool
+    ) -> dict[str, dict[str, int]]:
+        """Take ``lines`` for an order that exists (a cart edit's growth, held; a late
+        payment's lines, sold), from the locations its channel or pin allows, through each
+        product's actor as a placement's lines are taken (so whatever the actor checks per
+        order applies here too): the allocations taken, by sku, or OutOfStock after giving
+        back what was taken. The caller holds a journal slot. Not cancellable (bounded by one
+        dispatcher pass); Overloaded, taking nothing, while a mailbox is full."""
+        dispatcher = self._dispatcher
+        if not dispatcher.has_room(lines):
+            raise self._overloaded(lines)
+        where = (
+            None if order.channel is None and order.location is None
+            else self._table.where(order.channel, order.location)
+        )  # fmt: skip
+        waiter = Waiter(len(lines))
+        for index, (sku, qty) in enumerate(lines.items()):
+            take = Take(order_id=order.id, qty=qty, hold=hold, where=where)
+            dispatcher.post(sku, take, waiter, index)
+        replies = await waiter.wait()
+        if not all(type(r) is dict for r in replies):
+            await self._give_back(order.id, lines, replies, hold)
+        return dict(zip(lines, replies, strict=True))
 
     async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         """Cancel an order: release its hold, or for a confirmed order take the units back on
@@ -257,9 +322,10 @@ class Placing(EngineCore):
             self.counters["cancelled"] += 1
             if event.was == "reserved":
                 moves: list[tuple[str, Any]] = [(sku, Release(order_id)) for sku in order.lines]
-            else:
+            else:  # a return: every unit not returned before
+                back = order.allocations if event.moves is None else event.moves
                 moves = [(sku, Return(order_id, allocation))
-                         for sku, allocation in order.allocations.items()]  # fmt: skip
+                         for sku, allocation in back.items()]  # fmt: skip
             await self._journal_move(event, moves, order, now)
             return order
         finally:

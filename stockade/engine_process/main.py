@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -28,6 +29,7 @@ import trio
 from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.logs import install_json_logging, log_event, set_process_role
 from stockade.engine.engine import Engine
+from stockade.engine_process.admin import FrontServices
 from stockade.engine_process.listen import open_listener
 from stockade.engine_process.serving import serve_listener
 from stockade.errors import InvalidRequest, StockadeError
@@ -182,8 +184,9 @@ def main(
     set_process_role("engine")
     secret = os.environ.get(SECRET_VARIABLE, "")
     settings = EngineSettings(database, durability, listen, secret.encode() or None, options)
+    fronts = FrontServices()  # keys, the books check, metrics: what fronts ask beside the engine
     try:
-        trio.run(run_engine, settings)
+        trio.run(partial(run_engine, settings, handlers=fronts.handlers(), beside=[fronts.run]))
     except Exception as raised:
         exc = _unwrap(raised)
         if isinstance(exc, StockadeError | OSError):

@@ -28,14 +28,15 @@ from stockade.persistence.books import BooksCheck, BooksReport, LevelRow, OrderM
 from stockade.persistence.journal import Store
 from stockade.persistence.keys import BUSY_TIMEOUT_S
 from stockade.persistence.memory import MemoryStore, StoreState
-from stockade.persistence.rows import ORDER_COLUMNS, order_from_row, order_row
-from stockade.persistence.schema import SCHEMA_VERSION
+from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, order_from_row, order_row
+from stockade.persistence.schema import RETURNS_SINCE, SCHEMA_VERSION
 from stockade.persistence.sqlite import SQLiteStore
 
 __all__ = [
     "EXPORT_STOCK",
     "LEVELS",
     "ORDER_MOVES",
+    "order_moves",
     "ORPHANS",
     "READABLE_SINCE",
     "StockRowSink",
@@ -62,6 +63,17 @@ ORDER_MOVES = (
     "CAST(sum(d_reserved) AS BIGINT) AS d_reserved FROM movements WHERE order_id IS NOT NULL "
     "GROUP BY order_id, kind, sku, location) AS m ON m.order_id = o.id ORDER BY o.id"
 )
+
+
+def order_moves(version: int) -> str:
+    """:data:`ORDER_MOVES` for a database at schema ``version``: one from before returns
+    (:data:`~stockade.persistence.schema.RETURNS_SINCE`) has no return columns, read as NULL
+    (nothing returned), so a reader need not upgrade it."""
+    if version >= RETURNS_SINCE:
+        return ORDER_MOVES
+    return ORDER_MOVES.replace("o.returned", "NULL").replace("o.written_off", "NULL")
+
+
 #: Order ids that movements name and the orders table lacks, with how many rows name each.
 ORPHANS = (
     "SELECT order_id, count(*) FROM movements AS m WHERE order_id IS NOT NULL AND NOT EXISTS "
@@ -133,8 +145,8 @@ def read_schema_version(conn: sqlite3.Connection) -> int | None:
 def split_order_row(row: Any) -> tuple[tuple[Any, ...], OrderMove | None]:
     """A row of :data:`ORDER_MOVES` as the order's columns and its movement sum (or None)."""
     values = tuple(row)
-    move: OrderMove | None = None if values[9] is None else values[9:]
-    return values[:9], move
+    move: OrderMove | None = None if values[ORDER_WIDTH] is None else values[ORDER_WIDTH:]
+    return values[:ORDER_WIDTH], move
 
 
 def level_row(row: Any) -> LevelRow:
@@ -147,8 +159,10 @@ def _check_sqlite(conn: sqlite3.Connection, path: str, tally: Tally) -> BooksRep
     check = BooksCheck(order_from_row)
     conn.execute("BEGIN")  # one read transaction: every query sees the same commit
     try:
-        check_schema_version(read_schema_version(conn), path)
-        for row in conn.execute(ORDER_MOVES):
+        version = read_schema_version(conn)
+        check_schema_version(version, path)
+        assert version is not None
+        for row in conn.execute(order_moves(version)):
             tally.add(check.order_row(*split_order_row(row)))
         tally.add(check.end_orders())
         for order_id, count in conn.execute(ORPHANS):

@@ -14,11 +14,11 @@ from stockade.errors import StoreUnavailable
 from stockade.persistence.audit import (
     EXPORT_STOCK,
     LEVELS,
-    ORDER_MOVES,
     ORPHANS,
     StockRowSink,
     check_schema_version,
     level_row,
+    order_moves,
     split_order_row,
 )
 from stockade.persistence.books import BooksCheck, BooksReport, Tally
@@ -71,7 +71,8 @@ async def check_postgres(dsn: str, tally: Tally) -> BooksReport:
 
     async def work(conn: Any) -> BooksReport:
         check = BooksCheck(order_from_row)
-        async for row in conn.cursor(ORDER_MOVES, prefetch=PREFETCH):
+        version = await conn.fetchval("SELECT schema_version FROM stockade_state")
+        async for row in conn.cursor(order_moves(version), prefetch=PREFETCH):
             tally.add(check.order_row(*split_order_row(row)))
         tally.add(check.end_orders())
         async for order_id, count in conn.cursor(ORPHANS, prefetch=PREFETCH):

@@ -10,21 +10,30 @@ A store balances when, for every (sku, location):
 * ``0 <= reserved <= on_hand``;
 
 and every order's movements say what its status says. Summed over an order's movements at each
-(sku, location) where it is allocated ``q`` units:
+(sku, location) where it is allocated ``q`` units, of which ``r`` were returned and restocked
+there (``Order.returned`` less ``Order.written_off``, placed by
+:func:`~stockade.engine.allocation.returned_parts`):
 
 ================  ================  ===============  ==============================================
 status            net ``on_hand``   net ``reserved``  movement kinds
 ================  ================  ===============  ==============================================
 ``reserved``      0                 ``q``            ``placed``; ``changed``
-``confirmed``     ``-q``            0                ``placed``, ``confirmed`` (none for a direct
-                                                     purchase, which has no deadline); ``changed``
-``cancelled``     0                 0                ``placed``, ``cancelled``; ``confirmed``,
-                                                     ``changed`` (a return, a cart edit)
+``confirmed``     ``-q + r``        0                ``placed``, ``confirmed`` (none for a direct
+                                                     purchase, which has no deadline); ``changed``,
+                                                     ``expired`` (a late payment), ``returned``,
+                                                     ``written_off``
+``cancelled``     0, or ``-q + r``  0                ``placed``, and one of ``cancelled``,
+                  once sold                          ``returned``, ``written_off``; ``confirmed``,
+                                                     ``changed``, ``expired``
 ``expired``       0                 0                ``placed``, ``expired``; ``changed``
 ================  ================  ===============  ==============================================
 
-Each kind in the first list must be there, and no kind outside both lists. Movements that name
-an order the orders table does not hold are findings too.
+Each kind in the first list must be there, and no kind outside both lists; an order with units
+restocked has a ``returned`` or ``cancelled`` movement, one with units written off a
+``written_off`` one. An order's counts must agree with themselves: ``written_off <= returned
+<= lines`` per sku; a confirmed order has units not returned, a cancelled one that had units
+returned has them all back. Movements that name an order the orders table does not hold are
+findings too.
 
 :class:`BooksCheck` takes the rows in two passes, orders first (they give the open holds) and
 then the levels, and keeps only the open holds' sums and one order at a time, so a store of
@@ -38,6 +47,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from stockade.engine.allocation import returned_parts
 from stockade.engine.models import Order
 from stockade.errors import CorruptStore
 
@@ -73,13 +83,14 @@ OrderMove = tuple[str, str, str, int, int]
 _REQUIRED: dict[str, frozenset[str]] = {
     "reserved": frozenset({"placed"}),
     "confirmed": frozenset({"placed", "confirmed"}),
-    "cancelled": frozenset({"placed", "cancelled"}),
+    "cancelled": frozenset({"placed"}),
     "expired": frozenset({"placed", "expired"}),
 }
+_BACK = frozenset({"returned", "written_off"})
 _ALLOWED: dict[str, frozenset[str]] = {
     "reserved": frozenset({"placed", "changed"}),
-    "confirmed": frozenset({"placed", "changed", "confirmed"}),
-    "cancelled": frozenset({"placed", "changed", "confirmed", "cancelled"}),
+    "confirmed": frozenset({"placed", "changed", "confirmed", "expired"}) | _BACK,
+    "cancelled": frozenset({"placed", "changed", "confirmed", "cancelled", "expired"}) | _BACK,
     "expired": frozenset({"placed", "changed", "expired"}),
 }
 
@@ -173,30 +184,77 @@ def check_order(order: Order, moves: Iterable[OrderMove]) -> list[Finding]:
             ))  # fmt: skip
     if status == "reserved" and order.expires_at is None:
         found.append(_about(oid, f"order {oid} is reserved but has no deadline"))
+    counted, restocked = _returns(order, found)
+    sold = status == "confirmed" or (status == "cancelled" and bool(order.returned))
     sites = {(sku, location) for sku, per in allocations.items() for location in per}
     for sku, location in sorted(sites | set(net)):
         qty = allocations.get(sku, {}).get(location, 0)
-        want_on_hand = -qty if status == "confirmed" else 0
+        back = restocked.get(sku, {}).get(location, 0)
+        want_on_hand = -qty + back if sold else 0
         want_reserved = qty if status == "reserved" else 0
         got_on_hand, got_reserved = net.get((sku, location), (0, 0))
         for field, got, want in (("on_hand", got_on_hand, want_on_hand),
                                  ("reserved", got_reserved, want_reserved)):  # fmt: skip
-            if got != want:
+            if got != want and counted:
                 found.append(Finding(
                     kind="order", order_id=oid, sku=sku, location=location, field=field,
                     recorded=got, expected=want,
                     detail=f"order {oid} ({status}), {sku} at {location}: its movements move "
-                    f"{field} by {_signed(got)}, but {_a(status)} order allocated {qty} there "
-                    f"moves it by {_signed(want)}",
+                    f"{field} by {_signed(got)}, but {_a(status)} order allocated {qty} there"
+                    f"{f' with {back} restocked' if back else ''} moves it by {_signed(want)}",
                 ))  # fmt: skip
     required = set(_REQUIRED[status])
     if status == "confirmed" and order.expires_at is None:
         required.discard("confirmed")  # a direct purchase: sold when placed
+    if status == "cancelled" and not kinds & {"cancelled", "returned", "written_off"}:
+        required.add("cancelled")
+    if order.written_off:
+        required.add("written_off")
+    if any(restocked.values()) and not kinds & {"cancelled", "returned"}:
+        required.add("returned" if status == "confirmed" else "cancelled")
     for kind in sorted(required - kinds):
         found.append(_about(oid, f"order {oid} is {status} but has no {kind!r} movement"))
     for kind in sorted(kinds - _ALLOWED[status]):
         found.append(_about(oid, f"order {oid} is {status} but has a {kind!r} movement"))
     return found
+
+
+def _returns(order: Order, found: list[Finding]) -> tuple[bool, dict[str, dict[str, int]]]:
+    """Whether ``order``'s return counts agree with themselves (else a finding each), and
+    where its restocked units are: ``{sku: {location: units}}``."""
+    oid, status = order.id, order.status
+    ok = True
+    for sku in sorted(set(order.returned) | set(order.written_off)):
+        bought = order.lines.get(sku, 0)
+        returned = order.returned.get(sku, 0)
+        lost = order.written_off.get(sku, 0)
+        if not 0 <= lost <= returned <= bought or returned == 0:
+            ok = False
+            found.append(Finding(
+                kind="order", order_id=oid, sku=sku, recorded=returned, expected=bought,
+                detail=f"order {oid} ({status}): {returned} of {sku} returned and {lost} "
+                f"written off, of a line of {bought} (needs 0 <= written off <= returned <= "
+                "line, returned > 0)",
+            ))  # fmt: skip
+    if order.returned and status not in ("confirmed", "cancelled"):
+        ok = False
+        found.append(_about(oid, f"order {oid} is {status} but has units returned"))
+    every = all(order.returned.get(sku, 0) == qty for sku, qty in order.lines.items())
+    if order.returned and status == "confirmed" and every:
+        found.append(_about(oid, f"order {oid} is confirmed but every unit was returned"))
+    if order.returned and status == "cancelled" and not every:
+        ok = False
+        found.append(_about(oid, f"order {oid} is cancelled but not every unit was returned"))
+    restocked: dict[str, dict[str, int]] = {}
+    if ok:
+        for sku, allocation in order.allocations.items():
+            lost = order.written_off.get(sku, 0)
+            try:
+                back, _ = returned_parts(allocation, order.returned.get(sku, 0) - lost, lost)
+            except ValueError:  # allocations that do not add up: a finding already
+                return False, {}
+            restocked[sku] = back
+    return ok, restocked
 
 
 def _about(order_id: str, detail: str) -> Finding:

@@ -112,7 +112,9 @@ class Store(Protocol):
 
     async def prune_events(self, before: float, limit: int) -> int:
         """Delete up to ``limit`` of the oldest events older than ``before`` (UNIX seconds);
-        return how many."""
+        return how many. A SQL store keeps its events in pages (one commit's events, up to
+        :data:`~stockade.persistence.pages.PAGE_SIZE` a page) and counts and deletes whole
+        pages: one goes once its newest event is older than ``before``."""
         ...
 
 
@@ -342,8 +344,9 @@ class Journal:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:  # fmt: skip
         """Every ``every_s``, delete the change feed's events older than ``retention_s``, in
-        chunks of ``chunk`` (so a commit never waits long behind one). A store that cannot be
-        reached is tried again next time. Runs until cancelled."""
+        chunks of ``chunk`` events (a SQL store's: pages of events), so a commit never waits
+        long behind one. A store that cannot be reached is tried again next time. Runs until
+        cancelled."""
         task_status.started()
         while True:
             cutoff = time.time() - retention_s

@@ -6,7 +6,8 @@ same transaction. So an event exists exactly when its change committed. The even
 rows the store writes (:data:`~stockade.engine.feed.EventRow`, the payload encoded once,
 straight from the Order for ``order.*``); the journal hands the same rows to the feed's hub.
 
-Per batch: one ``order.*`` event per order move, in journal order; then one ``stock.changed``
+Per batch: one ``order.*`` event per order move, in journal order (a return that brings back an
+order's last units is ``order.returned`` then ``order.cancelled``); then one ``stock.changed``
 per (sku, location) the batch moved, with the values after the commit (a batch is a commit:
 changes committed together are reported together, which also coalesces a hot product's
 thousands of moves per second into one event per commit); then ``product.sold_out`` /
@@ -30,6 +31,7 @@ from stockade.engine.events import (
     OrderExpired,
     OrderExtended,
     OrderPlaced,
+    OrderReturned,
 )
 from stockade.engine.feed import EventRow
 from stockade.engine.models import Location, LocationLevel, StockLevel
@@ -43,6 +45,7 @@ _ORDER_TYPES: dict[type, str] = {
     OrderConfirmed: "order.confirmed",
     OrderCancelled: "order.cancelled",
     OrderExpired: "order.expired",
+    OrderReturned: "order.returned",
 }
 
 _encoder = msgspec.json.Encoder()
@@ -77,8 +80,12 @@ def feed_events(
         kind = _ORDER_TYPES.get(type(change))
         if kind is not None:
             order = change.order  # type: ignore[union-attr]
-            out.append((seq, kind, at, None, encode(order).decode()))
+            encoded = encode(order).decode()
+            out.append((seq, kind, at, None, encoded))
             seq += 1
+            if kind == "order.returned" and order.status == "cancelled":  # the last units
+                out.append((seq, "order.cancelled", at, None, encoded))
+                seq += 1
     moved: dict[tuple[str, str], tuple[int, int]] = {}  # (sku, location) -> its deltas
     for sku, location, d_on_hand, d_reserved in deltas:
         moved[sku, location] = (d_on_hand, d_reserved)

@@ -14,14 +14,15 @@ from typing import Any
 import msgspec
 
 from stockade.engine.events import (
-    MOVEMENT_KIND,
     Adjusted,
     ChannelSet,
     KeyUsed,
     LocationSet,
     OrderEvent,
     OrderPlaced,
+    OrderReturned,
     Transferred,
+    movement_kind,
     movements,
 )
 from stockade.engine.locations import DEFAULT_LOCATION
@@ -32,6 +33,7 @@ from stockade.persistence.journal import Batch
 
 __all__ = [
     "ORDER_COLUMNS",
+    "ORDER_WIDTH",
     "BatchRows",
     "KeyRow",
     "MovementRow",
@@ -55,9 +57,15 @@ _fingerprint_decoder = msgspec.json.Decoder(dict[str, int] | float)
 
 #: The ``orders`` columns, in table order.
 ORDER_COLUMNS = (
-    "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location"
+    "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location, "
+    "returned, written_off"
 )
-OrderRow = tuple[str, str, str, float, float | None, str | None, str, str | None, str | None]
+#: How many columns :data:`ORDER_COLUMNS` names.
+ORDER_WIDTH = 11
+OrderRow = tuple[
+    str, str, str, float, float | None, str | None, str, str | None, str | None,
+    str | None, str | None,
+]  # fmt: skip
 #: The ``idempotency_keys`` columns: key, kind, order_id, fingerprint (JSON), at.
 KeyRow = tuple[str, str, str, str, float]
 MovementRow = tuple[int, str, str, str, str | None, int, int, str | None, float]
@@ -86,12 +94,14 @@ def batch_rows(batch: Batch) -> BatchRows:
     channels: dict[str, Channel] = {}
     seq = batch.first_seq
     for event in batch.events:
-        kind = MOVEMENT_KIND[type(event)]
+        kind = movement_kind(event)
         reason = event.reason if type(event) is Adjusted or type(event) is Transferred else None
         for sku, location, order_id, d_on_hand, d_reserved in movements(event):
             moves.append(
                 (seq, sku, location, kind, order_id, d_on_hand, d_reserved, reason, event.at)
             )
+            if type(event) is OrderReturned and not event.restock:
+                continue  # a write-off: recorded, no stock moves
             total = deltas.get((sku, location))
             if total is None:
                 deltas[sku, location] = [d_on_hand, d_reserved]
@@ -140,15 +150,19 @@ def order_row(order: Order) -> OrderRow:
         _encoder.encode(order.allocations).decode(),
         order.channel,
         order.location,
+        _encoder.encode(order.returned).decode() if order.returned else None,
+        _encoder.encode(order.written_off).decode() if order.written_off else None,
     )
 
 
 def order_from_row(row: Any) -> Order:
     """An Order from a row of :data:`ORDER_COLUMNS`. A row written before locations existed
-    has no allocations (NULL): all its units were at ``default``. Raises CorruptStore for a row
-    that cannot be an order (lines that are not ``{sku: qty}`` JSON, a time that is not a
+    has no allocations (NULL): all its units were at ``default``; one from before returns has
+    nothing returned (NULL, as for an order nothing came back from). Raises CorruptStore for a
+    row that cannot be an order (lines that are not ``{sku: qty}`` JSON, a time that is not a
     number)."""
-    order_id, status, lines, created_at, expires_at, key, allocations, channel, location = row
+    (order_id, status, lines, created_at, expires_at, key, allocations, channel, location,
+     returned, written_off) = row  # fmt: skip
     try:
         decoded = _lines_decoder.decode(lines)
         return Order(
@@ -165,6 +179,8 @@ def order_from_row(row: Any) -> Order:
             ),
             channel,
             location,
+            {} if returned is None else _lines_decoder.decode(returned),
+            {} if written_off is None else _lines_decoder.decode(written_off),
         )
     except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
         raise CorruptStore(f"order {order_id!r} cannot be read back: {exc}") from exc

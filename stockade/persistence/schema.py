@@ -14,6 +14,7 @@ from stockade.errors import IncompatibleStore
 __all__ = [
     "INIT_STATE",
     "KEYS_SINCE",
+    "RETURNS_SINCE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "STATE_TABLE",
@@ -154,6 +155,35 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    [  # 6: partial returns (design.md §13): units returned and written off per sku, as JSON;
+        # NULL: none (every order written before)
+        "ALTER TABLE orders ADD COLUMN returned TEXT",
+        "ALTER TABLE orders ADD COLUMN written_off TEXT",
+    ]
+)
+
+MIGRATIONS.append(
+    [  # 7: the change feed kept in pages of events (stockade/persistence/pages.py), cheaper to
+        # write than a row per event; the events so far become pages of one event each. No
+        # index on time: pruning finds the oldest pages through the primary key.
+        """CREATE TABLE event_pages (
+            last_seq BIGINT PRIMARY KEY,
+            first_seq BIGINT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            type TEXT,
+            sku TEXT,
+            meta TEXT,
+            data TEXT NOT NULL,
+            CHECK (first_seq <= last_seq),
+            CHECK ((meta IS NULL) = (type IS NOT NULL))
+        )""",
+        """INSERT INTO event_pages (last_seq, first_seq, at, type, sku, meta, data)
+            SELECT seq, seq, at, type, sku, NULL, data FROM events""",
+        "DROP TABLE events",
+    ]
+)
+
 #: Makes the one state row of a new database (the columns named: later migrations add more).
 INIT_STATE = (
     "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "
@@ -164,6 +194,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The first schema version with the ``api_keys`` table.
 KEYS_SINCE = 2
+#: The first schema version with the orders' ``returned`` and ``written_off`` columns.
+RETURNS_SINCE = 6
 
 
 def migrations_after(version: int) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from stockade.engine.journal import OrderQuery
-from stockade.persistence.rows import ORDER_COLUMNS
+from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, OrderRow
 
 __all__ = [
     "GET_ORDER",
@@ -25,7 +25,8 @@ __all__ = [
     "UPSERT_KEY",
     "UPSERT_LOCATION",
     "UPSERT_STOCK_ROW",
-    "INSERT_EVENT",
+    "INSERT_PAGE",
+    "FINISH_BATCH_PG",
     "SET_LAST_EVENT",
     "FEED_BOUNDS",
     "PRUNE_EVENTS",
@@ -33,10 +34,14 @@ __all__ = [
     "STOCK_OF_PG",
     "SKUS_AT",
     "SKUS_AT_PG",
-    "events_page",
+    "MOVE_STOCK_PG",
+    "MOVE_AND_READ_STOCK_PG",
+    "INSERT_STOCK",
     "movements_params",
+    "pages_after",
     "numbered",
     "orders_page",
+    "update_order_params",
 ]
 
 LOAD_STOCK = "SELECT sku, location, on_hand, reserved FROM stock"
@@ -67,11 +72,19 @@ UPSERT_STOCK_ROW = "INSERT INTO stock VALUES (?, ?, 0, 0) ON CONFLICT (sku, loca
 UPDATE_STOCK = (
     "UPDATE stock SET on_hand = on_hand + ?, reserved = reserved + ? WHERE sku = ? AND location = ?"
 )
-INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * ORDER_WIDTH)})"
 #: An order's id, created_at, key, channel and location never change: the rest may.
 UPDATE_ORDER = (
-    "UPDATE orders SET status = ?, lines = ?, expires_at = ?, allocations = ? WHERE id = ?"
+    "UPDATE orders SET status = ?, lines = ?, expires_at = ?, allocations = ?, returned = ?, "
+    "written_off = ? WHERE id = ?"
 )
+
+
+def update_order_params(row: OrderRow) -> tuple[object, ...]:
+    """The parameters of :data:`UPDATE_ORDER` for an order's row."""
+    return row[1], row[2], row[4], row[6], row[9], row[10], row[0]
+
+
 UPSERT_KEY = (
     "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
     "kind = excluded.kind, order_id = excluded.order_id, fingerprint = excluded.fingerprint, "
@@ -87,11 +100,31 @@ UPSERT_CHANNEL = (
 )
 
 
-INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?)"
+#: One row of the feed's ``event_pages`` (see :mod:`stockade.persistence.pages`).
+INSERT_PAGE = "INSERT INTO event_pages VALUES (?, ?, ?, ?, ?, ?, ?)"
+#: PostgreSQL: a batch's last statement with the feed on: its pages ($3..$9, the columns of
+#: ``event_pages`` as arrays) inserted, and last_seq ($1) and last_event_seq ($2) set, in one
+#: round trip.
+FINISH_BATCH_PG = (
+    "WITH pages AS (INSERT INTO event_pages SELECT * FROM unnest($3::bigint[], $4::bigint[], "
+    "$5::float8[], $6::text[], $7::text[], $8::text[], $9::text[])) "
+    "UPDATE stockade_state SET last_seq = $1, last_event_seq = $2"
+)
 SET_LAST_EVENT = "UPDATE stockade_state SET last_event_seq = ?"
-FEED_BOUNDS = "SELECT (SELECT min(seq) FROM events), last_event_seq FROM stockade_state"
+#: The oldest event kept (pages never overlap: the first page by last_seq starts first).
+FEED_BOUNDS = (
+    "SELECT (SELECT first_seq FROM event_pages ORDER BY last_seq LIMIT 1), last_event_seq "
+    "FROM stockade_state"
+)
+#: Up to ``limit`` of the oldest pages whose events are all older than a time, found through
+#: the primary key since times grow with seqs (no index on ``at`` to keep up at every commit).
+#: Only a run from the oldest page is deleted: a page out of time order (a clock stepped back)
+#: stops it, so the feed kept never has a hole. Parameters: limit, limit, before.
 PRUNE_EVENTS = (
-    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < ? ORDER BY seq LIMIT ?)"
+    "DELETE FROM event_pages WHERE last_seq IN "
+    "(SELECT last_seq FROM event_pages ORDER BY last_seq LIMIT ?) AND last_seq < COALESCE(("
+    "SELECT min(last_seq) FROM (SELECT last_seq, at FROM event_pages ORDER BY last_seq LIMIT ?) "
+    "AS head WHERE at >= ?), 9223372036854775807)"
 )
 #: The stock rows of some products (SQLite: expanded to as many ``?`` as skus).
 STOCK_OF = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku IN ({})"
@@ -100,17 +133,47 @@ STOCK_OF_PG = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku = AN
 #: of the stock table, which is keyed by sku first, is acceptable).
 SKUS_AT = "SELECT DISTINCT sku FROM stock WHERE location IN ({})"
 SKUS_AT_PG = "SELECT DISTINCT sku FROM stock WHERE location = ANY($1::text[])"
+#: PostgreSQL: a batch's summed stock deltas ($1..$4: skus, locations, d_on_hand, d_reserved,
+#: as arrays) added to the rows that exist, in one statement; it returns those rows as they
+#: are now. A (sku, location) it does not return has no row yet (:data:`INSERT_STOCK`).
+MOVE_STOCK_PG = (
+    "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) "
+    "AS d(sku, location, d_on_hand, d_reserved)), "
+    "moved AS (UPDATE stock SET on_hand = stock.on_hand + d.d_on_hand, "
+    "reserved = stock.reserved + d.d_reserved FROM d "
+    "WHERE stock.sku = d.sku AND stock.location = d.location "
+    "RETURNING stock.sku, stock.location, stock.on_hand, stock.reserved) "
+    "SELECT * FROM moved"
+)
+#: :data:`MOVE_STOCK_PG`, also returning the other rows of the skus in $5 (the feed needs every
+#: location of a product it reports): the read-back the feed needs, without a round trip.
+MOVE_AND_READ_STOCK_PG = (
+    f"{MOVE_STOCK_PG} UNION ALL SELECT sku, location, on_hand, reserved FROM stock s "
+    "WHERE s.sku = ANY($5::text[]) AND NOT EXISTS "
+    "(SELECT 1 FROM d WHERE d.sku = s.sku AND d.location = s.location)"
+)
+#: A stock row a batch makes: its summed deltas are its values.
+INSERT_STOCK = "INSERT INTO stock VALUES (?, ?, ?, ?)"
 
 
-def events_page(after: int, limit: int, types: tuple[str, ...] | None) -> tuple[str, list[object]]:
-    """The SELECT for a page of the change feed after ``after`` (by seq), and its parameters."""
-    params: list[object] = [after]
-    where = "seq > ?"
+def pages_after(types: tuple[str, ...] | None) -> tuple[str, list[object]]:
+    """The SELECT for the pages holding events after a seq, oldest first, and its parameters
+    after the first two (after, how many pages). With ``types``, only pages that may hold one:
+    a plain row of one of them, or a packed page whose metadata names one (a page whose skus
+    merely spell one is read and passed over), so a reader of a rare type far behind never
+    has the payloads of the pages between sent to it."""
+    where = "last_seq > ?"
+    params: list[object] = []
     if types:
-        where += f" AND type IN ({', '.join('?' * len(types))})"
-        params += list(types)
-    params.append(limit)
-    return f"SELECT seq, type, at, sku, data FROM events WHERE {where} ORDER BY seq LIMIT ?", params
+        plain = f"type IN ({', '.join('?' * len(types))})"
+        packed = " OR ".join("meta LIKE ?" for _ in types)
+        where += f" AND ({plain} OR {packed})"
+        params += [*types, *(f'%"{kind}"%' for kind in types)]
+    statement = (
+        "SELECT last_seq, first_seq, at, type, sku, meta, data FROM event_pages "
+        f"WHERE {where} ORDER BY last_seq LIMIT ?"
+    )
+    return statement, params
 
 
 def orders_page(query: OrderQuery) -> tuple[str, list[object]]:

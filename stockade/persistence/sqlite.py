@@ -32,6 +32,7 @@ from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import SQLiteKeys
 from stockade.persistence.outbox import feed_events, flipped
+from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
 from stockade.persistence.rows import (
     BatchRows,
     batch_rows,
@@ -223,7 +224,7 @@ class SQLiteStore:
                         last_event + 1, before,
                     )  # fmt: skip
                     if events:
-                        conn.executemany(sql.INSERT_EVENT, events)
+                        conn.executemany(sql.INSERT_PAGE, pages_of(events))
                         conn.execute(sql.SET_LAST_EVENT, (events[-1][0],))
                 conn.execute("COMMIT")
                 return events
@@ -236,10 +237,18 @@ class SQLiteStore:
     async def events(
         self, after: int, limit: int, types: tuple[str, ...] | None = None
     ) -> list[FeedEvent]:
-        statement, params = sql.events_page(after, limit, types)
+        statement, params = sql.pages_after(types)
 
         def read(conn: sqlite3.Connection) -> list[FeedEvent]:
-            return [event_from_row(r) for r in conn.execute(statement, params)]
+            out: list[EventRow] = []
+            cursor = after
+            while True:
+                rows = conn.execute(statement, (cursor, *params, PAGES_PER_READ)).fetchall()
+                found, full = page_events(rows, after, limit - len(out), types)
+                out += found
+                if full or len(rows) < PAGES_PER_READ:
+                    return [event_from_row(row) for row in out]
+                cursor = rows[-1][0]
 
         return await self._read(read)
 
@@ -251,11 +260,13 @@ class SQLiteStore:
         return await self._read(read)
 
     async def prune_events(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest pages of events, all older than ``before``."""
+
         def prune() -> int:
             conn = self._connection()
             with _translated(), conn:  # one short transaction per chunk, between commits
                 conn.execute("BEGIN IMMEDIATE")
-                return conn.execute(sql.PRUNE_EVENTS, (before, limit)).rowcount
+                return conn.execute(sql.PRUNE_EVENTS, (limit, limit, before)).rowcount
 
         return await self._run(prune)
 
@@ -331,7 +342,7 @@ def _write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None
     executemany(sql.INSERT_ORDER, rows.new_orders)
     executemany(
         sql.UPDATE_ORDER,
-        [(row[1], row[2], row[4], row[6], row[0]) for row in rows.updated_orders],
+        [sql.update_order_params(row) for row in rows.updated_orders],
     )
     executemany(sql.UPSERT_KEY, rows.keys)
     executemany(sql.UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations])

@@ -57,6 +57,7 @@ __all__ = [
     "MovementsCall",
     "PlaceOrderCall",
     "ProductsCall",
+    "ReturnUnitsCall",
     "SetChannelCall",
     "UpdateLocationCall",
     "SetLocationCall",
@@ -140,6 +141,7 @@ class PlaceOrderCall(CallBase[Order], tag="place_order"):
 
 class ConfirmCall(CallBase[Order], tag="confirm"):
     order_id: str
+    late: bool = False
 
 
 class CancelCall(CallBase[Order], tag="cancel"):
@@ -154,6 +156,13 @@ class GetOrderCall(CallBase[Order], tag="get_order"):
 class ChangeOrderCall(CallBase[Order], tag="change_order"):
     order_id: str
     lines: LinesField
+    idempotency_key: str | None = None
+
+
+class ReturnUnitsCall(CallBase[Order], tag="return_units"):
+    order_id: str
+    lines: LinesField
+    restock: bool = True
     idempotency_key: str | None = None
 
 
@@ -293,6 +302,7 @@ ENGINE_CALLS: dict[type[CallBase[Any]], CallSpec] = {
         spec_of(GetOrderCall, "await"),
         spec_of(ChangeOrderCall, "await"),
         spec_of(ExtendCall, "await"),
+        spec_of(ReturnUnitsCall, "await"),
         spec_of(SetLocationCall, "await"),
         spec_of(UpdateLocationCall, "await"),
         spec_of(LocationsCall, "sync"),

@@ -48,6 +48,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode("invalid_transition", e.InvalidTransition, ("order_id", "status", "action", "why")),
     ErrorCode("invalid_request", e.InvalidRequest),
     ErrorCode("stock_conflict", e.StockConflict),
+    ErrorCode("return_conflict", e.ReturnConflict),
     ErrorCode("idempotency_conflict", e.IdempotencyConflict, ("key", "order_id")),
     ErrorCode("overloaded", e.Overloaded),
     ErrorCode("too_many_holds", e.TooManyHolds, ("limit", "retry_after_s")),

@@ -95,8 +95,8 @@ class AsyncEngineCalls:
             )
         )
 
-    async def confirm(self, order_id: str) -> Order:
-        return await self._call(c.ConfirmCall(order_id))
+    async def confirm(self, order_id: str, *, late: bool = False) -> Order:
+        return await self._call(c.ConfirmCall(order_id, late))
 
     async def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         return await self._call(c.CancelCall(order_id, allow_return))
@@ -113,6 +113,16 @@ class AsyncEngineCalls:
         self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
     ) -> Order:
         return await self._call(c.ExtendCall(order_id, hold_for, idempotency_key))
+
+    async def return_units(
+        self,
+        order_id: str,
+        lines: Lines,
+        *,
+        restock: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        return await self._call(c.ReturnUnitsCall(order_id, _any(lines), restock, idempotency_key))
 
     # -- locations and channels ---------------------------------------------------------------
 
@@ -227,8 +237,8 @@ class BlockingEngineCalls:
             )
         )
 
-    def confirm(self, order_id: str) -> Order:
-        return self._call(c.ConfirmCall(order_id))
+    def confirm(self, order_id: str, *, late: bool = False) -> Order:
+        return self._call(c.ConfirmCall(order_id, late))
 
     def cancel(self, order_id: str, *, allow_return: bool = True) -> Order:
         return self._call(c.CancelCall(order_id, allow_return))
@@ -245,6 +255,16 @@ class BlockingEngineCalls:
         self, order_id: str, hold_for: timedelta | float, *, idempotency_key: str | None = None
     ) -> Order:
         return self._call(c.ExtendCall(order_id, hold_for, idempotency_key))
+
+    def return_units(
+        self,
+        order_id: str,
+        lines: Lines,
+        *,
+        restock: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        return self._call(c.ReturnUnitsCall(order_id, _any(lines), restock, idempotency_key))
 
     # -- locations and channels ---------------------------------------------------------------
 

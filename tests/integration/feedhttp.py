@@ -15,12 +15,13 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from stockade.api.feed import FeedService
+from stockade.outbound.service import Outbound
 
 
 @asynccontextmanager
 async def serving(app: QuartTrio) -> AsyncIterator[str]:
-    """Serve ``app`` (and run its FeedService) on a free loopback port; yield its URL. On exit
-    the streams are ended and the server stops."""
+    """Serve ``app`` (and run its FeedService and Outbound) on a free loopback port; yield its
+    URL. On exit the streams are ended and the server stops."""
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
@@ -28,6 +29,7 @@ async def serving(app: QuartTrio) -> AsyncIterator[str]:
     config.graceful_timeout = 5
     stopped = trio.Event()
     service: FeedService = app.config["STOCKADE_FEED"]
+    outbound: Outbound = app.config["STOCKADE_OUTBOUND"]
 
     async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
         await serve(app, config, shutdown_trigger=stopped.wait, task_status=task_status)
@@ -35,6 +37,7 @@ async def serving(app: QuartTrio) -> AsyncIterator[str]:
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(run_server)
         await nursery.start(service.run)
+        await nursery.start(outbound.run)
         try:
             yield binds[0]
         finally:

@@ -8,9 +8,11 @@ Each line is ``<kind> <JSON>``. Answers: ``order`` (an Order: placed, confirmed 
 ``adjust`` (the change's reason, unique per run), ``location`` (the Location as set). Before a
 call whose effect the test must tell apart, the worker says what it is about to do:
 ``try-change`` (``[order id, lines]``), ``try-extend`` (the order id), ``try-location`` (the
-Location); ``refused`` (the order id) says a cart edit or extension was refused and changed
-nothing. On a fresh store the worker first sets up locations, channels and stock; on a store
-it set up before (a restart) it carries on with what is there.
+Location), ``try-late`` (the id of an expired order about to be paid late), ``try-return``
+(the id of a sold order about to have units returned); ``refused`` (the order id) says a cart
+edit, an extension or a late payment was refused and changed nothing. On a fresh store the
+worker first sets up locations, channels and stock; on a store it set up before (a restart) it
+carries on with what is there.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ INITIAL = 2_000
 SCARCE = 12
 
 _encode = msgspec.json.Encoder().encode
+#: returns made by this run, to write every third off
+_RETURNS = [0]
 
 
 def say(kind: str, payload: Any) -> None:
@@ -63,7 +67,8 @@ async def set_up_locations(engine: stockade.Engine) -> None:
 
 async def location_shopper(engine: stockade.Engine, rng: random.Random) -> None:
     """Orders anywhere, by channel, pinned to a location or both; direct purchases, holds that
-    are confirmed, cancelled, returned or left to lapse."""
+    are confirmed (late, when they lapsed first), cancelled, returned (whole, or some units
+    restocked or written off) or left to lapse."""
     while True:
         lines = {s: rng.randint(1, 3) for s in rng.sample(SKUS, rng.randint(1, 3))}
         where = rng.choice(["anywhere", "channel", "pinned", "both"])
@@ -92,10 +97,32 @@ async def location_shopper(engine: stockade.Engine, rng: random.Random) -> None:
                 say("order", await engine.confirm(order.id))
                 if action < 0.1:
                     say("order", await engine.cancel(order.id))  # a return
+                elif action < 0.25:
+                    await return_some(engine, rng, order)
             elif action < 0.6:
                 say("order", await engine.cancel(order.id))
         except stockade.InvalidTransition:
-            pass  # the hold lapsed first
+            if action < 0.4 and rng.random() < 0.5:  # the payment came after the hold lapsed
+                say("try-late", order.id)
+                try:
+                    say("order", await engine.confirm(order.id, late=True))
+                except stockade.OutOfStock:
+                    say("refused", order.id)
+
+
+async def return_some(engine: stockade.Engine, rng: random.Random, order: stockade.Order) -> None:
+    """Return one unit of a line at a time, once or twice: every third return of the run is
+    written off, the others restocked (so a run that returns units writes some off)."""
+    for _ in range(rng.randint(1, 2)):
+        left = [sku for sku, qty in order.lines.items() if order.returned.get(sku, 0) < qty]
+        if not left:
+            return
+        say("try-return", order.id)
+        _RETURNS[0] += 1
+        order = await engine.return_units(
+            order.id, {rng.choice(left): 1}, restock=_RETURNS[0] % 3 != 0
+        )
+        say("order", order)
 
 
 async def stock_keeper(engine: stockade.Engine, rng: random.Random) -> None:

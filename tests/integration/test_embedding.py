@@ -119,6 +119,26 @@ def test_idempotency_from_many_callers(handle):
 
 
 @pytest.mark.parametrize("handle", HANDLES)
+def test_late_payments_and_returns_through_the_handles(handle):
+    clock = trio.testing.MockClock()
+
+    async def scenario(engine, thread):
+        await engine.set_stock("a", 5)
+        order = await engine.place_order({"a": 3}, hold_for=30)
+        thread.run_sync(clock.jump, 31)
+        confirmed = await engine.confirm(order.id, late=True)
+        assert confirmed.status == "confirmed"
+        back = await engine.return_units(order.id, {"a": 1}, idempotency_key="rma")
+        assert back.returned == {"a": 1}
+        assert await engine.return_units(order.id, {"a": 1}, idempotency_key="rma") == back
+        lost = await engine.return_units(order.id, {"a": 2}, restock=False)
+        assert (lost.status, lost.written_off) == ("cancelled", {"a": 2})
+        assert await engine.stock("a") == StockLevel("a", 3, 0, 3)
+
+    run_contract(handle, scenario, clock=clock)
+
+
+@pytest.mark.parametrize("handle", HANDLES)
 def test_expiry_on_the_engine_clock(handle):
     clock = trio.testing.MockClock()
 

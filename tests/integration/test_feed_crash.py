@@ -4,7 +4,7 @@ event describes a change that did not commit (the outbox is written in the commi
 transaction).
 
 The workload is tests/integration/crash_worker.py; after each kill the store is read directly:
-its ``events`` beside its movements ledger, orders and stock.
+its feed's pages beside its movements ledger, orders and stock.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 
+from stockade.persistence.pages import PAGE_SIZE, page_events
 from tests.integration.crashes import crash_database, run_and_kill
 
 #: An order move's movement kind, and the event type it yields.
 EVENT_OF_KIND = {"placed": "order.placed", "confirmed": "order.confirmed",
                  "cancelled": "order.cancelled", "expired": "order.expired"}  # fmt: skip
 QUERIES = {
-    "events": "SELECT seq, type, data FROM events ORDER BY seq",
+    "events": "SELECT last_seq, first_seq, at, type, sku, meta, data FROM event_pages "
+    "ORDER BY last_seq",
     "last": "SELECT last_event_seq FROM stockade_state",
     # one row per order move (a move over several skus shares its seq)
     "moves": "SELECT DISTINCT seq, order_id, kind FROM movements WHERE order_id IS NOT NULL",
@@ -57,7 +59,8 @@ def read_postgres(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def check_feed(rows: dict[str, list[tuple[Any, ...]]], acked: dict[str, list[str]]) -> int:
     """The checks of the module docstring over what a store holds; the number of events."""
-    events = [(seq, kind, json.loads(data)) for seq, kind, data in rows["events"]]
+    stored, _ = page_events(rows["events"], 0, len(rows["events"]) * PAGE_SIZE)
+    events = [(seq, kind, json.loads(data)) for seq, kind, _, _, data in stored]
     ((last,),) = rows["last"]
     assert [seq for seq, _, _ in events] == list(range(1, last + 1))  # gap-free, none past last
     # every committed order move has exactly one event, and every order event a committed move

@@ -47,8 +47,9 @@ BOUNDED = settings(
 
 def one_line_per_sku(context: schemathesis.HookContext, body: Any) -> bool:
     """The rules /openapi.json states only in words, which JSON Schema cannot say: no two
-    lines of an order (placed or changed) name the same sku (design.md §5 refuses duplicate
-    lines; the document declares ``uniqueItems``, which refuses identical lines only), and a
+    lines of an order (placed or changed) or of a return name the same sku (design.md §5
+    refuses duplicate lines; the document declares ``uniqueItems``, which refuses identical
+    lines only), and a
     transfer's source and destination differ. Such bodies are not drawn."""
     operation = context.operation
     if operation is None or not isinstance(body, dict):
@@ -56,7 +57,11 @@ def one_line_per_sku(context: schemathesis.HookContext, body: Any) -> bool:
     where = (operation.method.upper(), operation.path)
     if where == ("POST", "/v1/transfers"):
         return "source" not in body or body.get("source") != body.get("destination")
-    if where not in {("POST", "/v1/orders"), ("PATCH", "/v1/orders/{order_id}")}:
+    if where not in {
+        ("POST", "/v1/orders"),
+        ("PATCH", "/v1/orders/{order_id}"),
+        ("POST", "/v1/orders/{order_id}/returns"),
+    }:
         return True
     lines = body.get("lines")
     if not isinstance(lines, list):

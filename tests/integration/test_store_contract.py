@@ -11,7 +11,7 @@ import trio.testing
 
 import stockade
 from stockade import StockLevel
-from stockade.engine.events import OrderConfirmed, OrderPlaced, StockSet
+from stockade.engine.events import Adjusted, OrderConfirmed, OrderPlaced, StockSet
 from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch
@@ -133,10 +133,12 @@ def _breaking_batch(how: str, first_seq: int, order: Order) -> Batch:
             order, status="confirmed", lines={"a": 10}, allocations={"a": {"default": 10}}
         )
         return Batch(first_seq, first_seq, [OrderConfirmed(oversold, 1_001.0)])
+    if how == "unknown-row":  # takes units from a (sku, location) the store has no row for
+        return Batch(first_seq, first_seq, [Adjusted("b", "default", -3, "loss", 1_001.0)])
     return Batch(first_seq, first_seq, [OrderPlaced(order, 1_001.0)])  # the same order again
 
 
-@pytest.mark.parametrize("how", ["oversold", "placed-twice"])
+@pytest.mark.parametrize("how", ["oversold", "placed-twice", "unknown-row"])
 async def test_a_batch_the_store_must_refuse_is_corrupt_and_writes_nothing(kind, how):
     store = kind.make()
     snapshot = await store.load(0.0)

@@ -22,8 +22,8 @@ import stockade
 from bench.server import Server
 from bench.webhook_receiver import Receiver, Request
 from stockade._open import open_engine_and_store
-from stockade.api.delivery import DeliveryOptions, Subscription, Webhooks
-from stockade.api.signing import secret_key
+from stockade.outbound.signing import secret_key
+from stockade.outbound.webhooks import DeliveryOptions, Subscription, Webhooks
 from stockade.persistence.webhooks import WebhookStore
 from tests.integration.proxy import Proxy
 from tests.integration.test_postgres_faults import via_proxy

@@ -1,11 +1,13 @@
 """Hypothesis drives the pure ledgers, the location table and the order book with every mix of
-commands and time, as the engine does (the same pure planning functions for cart edits)."""
+commands and time, as the engine does (the same pure planning functions for cart edits), late
+payments and partial returns included; replaying the events must give the same state, and the
+books check must find nothing in it."""
 
 from datetime import UTC, datetime
 
 import hypothesis.strategies as st
 from hypothesis import settings
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 from stockade import InvalidRequest, InvalidTransition, OutOfStock
 from stockade.engine.cartplan import growth, settle
@@ -23,6 +25,8 @@ from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
 from stockade.engine.orders import OrderBook
+from stockade.persistence.audit import check_state
+from stockade.persistence.books import Tally
 from stockade.persistence.journal import Batch
 from stockade.persistence.memory import StoreState
 
@@ -54,6 +58,13 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def apply(self, sku: str, command: object) -> object:
         return self.ledgers[sku].apply(command, self.now, self.table)  # type: ignore[arg-type]
+
+    @initialize(units=st.lists(st.integers(0, 12), min_size=9, max_size=9))
+    def stock_up(self, units):
+        """Start with some stock at every (sku, location), so that orders (and what follows
+        them: confirms, late payments, returns) are reached, not only refusals."""
+        for i, (sku, location) in enumerate((s, loc) for s in SKUS for loc in LOCATIONS):
+            self.set_stock(sku, location, units[i])
 
     # -- merchant -----------------------------------------------------------------------------
 
@@ -164,12 +175,62 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         order, event = self.book.cancel(order_id, self.now)
         if event is not None:
-            for sku, allocation in order.allocations.items():
-                if event.was == "reserved":
+            if event.was == "reserved":
+                for sku in order.lines:
                     self.apply(sku, Release(order_id))
-                else:
+            else:  # a return of every unit not back yet
+                back = order.allocations if event.moves is None else event.moves
+                for sku, allocation in back.items():
                     self.apply(sku, Return(order_id, allocation))
-                    self.on_hand_expected[sku] += order.lines[sku]
+                    self.on_hand_expected[sku] += sum(allocation.values())
+        self.emit(event)
+
+    @rule(order_id=orders)
+    def confirm_late(self, order_id):
+        """A payment after the hold expired: its units taken again, sold, all or nothing."""
+        order = self.book.orders.get(order_id)
+        if order is None or order.status != "expired":
+            return
+        where = self.where[order_id]
+        before = {sku: (ledger.on_hand, ledger.reserved) for sku, ledger in self.ledgers.items()}
+        replies = {
+            sku: self.apply(sku, Take(order_id=order_id, qty=qty, hold=False, where=where))
+            for sku, qty in order.lines.items()
+        }
+        if not all(type(r) is dict for r in replies.values()):
+            for sku, reply in replies.items():
+                if type(reply) is dict:
+                    self.apply(sku, GiveBack(order_id=order_id, allocation=reply, hold=False))
+            after = {sku: (ledger.on_hand, ledger.reserved) for sku, ledger in self.ledgers.items()}
+            assert after == before  # refused: nothing moved
+            return
+        taken: dict[str, dict[str, int]] = replies  # type: ignore[assignment]
+        confirmed, event = self.book.confirm_late(order_id, taken, self.now)
+        assert confirmed.status == "confirmed" and confirmed.allocations == taken
+        for sku, qty in order.lines.items():
+            self.on_hand_expected[sku] -= qty
+        self.emit(event)
+
+    @rule(order_id=orders,
+          lines=st.dictionaries(st.sampled_from(SKUS), st.integers(1, 4), min_size=1),
+          restock=st.booleans())  # fmt: skip
+    def return_units(self, order_id, lines, restock):
+        order = self.book.orders.get(order_id)
+        if order is None:
+            return
+        try:
+            _, event = self.book.return_units(order_id, lines, restock, self.now)
+        except (InvalidTransition, InvalidRequest):
+            assert self.book.orders[order_id] is order  # refused: nothing changed
+            left = {sku: order.lines.get(sku, 0) - order.returned.get(sku, 0) for sku in lines}
+            assert order.status != "confirmed" or any(qty > left[sku] for sku, qty in lines.items())
+            return
+        assert order.status == "confirmed"
+        for sku, allocation in event.moves.items():
+            assert sum(allocation.values()) == lines[sku]
+            self.apply(sku, Return(order_id, allocation, restock))
+            if restock:
+                self.on_hand_expected[sku] += lines[sku]
         self.emit(event)
 
     @rule(order_id=orders,
@@ -261,6 +322,16 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert ledger.site(loc)[1] == held.get((sku, loc), 0)
 
     @invariant()
+    def returns_never_pass_what_was_bought(self):
+        for order in self.book.orders.values():
+            for sku, qty in order.lines.items():
+                lost = order.written_off.get(sku, 0)
+                assert 0 <= lost <= order.returned.get(sku, 0) <= qty
+            every = all(order.returned.get(s, 0) == q for s, q in order.lines.items())
+            if order.returned:
+                assert order.status == ("cancelled" if every else "confirmed")
+
+    @invariant()
     def units_are_conserved(self):
         for sku, ledger in self.ledgers.items():
             assert ledger.on_hand == self.on_hand_expected[sku]
@@ -274,6 +345,8 @@ class LedgerMachine(RuleBasedStateMachine):
             for loc in LOCATIONS:
                 assert replica.stock.get((sku, loc), (0, 0)) == ledger.site(loc)
         assert replica.orders == self.book.orders
+        report = check_state(replica, Tally())  # the books check finds nothing
+        assert report.balanced, report.findings
         for loc in LOCATIONS:  # ("default" is in the table from the start)
             stored = replica.locations.get(loc)
             assert (stored is None or stored.active) == self.table.is_active(loc)

@@ -89,6 +89,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("/v1/transfers", "post"): {"sku": "a", "qty": 1, "source": "default", "destination": "b"},
     ("/v1/orders/{order_id}", "patch"): {"lines": [{"sku": "a", "qty": 2}]},
     ("/v1/orders/{order_id}/extend", "post"): {"hold_seconds": 120},
+    ("/v1/orders/{order_id}/returns", "post"): {"lines": [{"sku": "a", "qty": 1}]},
     ("/v1/webhooks/{webhook_id}", "put"): {
         "url": "http://127.0.0.1:9/hook",
         "secret": "whsec_" + "A" * 32,
@@ -135,6 +136,7 @@ ROLES = {
     ("/v1/orders/{order_id}", "get"): "anyone",
     ("/v1/orders/{order_id}/confirm", "post"): "service",
     ("/v1/orders/{order_id}/cancel", "post"): "service",
+    ("/v1/orders/{order_id}/returns", "post"): "service",
     ("/v1/keys", "post"): "merchant",
     ("/v1/keys", "get"): "merchant",
     ("/v1/keys/{key_id}", "delete"): "merchant",

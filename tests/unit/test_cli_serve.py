@@ -79,7 +79,7 @@ def test_engine_options_from_the_flags_the_environment_or_the_defaults(served, m
     monkeypatch.setenv("STOCKADE_ALLOCATION", "most_available")
     monkeypatch.setenv("STOCKADE_EVENT_RETENTION", "250ms")
     assert main(["serve", "--max-hold", "45s"]) == 0  # the flag wins over the variable
-    default, flagged, mixed = (s.engine for s in served)
+    default, flagged, mixed = (s.engine_options for s in served)
     assert default == EngineOptions()
     assert (flagged.max_hold, flagged.max_hold_lifetime, flagged.allocation,
             flagged.idempotency_ttl, flagged.event_retention) == (
@@ -126,8 +126,8 @@ def test_durations(text, seconds):
 
 async def test_the_options_reach_the_engine_serve_opens(tmp_path):
     """What serve passes on is what the engine enforces: a hold over --max-hold is refused."""
-    settings = ServerSettings(engine=EngineOptions(max_hold=timedelta(seconds=60)))
-    async with open_engine_and_store(None, options=settings.engine) as (engine, _):
+    settings = ServerSettings(engine_options=EngineOptions(max_hold=timedelta(seconds=60)))
+    async with open_engine_and_store(None, options=settings.engine_options) as (engine, _):
         await engine.set_stock("a", 5)
         with pytest.raises(stockade.InvalidRequest, match="hold"):
             await engine.place_order({"a": 1}, hold_for=61)

@@ -77,11 +77,13 @@ def test_a_newer_schema_is_an_incompatible_store():
         ("o1", "confirmed", '{"a": 1}', "yesterday", None, None, None, None, None),
         ("o1", "confirmed", '{"a": 1}', 1e300, None, None, None, None, None),
         ("o1", "confirmed", '{"a": 1}', 1.0, None, None, '{"a": 1}', None, None),
+        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, None, None, None, '{"a": "x"}'),
+        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, None, None, None, None, "[1]"),
     ],
 )
 def test_an_order_row_that_cannot_be_read_is_corrupt(row):
     with pytest.raises(CorruptStore, match="o1"):
-        order_from_row(row)
+        order_from_row(row + (None,) * (11 - len(row)))
 
 
 def _tampered(products: dict[str, tuple[int, int]], *orders: Order) -> MemoryStore:

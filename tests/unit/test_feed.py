@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -288,3 +289,16 @@ async def test_a_reader_of_some_types_moves_its_cursor_past_the_others(engine):
             event = await reader.__anext__()
     assert event.type == "product.sold_out" and event.data["sku"] == "a"
     assert reader.cursor == event.seq
+
+
+def test_the_ring_adds_nothing_for_the_collector_to_walk():
+    # the ring keeps 10,000 events; tracked, every full collection would walk them all
+    hub = feed.FeedHub()
+    hub.publish([(1, "order.placed", 1.0, None, '{"id":"o"}'), (2, "x", 1.0, "a", "{}")])
+    kept = list(hub._ring)
+    assert kept and not any(gc.is_tracked(k) for k in kept)
+    read = hub.since(0)
+    assert read is not None
+    events, head = read
+    assert head == 2 and [e.seq for e in events] == [1, 2] and events[0].data == {"id": "o"}
+    assert not any(gc.is_tracked(k) for k in kept)  # nor once their events are decoded

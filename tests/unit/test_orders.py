@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stockade import IdempotencyConflict, InvalidTransition, OrderNotFound
+from stockade import IdempotencyConflict, InvalidRequest, InvalidTransition, OrderNotFound
 from stockade.engine.events import OrderCancelled, OrderConfirmed, OrderExpired, OrderPlaced
 from stockade.engine.models import KeyUse
 from stockade.engine.orders import OrderBook
@@ -126,3 +126,32 @@ def test_finished_orders_retire_after_their_window_once_committed():
     book.remember(KeyUse("late", "extend", "h", 9.0, T0 + 50))  # a key still naming it
     assert book.retire_due(T0 + 120, committed_seq=8) == 0
     assert book.retire_due(T0 + 150, committed_seq=8) == 1 and book.orders == {}
+
+
+def test_an_order_a_move_holds_does_not_retire_until_it_is_free():
+    book = OrderBook(key_ttl_s=100.0)
+    sold, _ = book.place("s", {"a": 1}, {"a": {"default": 1}}, T0, CREATED, None, None)
+    book.finished(sold, 7, T0)
+    assert book.retire_due(T0 + 101, committed_seq=7, busy={"s"}) == 0  # a late payment's
+    assert book.retire_due(T0 + 102, committed_seq=7) == 1 and book.orders == {}
+
+
+def test_returns_count_units_and_cancel_the_order_once_every_unit_is_back():
+    book = OrderBook(key_ttl_s=100.0)
+    allocation = {"a": {"n": 2, "s": 2}, "b": {"default": 1}}
+    book.place("s", {"a": 4, "b": 1}, allocation, T0, CREATED, None, None)
+    order, event = book.return_units("s", {"a": 3}, True, T0 + 1)  # restocked: n first
+    assert event.moves == {"a": {"n": 2, "s": 1}} and order.returned == {"a": 3}
+    with pytest.raises(InvalidRequest):
+        book.return_units("s", {"a": 2}, True, T0 + 2)
+    with pytest.raises(InvalidRequest):
+        book.return_units("s", {"c": 1}, True, T0 + 2)
+    assert book.orders["s"] is order  # refused: nothing changed
+    order, event = book.return_units("s", {"b": 1}, False, T0 + 3)
+    assert event.moves == {"b": {"default": 1}} and not event.restock
+    assert (order.status, order.written_off) == ("confirmed", {"b": 1})
+    cancelled, cancel = book.cancel("s", T0 + 4)  # the one unit of a left, at s
+    assert cancel is not None and cancel.moves == {"a": {"s": 1}}
+    assert (cancelled.status, cancelled.returned) == ("cancelled", {"a": 4, "b": 1})
+    with pytest.raises(InvalidTransition):
+        book.return_units("s", {"a": 1}, True, T0 + 5)

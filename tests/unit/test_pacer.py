@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from stockade.api.delivery import Pacer
+from stockade.outbound.pacing import Pacer
 
 
 @pytest.mark.parametrize(("lasts_s", "share_used"), [(0.002, 0.1), (0.05, 0.002 / 0.068)])

@@ -60,3 +60,28 @@ async def test_no_engine_answering_is_engine_unavailable(tmp_path) -> None:
     with pytest.raises(stockade.EngineUnavailable, match="no engine"):
         async with stockade.open_remote_engine(f"unix:{tmp_path}/none.sock", timeout_s=0.3):
             pass
+
+
+async def test_late_payments_and_returns_over_the_protocol(engine: Engine, tmp_path) -> None:
+    path = str(tmp_path / "engine.sock")
+    [address] = parse_addresses(f"unix:{path}")
+    listener = await open_listener(address)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: serve_listener(listener, engine, stop=stop, task_status=task_status)
+        )
+        async with stockade.open_remote_engine(f"unix:{path}") as remote:
+            await remote.set_stock("a", 3)
+            sold = await remote.place_order({"a": 3})
+            back = await remote.return_units(sold.id, {"a": 1}, idempotency_key="rma")
+            assert back.returned == {"a": 1}
+            assert await remote.return_units(sold.id, {"a": 1}, idempotency_key="rma") == back
+            with pytest.raises(stockade.ReturnConflict, match="not returned yet"):
+                await remote.return_units(sold.id, {"a": 3}, restock=False)
+            lost = await remote.return_units(sold.id, [("a", 2)], restock=False)
+            assert (lost.status, lost.written_off) == ("cancelled", {"a": 2})
+            held = await remote.place_order({"a": 1}, hold_for=60)
+            assert (await remote.confirm(held.id, late=True)).status == "confirmed"
+            assert (await engine.stock("a")).on_hand == 0
+        stop.set()

@@ -34,6 +34,7 @@ def test_public_names_are_pinned():
         "OutOfStock",
         "Overloaded",
         "RemoteEngine",
+        "ReturnConflict",
         "StockConflict",
         "StockLevel",
         "StockadeError",

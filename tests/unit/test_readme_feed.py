@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stockade.api.signing import secret_key, sign
+from stockade.outbound.signing import secret_key, sign
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

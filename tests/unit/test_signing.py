@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stockade.api.signing import (
+from stockade.errors import InvalidRequest
+from stockade.outbound.signing import (
     SECRET_PATTERN,
     URL_PATTERN,
     check_url,
     secret_key,
     sign,
 )
-from stockade.errors import InvalidRequest
 from tests.standard_webhooks import signature_is_valid
 
 

@@ -8,17 +8,18 @@ events in seq order, and a retried one again with the same ``webhook-id``. A slo
 receiver holds back only its own subscription: it never delays another one, nor the engine
 (the feed keeps no queue per reader). ``max_in_flight`` bounds the requests in flight overall,
 and while the process is busy (orders arriving) deliveries take at most ``busy_share`` of its
-time (see :class:`Pacer`): each costs the CPU of several orders.
+time (see :class:`~stockade.outbound.pacing.Pacer`): each costs the CPU of several orders.
 
 A delivery is a POST of the event's JSON (``{"seq", "type", "at", "data"}``, as
-``GET /v1/events`` shows it) with the Standard Webhooks headers (see :mod:`stockade.api.signing`).
-A 2xx answer is a delivery. Anything else fails the attempt: another status (3xx included:
-redirects are not followed), no answer within ``timeout_s``, a connection refused or closed.
-The attempt is retried after ``backoff_s``, doubling up to ``max_backoff_s``, each wait drawn
-between half and one and a half times that (jitter), and at least the receiver's
-``Retry-After`` (up to ``max_backoff_s``). A subscription whose event is still not delivered
-``retry_budget_s`` after its first failure is marked *failing*: its cursor stays, nothing is
-skipped, and it keeps trying at the maximum backoff until a delivery succeeds.
+``GET /v1/events`` shows it) with the Standard Webhooks headers (see
+:mod:`stockade.outbound.signing`). A 2xx answer is a delivery. Anything else fails the
+attempt: another status (3xx included: redirects are not followed), no answer within
+``timeout_s``, a connection refused or closed. The attempt is retried after ``backoff_s``,
+doubling up to ``max_backoff_s``, each wait drawn between half and one and a half times that
+(jitter), and at least the receiver's ``Retry-After`` (up to ``max_backoff_s``). A
+subscription whose event is still not delivered ``retry_budget_s`` after its first failure is
+marked *failing*: its cursor stays, nothing is skipped, and it keeps trying at the maximum
+backoff until a delivery succeeds.
 
 Progress (cursor, failing, last error) is kept in memory and written to the store's webhooks
 table at most every ``save_every_s`` and once more when :meth:`Webhooks.run` ends, so a restart
@@ -40,15 +41,17 @@ import msgspec
 import trio
 
 from stockade.api.logs import log_event
-from stockade.api.signing import secret_key, sign
 from stockade.engine.engine import Engine
 from stockade.engine.models import Event
 from stockade.engine.validation import check_location_id
 from stockade.errors import EngineClosed, FeedGone, InvalidRequest, StoreUnavailable
+from stockade.outbound.pacing import Pacer, other_tasks_runnable
+from stockade.outbound.signing import secret_key, sign
 from stockade.persistence.webhooks import WebhookProgress, WebhookRecord, WebhookTable
 
-__all__ = ["OUTCOMES", "DeliveryOptions", "Pacer", "Subscription", "Webhooks"]
+__all__ = ["OUTCOMES", "DeliveryOptions", "Outcome", "Subscription", "Webhooks"]
 
+#: What an attempt came to.
 Outcome = Literal["delivered", "refused", "timeout", "error"]
 #: What an attempt can come to: a 2xx, another status, no answer in time, a connection failure.
 OUTCOMES: tuple[Outcome, ...] = ("delivered", "refused", "timeout", "error")
@@ -68,51 +71,6 @@ class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True):
     final_save_s: float = 5.0
     #: The share of the time deliveries may take while the process has other work (1: any).
     busy_share: float = 0.1
-
-
-class Pacer:
-    """Keeps deliveries, all together, to ``share`` of the process's time while it has other
-    work to do (``busy()``; by default: other tasks wait in trio's run queue), so a burst of
-    orders is not slowed down by the deliveries of its own events; with nothing else to do
-    they go at full speed.
-
-    While busy, each attempt is charged what an attempt costs when the process is otherwise
-    idle (learnt from such attempts; its own wall time if less: while busy, other tasks run
-    between an attempt's steps and its wall time says little about its cost), and the next
-    attempt waits until the charge is paid off at ``share``, checking every 10 ms whether the
-    process is still busy. Under a sustained load the webhooks fall behind, and catch up when
-    it eases: their backlog is in the store, not in memory."""
-
-    def __init__(self, share: float, busy: Callable[[], bool] | None = None) -> None:
-        self.share = share
-        self.busy = _other_tasks_runnable if busy is None else busy
-        self.cost_s = 0.001  # an attempt's time while the process is otherwise idle (EWMA)
-        self._free_at = 0.0  # (trio time) while busy, no attempt starts before this
-
-    def wait_s(self, now: float, busy: bool) -> float:
-        """How long an attempt about to start waits, if the process stays as busy."""
-        return max(self._free_at - now, 0.0) if busy and self.share < 1 else 0.0
-
-    def spent(self, started: float, ended: float, idle: bool) -> None:
-        """An attempt ran from ``started`` to ``ended``; ``idle``: nothing else waited to run
-        when it started."""
-        took = ended - started
-        if idle:
-            self.cost_s += (took - self.cost_s) / 8
-        if self.share < 1:
-            charge = min(took, self.cost_s) * (1 / self.share - 1)
-            self._free_at = max(self._free_at, ended) + charge
-
-    async def turn(self) -> bool:
-        """Wait for an attempt's turn (see the class docstring); whether the process was idle
-        when it came. Cancellable."""
-        while True:
-            busy = self.busy()
-            wait = self.wait_s(trio.current_time(), busy)
-            if not wait:
-                await trio.lowlevel.checkpoint()
-                return not busy
-            await trio.sleep(min(wait, 0.01))
 
 
 class Subscription:
@@ -227,7 +185,7 @@ class Webhooks:
     def _busy(self) -> bool:
         """Whether the process has other work: tasks waiting to run, or changes waiting for
         their commit (a commit runs in another thread, and competes for the GIL)."""
-        return _other_tasks_runnable() or self.engine.statistics().journal.buffered > 0
+        return other_tasks_runnable() or self.engine.statistics().journal.buffered > 0
 
     def subscriptions(self) -> list[Subscription]:
         """The subscriptions read so far, without waiting for the table. Never blocks."""
@@ -392,10 +350,6 @@ class Webhooks:
         if 200 <= status < 300:
             return "delivered", None, None
         return "refused", f"answered {status}", _retry_after(retry_after)
-
-
-def _other_tasks_runnable() -> bool:
-    return trio.lowlevel.current_statistics().tasks_runnable > 0
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -1,0 +1,41 @@
+"""What :class:`~stockade.outbound.service.Outbound` answers: plain msgspec Structs, the same
+whether the HTTP routes call it in the engine's process or a front calls it over the engine
+protocol (they encode as JSON and as msgpack alike)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+__all__ = ["WebhookPage", "WebhookSaved", "WebhookView"]
+
+
+class WebhookView(msgspec.Struct):
+    """A subscription as the API shows it (never its secret). ``cursor``: every wanted event
+    up to this seq was delivered; ``head``: the newest event; ``backlog``: the events between."""
+
+    id: str
+    url: str
+    types: list[str] | None
+    cursor: int
+    head: int
+    backlog: int
+    failing: bool
+    last_error: str | None
+    last_error_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookPage(msgspec.Struct):
+    """Every subscription, in id order."""
+
+    items: list[WebhookView]
+
+
+class WebhookSaved(msgspec.Struct):
+    """A subscription just written, and whether it is new (else it replaced one)."""
+
+    webhook: WebhookView
+    created: bool
