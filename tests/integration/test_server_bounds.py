@@ -4,6 +4,8 @@ the engine's options given as flags are what the engine enforces."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,3 +101,42 @@ async def test_the_rate_and_the_forwarded_address_on_a_real_server(tmp_path):
             assert statuses == [201] * 6 + [429] * 3  # three clients, two holds each
     finally:
         trusting.kill()
+
+
+async def test_a_rush_spread_over_two_fronts_meets_one_open_holds_count(tmp_path):
+    """With fronts (design.md §12) the count is the engine's: one address rushing through two
+    fronts, both on 127.0.0.1 (one client address), still gets exactly the bound."""
+    from tests.integration.test_fronts import ADMIN as FRONTS_ADMIN
+    from tests.integration.test_fronts import Cluster
+
+    socket_dir = Path(tempfile.mkdtemp(prefix="stk", dir="/tmp"))  # short: AF_UNIX paths
+    cluster = Cluster(tmp_path, socket_dir, "--public-holds", "--public-max-open", "4",
+                      "--public-rate", "1000")  # fmt: skip
+    for front in cluster.fronts:  # the same client address reaches both
+        front.host, front.url = "127.0.0.1", f"http://127.0.0.1:{front.port}"
+        front.extra_env["STOCKADE_HOST"] = "127.0.0.1"
+    try:
+        cluster.start()
+        limits = httpx.Limits(max_connections=100)
+        clients = [httpx.AsyncClient(base_url=f.url, limits=limits, timeout=30)
+                   for f in cluster.fronts]  # fmt: skip
+        async with clients[0], clients[1]:
+            stocking = {"on_hand": 500}
+            put = await clients[0].put("/v1/products/drop", json=stocking, headers=FRONTS_ADMIN)
+            assert put.status_code == 201
+            answers: list[httpx.Response] = []
+
+            async def one(client: httpx.AsyncClient) -> None:
+                answers.append(await client.post("/v1/orders", json=HOLD))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(120):
+                    nursery.start_soon(one, clients[i % 2])
+            assert Counter(a.status_code for a in answers) == {201: 4, 429: 116}
+            assert {a.json()["type"] for a in answers if a.status_code == 429} == {
+                "/problems/too-many-holds"
+            }
+            assert (await clients[1].get("/v1/products/drop")).json()["reserved"] == 4
+    finally:
+        cluster.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
