@@ -35,7 +35,6 @@ import trio
 
 import stockade
 from bench.contenders.postgres import POSTGRES_DSN, reset_schema, with_schema
-from stockade.persistence.rows import ORDER_COLUMNS
 from stockade.persistence.schema import MIGRATIONS, SCHEMA_VERSION, STATE_TABLE
 
 SCHEMA = "stockade_bench"
@@ -95,6 +94,10 @@ class Fill:
         return self.products + self.finished + self.holds
 
 
+#: The order columns the fill writes; later ones (returns, customers...) keep their defaults.
+_FILLED = (
+    "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location"
+)
 _STATE = "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) VALUES "
 _SCHEMA = [STATE_TABLE, *(statement for step in MIGRATIONS for statement in step)]
 
@@ -107,7 +110,7 @@ def fill_sqlite(path: str, fill: Fill) -> None:
         conn.execute(statement)
     conn.execute(_STATE + "(1, ?, ?, 0)", (SCHEMA_VERSION, fill.last_seq))
     conn.executemany("INSERT INTO stock VALUES (?, ?, ?, ?)", fill.stock())
-    conn.executemany(f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.executemany(f"INSERT INTO orders ({_FILLED}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      fill.orders())  # fmt: skip
     conn.executemany("INSERT INTO movements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", fill.movements())
     conn.execute("COMMIT")
@@ -121,7 +124,7 @@ async def fill_postgres(dsn: str, fill: Fill) -> None:
             await conn.execute(statement)
         await conn.execute(_STATE + "(1, $1, $2, 0)", SCHEMA_VERSION, fill.last_seq)
         await conn.copy_records_to_table("stock", records=fill.stock())
-        columns = [c.strip() for c in ORDER_COLUMNS.split(",")]
+        columns = [c.strip() for c in _FILLED.split(",")]
         await conn.copy_records_to_table("orders", records=fill.orders(), columns=columns)
         await conn.copy_records_to_table("movements", records=fill.movements())
         await conn.execute("ANALYZE")
