@@ -67,7 +67,7 @@ class StoreState:
                 after.setdefault(sku, {})[location] = values
         events = feed_events(
             batch.events, rows.stock_deltas, after, before ^ toggled, self.last_event_seq + 1,
-            before,
+            inactive_before=before,
         )  # fmt: skip
         self.events.extend(events)
         if events:

@@ -57,6 +57,7 @@ def feed_events(
     stock_after: Mapping[str, Mapping[str, tuple[int, int]]],
     inactive: set[str],
     first_seq: int,
+    *,
     inactive_before: set[str] | None = None,
 ) -> list[EventRow]:
     """The public events of one batch, numbered from ``first_seq``, as ``events`` rows.

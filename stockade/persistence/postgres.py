@@ -322,7 +322,7 @@ class PostgresStore:
             before = set(self._inactive)
             self._inactive = before ^ toggled
             events = feed_events(
-                batch.events, deltas, after, self._inactive, last_event + 1, before
+                batch.events, deltas, after, self._inactive, last_event + 1, inactive_before=before
             )
             if events:  # the pages ride with the state row's update: no round trip of their own
                 pages = [list(column) for column in zip(*pages_of(events), strict=True)]

@@ -221,7 +221,7 @@ class SQLiteStore:
                         skus.update(sku for (sku,) in conn.execute(statement, sorted(toggled)))
                     events = feed_events(
                         batch.events, rows.stock_deltas, _stock_of(conn, skus), self._inactive,
-                        last_event + 1, before,
+                        last_event + 1, inactive_before=before,
                     )  # fmt: skip
                     if events:
                         conn.executemany(sql.INSERT_PAGE, pages_of(events))
