@@ -2,6 +2,7 @@
 
     ./dev bench durable [--orders N] [--baseline-orders N] [--callers N] [--dsn DSN]
                         [--feed on|off|off,on] [--webhook]
+                        [--sink webhook|nats|redis|amqp] [--batch N]
 
 Every contender sells out a hot product with ``callers`` concurrent callers placing
 single-line direct purchases, each acknowledged only once durable:
@@ -13,10 +14,13 @@ single-line direct purchases, each acknowledged only once durable:
 * the same on SQLite (one writer at a time is all SQLite allows: one connection, in a loop).
 
 ``--feed`` runs stockade with the change feed on (the default), off, or both (``off,on``: the
-ratio of on to off is printed); ``--webhook`` subscribes one webhook to every event of the runs
-with the feed on, delivered by the engine's process to a receiver in a process of its own
-(bench/feedload.py), and prints the feed lag p99 (events not yet read by the webhook, sampled
-while orders run) and the delivery lag p99 (from an event's change to its arrival).
+ratio of on to off is printed); ``--sink`` feeds every event of the runs with the feed on to
+one consumer (bench/feedload.py): a webhook (``--batch N`` events per POST; ``--webhook`` is
+``--sink webhook``) delivered to a receiver in a process of its own, or a sink publishing to
+NATS, Redis or RabbitMQ; it runs the feed off too (unless ``--feed`` says otherwise), so the
+ratio of orders/s with the consumer to without is printed, with the feed lag p99 (events not
+yet acknowledged, sampled while orders run) and the delivery lag p99 (from an event's change
+to its arrival, or its broker's acknowledgement).
 
 Printed per contender: orders/s, rows written per transaction, p50/p99 acknowledgement latency,
 and the ratio to its database's baseline. Afterwards each is verified against its own database:
@@ -32,6 +36,7 @@ import multiprocessing
 import os
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 
@@ -40,7 +45,7 @@ import trio
 
 import stockade
 from bench.contenders.postgres import POSTGRES_DSN, reset_schema, with_schema
-from bench.feedload import FeedFigures, watching
+from bench.feedload import CONSUMERS, FeedFigures, watching
 from stockade._open import EngineOptions, open_engine_and_store
 
 
@@ -60,13 +65,14 @@ class Result:
 
 
 def run_stockade(
-    name: str, url: str, units: int, callers: int, *, feed: bool = True, webhook: bool = False
-) -> Result:
+    name: str, url: str, units: int, callers: int, *, feed: bool = True,
+    consumer: str | None = None, batch: int = 1,
+) -> Result:  # fmt: skip
     async def main() -> Result:
         options = EngineOptions(journal_size=1_000_000, feed=feed)
         async with open_engine_and_store(url, options=options) as (engine, store):
-            if webhook:
-                async with watching(engine, store) as watch:
+            if consumer is not None:
+                async with watching(engine, store, consumer, batch) as watch:
                     first_seq = engine.feed_head or 0
                     result = await sell_out(engine, units, callers, name)
                     watch.orders_done()
@@ -78,14 +84,17 @@ def run_stockade(
 
 
 def run_isolated(
-    name: str, url: str, units: int, callers: int, *, feed: bool = True, webhook: bool = False
-) -> Result:
+    name: str, url: str, units: int, callers: int, *, feed: bool = True,
+    consumer: str | None = None, batch: int = 1,
+) -> Result:  # fmt: skip
     """:func:`run_stockade` in a process of its own. Runs one after another in one process
     slow down (measured here: the second of two identical runs 15-20% slower), which would
     make whichever setting runs second look worse in a comparison."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         result: Result = pool.apply(
-            run_stockade, (name, url, units, callers), {"feed": feed, "webhook": webhook}
+            run_stockade,
+            (name, url, units, callers),
+            {"feed": feed, "consumer": consumer, "batch": batch},
         )
     return result
 
@@ -221,17 +230,18 @@ def run_sqlite_baseline(path: str, units: int) -> Result:
 
 def main(
     dsn: str, orders: int, baseline_orders: int, callers: int,
-    feeds: tuple[bool, ...] = (True,), webhook: bool = False,
+    feeds: tuple[bool, ...] = (True,), consumer: str | None = None, batch: int = 1,
 ) -> None:  # fmt: skip
     results: list[tuple[Result, Result | None]] = []
     by_feed: dict[tuple[str, bool], Result] = {}
     # comparing settings: each run from a fresh process (see run_isolated)
-    run = run_stockade if feeds == (True,) and not webhook else run_isolated
+    run = run_stockade if feeds == (True,) and consumer is None else run_isolated
+    fed = consumer if consumer != "webhook" or batch == 1 else f"webhook/{batch}"
 
     def label(database: str, feed: bool) -> str:
-        if feeds == (True,) and not webhook:
+        if feeds == (True,) and consumer is None:
             return f"stockade, {database}"  # as before the feed options
-        return f"stockade, {database}, feed " + ("on + webhook" if feed and webhook else
+        return f"stockade, {database}, feed " + (f"on + {fed}" if feed and consumer else
                                                  "on" if feed else "off")  # fmt: skip
 
     try:
@@ -252,7 +262,7 @@ def main(
         for feed in feeds:
             asyncio.run(reset_schema(dsn, "stockade_bench"))  # each run from an empty store
             ours = run(label("PostgreSQL", feed), url, orders, callers, feed=feed,
-                       webhook=webhook and feed)  # fmt: skip
+                       consumer=consumer if feed else None, batch=batch)  # fmt: skip
             asyncio.run(verify_stockade_postgres(url, orders, ours.orders))
             results.append((ours, baseline))
             by_feed["PostgreSQL", feed] = ours
@@ -262,7 +272,7 @@ def main(
         for feed in feeds:
             path = os.path.join(tmp, f"stockade-{'on' if feed else 'off'}.db")
             ours = run(label("SQLite", feed), f"sqlite:///{path}", orders, callers,
-                       feed=feed, webhook=webhook and feed)  # fmt: skip
+                       feed=feed, consumer=consumer if feed else None, batch=batch)  # fmt: skip
             verify_stockade_sqlite(path, orders, ours.orders)
             results.append((ours, baseline))
             by_feed["SQLite", feed] = ours
@@ -281,7 +291,7 @@ def main(
 
 
 def print_feed(by_feed: dict[tuple[str, bool], Result]) -> None:
-    """The feed's cost (on against off, the target is 0.85 or more) and the webhook's lags."""
+    """The feed's cost (on against off, the target is 0.85 or more) and the consumer's lags."""
     for database in ("PostgreSQL", "SQLite"):
         on, off = by_feed.get((database, True)), by_feed.get((database, False))
         if on is not None and off is not None:
@@ -289,7 +299,7 @@ def print_feed(by_feed: dict[tuple[str, bool], Result]) -> None:
     watched = [r for r in by_feed.values() if r.feed is not None]
     if not watched:
         return
-    print(f"{'webhook of':<40}{'feed lag p99':>13}{'delivery p50 ms':>16}{'p99 ms':>12}"
+    print(f"{'consumer of':<40}{'feed lag p99':>13}{'delivery p50 ms':>16}{'p99 ms':>12}"
           f"{'delivered':>16}{'caught up s':>13}")  # fmt: skip
     for result in watched:
         f = result.feed
@@ -323,7 +333,19 @@ if __name__ == "__main__":
     parser.add_argument(
         "--webhook",
         action="store_true",
-        help="one webhook subscribed to every event while the feed is on",
+        help="one webhook subscribed to every event while the feed is on (--sink webhook)",
+    )
+    parser.add_argument(
+        "--sink",
+        choices=CONSUMERS,
+        help="one consumer of every event while the feed is on; runs the feed off beside it",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1, help="events per webhook POST (1 to 1000; default 1)"
     )
     args = parser.parse_args()
-    main(args.dsn, args.orders, args.baseline_orders, args.callers, args.feed, args.webhook)
+    consumer = "webhook" if args.webhook else args.sink
+    feeds = args.feed
+    if consumer is not None and "--feed" not in " ".join(sys.argv):
+        feeds = (False, True)  # the consumer's cost: beside the feed off, in the same run
+    main(args.dsn, args.orders, args.baseline_orders, args.callers, feeds, consumer, args.batch)

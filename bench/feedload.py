@@ -1,17 +1,25 @@
-"""A change-feed consumer for the durable bench: one webhook, delivered by the engine's own
-process to a receiver in a process of its own (bench/webhook_receiver.py), and the lags seen.
+"""A change-feed consumer for the durable bench: one webhook (delivered by the engine's own
+process to a receiver in a process of its own, bench/webhook_receiver.py) or one broker sink
+(NATS, Redis or RabbitMQ on this machine), and the lags seen.
 
-* feed lag: events committed that the webhook has not read yet (``head - cursor``, the
-  ``stockade_feed_lag`` metric with one consumer), sampled every 10 ms while orders run;
-* delivery lag: for each event, its first arrival at the receiver minus its ``at`` (when the
-  engine made the change, so commit latency is in it), over the whole run, including the time
-  the webhook takes to catch up once the orders have stopped.
+* feed lag: events committed that the consumer has not had acknowledged yet (``head -
+  cursor``, the ``stockade_feed_lag`` metric with one consumer), sampled every 10 ms while
+  orders run;
+* delivery lag: for each event, its first arrival at the receiver (a webhook), or the first
+  sample (every 10 ms) at which the sink's cursor had passed it (the broker acknowledged it),
+  minus its ``at`` (when the engine made the change, so commit latency is in it), over the
+  whole run, including the time the consumer takes to catch up once the orders have stopped.
+
+Brokers: ``STOCKADE_BENCH_NATS`` (``127.0.0.1:4222``), ``STOCKADE_BENCH_REDIS``
+(``127.0.0.1:6379``), ``STOCKADE_BENCH_AMQP`` (``guest:guest@127.0.0.1:5672``); each run
+publishes to a stream, key or exchange of its own and removes it afterwards.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -21,16 +29,28 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
 import stockade
-from stockade.outbound.signing import secret_key
-from stockade.outbound.webhooks import Subscription, Webhooks
+from stockade._asyncio import AsyncioThread
+from stockade.outbound.brokers import nats_stream_name
+from stockade.outbound.deliveries import Followed
+from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Store
+from stockade.persistence.sinks import SinkStore
 from stockade.persistence.webhooks import WebhookStore
 
-__all__ = ["FeedFigures", "FeedWatch", "watching"]
+__all__ = ["CONSUMERS", "FeedFigures", "FeedWatch", "watching"]
+
+#: What a run can feed: a webhook, or a sink to one of the brokers.
+CONSUMERS = ("webhook", "nats", "redis", "amqp")
+_BROKERS = {
+    "nats": os.environ.get("STOCKADE_BENCH_NATS", "127.0.0.1:4222"),
+    "redis": os.environ.get("STOCKADE_BENCH_REDIS", "127.0.0.1:6379"),
+    "amqp": os.environ.get("STOCKADE_BENCH_AMQP", "guest:guest@127.0.0.1:5672"),
+}
 
 #: How long the webhook may take to deliver its backlog once the orders stop.
 CATCH_UP_S = 600.0
@@ -51,21 +71,39 @@ class FeedFigures:
 
 
 class FeedWatch:
-    """The webhook of one run: :meth:`orders_done` when the load stops, then :meth:`drain`."""
+    """The consumer of one run (a webhook with its ``receiver``, or a sink: ``receiver``
+    None): :meth:`orders_done` when the load stops, then :meth:`drain`."""
 
     def __init__(
-        self, engine: stockade.Engine, subscription: Subscription, receiver: ReceiverProcess
-    ) -> None:
+        self, engine: stockade.Engine, subscription: Followed[Any],
+        receiver: ReceiverProcess | None,
+    ) -> None:  # fmt: skip
         self.engine = engine
         self.subscription = subscription
         self.receiver = receiver
         self.lags: list[int] = []
+        self.cursors: list[tuple[float, int]] = []  # (UNIX time, cursor) every 10 ms
         self.sampling = True
 
     async def sample(self) -> None:
-        while self.sampling:
-            self.lags.append((self.engine.feed_head or 0) - self.subscription.cursor)
+        """Sample the lag while orders run, and the cursor until cancelled."""
+        while True:
+            cursor = self.subscription.cursor
+            if self.sampling:
+                self.lags.append((self.engine.feed_head or 0) - cursor)
+            if not self.cursors or self.cursors[-1][1] != cursor:
+                self.cursors.append((time.time(), cursor))
             await trio.sleep(0.01)
+
+    def passed(self) -> dict[int, float]:
+        """When the cursor was first seen past each seq (UNIX seconds)."""
+        first: dict[int, float] = {}
+        seen = 0
+        for at, cursor in self.cursors:
+            for seq in range(seen + 1, cursor + 1):
+                first[seq] = at
+            seen = max(seen, cursor)
+        return first
 
     def orders_done(self) -> None:
         self.sampling = False
@@ -78,7 +116,11 @@ class FeedWatch:
             while self.subscription.cursor < head:  # noqa: ASYNC110 (a bench's poll)
                 await trio.sleep(0.05)
         catch_up_s = time.perf_counter() - started
-        arrivals = await trio.to_thread.run_sync(self.receiver.stop)
+        await trio.sleep(0.02)  # one more sample of the cursor
+        receiver = self.receiver
+        arrivals = (
+            self.passed() if receiver is None else await trio.to_thread.run_sync(receiver.stop)
+        )
         delays: list[float] = []
         after = first_seq
         while True:
@@ -126,23 +168,79 @@ class ReceiverProcess:
 
 
 @asynccontextmanager
-async def watching(engine: stockade.Engine, store: Store) -> AsyncIterator[FeedWatch]:
-    """One webhook subscribed to all events, delivered until exit."""
-    assert isinstance(store, WebhookStore)
-    receiver = ReceiverProcess()
+async def watching(
+    engine: stockade.Engine, store: Store, consumer: str = "webhook", batch: int = 1
+) -> AsyncIterator[FeedWatch]:
+    """One ``consumer`` (one of CONSUMERS; a webhook POSTs up to ``batch`` events at once)
+    fed every event by the engine's process (its Outbound), until exit."""
+    assert isinstance(store, WebhookStore) and isinstance(store, SinkStore)
+    outbound = Outbound(engine, store.webhook_table(), store.sink_table())
+    receiver = ReceiverProcess() if consumer == "webhook" else None
+    name = f"stockade-bench-{secrets.token_hex(4)}"
+    address = _BROKERS.get(consumer, "")
     try:
-        port = await trio.to_thread.run_sync(receiver.port)
-        hooks = Webhooks(engine, store.webhook_table())
         async with trio.open_nursery() as nursery:
-            await nursery.start(hooks.run)
-            secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-            subscription, _ = await hooks.put(
-                "bench", f"http://127.0.0.1:{port}/hook", None, secret_key(secret), secret
-            )
-            watch = FeedWatch(engine, subscription, receiver)
+            await nursery.start(outbound.run)
+            followed: Followed[Any] | None
+            if receiver is not None:
+                port = await trio.to_thread.run_sync(receiver.port)
+                secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+                url = f"http://127.0.0.1:{port}/hook"
+                await outbound.put_webhook("bench", url, None, secret, batch)
+                followed = await outbound.webhooks.get("bench")
+            else:
+                url = {
+                    "nats": f"nats://{address}/{name.replace('-', '.')}",
+                    "redis": f"redis://{address}/0?stream={name}",
+                    "amqp": f"amqp://{address}/%2F?exchange={name}",
+                }[consumer]
+                await outbound.put_sink("bench", url, None)
+                followed = await outbound.sinks.get("bench")
+            assert followed is not None
+            watch = FeedWatch(engine, followed, receiver)
             nursery.start_soon(watch.sample)
             yield watch
             watch.orders_done()
             nursery.cancel_scope.cancel()
     finally:
-        receiver.stop()
+        if receiver is not None:
+            receiver.stop()
+        else:
+            with trio.CancelScope(shield=True):
+                await _remove(consumer, address, name)
+
+
+async def _remove(consumer: str, address: str, name: str) -> None:
+    """Remove what a run published (the NATS stream, the Redis key, the AMQP exchange)."""
+    import aio_pika
+    import nats
+    import redis.asyncio
+
+    async def remove() -> None:
+        if consumer == "nats":
+            nc = await nats.connect(f"nats://{address}")
+            try:
+                await nc.jetstream().delete_stream(nats_stream_name(name.replace("-", ".")))
+            finally:
+                await nc.close()
+        elif consumer == "redis":
+            host, port = address.rsplit(":", 1)
+            client = redis.asyncio.Redis(host=host, port=int(port))
+            try:
+                await client.delete(name)
+            finally:
+                await client.aclose()
+        else:
+            connection = await aio_pika.connect(f"amqp://{address}/")
+            try:
+                await (await connection.channel()).exchange_delete(name)
+            finally:
+                await connection.close()
+
+    aio = AsyncioThread("bench-cleanup")
+    try:
+        await aio.run(remove)
+    except Exception as exc:  # a bench reports and goes on
+        print(f"could not remove {consumer} {name}: {exc!r}")
+    finally:
+        aio.close()

@@ -2,7 +2,7 @@
 
     python -m bench flash-sale [--target embedded|http|both] [--shoppers N] [--units N]
                                [--hold-s S] [--fail P] [--abandon P] [--late P] [--carts]
-                               [--quick]
+                               [--quick] [--workers N]
 
 ``shoppers`` arrive in a burst of ``burst_s`` seconds for ``units`` units of one product. Each
 places a hold of ``hold_s`` seconds; a shopper told "out of stock" comes back later (stock
@@ -23,7 +23,10 @@ shop itself:
   refused.
 
 It runs against the embedded engine (memory, or ``--database``) and against ``stockade serve``
-over HTTP (durable SQLite), and prints a report per target. Exits 1 if a check fails. Over
+over HTTP (durable SQLite), and prints a report per target. ``--workers N`` runs the HTTP target
+twice, one after the other: ``serve`` as one process and ``serve --workers N``, then compares
+the payments sent in time that reached the server after their hold expired, and the shoppers'
+p99, of the two. Exits 1 if a check fails. Over
 HTTP, carts need the server's ``PATCH /v1/orders/{id}`` and ``POST /v1/orders/{id}/extend``;
 the sale asks for them first and, where they are missing, runs without edits and says so.
 """
@@ -34,7 +37,7 @@ import argparse
 
 import anyio
 
-from bench.flash.report import print_report
+from bench.flash.report import print_comparison, print_report
 from bench.flash.sale import Sale, SaleConfig, Shop
 from bench.flash.shops import sale_embedded, sale_http
 from bench.flash.simulation import run_sale
@@ -67,6 +70,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--connections", type=int, default=64, help="HTTP target: shoppers' keep-alive connections"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="HTTP target: also run it with serve --workers N, and compare",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     quick = SaleConfig(shoppers=1_000, units=100, hold_s=1, burst_s=0.2)
     base = quick if args.quick else defaults
@@ -87,6 +94,11 @@ def main(argv: list[str]) -> int:
         sales.append(anyio.run(sale_embedded, config, args.database, backend="trio"))
         print_report(sales[-1])
     if args.target in ("http", "both"):
-        sales.append(sale_http(config, args.connections))
-        print_report(sales[-1])
+        over_http = []
+        for workers in sorted({1, args.workers}):
+            over_http.append(sale_http(config, args.connections, workers))
+            print_report(over_http[-1])
+        if len(over_http) > 1:
+            print_comparison(over_http)
+        sales += over_http
     return 1 if any(sale.problems for sale in sales) else 0

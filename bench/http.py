@@ -1,6 +1,7 @@
 """HTTP throughput: POST /v1/orders against GET /healthz on the same server, with wrk.
 
     ./dev bench http [--connections N] [--seconds S] [--tracing]
+    ./dev bench http --workers N [...]: serve --workers N beside --workers 1 (bench/workers.py)
 
 Starts ``stockade serve`` (durable, SQLite in a temporary directory) on a free loopback port,
 then runs wrk (Debian package ``wrk``: ``apt-get install wrk``) twice, one after the other:
@@ -97,15 +98,23 @@ def wrk(url: str, script: str, connections: int, seconds: int, workdir: str) -> 
     path = os.path.join(workdir, "script.lua")
     with open(path, "w") as f:
         f.write(script + COUNT_STATUSES)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", path, url],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+    with open(os.path.join(workdir, "wrk.out"), "w+") as output:
+        process = subprocess.Popen(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", path, url],
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        _, status, usage = os.wait4(process.pid, 0)  # and what CPU wrk itself used
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        out = output.read()
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, process.args, out)
     statuses = json.loads(re.search(r"STATUSES (\{.*\})", out).group(1))  # type: ignore[union-attr]
     return {
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": float(re.search(r"P50 ([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p99_ms": float(re.search(r"P99 ([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         **{f"status_{k}": float(v) for k, v in statuses.items()},
     }
 
@@ -153,5 +162,20 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--tracing", action="store_true",
                         help="trace every request, exporting to a local OTLP sink")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="orders through serve --workers N beside --workers 1, on SQLite "
+                        "and PostgreSQL, hot and 1,000 products")  # fmt: skip
+    parser.add_argument("--stores", default="sqlite,postgres",
+                        help="with --workers: the stores to run on")  # fmt: skip
+    parser.add_argument("--quick", action="store_true",
+                        help="with --workers: a smoke run (1 s, 8 connections)")  # fmt: skip
     args = parser.parse_args()
+    if args.workers is not None:
+        if shutil.which("wrk") is None:
+            print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+            sys.exit(2)
+        import bench.workers
+
+        sys.exit(bench.workers.main(args.workers, args.connections, args.seconds,
+                                    args.stores.split(","), args.quick))  # fmt: skip
     sys.exit(main(args.connections, args.seconds, args.tracing))

@@ -1,16 +1,18 @@
 """The engine protocol: what the hop costs, and how many durable orders one engine takes.
 
     ./dev bench protocol [--quick] [--calls N] [--orders N] [--connections N] [--tasks N]
-                         [--database URL]
+                         [--database URL | --no-postgres]
 
 1. **The hop**: a ``stockade engine`` subprocess (in memory, so only the hop is measured) and
-   one client making ``stock`` calls one at a time: round trip p50/p99, and CPU µs per call on
-   each side (the client's process time; the engine's from /proc).
+   one client making ``stock`` calls, one at a time (round trip p50/p99) and from 64 callers
+   at once (pipelined, as a busy front's are): CPU µs per call on each side (the client's
+   process time; the engine's from /proc).
 2. **The engine's ceiling**: a load generator speaking the protocol directly (``--connections``
    links, ``--tasks`` callers each, so many calls are pipelined on each link) places single-line
-   durable purchases of a hot product against a ``stockade engine`` subprocess on
-   ``--database`` (default: durable SQLite in a temporary directory), beside the embedded
-   durable engine on the same kind of store with the same number of callers, in the same run.
+   durable purchases of a hot product against a ``stockade engine`` subprocess, beside the
+   embedded durable engine on the same kind of store with the same number of callers, in the
+   same run: on SQLite (a temporary directory) and on PostgreSQL (STOCKADE_BENCH_POSTGRES_DSN,
+   fresh ``stockade_bench_*`` schemas; skipped when none answers), or on ``--database``.
    Printed: orders/s each, the ratio (target >= 0.6), and each process's CPU share, which says
    what limits the remote run (the engine, or this one-process load generator).
 
@@ -20,6 +22,7 @@ Verified after each run: units sold == orders acknowledged.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
@@ -31,6 +34,12 @@ from pathlib import Path
 import trio
 
 import stockade
+from bench.contenders.postgres import (
+    POSTGRES_DSN,
+    postgres_unavailable,
+    reset_schema,
+    with_schema,
+)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -75,23 +84,54 @@ async def hop(directory: str, calls: int) -> None:
             await remote.set_stock("sku-1", 10)
             for _ in range(min(calls, 1000)):  # warm up
                 await remote.stock("sku-1")
-            latencies = []
-            client_0, engine_0 = time.process_time(), _cpu_s(engine.process.pid)
-            for _ in range(calls):
-                started = time.perf_counter()
-                await remote.stock("sku-1")
-                latencies.append(time.perf_counter() - started)
-            client_cpu = time.process_time() - client_0
-            engine_cpu = _cpu_s(engine.process.pid) - engine_0
+            latencies: list[float] = []
+            serial = await _cpu_per_call(engine, remote, calls, 1, latencies)
+            pipelined = await _cpu_per_call(engine, remote, calls, 64, None)
     finally:
         engine.stop()
     latencies.sort()
     p50 = statistics.median(latencies) * 1e6
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1e6
-    print(f"the hop ({calls} stock calls, one at a time, over a Unix socket):")
-    print(f"  round trip p50 {p50:,.0f} µs, p99 {p99:,.0f} µs")
-    print(f"  CPU per call: client {client_cpu / calls * 1e6:,.0f} µs, "
-          f"engine {engine_cpu / calls * 1e6:,.0f} µs")  # fmt: skip
+    print(f"the hop ({calls} stock calls over a Unix socket):")
+    print(
+        f"  one at a time: round trip p50 {p50:,.0f} µs, p99 {p99:,.0f} µs;"
+        f" CPU per call: client {serial[0]:,.0f} µs, engine {serial[1]:,.0f} µs"
+    )
+    print(
+        f"  64 callers, pipelined: {pipelined[2]:,.0f} calls/s;"
+        f" CPU per call: client {pipelined[0]:,.0f} µs, engine {pipelined[1]:,.0f} µs"
+    )
+
+
+async def _cpu_per_call(
+    engine: Engine,
+    remote: stockade.RemoteEngine,
+    calls: int,
+    callers: int,
+    latencies: list[float] | None,
+) -> tuple[float, float, float]:
+    """``calls`` stock calls from ``callers`` tasks: µs of CPU per call in this process and
+    in the engine's, and calls/s. Notes each call's round trip in ``latencies``."""
+    left = calls
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            started = time.perf_counter()
+            await remote.stock("sku-1")
+            if latencies is not None:
+                latencies.append(time.perf_counter() - started)
+
+    client_0, engine_0 = time.process_time(), _cpu_s(engine.process.pid)
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(callers):
+            nursery.start_soon(caller)
+    seconds = time.perf_counter() - started
+    client_cpu = time.process_time() - client_0
+    engine_cpu = _cpu_s(engine.process.pid) - engine_0
+    return client_cpu / calls * 1e6, engine_cpu / calls * 1e6, calls / seconds
 
 
 async def _rush(engine: stockade.Engine | stockade.RemoteEngine, orders: int, tasks: int) -> int:
@@ -138,6 +178,7 @@ async def remote_ceiling(database: str, orders: int, connections: int, tasks: in
                 client_cpu = time.process_time() - client_0
                 engine_cpu = _cpu_s(engine.process.pid) - engine_0
                 level = await remotes[0].stock("hot")
+                journal = (await remotes[0].statistics()).journal
                 nursery.cancel_scope.cancel()
         finally:
             engine.stop()
@@ -147,7 +188,14 @@ async def remote_ceiling(database: str, orders: int, connections: int, tasks: in
     print(f"  remote engine ({connections} links x {tasks} callers): {rate:,.0f} orders/s;"
           f" CPU share: engine {engine_cpu / seconds:.0%}, load generator"
           f" {client_cpu / seconds:.0%}  (verified: {sold} sold, {sold} acknowledged)")  # fmt: skip
+    print(f"    {_journal(journal)}")
     return rate
+
+
+def _journal(journal: stockade.JournalStatistics) -> str:
+    batches = max(journal.batches, 1)
+    return (f"journal: {journal.batches:,} commits of {journal.events_committed / batches:,.1f}"
+            f" events, {journal.commit_ms_total / batches:,.1f} ms each")  # fmt: skip
 
 
 async def _hold_link(url: str, task_status: trio.TaskStatus[stockade.RemoteEngine]) -> None:
@@ -163,25 +211,62 @@ async def embedded_ceiling(database: str, orders: int, callers: int) -> float:
         sold = await _rush(engine, orders, callers)
         seconds = time.perf_counter() - started
         level = await engine.stock("hot")
+        journal = engine.statistics().journal
     assert sold == orders - level.on_hand == orders, (sold, level)
     rate = sold / seconds
     print(f"  embedded engine ({callers} callers): {rate:,.0f} orders/s"
           f"  (verified: {sold} sold, {sold} acknowledged)")  # fmt: skip
+    print(f"    {_journal(journal)}")
     return rate
 
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as directory:
         await hop(directory, args.calls)
-        database = args.database or f"sqlite:///{directory}/remote.db"
-        embedded_database = args.database or f"sqlite:///{directory}/embedded.db"
-        print(f"\nthe engine's ceiling: {args.orders:,} durable single-line purchases of one hot"
-              f" product on {database.split(':')[0]}")  # fmt: skip
-        remote = await remote_ceiling(database, args.orders, args.connections, args.tasks)
-        embedded = await embedded_ceiling(
-            embedded_database, args.orders, args.connections * args.tasks
-        )
-        print(f"  ratio remote / embedded: {remote / embedded:.2f} (target >= 0.6)")
+        stores = await _stores(args, directory)
+        rows = []
+        for name, remote_database, embedded_database in stores:
+            print(f"\nthe engine's ceiling on {name}: {args.orders:,} durable single-line"
+                  " purchases of one hot product")  # fmt: skip
+            remote = await remote_ceiling(
+                remote_database, args.orders, args.connections, args.tasks
+            )
+            embedded = await embedded_ceiling(
+                embedded_database, args.orders, args.connections * args.tasks
+            )
+            rows.append((name, remote, embedded))
+        if any(name == "PostgreSQL" for name, _, _ in stores):
+            await _reset_postgres(create=False)
+    print(f"\n{'store':<12}{'remote orders/s':>17}{'embedded orders/s':>19}{'ratio':>8}")
+    for name, remote, embedded in rows:
+        print(f"{name:<12}{remote:>17,.0f}{embedded:>19,.0f}{remote / embedded:>8.2f}"
+              "  (target >= 0.6)")  # fmt: skip
+
+
+_SCHEMAS = ("stockade_bench_remote", "stockade_bench_embedded")
+
+
+async def _stores(args: argparse.Namespace, directory: str) -> list[tuple[str, str, str]]:
+    """``(name, database for the remote engine, database for the embedded one)`` per store:
+    ``--database`` alone, else SQLite and (when one answers) PostgreSQL."""
+    if args.database:
+        return [(args.database.split(":")[0], args.database, args.database)]
+    stores = [("SQLite", f"sqlite:///{directory}/remote.db", f"sqlite:///{directory}/embedded.db")]
+    if args.no_postgres:
+        return stores
+    why = await trio.to_thread.run_sync(postgres_unavailable, POSTGRES_DSN)
+    if why is not None:
+        print(f"PostgreSQL skipped: {why}")
+        return stores
+    await _reset_postgres(create=True)
+    remote, embedded = (with_schema(POSTGRES_DSN, schema) for schema in _SCHEMAS)
+    return [*stores, ("PostgreSQL", remote, embedded)]
+
+
+async def _reset_postgres(*, create: bool) -> None:
+    for schema in _SCHEMAS:
+        job = reset_schema(POSTGRES_DSN, schema, create=create)
+        await trio.to_thread.run_sync(asyncio.run, job)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -190,8 +275,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--tasks", type=int, default=64, help="callers per connection")
-    parser.add_argument("--database", default=None, help="default: durable SQLite, temporary")
+    parser.add_argument("--tasks", type=int, default=128, help="callers per connection")
+    parser.add_argument(
+        "--database", default=None, help="one store for both (default: SQLite and PostgreSQL)"
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.orders, args.connections, args.tasks = 200, 500, 2, 8

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from stockade.fronts.supervisor import resolve_workers
+
 __all__ = ["Server", "free_port"]
 
 
@@ -54,6 +56,10 @@ class Server:
         self.log = workdir / "server.log"
         self.database = workdir / "stockade.db"
         self.process: subprocess.Popen[bytes] | None = None
+        supervised = "--workers" in args and resolve_workers(args[args.index("--workers") + 1]) > 1
+        # under `--workers N` the engine and each front log "listening" too: wait for the
+        # supervisor's, which comes once a front answers through the port
+        self.ready = '"event":"listening","role":"supervisor"' if supervised else '"listening"'
 
     def start(self) -> None:
         env = {
@@ -72,7 +78,7 @@ class Server:
             )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
-            if '"listening"' in self.log.read_text()[seen:]:
+            if self.ready in self.log.read_text()[seen:]:
                 return
             if self.process.poll() is not None:
                 break

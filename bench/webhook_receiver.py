@@ -14,6 +14,7 @@ per request to OUT_FILE, ``<webhook-id> <arrival UNIX time>``.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -146,8 +147,15 @@ async def _main(port_file: Path, out_file: Path) -> None:
             async for _ in signals:
                 break
         nursery.cancel_scope.cancel()
-    lines = [f"{r.webhook_id} {r.at:.6f}\n" for r in receiver.requests]
+    lines = [f"{seq} {r.at:.6f}\n" for r in receiver.requests for seq in _seqs(r)]
     await trio.Path(out_file).write_text("".join(lines))
+
+
+def _seqs(request: Request) -> list[str]:
+    """The seqs a delivery carried: its ``webhook-id``, or each event's of a batch."""
+    if not request.body.startswith(b'{"events"'):
+        return [request.webhook_id]
+    return [str(event["seq"]) for event in json.loads(request.body)["events"]]
 
 
 if __name__ == "__main__":

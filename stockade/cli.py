@@ -16,6 +16,7 @@ import trio
 
 import stockade
 from stockade._open import EngineOptions, store_for
+from stockade.fronts.supervised import watch_supervisor
 from stockade.options import (
     add_engine_flags,
     add_public_hold_flags,
@@ -70,10 +71,16 @@ def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
     from stockade.api.logs import log_event
     from stockade.api.server import ServerSettings, serve
 
+    if args.workers > 1 and getattr(args, "engine", None):
+        print("stockade serve: --workers starts its own engine; a front of --engine is one "
+              "process: start as many as you need", file=sys.stderr)  # fmt: skip
+        return 2
     token = os.environ.get("STOCKADE_ADMIN_TOKEN", "")
     if not token:
         token = secrets.token_urlsafe(24)
         print(f"STOCKADE_ADMIN_TOKEN not set; merchant token for this run: {token}", flush=True)
+    if args.workers > 1:
+        return _supervise(args, token)
     settings = ServerSettings(
         database=args.database,
         host=args.host,
@@ -98,6 +105,33 @@ def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
                   exception=traceback.format_exc())  # fmt: skip
         return 1
     return 0
+
+
+def _supervise(args: argparse.Namespace, token: str) -> int:
+    """``serve --workers N``: the supervisor of one engine process and N fronts."""
+    from stockade.fronts.supervisor import SupervisorSettings, supervise
+
+    front_args = ["--read-timeout", str(args.read_timeout), "--max-streams", str(args.max_streams),
+                  "--stream-lifetime", str(args.stream_lifetime),
+                  "--engine-timeout", str(args.engine_timeout)]  # fmt: skip
+    if args.public_holds:
+        front_args.append("--public-holds")
+    settings = SupervisorSettings(
+        workers=args.workers,
+        database=args.database,
+        durability=args.durability,
+        host=args.host,
+        port=args.port,
+        admin_token=token,
+        engine_secret=os.environ.get("STOCKADE_ENGINE_SECRET", "") or secrets.token_urlsafe(32),
+        front_args=tuple(front_args),
+    )
+    try:
+        return trio.run(supervise, settings)
+    except OSError as exc:  # the port: in use, or not ours to bind
+        print(f"stockade serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return 1
 
 
 async def _keys(args: argparse.Namespace) -> int:
@@ -307,6 +341,17 @@ _seconds = positive_number("seconds")
 _count = positive_integer()
 
 
+def _workers(value: str) -> int:
+    from stockade.fronts.supervisor import resolve_workers
+
+    try:
+        return resolve_workers(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or auto, not {value!r}"
+        ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stockade", description=stockade.__doc__)
     parser.add_argument("--version", action="version", version=stockade.__version__)
@@ -382,6 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="end each event stream after this long; clients reconnect and resume"
         " (env STOCKADE_STREAM_LIFETIME)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=env("STOCKADE_WORKERS", "1"),
+        metavar="N|auto",
+        help="HTTP front processes on the port, beside one engine process (auto: one per CPU;"
+        " 1: engine and HTTP in this one process, the fastest on one core; env STOCKADE_WORKERS)",
+    )
     add_engine_flags(serve, os.environ)
     add_public_hold_flags(serve, os.environ)
     engine = commands.add_parser(
@@ -443,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     exporting.add_argument("--format", choices=FORMATS, default="csv")
     args = parser.parse_args(argv)
+    watch_supervisor()  # started by `serve --workers`: stop if the supervisor is gone
     if args.command == "demo":
         return trio.run(_demo, args.units, args.buyers)
     if args.command == "engine":

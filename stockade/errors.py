@@ -14,6 +14,8 @@ when it is raised::
     │   ├── StockConflict     (a stock change the product's current stock refuses)
     │   └── ReturnConflict    (a return of units the order has not bought, or has returned)
     ├── IdempotencyConflict   (a reused idempotency key with different lines)
+    ├── LimitExceeded         (an order over a product's per_order or per_customer limit)
+    ├── NotOnSale             (an order for a product outside its sale window)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
     ├── TooManyHolds          (a holder, e.g. a client address, has its most open holds)
     ├── EngineClosed          (the engine is shutting down or has shut down)
@@ -37,6 +39,7 @@ engine's API.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 __all__ = [
     "CorruptStore",
@@ -48,6 +51,8 @@ __all__ = [
     "IncompatibleStore",
     "InvalidRequest",
     "InvalidTransition",
+    "LimitExceeded",
+    "NotOnSale",
     "OrderNotFound",
     "OutOfStock",
     "Overloaded",
@@ -166,6 +171,49 @@ class IdempotencyConflict(StockadeError):
         self.key = key
         self.order_id = order_id
         super().__init__(f"idempotency key {key!r} was already used for other lines")
+
+
+class LimitExceeded(StockadeError):
+    """Raised by ``place_order`` and ``change_order`` (and a late ``confirm``) when a line asks
+    for more units of a product than its rules allow (see ``Engine.set_rules``): more than
+    ``per_order`` in one order, or more than ``per_customer`` for one customer (units the
+    customer holds and has bought of it since the rule was set, this order included).
+
+    Also raised for an order that names no ``customer`` and takes a product with a
+    ``per_customer`` rule (there is no one to count it against): that line's rule is
+    ``"customer"``. It is a 409, not a 422, because the same order is fine for a product
+    without the rule: the refusal depends on the product's rules now, not on the request.
+
+    Nothing is taken. ``limits`` maps each refused sku to ``(rule, limit, counted,
+    requested)``: ``rule`` is ``"per_order"``, ``"per_customer"`` or ``"customer"``,
+    ``counted`` the units already counted against it (the order's units before a cart edit,
+    or the customer's), and ``requested`` the units this call asked for on top of them.
+    """
+
+    def __init__(self, limits: Mapping[str, tuple[str, int, int, int]]) -> None:
+        self.limits: dict[str, tuple[str, int, int, int]] = dict(limits)
+        detail = ", ".join(
+            f"{sku}: {rule} limit {limit}, counted {counted}, requested {requested}"
+            for sku, (rule, limit, counted, requested) in sorted(self.limits.items())
+        )
+        super().__init__(f"limit exceeded ({detail})")
+
+
+class NotOnSale(StockadeError):
+    """Raised by ``place_order`` and ``change_order`` when a line takes units of a product
+    outside its sale window: before its ``opens_at`` or from its ``closes_at`` on (by the
+    engine's clock). Nothing is taken. ``sku``, ``opens_at`` and ``closes_at`` (aware
+    datetimes or None) say which product and what its window is."""
+
+    def __init__(self, sku: str, opens_at: datetime | None, closes_at: datetime | None) -> None:
+        self.sku = sku
+        self.opens_at = opens_at
+        self.closes_at = closes_at
+        window = (
+            f"opens {opens_at.isoformat() if opens_at else 'any time'}, "
+            f"closes {closes_at.isoformat() if closes_at else 'never'}"
+        )
+        super().__init__(f"{sku!r} is not on sale now ({window})")
 
 
 class Overloaded(StockadeError):

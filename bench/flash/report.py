@@ -7,7 +7,7 @@ from collections import Counter
 from bench.flash.sale import Sale
 from bench.runner import percentile
 
-__all__ = ["print_report"]
+__all__ = ["print_comparison", "print_report"]
 
 
 def print_report(sale: Sale) -> None:
@@ -70,3 +70,12 @@ def print_report(sale: Sale) -> None:
         if not sale.problems
         else "  FAILED:\n    " + "\n    ".join(sale.problems)
     )
+
+
+def print_comparison(sales: list[Sale]) -> None:
+    """One line per HTTP sale: what one process and several workers did to the shoppers."""
+    print("\nflash sale over HTTP, side by side:")
+    print(f"  {'server':<46}{'paid in time, judged late':>27}{'shoppers p99 ms':>17}")
+    for sale in sales:
+        p99 = percentile(sorted(sale.latencies_s), 0.99) * 1000
+        print(f"  {sale.target:<46}{sale.timely_refused:>27,}{p99:>17,.1f}")

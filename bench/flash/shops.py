@@ -197,9 +197,10 @@ async def sale_embedded(config: SaleConfig, database: str | None) -> Sale:
         return await run_sale(EngineShop(engine), config, f"embedded ({database or 'memory'})")
 
 
-def sale_http(config: SaleConfig, connections: int) -> Sale:
+def sale_http(config: SaleConfig, connections: int, workers: int = 1) -> Sale:
+    """The sale against ``stockade serve --workers workers`` (durable SQLite)."""
     with tempfile.TemporaryDirectory(prefix="stockade-flash-") as workdir:
-        server = Server(Path(workdir), "flash-token")
+        server = Server(Path(workdir), "flash-token", args=("--workers", str(workers)))
         server.start()
         try:
 
@@ -215,7 +216,8 @@ def sale_http(config: SaleConfig, connections: int) -> Sale:
                         answer = await shop.call("shop", "PUT", f"/v1/products/{EXTRA}", body)
                         shop.expect(answer, 201)
                         skipped = "" if await shop.ask_for_carts() else NO_CART_ROUTES
-                    sale = await run_sale(shop, config, "HTTP (stockade serve, durable SQLite)")
+                    served = "stockade serve" + (f" --workers {workers}" if workers > 1 else "")
+                    sale = await run_sale(shop, config, f"HTTP ({served}, durable SQLite)")
                     sale.carts_skipped = skipped
                     sale.latency_note = f" (incl. waiting for one of {connections} connections)"
                     sale.request_latencies_s = shop.request_latencies_s

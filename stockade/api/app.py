@@ -40,13 +40,16 @@ from stockade.api.routing import current_engine as _engine
 from stockade.api.routing import current_tracing as _tracing
 from stockade.api.routing import json_response as _json
 from stockade.api.routing import read_body as _body
+from stockade.api.rules import Product, rules
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
+from stockade.api.sinks import sinks
 from stockade.api.webhooks import webhooks
 from stockade.engine.engine import Engine
 from stockade.engine.validation import check_sku
 from stockade.errors import EngineUnavailable, InvalidTransition
 from stockade.outbound.service import Outbound, OutboundCollector
 from stockade.persistence.keys import KeyTable, MemoryKeys
+from stockade.persistence.sinks import SinkTable
 from stockade.persistence.webhooks import MemoryWebhooks, WebhookTable
 
 if TYPE_CHECKING:  # only imported when tracing is on
@@ -119,7 +122,9 @@ async def list_products() -> Response:
 @products.get("/<sku>")
 @requires("anyone")
 async def get_product(sku: str) -> Response:
-    return _json(await _engine().stock(sku, request.args.get("channel")))
+    engine = _engine()
+    level = await engine.stock(sku, request.args.get("channel"))
+    return _json(Product.of(level, await engine.on_sale(sku)))
 
 
 @orders.post("")
@@ -232,6 +237,7 @@ def create_app(
     tracing: Tracing | None = None, webhook_table: WebhookTable | None = None,
     outbound: OutboundPort | None = None, *, books: BooksPort | None = None,
     engine_series: Callable[[], Awaitable[bytes]] | None = None,
+    sink_table: SinkTable | None = None,
 ) -> QuartTrio:  # fmt: skip
     """Build the app for ``engine``; nothing is global, so tests can make as many as they like.
 
@@ -245,10 +251,11 @@ def create_app(
     the engine through :func:`~stockade.api.accounting.traced`.
     ``app.config["STOCKADE_FEED"]`` is the :class:`~stockade.api.feed.FeedService` whose
     ``run`` feeds product streams. ``app.config["STOCKADE_OUTBOUND"]`` is ``outbound``, the
-    :class:`~stockade.api.port.OutboundPort` the webhook routes call (by default an
-    :class:`~stockade.outbound.service.Outbound` over an engine in this process and
-    ``webhook_table``, itself by default in memory; a front passes the engine process's):
-    whoever owns the engine runs its ``run`` to deliver. ``books`` runs ``GET /v1/admin/check``
+    :class:`~stockade.api.port.OutboundPort` the webhook and sink routes call (by default an
+    :class:`~stockade.outbound.service.Outbound` over an engine in this process,
+    ``webhook_table`` and ``sink_table``, each by default in memory; a front passes the engine
+    process's): whoever owns the engine runs its ``run`` to deliver (:func:`~stockade.api.
+    server.serve_app` does). ``books`` runs ``GET /v1/admin/check``
     (by default there is nothing to check: 409). ``engine_series`` (a front's) answers the
     engine process's own metrics, shown by ``/metrics`` instead of the engine's statistics read
     here (see :mod:`stockade.api.metrics`). Raises RuntimeError if a route declares no role,
@@ -274,7 +281,8 @@ def create_app(
         if local is None:
             raise RuntimeError("an app over a remote engine needs the engine's outbound port")
         hooks = MemoryWebhooks() if webhook_table is None else webhook_table
-        outbound = Outbound(local, hooks, options=settings.feed.delivery)
+        outbound = Outbound(local, hooks, sink_table, options=settings.feed.delivery,
+                            sink_options=settings.feed.sinks)  # fmt: skip
     app.config["STOCKADE_OUTBOUND"] = outbound
     delivering = outbound if isinstance(outbound, Outbound) else None  # here, not elsewhere
     app.config["STOCKADE_FEED"] = service = FeedService(port, settings.feed)
@@ -289,6 +297,8 @@ def create_app(
     app.register_blueprint(returns)  # design.md §13: late confirms, returns
     app.register_blueprint(feed)  # design.md §9
     app.register_blueprint(webhooks)  # design.md §9
+    app.register_blueprint(sinks)  # design.md §14
+    app.register_blueprint(rules)  # design.md §13
     access = route_access(app)
     app.config["STOCKADE_OPENAPI"] = openapi_document(access, public_holds=settings.public_holds)
     register_error_handlers(app)

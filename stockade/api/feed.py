@@ -16,8 +16,8 @@ feed) is 410 ``feed-gone`` with ``first`` and ``last``, the oldest and newest se
 are bounded, kept alive, and ended at shutdown: see :mod:`stockade.api.sse`.
 :class:`FeedService` holds what a server runs beside its routes for them (the streams, the
 product watch): the server starts :meth:`FeedService.run` and calls
-:meth:`FeedService.stop_streams` when it stops. Deliveries (webhooks) are not here: they belong
-to the engine's process, see :mod:`stockade.outbound`.
+:meth:`FeedService.stop_streams` when it stops. Deliveries (webhooks, sinks) are not here: they
+belong to the engine's process, see :mod:`stockade.outbound`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from stockade.engine.models import Event
 from stockade.engine.validation import check_sku
 from stockade.errors import FeedGone, InvalidRequest
 from stockade.outbound.service import Outbound
+from stockade.outbound.sinks import SinkOptions
 from stockade.outbound.webhooks import DeliveryOptions
 
 __all__ = ["MAX_SEQ", "EventPage", "FeedCollector", "FeedService", "FeedSettings", "feed"]
@@ -52,13 +53,15 @@ class FeedSettings(msgspec.Struct, frozen=True, kw_only=True):
     a keep-alive after ``keepalive_s`` of silence, each stream ended after ``lifetime_s``
     (clients reconnect and resume), a product stream's messages at most every
     ``product_interval_s``; ``delivery``: how the server's :class:`~stockade.outbound.service.
-    Outbound` delivers webhooks (see :class:`~stockade.outbound.webhooks.DeliveryOptions`)."""
+    Outbound` delivers webhooks (see :class:`~stockade.outbound.webhooks.DeliveryOptions`);
+    ``sinks``: how it publishes to brokers (:class:`~stockade.outbound.sinks.SinkOptions`)."""
 
     max_streams: int = 1000
     keepalive_s: float = 15.0
     lifetime_s: float = 3600.0
     product_interval_s: float = 1.0
     delivery: DeliveryOptions = msgspec.field(default_factory=DeliveryOptions)
+    sinks: SinkOptions = msgspec.field(default_factory=SinkOptions)
 
 
 class EventPage(msgspec.Struct):
@@ -215,5 +218,10 @@ async def stream_product(sku: str) -> Response:
         raise _gone(FeedGone("this server keeps no change feed to stream from"))
     watched = service.watch.watch(sku)  # before reading the level: no change falls between
     level = await engine.stock(sku)
+    on_sale = await engine.on_sale(sku)
     interval = service.settings.product_interval_s
-    return _stream(lambda: ProductStream(service.streams, watched, level, interval))
+    return _stream(
+        lambda: ProductStream(
+            service.streams, watched, level, interval, on_sale, lambda: engine.on_sale(sku)
+        )
+    )

@@ -24,6 +24,7 @@ from stockade.api.auth import requires
 from stockade.api.port import BooksPort, EnginePort
 from stockade.api.problems import Problem
 from stockade.engine.models import Movement, Order, OrderStatus
+from stockade.engine.validation import MAX_CUSTOMER_LENGTH
 from stockade.errors import InvalidRequest, OrderNotFound
 from stockade.persistence.books import BooksReport
 
@@ -40,7 +41,7 @@ Limit = Annotated[int, Meta(ge=1, le=1000, description="items per page")]
 
 class OrderQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``GET /v1/orders``: newest first; ``created_after`` / ``created_before`` are exclusive;
-    ``after`` is the ``next_after`` of the previous page."""
+    ``after`` is the ``next_after`` of the previous page; ``customer`` one customer's only."""
 
     # Left out is UNSET, never None: a query string has no null, so "?status=null" is the
     # text "null", refused (422) like any other value that is not a status.
@@ -49,6 +50,7 @@ class OrderQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     created_before: Annotated[datetime, Meta(tz=True)] | UnsetType = UNSET
     after: Annotated[str, Meta(pattern=ORDER_ID_PATTERN)] | UnsetType = UNSET
     limit: Limit = 100
+    customer: Annotated[str, Meta(min_length=1, max_length=MAX_CUSTOMER_LENGTH)] | UnsetType = UNSET
 
 
 class MovementQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -89,8 +91,14 @@ def _engine() -> EnginePort:
 
 
 def _query(kind: type[T]) -> T:
-    """The request's query parameters as ``kind`` (msgspec.ValidationError, a 422, if not)."""
-    return msgspec.convert(request.args.to_dict(), kind, strict=False)
+    """The request's query parameters as ``kind`` (msgspec.ValidationError, a 422, if not).
+    A parameter given more than once is refused (422), never read as its first value."""
+    args = request.args
+    for name in args:
+        if len(args.getlist(name)) > 1:
+            raise Problem(422, "invalid-request", "Invalid request",
+                          f"query parameter {name!r} is given more than once")  # fmt: skip
+    return msgspec.convert(args.to_dict(), kind, strict=False)
 
 
 def _given(value: T | UnsetType) -> T | None:
@@ -116,7 +124,7 @@ async def list_orders() -> Response:
                           f"after: no order {after!r}") from None  # fmt: skip
     items = await engine.list_orders(
         _given(query.status), _given(query.created_after), _given(query.created_before), after,
-        query.limit,
+        query.limit, _given(query.customer),
     )  # fmt: skip
     return _json(OrderPage(items, items[-1].id if len(items) == query.limit else None))
 
@@ -166,7 +174,8 @@ def paths(answer: Any, problems: Any, sku: dict[str, Any]) -> dict[str, dict[str
     return {
         "/v1/orders": {"get": {
             "operationId": "listOrders",
-            "summary": "List orders, newest first (paged; filter by status and creation time)",
+            "summary": "List orders, newest first (paged; filter by status, creation time and "
+                       "customer)",
             "parameters": _parameters(OrderQuery),
             "responses": {"200": answer(OrderPage, "a page"),
                           **problems(404, 422, 503)}}},

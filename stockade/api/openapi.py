@@ -17,6 +17,9 @@ from stockade.api.history import types as history_types
 from stockade.api.keys import ApiKey, KeyPage, NewKey
 from stockade.api.locations import TYPES as LOCATION_TYPES
 from stockade.api.returns import TYPES as RETURN_TYPES
+from stockade.api.rules import TYPES as RULE_TYPES
+from stockade.api.rules import LimitExceededProblem, NotOnSaleProblem, Product
+from stockade.api.rules import paths as rule_paths
 from stockade.api.schemas import Adjustment, CreateKey, PlaceOrder, PutStock
 from stockade.engine.models import Order, StockLevel
 from stockade.engine.validation import KEY_PATTERN, MAX_KEY_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN
@@ -63,7 +66,7 @@ class Readiness(msgspec.Struct):
 
 _TYPES = (PutStock, Adjustment, PlaceOrder, StockLevel, Order, Problem, OutOfStockProblem,
           ProductPage, Health, Readiness, CreateKey, ApiKey, NewKey, KeyPage,
-          *LOCATION_TYPES, *CART_TYPES, *RETURN_TYPES)  # fmt: skip
+          *LOCATION_TYPES, *CART_TYPES, *RETURN_TYPES, *RULE_TYPES)  # fmt: skip
 
 
 def _ref(kind: type) -> dict[str, str]:
@@ -88,11 +91,18 @@ def _problems(*codes: int, conflict: str = "conflict") -> dict[str, Any]:
 
 
 def _order_problems(*codes: int) -> dict[str, Any]:
-    """As _problems, where a 409 may be out of stock (a Problem with ``shortages``)."""
-    out = _problems(*codes, conflict="out of stock (with shortages), or idempotency key reused")
+    """As _problems, where a 409 may be out of stock (a Problem with ``shortages``), over a
+    product's limit (``limits``) or outside its sale window (``sku``, ``opens_at``,
+    ``closes_at``)."""
+    out = _problems(
+        *codes,
+        conflict="out of stock (with shortages), over a product's limit (limit-exceeded), "
+        "outside its sale window (not-on-sale), or idempotency key reused",
+    )
     out["409"]["content"]["application/problem+json"]["schema"] = {
-        "anyOf": [_ref(OutOfStockProblem), _ref(Problem)]
-    }
+        "anyOf": [_ref(OutOfStockProblem), _ref(LimitExceededProblem), _ref(NotOnSaleProblem),
+                  _ref(Problem)]
+    }  # fmt: skip
     return out
 
 
@@ -208,7 +218,8 @@ def openapi_document(
                     "summary": "A product's stock (a channel's view: over its locations only)",
                     "parameters": [_SKU, {"name": "channel", "in": "query",
                                           "schema": _SKU_SCHEMA}],
-                    "responses": {"200": _answer(StockLevel, "stock"), **_problems(404, 422)}},
+                    "responses": {"200": _answer(Product, "stock, and whether it is on sale"),
+                                  **_problems(404, 422)}},
             "put": {"operationId": "putProduct",
                     "summary": "Create a product or overwrite its on-hand",
                     "parameters": [_SKU], "requestBody": _body(PutStock),
@@ -267,6 +278,8 @@ def openapi_document(
     add_stock_paths(paths)
     add_return_paths(paths)
     paths.update(feed_paths())
+    for path, operations in rule_paths(_answer, _problems, _body, _SKU, _WRITE).items():
+        paths.setdefault(path, {}).update(operations)
     for path, operations in paths.items():
         for method, operation in operations.items():
             declared = (access or {}).get((path, method))

@@ -1,4 +1,4 @@
-"""The change feed's and the webhooks' part of /openapi.json (merged by
+"""The change feed's, the webhooks' and the sinks' part of /openapi.json (merged by
 :func:`stockade.api.openapi.openapi_document`, which imports this module when it builds the
 document: this module uses its helpers)."""
 
@@ -10,9 +10,9 @@ import msgspec
 
 from stockade.api.feed import MAX_SEQ, EventPage
 from stockade.api.openapi import _SKU, _SKU_SCHEMA, _answer, _body, _linked, _links, _problems
-from stockade.api.schemas import PutWebhook
+from stockade.api.schemas import PutSink, PutWebhook
 from stockade.engine.models import EVENT_TYPES
-from stockade.outbound.views import WebhookPage, WebhookView
+from stockade.outbound.views import SinkPage, SinkView, WebhookPage, WebhookView
 
 __all__ = ["FEED_TYPES", "FeedGoneProblem", "feed_paths"]
 
@@ -30,7 +30,8 @@ class FeedGoneProblem(msgspec.Struct):
 
 
 #: The schemas this part adds to the document's components.
-FEED_TYPES = (EventPage, PutWebhook, WebhookView, WebhookPage, FeedGoneProblem)
+FEED_TYPES = (EventPage, PutWebhook, WebhookView, WebhookPage, PutSink, SinkView, SinkPage,
+              FeedGoneProblem)  # fmt: skip
 
 _SEQ = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
 _TYPE = "|".join(t.replace(".", r"\.") for t in EVENT_TYPES)
@@ -38,7 +39,6 @@ _TYPES = {
     "name": "types", "in": "query", "description": "only these event types (comma-separated)",
     "schema": {"type": "string", "pattern": rf"^(?:{_TYPE})(?:,(?:{_TYPE}))*(?!\n)$"},
 }  # fmt: skip
-_WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": _SKU_SCHEMA}
 
 
 def _stream(description: str, event: dict[str, Any], data: str) -> dict[str, Any]:
@@ -68,9 +68,38 @@ def _gone(description: str) -> dict[str, Any]:
     return {"410": answer}
 
 
+def _subscriptions(
+    path: str, kind: str, name: str, put: type, view: type, page: type, summary: str
+) -> dict[str, dict[str, Any]]:
+    """The paths of one kind of subscription to the change feed (webhooks, sinks)."""
+    ident = {"name": f"{kind}_id", "in": "path", "required": True, "schema": _SKU_SCHEMA}
+    to_one = _links(f"{kind}_id", "/id", f"get{name}", f"delete{name}")
+    return {
+        path: {"get": {
+            "operationId": f"list{name}s", "summary": f"List the {kind}s",
+            "responses": {"200": _answer(page, f"every {kind}"), **_problems(503)}}},
+        f"{path}/{{{kind}_id}}": {
+            "put": {"operationId": f"put{name}", "summary": summary,
+                    "parameters": [ident], "requestBody": _body(put),
+                    "responses": {
+                        "200": _linked(_answer(view, "replaced"), to_one),
+                        "201": _linked(_answer(view, "created"), to_one),
+                        **_problems(400, 413, 415, 422, 503),
+                        **_gone("the server keeps no change feed")}},
+            "get": {"operationId": f"get{name}",
+                    "summary": f"A {kind}: its cursor, backlog and last error",
+                    "parameters": [ident],
+                    "responses": {"200": _answer(view, f"the {kind}"),
+                                  **_problems(404, 422, 503)}},
+            "delete": {"operationId": f"delete{name}", "summary": f"Remove a {kind}",
+                       "parameters": [ident],
+                       "responses": {"200": _answer(view, "removed"),
+                                     **_problems(404, 422, 503)}}},
+    }  # fmt: skip
+
+
 def feed_paths() -> dict[str, dict[str, Any]]:
-    """The paths of /v1/events, the streams and /v1/webhooks."""
-    to_webhook = _links("webhook_id", "/id", "getWebhook", "deleteWebhook")
+    """The paths of /v1/events, the streams, /v1/webhooks and /v1/sinks."""
     gone = _gone("events after this position were pruned, it is beyond the newest event, or "
                  "the server keeps no feed")  # fmt: skip
     return {
@@ -102,26 +131,8 @@ def feed_paths() -> dict[str, dict[str, Any]]:
             "parameters": [_SKU],
             "responses": {"200": _LEVELS, **_problems(404, 422), "503": _BUSY,
                           **_gone("the server keeps no change feed")}}},
-        "/v1/webhooks": {"get": {
-            "operationId": "listWebhooks", "summary": "List the webhook subscriptions",
-            "responses": {"200": _answer(WebhookPage, "every subscription"),
-                          **_problems(503)}}},
-        "/v1/webhooks/{webhook_id}": {
-            "put": {"operationId": "putWebhook",
-                    "summary": "Subscribe a URL to the change feed (create or replace)",
-                    "parameters": [_WEBHOOK_ID], "requestBody": _body(PutWebhook),
-                    "responses": {
-                        "200": _linked(_answer(WebhookView, "replaced"), to_webhook),
-                        "201": _linked(_answer(WebhookView, "created"), to_webhook),
-                        **_problems(400, 413, 415, 422, 503),
-                        **_gone("the server keeps no change feed")}},
-            "get": {"operationId": "getWebhook",
-                    "summary": "A subscription: its cursor, backlog and last error",
-                    "parameters": [_WEBHOOK_ID],
-                    "responses": {"200": _answer(WebhookView, "the subscription"),
-                                  **_problems(404, 422, 503)}},
-            "delete": {"operationId": "deleteWebhook", "summary": "Remove a subscription",
-                       "parameters": [_WEBHOOK_ID],
-                       "responses": {"200": _answer(WebhookView, "removed"),
-                                     **_problems(404, 422, 503)}}},
+        **_subscriptions("/v1/webhooks", "webhook", "Webhook", PutWebhook, WebhookView,
+                         WebhookPage, "Subscribe a URL to the change feed (create or replace)"),
+        **_subscriptions("/v1/sinks", "sink", "Sink", PutSink, SinkView, SinkPage,
+                         "Publish the change feed to a broker (create or replace)"),
     }  # fmt: skip

@@ -86,6 +86,9 @@ async def answer_order(
             idempotency_key=idempotency_key,
             location=order.location,
             channel=order.channel,
+            customer=order.customer,
+            reference=order.reference,
+            metadata=order.metadata,
             **bounded,
         )
         if tracing is not None:

@@ -20,13 +20,13 @@ wrapper frame); only the synchronous ones get an ``async`` wrapper, which never 
 The store's side of the app has ports too: the API keys are a
 :class:`~stockade.persistence.keys.KeyTable` (already async; a front's comes over the protocol),
 the books check is a :class:`BooksPort` (:class:`LocalBooks` over a store in this process), and
-webhook subscriptions an :class:`OutboundPort` (the :class:`~stockade.outbound.service.Outbound`
-of the process that owns the engine).
+webhook subscriptions and broker sinks an :class:`OutboundPort` (the
+:class:`~stockade.outbound.service.Outbound` of the process that owns the engine).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -41,11 +41,19 @@ from stockade.engine.models import (
     Movement,
     Order,
     OrderStatus,
+    ProductRules,
     StockLevel,
 )
 from stockade.engine.validation import Lines
 from stockade.errors import InvalidRequest
-from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
+from stockade.outbound.views import (
+    SinkPage,
+    SinkSaved,
+    SinkView,
+    WebhookPage,
+    WebhookSaved,
+    WebhookView,
+)
 from stockade.persistence.audit import check_store
 from stockade.persistence.books import BooksReport, Tally
 from stockade.persistence.journal import Store
@@ -72,7 +80,8 @@ class EnginePort(Protocol):
     async def place_order(
         self, lines: Lines, *, hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None, location: str | None = None,
-        channel: str | None = None, holder: str | None = None,
+        channel: str | None = None, customer: str | None = None, reference: str | None = None,
+        metadata: Mapping[str, str] | None = None, holder: str | None = None,
         max_open_holds: int | None = None,
     ) -> Order: ...  # fmt: skip
 
@@ -135,10 +144,22 @@ class EnginePort(Protocol):
 
     async def channel_exists(self, channel: str) -> bool: ...
 
+    # -- the sale's rules ----------------------------------------------------------------------
+    async def set_rules(
+        self, sku: str, *, per_order: int | None = None, per_customer: int | None = None,
+        opens_at: datetime | None = None, closes_at: datetime | None = None,
+        low_stock_at: int | None = None,
+    ) -> ProductRules: ...  # fmt: skip
+
+    async def rules(self, sku: str) -> ProductRules: ...
+
+    async def on_sale(self, sku: str) -> bool: ...
+
     # -- history, the feed, statistics ------------------------------------------------------
     async def list_orders(
         self, status: OrderStatus | None = None, created_after: datetime | None = None,
         created_before: datetime | None = None, after: str | None = None, limit: int = 100,
+        customer: str | None = None,
     ) -> list[Order]: ...  # fmt: skip
 
     async def movements(
@@ -182,6 +203,8 @@ class LocalEngine:
         self.movements = engine.movements
         self.events = engine.events
         self.event_page = engine.event_page
+        self.set_rules = engine.set_rules
+        self.rules = engine.rules
 
     async def has_product(self, sku: str) -> bool:
         return self.engine.has_product(sku)
@@ -200,6 +223,9 @@ class LocalEngine:
 
     async def channel_exists(self, channel: str) -> bool:
         return self.engine.channel_exists(channel)
+
+    async def on_sale(self, sku: str) -> bool:
+        return self.engine.on_sale(sku)
 
     async def feed_head(self) -> int | None:
         return self.engine.feed_head
@@ -232,16 +258,26 @@ class LocalBooks:
 
 
 class OutboundPort(Protocol):
-    """Webhook subscriptions (``/v1/webhooks``, design.md §9), kept and delivered by the
-    process that owns the engine: see :class:`~stockade.outbound.service.Outbound`, whose
-    methods, results and errors these are."""
+    """Webhook subscriptions and broker sinks (``/v1/webhooks``, ``/v1/sinks``, design.md §9,
+    §14), kept and delivered by the process that owns the engine: see
+    :class:`~stockade.outbound.service.Outbound`, whose methods, results and errors these
+    are."""
 
     async def put_webhook(
-        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str
-    ) -> WebhookSaved: ...
+        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str,
+        batch: int = 1,
+    ) -> WebhookSaved: ...  # fmt: skip
 
     async def get_webhook(self, webhook_id: str) -> WebhookView | None: ...
 
     async def list_webhooks(self) -> WebhookPage: ...
 
     async def delete_webhook(self, webhook_id: str) -> WebhookView | None: ...
+
+    async def put_sink(self, sink_id: str, url: str, types: Sequence[str] | None) -> SinkSaved: ...
+
+    async def get_sink(self, sink_id: str) -> SinkView | None: ...
+
+    async def list_sinks(self) -> SinkPage: ...
+
+    async def delete_sink(self, sink_id: str) -> SinkView | None: ...

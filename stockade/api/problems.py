@@ -19,6 +19,8 @@ from stockade.errors import (
     IdempotencyConflict,
     InvalidRequest,
     InvalidTransition,
+    LimitExceeded,
+    NotOnSale,
     OrderNotFound,
     OutOfStock,
     Overloaded,
@@ -48,6 +50,8 @@ _encoder = msgspec.json.Encoder()
 #: error class -> (status, type slug, title)
 _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     OutOfStock: (409, "out-of-stock", "Out of stock"),
+    LimitExceeded: (409, "limit-exceeded", "Limit exceeded"),
+    NotOnSale: (409, "not-on-sale", "Not on sale"),
     UnknownProduct: (404, "unknown-product", "Unknown product"),
     UnknownLocation: (404, "unknown-location", "Unknown location"),
     UnknownChannel: (404, "unknown-channel", "Unknown channel"),
@@ -138,6 +142,15 @@ def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[s
             {"sku": sku, "requested": want, "available": have}
             for sku, (want, have) in sorted(error.shortages.items())
         ]
+    elif isinstance(error, LimitExceeded):
+        extra["limits"] = [
+            {"sku": sku, "rule": rule, "limit": limit, "counted": counted, "requested": wanted}
+            for sku, (rule, limit, counted, wanted) in sorted(error.limits.items())
+        ]
+    elif isinstance(error, NotOnSale):
+        extra["sku"] = error.sku
+        extra["opens_at"] = error.opens_at
+        extra["closes_at"] = error.closes_at
     elif isinstance(
         error, Overloaded | EngineClosed | StoreUnavailable | EngineUnavailable | EngineRefused
     ):

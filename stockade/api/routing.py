@@ -10,7 +10,7 @@ import msgspec
 from quart import Response, current_app, g, request
 
 from stockade.api.bounds import AnonymousBounds
-from stockade.api.port import EnginePort
+from stockade.api.port import EnginePort, OutboundPort
 from stockade.api.problems import Problem
 from stockade.api.schemas import decoder
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # only imported when tracing is on
 __all__ = [
     "anonymous_bounds",
     "current_engine",
+    "current_outbound",
     "current_tracing",
     "json_response",
     "read_body",
@@ -39,6 +40,13 @@ def current_engine() -> EnginePort:
     """The engine of the app serving this request (its port: see :mod:`stockade.api.port`)."""
     engine: EnginePort = current_app.config["STOCKADE_ENGINE"]
     return engine
+
+
+def current_outbound() -> OutboundPort:
+    """The deliveries (webhooks, sinks) of the app's engine, which the ``/v1/webhooks`` and
+    ``/v1/sinks`` routes call (its port: see :mod:`stockade.api.port`)."""
+    outbound: OutboundPort = current_app.config["STOCKADE_OUTBOUND"]
+    return outbound
 
 
 def current_tracing() -> Tracing | None:

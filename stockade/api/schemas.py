@@ -6,6 +6,7 @@ generated from these types, says exactly what the server enforces.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -14,14 +15,20 @@ from msgspec import Meta
 from stockade.engine.locations import DEFAULT_LOCATION, MAX_NAME_LENGTH, MAX_PRIORITY
 from stockade.engine.validation import (
     DEFAULT_MAX_HOLD,
+    MAX_CUSTOMER_LENGTH,
     MAX_LINES,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_VALUES,
     MAX_QTY,
     MAX_REASON_LENGTH,
+    MAX_REFERENCE_LENGTH,
     MAX_SKU_LENGTH,
     MAX_STOCK,
     SKU_PATTERN,
 )
 from stockade.outbound.signing import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
+from stockade.outbound.sinkurl import MAX_SINK_URL_LENGTH
+from stockade.outbound.webhooks import MAX_BATCH
 from stockade.persistence.keys import MAX_NAME_CHARS, NAME_PATTERN, KeyRole
 
 __all__ = [
@@ -37,6 +44,8 @@ __all__ = [
     "PlaceOrder",
     "PutChannel",
     "PutLocation",
+    "PutSink",
+    "PutRules",
     "PutStock",
     "PutWebhook",
     "TransferStock",
@@ -83,14 +92,54 @@ Lines = Annotated[
 ]
 
 
+#: The shop's customer id (counted by ``per_customer`` rules).
+Customer = Annotated[str, Meta(min_length=1, max_length=MAX_CUSTOMER_LENGTH)]
+#: The shop's own order number.
+Reference = Annotated[str, Meta(max_length=MAX_REFERENCE_LENGTH)]
+#: A flat object of string values (the engine also refuses more than 4 KiB of it as JSON).
+Metadata = Annotated[
+    dict[str, str],
+    Meta(
+        max_length=MAX_METADATA_VALUES,
+        description=f"a flat object of strings, at most {MAX_METADATA_BYTES} bytes as JSON "
+        "(422 beyond)",
+    ),
+]
+
+
 class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
     """``location`` pins every line to that location (click and collect); ``channel`` sells
-    from the channel's locations only (design.md §7)."""
+    from the channel's locations only (design.md §7). ``customer``, ``reference`` and
+    ``metadata`` are the shop's own, kept on the order (design.md §13)."""
 
     lines: Lines
     hold_seconds: HoldSeconds | None = None
     location: LocationId | None = None
     channel: LocationId | None = None
+    customer: Customer | None = None
+    reference: Reference | None = None
+    metadata: Metadata | None = None
+
+
+#: A limit of a product's rules.
+Limit = Annotated[int, Meta(ge=1, le=MAX_QTY)]
+#: An RFC 3339 time with its offset (a time without one is refused, 422), from 1970 to 9999.
+AwareTime = Annotated[
+    datetime,
+    Meta(tz=True, description="RFC 3339 with an offset, from 1970 to 9999 (UTC); 422 otherwise"),
+]
+
+
+class PutRules(msgspec.Struct, forbid_unknown_fields=True):
+    """A product's rules, replacing the old ones whole: a rule left out (or null) is no such
+    rule. Times are from 1970 to 9999 (UTC), and ``closes_at`` must be later than
+    ``opens_at`` (422 otherwise)."""
+
+    per_order: Limit | None = None
+    per_customer: Limit | None = None
+    opens_at: AwareTime | None = None
+    closes_at: AwareTime | None = None
+    low_stock_at: Annotated[int, Meta(ge=0, le=MAX_STOCK)] | None = None
 
 
 class ChangeOrder(msgspec.Struct, forbid_unknown_fields=True):
@@ -180,8 +229,18 @@ class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
 EventType = Literal[
     "stock.changed", "order.placed", "order.changed", "order.extended", "order.confirmed",
     "order.cancelled", "order.expired", "order.returned", "product.sold_out",
-    "product.back_in_stock",
+    "product.back_in_stock", "product.low_stock",
 ]  # fmt: skip
+
+#: The event types a subscription wants: every type when left out or null.
+_Types = (
+    Annotated[
+        list[EventType],
+        Meta(min_length=1, description="every type when left out or null",
+             extra_json_schema={"uniqueItems": True}),
+    ]
+    | None
+)  # fmt: skip
 
 
 class PutWebhook(msgspec.Struct, forbid_unknown_fields=True):
@@ -195,14 +254,26 @@ class PutWebhook(msgspec.Struct, forbid_unknown_fields=True):
             description="whsec_ and the base64 of 24 to 64 random bytes (Standard Webhooks)",
         ),
     ]
-    types: (
-        Annotated[
-            list[EventType],
-            Meta(min_length=1, description="every type when left out or null",
-                 extra_json_schema={"uniqueItems": True}),
-        ]
-        | None
-    ) = None  # fmt: skip
+    types: _Types = None
+    batch: Annotated[
+        int,
+        Meta(ge=1, le=MAX_BATCH,
+             description='the most events one POST carries; above 1: {"events": [...]}'),
+    ] = 1  # fmt: skip
+
+
+class PutSink(msgspec.Struct, forbid_unknown_fields=True):
+    """A broker sink (see :mod:`stockade.outbound.sinkurl` for what ``url`` may say)."""
+
+    url: Annotated[
+        str,
+        Meta(
+            max_length=MAX_SINK_URL_LENGTH,
+            description="nats://HOST:4222/SUBJECT, redis://HOST:6379/DB?stream=KEY or "
+            "amqp://USER:PASS@HOST:5672/VHOST?exchange=NAME",
+        ),
+    ]
+    types: _Types = None
 
 
 _untyped = msgspec.json.Decoder()
@@ -250,8 +321,8 @@ class BodyDecoder(Generic[T]):
 
 
 _BODIES = (PutStock, Adjustment, PlaceOrder, CreateKey, ChangeOrder, ExtendHold, PutLocation,
-           PatchLocation, PutChannel, TransferStock, PutWebhook, ConfirmOrder,
-           ReturnUnits)  # fmt: skip
+           PatchLocation, PutChannel, TransferStock, PutWebhook, ConfirmOrder, ReturnUnits,
+           PutRules, PutSink)  # fmt: skip
 _DECODERS: dict[type, BodyDecoder[Any]] = {kind: BodyDecoder(kind) for kind in _BODIES}
 
 

@@ -46,9 +46,11 @@ from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event, set_process_role
 from stockade.api.port import LocalBooks
+from stockade.fronts.supervised import listen_binds
 from stockade.outbound.service import Outbound
 from stockade.persistence.journal import Durability
 from stockade.persistence.keys import KeyedStore, KeyTable, MemoryKeys
+from stockade.persistence.sinks import SinkStore
 from stockade.persistence.webhooks import WebhookStore
 
 if TYPE_CHECKING:  # only imported when tracing is on
@@ -197,8 +199,9 @@ async def _serve(
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         try:
             hooks = store.webhook_table() if isinstance(store, WebhookStore) else None
+            sinks = store.sink_table() if isinstance(store, SinkStore) else None
             app = create_app(engine, api_settings(settings), table, tracing, webhook_table=hooks,
-                             books=LocalBooks(store))  # fmt: skip
+                             books=LocalBooks(store), sink_table=sinks)  # fmt: skip
             await serve_app(app, settings, task_status, products=engine.statistics().products)
         finally:
             with trio.CancelScope(shield=True):
@@ -219,13 +222,15 @@ async def serve_app(
     """Serve ``app`` (made by :func:`~stockade.api.app.create_app`) on hypercorn until
     SIGTERM/SIGINT, with its keys re-read and its feed service run beside it; then stop as the
     module docstring says. ``task_status`` receives the bound addresses; ``listening`` goes
-    into the ``listening`` log line. Raises what reading the keys or starting the feed service
-    raises first (a server must not start without its keys)."""
+    into the ``listening`` log line. The app's :class:`~stockade.outbound.service.Outbound`,
+    when it has one in this process, delivers beside it. Raises what reading the keys, the
+    subscriptions or starting the feed service raises first (a server must not start without
+    its keys)."""
     feed: FeedService = app.config["STOCKADE_FEED"]
     keys: ApiKeys = app.config["STOCKADE_KEYS"]
     outbound = app.config["STOCKADE_OUTBOUND"]  # delivered here when the engine is here
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    config.bind = listen_binds(settings.host, settings.port)  # or the supervisor's socket
     config.accesslog = None  # Accounting logs each request
     errors = logging.getLogger("hypercorn.error")  # as JSON, through the root logger
     errors.setLevel(logging.WARNING)  # not its "Running on" line: we log "listening"

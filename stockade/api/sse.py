@@ -28,6 +28,7 @@ product's thousands of changes a second become one message per interval per brow
 from __future__ import annotations
 
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -269,12 +270,20 @@ class ProductWatch:
 
 class ProductStream(SseStream):
     """A product's StockLevel: ``level`` (the current one) at once, then the newest level
-    each time it changes, at most once per ``interval_s``."""
+    each time it changes, at most once per ``interval_s``. With ``is_on_sale`` each message
+    also says whether the product is on sale (``on_sale``, as ``GET /v1/products/{sku}``
+    shows it; the first is ``on_sale``, each later one asks ``is_on_sale`` again, which never
+    blocks long: a read of the product's rules)."""
 
     def __init__(
-        self, streams: Streams, watched: _Watched, level: StockLevel, interval_s: float
-    ) -> None:
-        super().__init__(streams, _level_message(level))
+        self, streams: Streams, watched: _Watched, level: StockLevel, interval_s: float,
+        on_sale: bool = True, is_on_sale: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:  # fmt: skip
+        first: Any = level  # without is_on_sale: the StockLevel alone
+        if is_on_sale is not None:
+            first = {**msgspec.structs.asdict(level), "on_sale": on_sale}
+        super().__init__(streams, _level_message(first))
+        self._is_on_sale = is_on_sale
         self._watched = watched
         self._sent = watched.version
         self._interval_s = interval_s
@@ -287,4 +296,7 @@ class ProductStream(SseStream):
         await trio.sleep_until(self._next_at)  # changes meanwhile coalesce into the newest
         self._sent = watched.version
         self._next_at = trio.current_time() + self._interval_s
-        return _level_message(watched.level)
+        if self._is_on_sale is None:
+            return _level_message(watched.level)
+        assert watched.level is not None
+        return _level_message({**watched.level, "on_sale": await self._is_on_sale()})

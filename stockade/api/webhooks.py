@@ -1,9 +1,11 @@
 """``/v1/webhooks``: merchants subscribe URLs to the change feed (design.md §9).
 
-``PUT /v1/webhooks/{id}`` ``{"url", "types", "secret"}`` creates (201) or replaces (200) a
-subscription; ``types`` (event types, at least one, none twice) may be left out or null for
-every type. What ``url`` and ``secret`` accept: :mod:`stockade.outbound.signing`. A new
-subscription delivers the events committed from then on; a replaced one keeps its cursor.
+``PUT /v1/webhooks/{id}`` ``{"url", "types", "secret", "batch"}`` creates (201) or replaces
+(200) a subscription; ``types`` (event types, at least one, none twice) may be left out or null
+for every type; ``batch`` (1 to 1000, default 1) is the most events one POST carries (see
+:mod:`stockade.outbound.webhooks`). What ``url`` and ``secret`` accept:
+:mod:`stockade.outbound.signing`. A new subscription delivers the events committed from then
+on; a replaced one keeps its cursor.
 ``GET`` shows one or lists them (never the secret): the cursor (the last seq delivered), the
 head (the newest event), the backlog between them, whether it is failing and its last error.
 ``DELETE`` removes one and stops its deliveries.
@@ -17,11 +19,11 @@ validates, changes the subscriptions and delivers them.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
 from stockade.api.auth import requires
-from stockade.api.port import OutboundPort
 from stockade.api.problems import Problem
+from stockade.api.routing import current_outbound as _outbound
 from stockade.api.routing import json_response as _answer
 from stockade.api.routing import read_body
 from stockade.api.schemas import PutWebhook
@@ -32,16 +34,12 @@ __all__ = ["webhooks"]
 webhooks = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks")
 
 
-def _outbound() -> OutboundPort:
-    outbound: OutboundPort = current_app.config["STOCKADE_OUTBOUND"]
-    return outbound
-
-
 @webhooks.put("/<webhook_id>")
 @requires("merchant")
 async def put_webhook(webhook_id: str) -> Response:
     body = await read_body(PutWebhook)
-    saved = await _outbound().put_webhook(webhook_id, body.url, body.types, body.secret)
+    outbound = _outbound()
+    saved = await outbound.put_webhook(webhook_id, body.url, body.types, body.secret, body.batch)
     return _answer(saved.webhook, 201 if saved.created else 200)
 
 

@@ -15,7 +15,7 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -26,13 +26,15 @@ from stockade._open import DEFAULT_EVENT_RETENTION, DEFAULT_JOURNAL_SIZE, DEFAUL
 from stockade.embedding.thread import EngineThread
 from stockade.engine.allocation import Strategy
 from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
+from stockade.engine.engine import Engine
+from stockade.engine.models import Event
 from stockade.engine.validation import DEFAULT_MAX_HOLD
 from stockade.persistence.journal import Durability, Store
-from stockade.protocol.calls import CallBase
-from stockade.protocol.dispatch import dispatch
+from stockade.protocol.calls import CallBase, EventsCall
+from stockade.protocol.dispatch import dispatch, next_item, start_stream
 from stockade.protocol.surface import AsyncEngineCalls
 
-__all__ = ["AsyncioEngine", "open_asyncio_engine"]
+__all__ = ["AsyncioEngine", "AsyncioEvents", "open_asyncio_engine"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -94,13 +96,59 @@ class AsyncioEngine(AsyncEngineCalls):
         )
 
     async def _call(self, call: CallBase[T]) -> T:
+        return await self._submit(dispatch, call)
+
+    def _submit(
+        self, fn: Callable[[Engine, Any], Awaitable[T]], argument: Any
+    ) -> asyncio.Future[T]:
+        """``fn(engine, argument)`` started on the engine thread; its outcome, as a future of
+        the running loop."""
         loop = asyncio.get_running_loop()
         outbox = self._outboxes.get(loop)
         if outbox is None:
             outbox = self._outboxes[loop] = _Outbox(loop)
         reply: _LoopReply[T] = _LoopReply(outbox)
-        self.thread.enqueue(dispatch, (call,), {}, reply)
-        return await reply.future
+        self.thread.enqueue(fn, (argument,), {}, reply)
+        return reply.future
+
+    def events(self, after: int = 0, types: Iterable[str] | None = None) -> AsyncioEvents:
+        """The change feed after ``after`` (see :meth:`stockade.Engine.events`), as an asyncio
+        async iterator; ``cursor`` is the seq of the last event read."""
+        return AsyncioEvents(self, EventsCall(after, types))  # type: ignore[arg-type]
+
+
+class AsyncioEvents:
+    """The change feed read from asyncio (see :meth:`AsyncioEngine.events`). Each step waits
+    on the engine thread for the next event. Cancelling the waiting task loses nothing: the
+    event the engine thread was fetching is the next one this iterator returns."""
+
+    def __init__(self, handle: AsyncioEngine, call: EventsCall) -> None:
+        self._handle = handle
+        self._call = call
+        self._reader: asyncio.Future[AsyncIterator[Event]] | None = None
+        self._next: asyncio.Future[Event] | None = None
+        self.cursor = call.after
+
+    def __aiter__(self) -> AsyncioEvents:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._reader is None:
+            self._reader = self._handle._submit(start_stream, self._call)
+        reader = await asyncio.shield(self._reader)
+        if self._next is None:
+            self._next = self._handle._submit(next_item, reader)
+        fetching = self._next
+        try:
+            event = await asyncio.shield(fetching)  # cancelled: the next step takes its event
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._next = None  # it failed: the next step asks again
+            raise
+        self._next = None
+        self.cursor = event.seq
+        return event
 
 
 @asynccontextmanager

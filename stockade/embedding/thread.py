@@ -18,7 +18,7 @@ import concurrent.futures
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from functools import partial
@@ -35,15 +35,23 @@ from stockade._open import (
 from stockade.engine.allocation import Strategy
 from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
 from stockade.engine.engine import Engine
-from stockade.engine.models import EngineStatistics
+from stockade.engine.models import EngineStatistics, Event
 from stockade.engine.validation import DEFAULT_MAX_HOLD
 from stockade.errors import EngineClosed, InvalidRequest
 from stockade.persistence.journal import Durability, Store
-from stockade.protocol.calls import CallBase
-from stockade.protocol.dispatch import dispatch
+from stockade.protocol.calls import CallBase, EventsCall
+from stockade.protocol.dispatch import dispatch, next_item, start_stream
 from stockade.protocol.surface import BlockingEngineCalls
 
-__all__ = ["BlockingEngine", "EngineThread", "FutureReply", "Reply", "ThreadReply", "run_in_thread"]
+__all__ = [
+    "BlockingEngine",
+    "BlockingEvents",
+    "EngineThread",
+    "FutureReply",
+    "Reply",
+    "ThreadReply",
+    "run_in_thread",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -359,6 +367,54 @@ class BlockingEngine(BlockingEngineCalls):
         reply: ThreadReply[T] = ThreadReply()
         self.thread.enqueue(dispatch, (call,), {}, reply)
         return reply.wait(self.timeout)
+
+    def events(self, after: int = 0, types: Iterable[str] | None = None) -> BlockingEvents:
+        """The change feed after ``after`` (see :meth:`stockade.Engine.events`), as an
+        iterator whose steps block the calling thread; ``cursor`` is the seq of the last
+        event read."""
+        return BlockingEvents(self, EventsCall(after, types))  # type: ignore[arg-type]
+
+
+class BlockingEvents:
+    """The change feed read from a thread (see :meth:`BlockingEngine.events`). Each step
+    blocks until the next event; with the handle's ``timeout`` it raises TimeoutError, and
+    loses nothing: the next step returns the event that was being fetched. One thread reads
+    it at a time."""
+
+    def __init__(self, handle: BlockingEngine, call: EventsCall) -> None:
+        self._handle = handle
+        self._call = call
+        self._opening: ThreadReply[AsyncIterator[Event]] | None = None
+        self._reader: AsyncIterator[Event] | None = None
+        self._next: ThreadReply[Event] | None = None
+        self.cursor = call.after
+
+    def __iter__(self) -> BlockingEvents:
+        return self
+
+    def __next__(self) -> Event:
+        thread, timeout = self._handle.thread, self._handle.timeout
+        if self._reader is None:
+            if self._opening is None:
+                self._opening = ThreadReply()
+                thread.enqueue(start_stream, (self._call,), {}, self._opening)
+            opening, self._opening = self._opening, None
+            try:
+                self._reader = opening.wait(timeout)
+            except TimeoutError:
+                self._opening = opening  # still coming: the next step waits for it again
+                raise
+        if self._next is None:
+            self._next = ThreadReply()
+            thread.enqueue(next_item, (self._reader,), {}, self._next)
+        fetching, self._next = self._next, None
+        try:
+            event = fetching.wait(timeout)
+        except TimeoutError:
+            self._next = fetching  # the event it fetches is the next step's
+            raise
+        self.cursor = event.seq
+        return event
 
 
 @contextmanager

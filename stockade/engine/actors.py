@@ -29,6 +29,7 @@ from stockade.engine.commands import (
     Command,
     Read,
     ReadLocations,
+    SetRules,
     SetStock,
     Take,
     Transfer,
@@ -36,7 +37,7 @@ from stockade.engine.commands import (
 from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
-from stockade.engine.models import LocationLevel, StockLevel
+from stockade.engine.models import LocationLevel, ProductRules, StockLevel
 from stockade.engine.orders import from_timestamp
 from stockade.errors import EngineClosed, Overloaded, StockadeError
 
@@ -156,6 +157,9 @@ class Dispatcher:
     @overload
     async def ask(self, sku: str, command: Transfer) -> tuple[list[LocationLevel], int]: ...
 
+    @overload
+    async def ask(self, sku: str, command: SetRules) -> tuple[ProductRules, int]: ...
+
     async def ask(self, sku: str, command: Command) -> Any:
         """Send one command and wait for its reply; re-raise a refusal from the ledger. A
         merchant change answers its level(s) and the journal sequence number of its event."""
@@ -238,16 +242,21 @@ class Dispatcher:
             mailbox = actor.mailbox
             count = min(len(mailbox), BATCH_PER_ACTOR)
             self.messages += count
+            plain = ledger.rules is None  # no rules: Takes skip them (changes only by apply)
             for _ in range(count):
                 command, waiter, index = mailbox.popleft()
                 if type(command) is Take and waiter is not None:  # the hot path, unrolled
-                    waiter.replies[index] = ledger.take(
-                        command.order_id, command.qty, command.hold, command.where, table
-                    )
+                    waiter.replies[index] = (
+                        ledger.take(command.order_id, command.qty, command.hold, command.where,
+                                    table)
+                        if plain
+                        else ledger.take_ruled(command, now, table)
+                    )  # fmt: skip
                     waiter.pending -= 1
                     if not waiter.pending:
                         reschedule(waiter.task)
                     continue
+                rules = ledger.rules
                 try:
                     reply: Any = ledger.apply(command, now, table)
                 except StockadeError as exc:
@@ -257,10 +266,16 @@ class Dispatcher:
                         waiter.deliver(index, exc)
                     raise
                 if type(reply) is tuple:  # a merchant change: journal it in ledger order
+                    if rules is not None and rules.pending:  # after the counts made before it
+                        self._journal_append(rules.drain())
                     level, event = reply
                     reply = (level, self._journal_append((event,)))
+                plain = ledger.rules is None
                 if waiter is not None:
                     waiter.deliver(index, reply)
+            rules = ledger.rules
+            if rules is not None and rules.pending:  # the counts this batch changed, in order
+                self._journal_append(rules.drain())
             if mailbox:
                 ready.append((sku, actor))
             else:

@@ -25,11 +25,14 @@ class Carts(Placing):
         """Replace a reserved order's lines (a cart edit): units added are taken (allocated as
         the order was), units removed are released, all or nothing. The deadline does not move.
 
-        Raises OutOfStock (naming every short line; the order and every product are left as
-        they were), InvalidTransition (the order is not reserved, or its hold has lapsed),
-        OrderNotFound, UnknownProduct, InvalidRequest (no lines: cancel to empty a cart),
-        IdempotencyConflict. Edits of one order are serialised: a second edit sees the
-        first's result. The same ``idempotency_key`` with the same lines applies once.
+        A line that grows is checked against its product's rules as a new order's is (the
+        sale window, ``per_order`` for the line's new total, ``per_customer`` for the units
+        added). Raises OutOfStock (naming every short line; the order and every product are
+        left as they were), NotOnSale, LimitExceeded, InvalidTransition (the order is not
+        reserved, or its hold has lapsed), OrderNotFound, UnknownProduct, InvalidRequest (no
+        lines: cancel to empty a cart), IdempotencyConflict. Edits of one order are
+        serialised: a second edit sees the first's result. The same ``idempotency_key`` with
+        the same lines applies once.
         """
         ledgers = self._ledgers
         checked = check_lines(lines, ledgers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import msgspec
 
 from stockade.engine.locations import DEFAULT_LOCATION, Where
+from stockade.engine.models import ProductRules
 
 __all__ = [
     "Adjust",
@@ -18,6 +19,7 @@ __all__ = [
     "ReadLocations",
     "Release",
     "Return",
+    "SetRules",
     "SetStock",
     "Take",
     "Transfer",
@@ -29,12 +31,21 @@ class Take(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     locations in ``where`` (None: any active location). For an order that already holds units
     of the product (a cart edit), the new units are added to its hold. Answered with the
     allocation taken, or with the units available (an int) when short. Keyword-only, so the
-    flag is always named; that costs nothing (msgspec matches keyword names by identity)."""
+    flag is always named; that costs nothing (msgspec matches keyword names by identity).
+
+    Only a product with rules reads the rest: ``customer`` (the order's, counted by a
+    ``per_customer`` rule), ``line`` (the order's units of the product once taken, checked
+    against ``per_order``; 0 means ``qty``) and ``retake`` (the order takes back units it held
+    before, a late confirm: the window and ``per_order`` were checked when it was placed, only
+    ``per_customer`` is checked and counted again)."""
 
     order_id: str
     qty: int
     hold: bool
     where: Where = None
+    customer: str | None = None
+    line: int = 0
+    retake: bool = False
 
 
 class GiveBack(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -97,6 +108,13 @@ class Transfer(msgspec.Struct, frozen=True, gc=False):
     reason: str
 
 
+class SetRules(msgspec.Struct, frozen=True, gc=False):
+    """Replace the product's rules (checked already; ``rules.empty``: none). Counts under
+    ``per_customer`` restart from zero when its value changes."""
+
+    rules: ProductRules
+
+
 class Read(msgspec.Struct, frozen=True, gc=False):
     """Answer the current StockLevel (over ``where``'s locations only, for a channel's view),
     ordered after every change already in the mailbox."""
@@ -117,6 +135,7 @@ Command = (
     | SetStock
     | Adjust
     | Transfer
+    | SetRules
     | Read
     | ReadLocations
 )

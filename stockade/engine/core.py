@@ -39,6 +39,7 @@ from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable
 from stockade.engine.models import Order
 from stockade.engine.orders import OrderBook
+from stockade.engine.rules import RuleState
 from stockade.engine.validation import DEFAULT_MAX_HOLD, check_sku
 from stockade.errors import (
     CorruptStore,
@@ -353,6 +354,15 @@ class EngineCore:
                         f"store is inconsistent for {sku!r} at {level.location!r}: on_hand "
                         f"{level.on_hand}, reserved {level.reserved}, open holds {reserved}"
                     )
+        for rules in snapshot.rules:
+            ledger = ledgers.get(rules.sku)
+            if ledger is None:
+                raise CorruptStore(f"rules of unknown product {rules.sku!r}")
+            ledger.rules = RuleState(rules)
+        for sku, order_id, customer, units in snapshot.counts:
+            state = ledgers[sku].rules if sku in ledgers else None
+            if state is not None:
+                state.restore(order_id, customer, units)
         self._book.restore(orders, snapshot.keys, now)
         for deadline, order_id in self._book.open_holds():
             if deadline <= now:

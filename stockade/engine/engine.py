@@ -27,6 +27,7 @@ from stockade.engine.models import (
     OrderStatus,
 )
 from stockade.engine.returns import Returns
+from stockade.engine.validation import check_order_fields
 from stockade.errors import FeedGone, InvalidRequest
 
 __all__ = ["Engine", "FeedReader"]
@@ -53,11 +54,13 @@ class Engine(Returns, Merchant):
         created_before: datetime | None = None,
         after: str | None = None,
         limit: int = 100,
+        customer: str | None = None,
     ) -> list[Order]:
         """A page of orders, newest first, read from the store (every change made so far is
-        committed first, so a caller sees its own orders). ``after`` is the id of the last
-        order of the previous page. Raises InvalidRequest for a bad filter; with a memory store
-        that keeps nothing, the orders still in memory are listed."""
+        committed first, so a caller sees its own orders); only ``customer``'s if given.
+        ``after`` is the id of the last order of the previous page. Raises InvalidRequest for
+        a bad filter; with a memory store that keeps nothing, the orders still in memory are
+        listed."""
         if status is not None and status not in _STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(_STATUSES)}, not {status!r}")
         for name, value in (("created_after", created_after), ("created_before", created_before)):
@@ -67,12 +70,15 @@ class Engine(Returns, Merchant):
             raise InvalidRequest("after must be an order id")
         if type(limit) is not int or not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be from 1 to 1000")
+        if customer is not None:
+            check_order_fields(customer, None, None)
         query = OrderQuery(
             status,
             None if created_after is None else created_after.timestamp(),
             None if created_before is None else created_before.timestamp(),
             after,
             limit,
+            customer,
         )
         self._enter()
         try:
@@ -227,6 +233,22 @@ class FeedReader:
                     return event
             self.cursor = max(self.cursor, self._scanned)
             self._page, self._next = await self._fill(), 0
+
+    async def batch(self, limit: int) -> list[Event]:
+        """The next wanted events, at least one and at most ``limit``: those already read from
+        the store or the live ring, without waiting for more once one is there. ``cursor``
+        then says how far they reach (unwanted events after the last of them included, when
+        none is left in the page). Waits for the first as ``__anext__`` does. Cancellable."""
+        events = [await self.__anext__()]
+        while len(events) < limit and self._next < len(self._page):
+            event = self._page[self._next]
+            self._next += 1
+            self.cursor = event.seq
+            if self._wanted is None or event.type in self._wanted:
+                events.append(event)
+        if self._next >= len(self._page):
+            self.cursor = max(self.cursor, self._scanned)
+        return events
 
     async def _fill(self) -> list[Event]:
         if self._position is not None:  # the first call: check the position once

@@ -18,13 +18,15 @@ from typing import Literal
 
 import msgspec
 
-from stockade.engine.models import Channel, KeyUse, Location, Order
+from stockade.engine.models import Channel, KeyUse, Location, Order, ProductRules
 
 __all__ = [
     "MOVEMENT_KIND",
     "Adjusted",
     "ChannelSet",
     "Change",
+    "Counted",
+    "RulesSet",
     "KeyUsed",
     "Move",
     "LocationSet",
@@ -152,6 +154,27 @@ class ChannelSet(msgspec.Struct, frozen=True, gc=False, tag=True):
     at: float
 
 
+class RulesSet(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """A product's rules were replaced (``rules.empty``: it has none now). ``reset``: its
+    ``per_customer`` changed, so every count under the old one was dropped."""
+
+    rules: ProductRules
+    reset: bool
+    at: float
+
+
+class Counted(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """``units`` of ``sku`` in order ``order_id`` now count against ``customer``'s
+    ``per_customer`` limit (0: none do any more). Journaled by the product's actor in the
+    order it decided, so a store's counts are the actor's at every committed prefix."""
+
+    sku: str
+    order_id: str
+    customer: str
+    units: int
+    at: float
+
+
 #: Every change event (the journal's element type).
 Change = (
     StockSet
@@ -167,6 +190,8 @@ Change = (
     | KeyUsed
     | LocationSet
     | ChannelSet
+    | RulesSet
+    | Counted
 )
 
 
@@ -185,6 +210,8 @@ MOVEMENT_KIND: dict[type, str] = {
     KeyUsed: "key",
     LocationSet: "location",
     ChannelSet: "channel",
+    RulesSet: "rules",
+    Counted: "counted",
 }
 
 

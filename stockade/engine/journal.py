@@ -17,6 +17,7 @@ from stockade.engine.models import (
     Location,
     Movement,
     Order,
+    ProductRules,
 )
 from stockade.engine.models import Event as FeedEvent
 from stockade.errors import InvalidRequest
@@ -30,7 +31,9 @@ class Snapshot(msgspec.Struct, gc=False):
     ``stock`` rows are ``(sku, location, on_hand, reserved)``; ``orders`` are the open holds and
     the orders still inside the idempotency window (never the whole history); ``keys`` the
     idempotency-key uses inside the window; ``last_seq`` the journal's last committed event;
-    ``last_event_seq`` the change feed's newest public event.
+    ``last_event_seq`` the change feed's newest public event; ``rules`` and ``counts`` the
+    products' sale rules and the live ``per_customer`` counts (rows of orders still reserved
+    or confirmed only).
     """
 
     stock: list[tuple[str, str, int, int]]
@@ -40,6 +43,10 @@ class Snapshot(msgspec.Struct, gc=False):
     channels: list[Channel] = []
     keys: list[KeyUse] = []
     last_event_seq: int = 0
+    #: every product's rules (products with none are left out)
+    rules: list[ProductRules] = []
+    #: the live per_customer counts: ``(sku, order_id, customer, units)``
+    counts: list[tuple[str, str, str, int]] = []
 
 
 class JournalSink(Protocol):
@@ -88,14 +95,15 @@ class JournalSink(Protocol):
 
 class OrderQuery(msgspec.Struct, frozen=True):
     """A page of orders, newest first: ``status`` (None: any), ``created_after`` /
-    ``created_before`` (UNIX seconds, exclusive), ``after`` (the id of the last order of the
-    previous page), at most ``limit``."""
+    ``created_before`` (UNIX seconds, exclusive), ``customer`` (None: any), ``after`` (the
+    id of the last order of the previous page), at most ``limit``."""
 
     status: str | None = None
     created_after: float | None = None
     created_before: float | None = None
     after: str | None = None
     limit: int = 100
+    customer: str | None = None
 
 
 def orders_page(orders: Iterable[Order], query: OrderQuery) -> list[Order]:
@@ -113,6 +121,8 @@ def orders_page(orders: Iterable[Order], query: OrderQuery) -> list[Order]:
     for order in ordered:
         t = order.created_at.timestamp()
         if query.status is not None and order.status != query.status:
+            continue
+        if query.customer is not None and order.customer != query.customer:
             continue
         if query.created_after is not None and t <= query.created_after:
             continue

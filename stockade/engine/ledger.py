@@ -23,13 +23,15 @@ from stockade.engine.commands import (
     ReadLocations,
     Release,
     Return,
+    SetRules,
     SetStock,
     Take,
     Transfer,
 )
-from stockade.engine.events import Adjusted, StockSet, Transferred
+from stockade.engine.events import Adjusted, RulesSet, StockSet, Transferred
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable, Where
-from stockade.engine.models import LocationLevel, StockLevel
+from stockade.engine.models import LocationLevel, ProductRules, StockLevel
+from stockade.engine.rules import Refused, RuleState, replace_rules
 from stockade.engine.validation import MAX_STOCK
 from stockade.errors import OutOfStock, StockConflict
 
@@ -37,14 +39,17 @@ __all__ = ["ProductLedger", "Reply"]
 
 #: What a command answers: ``None`` (done), a dict (a Take's allocation), an ``int`` (a Take
 #: refused: units available), a StockLevel (Read), a list of LocationLevel (ReadLocations), or
-#: a StockLevel / list of LocationLevel with the event to journal (merchant changes).
+#: a StockLevel / list of LocationLevel / ProductRules with the event to journal (merchant
+#: changes), or a Take refused by the product's rules (Refused).
 Reply = (
     None
     | int
     | dict[str, int]
     | StockLevel
     | list[LocationLevel]
+    | Refused
     | tuple[StockLevel | list[LocationLevel], StockSet | Adjusted | Transferred]
+    | tuple[ProductRules, RulesSet]
 )
 
 _DEFAULT = DEFAULT_LOCATION
@@ -53,9 +58,11 @@ _DEFAULT = DEFAULT_LOCATION
 class ProductLedger:
     """The stock of one product. ``on_hand`` and ``reserved`` are totals over its locations;
     ``sites`` maps location to ``[on_hand, reserved]`` (None while everything is at
-    ``default``); ``holds`` maps order id to its allocation (None when there are none)."""
+    ``default``); ``holds`` maps order id to its allocation (None when there are none);
+    ``rules`` is the product's :class:`~stockade.engine.rules.RuleState` (None: no rules, the
+    hot path)."""
 
-    __slots__ = ("holds", "on_hand", "reserved", "sites", "sku")
+    __slots__ = ("holds", "on_hand", "reserved", "rules", "sites", "sku")
 
     def __init__(self, sku: str, on_hand: int = 0, reserved: int = 0) -> None:
         self.sku = sku
@@ -63,6 +70,7 @@ class ProductLedger:
         self.reserved = reserved
         self.sites: dict[str, list[int]] | None = None
         self.holds: dict[str, dict[str, int]] | None = None
+        self.rules: RuleState | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -124,8 +132,11 @@ class ProductLedger:
         """
         # Ordered by frequency: a Take is by far the most common message.
         kind = type(command)
+        rules = self.rules
         if kind is Take:
             c: Take = command  # type: ignore[assignment]
+            if rules is not None:
+                return self.take_ruled(c, now, table)
             return self.take(c.order_id, c.qty, c.hold, c.where, table)
         if kind is Confirm:
             allocation = self._pop_hold(command.order_id)  # type: ignore[union-attr]
@@ -138,6 +149,8 @@ class ProductLedger:
             else:
                 self._shrink_hold(r.order_id, r.part)
                 self._move(r.part, 0, -1)
+            if rules is not None:
+                rules.release(r.order_id, None if r.part is None else sum(r.part.values()), now)
             return None
         if kind is Read:
             return self.level(table, command.where)  # type: ignore[union-attr]
@@ -148,11 +161,15 @@ class ProductLedger:
                 self._move(g.allocation, 0, -1)
             else:
                 self._move(g.allocation, 1, 0)
+            if rules is not None:
+                rules.release(g.order_id, sum(g.allocation.values()), now)
             return None
         if kind is Return:
             back: Return = command  # type: ignore[assignment]
             if back.restock:
                 self._move(back.allocation, 1, 0)
+            if rules is not None:  # written off or not, they no longer count
+                rules.release(back.order_id, sum(back.allocation.values()), now)
             return None
         if kind is ReadLocations:
             return self.location_levels(table)
@@ -164,6 +181,9 @@ class ProductLedger:
             return self._adjust(a.delta, a.reason, a.location, now, table)
         if kind is Transfer:
             return self._transfer(command, now, table)  # type: ignore[arg-type]
+        if kind is SetRules:
+            self.rules, kept, reset = replace_rules(rules, command.rules, now)  # type: ignore[union-attr]
+            return kept, RulesSet(kept, reset, now)
         raise TypeError(f"not a ledger command: {command!r}")
 
     def take(
@@ -190,6 +210,22 @@ class ProductLedger:
                 self.on_hand -= qty
             return allocation
         return self._take_sites(order_id, qty, hold, where, table)
+
+    def take_ruled(
+        self, c: Take, now: float, table: LocationTable
+    ) -> dict[str, int] | int | Refused:
+        """A Take for a product with rules (``rules`` is not None): refused by a rule
+        (Refused), or taken as :meth:`take` does and counted (the Counted change is left in
+        ``rules.pending`` for the dispatcher to journal)."""
+        rules = self.rules
+        assert rules is not None
+        refused = rules.refusal(c, now)
+        if refused is not None:
+            return refused
+        reply = self.take(c.order_id, c.qty, c.hold, c.where, table)
+        if type(reply) is dict:
+            rules.count(c.order_id, c.customer, c.qty, now)
+        return reply
 
     def _take_sites(
         self, order_id: str, qty: int, hold: bool, where: Where, table: LocationTable

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import trio
 
-from stockade.engine.commands import Adjust, Read, ReadLocations, SetStock, Transfer
+from stockade.engine.commands import Adjust, Read, ReadLocations, SetRules, SetStock, Transfer
 from stockade.engine.core import EngineCore
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import DEFAULT_LOCATION
-from stockade.engine.models import Channel, Location, LocationLevel, StockLevel
+from stockade.engine.models import Channel, Location, LocationLevel, ProductRules, StockLevel
+from stockade.engine.rules import check_rules
 from stockade.engine.validation import MAX_REASON_LENGTH, MAX_STOCK, check_sku, check_stock_value
 from stockade.errors import InvalidRequest
 
@@ -74,8 +76,57 @@ class Merchant(EngineCore):
         self.counters["transfers"] += 1
         return levels  # type: ignore[no-any-return]
 
+    # -- the sale's rules ---------------------------------------------------------------------
+
+    async def set_rules(
+        self,
+        sku: str,
+        *,
+        per_order: int | None = None,
+        per_customer: int | None = None,
+        opens_at: datetime | None = None,
+        closes_at: datetime | None = None,
+        low_stock_at: int | None = None,
+    ) -> ProductRules:
+        """Replace the product's rules whole (an argument left out is no such rule; none at
+        all removes every rule) and answer them as kept. Applied by the product's actor, in
+        order with its orders: an order taken before it was decided under the old rules.
+
+        ``per_order`` and ``per_customer`` are limits from 1 to MAX_QTY; ``opens_at`` /
+        ``closes_at`` aware datetimes (``closes_at`` after ``opens_at``); ``low_stock_at`` an
+        integer from 0. The ``per_customer`` counts restart from zero when its value changes
+        (``counting_since`` says when); replacing the other rules keeps them. Raises
+        UnknownProduct, InvalidRequest. Waits until the change is durable."""
+        rules = check_rules(sku, per_order, per_customer, opens_at, closes_at, low_stock_at)
+        self._known(sku)
+        return await self._change_product(sku, SetRules(rules))  # type: ignore[no-any-return]
+
+    async def rules(self, sku: str) -> ProductRules:
+        """The product's rules (all None when it has none), ordered after every change
+        already sent to it. Raises UnknownProduct."""
+        self._known(sku)
+        self._enter()
+        try:
+            await self._dispatcher.ask(sku, Read())  # after what is in its mailbox
+        finally:
+            self._leave()
+        state = self._ledgers[sku].rules
+        return ProductRules(sku=sku) if state is None else state.rules
+
+    def on_sale(self, sku: str) -> bool:
+        """Whether orders for the product are taken now (inside its window; True without
+        one). Never blocks. Raises UnknownProduct."""
+        self._known(sku)
+        state = self._ledgers[sku].rules
+        if state is None:
+            return True
+        now = self._clock()
+        return (state.opens_s is None or now >= state.opens_s) and (
+            state.closes_s is None or now < state.closes_s
+        )
+
     async def _change_product(
-        self, sku: str, command: SetStock | Adjust | Transfer, create: bool = False
+        self, sku: str, command: SetStock | Adjust | Transfer | SetRules, create: bool = False
     ) -> Any:
         """A merchant change: the actor applies it and journals its event after an await, so a
         journal slot is held until then; the answer waits until it is durable. With ``create``

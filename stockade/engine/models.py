@@ -20,6 +20,7 @@ __all__ = [
     "Movement",
     "Order",
     "OrderStatus",
+    "ProductRules",
     "StockLevel",
 ]
 
@@ -79,7 +80,9 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     ``returned`` counts the units of each sku that came back (partial returns, or a whole
     cancel of a sold order: then every unit); ``written_off`` counts those of them written
     off rather than put back on hand. Both are empty for an order nothing came back from.
-    Times are UTC.
+    ``customer`` (the shop's customer id, counted by ``per_customer`` rules), ``reference``
+    (the shop's order number) and ``metadata`` (a flat ``{str: str}``) are the shop's own,
+    given when the order was placed. Times are UTC.
     """
 
     id: str
@@ -93,6 +96,39 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     location: str | None = None
     returned: dict[str, int] = {}
     written_off: dict[str, int] = {}
+    customer: str | None = None
+    reference: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ProductRules(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A product's rules for a sale (see ``Engine.set_rules``); None is no such rule.
+
+    ``per_order``: most units of the product in one order. ``per_customer``: most units one
+    customer holds and has bought of it, counting the reserved and confirmed orders placed
+    since ``counting_since`` (when ``per_customer`` last changed; a cancelled, expired or
+    returned unit no longer counts). ``opens_at`` / ``closes_at``: orders are taken from
+    ``opens_at`` and before ``closes_at`` only. ``low_stock_at``: a ``product.low_stock``
+    event when ``available`` falls to it or below. Times are aware datetimes (UTC)."""
+
+    sku: str
+    per_order: int | None = None
+    per_customer: int | None = None
+    opens_at: datetime | None = None
+    closes_at: datetime | None = None
+    low_stock_at: int | None = None
+    counting_since: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when no rule is set."""
+        return (
+            self.per_order is None
+            and self.per_customer is None
+            and self.opens_at is None
+            and self.closes_at is None
+            and self.low_stock_at is None
+        )
 
 
 class Movement(msgspec.Struct, frozen=True, gc=False):
@@ -198,6 +234,7 @@ EVENT_TYPES = (
     "order.returned",
     "product.sold_out",
     "product.back_in_stock",
+    "product.low_stock",
 )
 
 
@@ -206,7 +243,9 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ``type`` is one of :data:`EVENT_TYPES`; ``data`` is the JSON-ready payload: the Order for
     ``order.*``; ``{"location_level", "stock_level"}`` for ``stock.changed`` (the values after
     the commit that changed them); ``{"sku", "stock_level"}`` for ``product.sold_out`` /
-    ``product.back_in_stock`` (when ``available`` reaches zero, or leaves it)."""
+    ``product.back_in_stock`` (when ``available`` reaches zero, or leaves it), and for
+    ``product.low_stock`` (when ``available`` falls to the product's ``low_stock_at`` or
+    below from above it)."""
 
     seq: int
     type: str

@@ -41,7 +41,7 @@ from stockade.engine.events import (
     OrderReturned,
 )
 from stockade.engine.holders import Holders
-from stockade.engine.models import Allocations, KeyUse, Order
+from stockade.engine.models import Allocations, KeyUse, Order, OrderStatus
 from stockade.errors import IdempotencyConflict, InvalidTransition, OrderNotFound, ReturnConflict
 
 __all__ = ["OrderBook", "from_timestamp"]
@@ -130,17 +130,24 @@ class OrderBook:
         key: str | None,
         channel: str | None = None,
         location: str | None = None,
+        customer: str | None = None,
+        reference: str | None = None,
+        metadata: dict[str, str] | None = None,
         holder: str | None = None,
     ) -> tuple[Order, OrderPlaced]:
         """Record an order whose lines the actors have all taken. A hold placed for a
         ``holder`` (whose place the caller claimed in :attr:`holders`) counts against it
         until it leaves ``reserved``."""
-        if expires_at is None:
-            order = Order(order_id, "confirmed", lines, created_at, None, key, allocations,
+        status: OrderStatus = "confirmed" if expires_at is None else "reserved"
+        deadline = None if expires_at is None else from_timestamp(expires_at)
+        if customer is None and reference is None and metadata is None:  # the common case
+            order = Order(order_id, status, lines, created_at, deadline, key, allocations,
                           channel, location)  # fmt: skip
         else:
-            order = Order(order_id, "reserved", lines, created_at, from_timestamp(expires_at),
-                          key, allocations, channel, location)  # fmt: skip
+            order = Order(order_id, status, lines, created_at, deadline, key, allocations,
+                          channel, location, customer=customer, reference=reference,
+                          metadata=metadata)  # fmt: skip
+        if expires_at is not None:
             self._deadlines[order_id] = expires_at
             if holder is not None:
                 self.holders.placed(holder, order_id)

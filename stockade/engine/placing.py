@@ -15,19 +15,24 @@ from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW
 from stockade.engine.commands import Confirm, GiveBack, Release, Return, Take
 from stockade.engine.core import EngineCore
 from stockade.engine.holders import check_holder
-from stockade.engine.models import KeyUse, Order
+from stockade.engine.models import KeyUse, Order, ProductRules
+from stockade.engine.rules import Refused
 from stockade.engine.validation import (
     Lines,
     check_hold,
     check_idempotency_key,
     check_lines,
+    check_order_fields,
 )
 from stockade.errors import (
     InvalidRequest,
     InvalidTransition,
+    LimitExceeded,
+    NotOnSale,
     OrderNotFound,
     OutOfStock,
     Overloaded,
+    StockadeError,
     UnknownProduct,
 )
 
@@ -43,6 +48,9 @@ class Placing(EngineCore):
         idempotency_key: str | None = None,
         location: str | None = None,
         channel: str | None = None,
+        customer: str | None = None,
+        reference: str | None = None,
+        metadata: Mapping[str, str] | None = None,
         holder: str | None = None,
         max_open_holds: int | None = None,
     ) -> Order:
@@ -57,11 +65,16 @@ class Placing(EngineCore):
 
         Units come from the active locations (of ``channel``, if given), allocated by the
         engine's strategy; ``location`` pins every line to that one location. The order records
-        where each unit came from in ``allocations``.
+        where each unit came from in ``allocations``. ``customer``, ``reference`` and
+        ``metadata`` are kept on the order; a product's rules (``set_rules``) are checked by
+        its actor as each line is taken, and ``per_customer`` counts the ``customer``'s units.
 
         Raises OutOfStock (with every short line) after giving back lines already taken,
-        UnknownProduct, UnknownLocation, UnknownChannel, InvalidRequest, IdempotencyConflict,
-        TooManyHolds.
+        NotOnSale (a line outside its product's sale window), LimitExceeded (over
+        ``per_order`` or ``per_customer``, or a ``per_customer`` product ordered with no
+        ``customer``; with every such line), InvalidRequest, UnknownProduct,
+        UnknownLocation, UnknownChannel, IdempotencyConflict, TooManyHolds (a ``holder`` at
+        its ``max_open_holds``); every refusal takes nothing.
         The same ``idempotency_key`` with the same lines returns the original order (as it is
         now, once that is durable) and takes nothing.
         """
@@ -73,6 +86,9 @@ class Placing(EngineCore):
         where = (
             None if location is None and channel is None else self._table.where(channel, location)
         )
+        meta = None
+        if customer is not None or reference is not None or metadata is not None:
+            meta = check_order_fields(customer, reference, metadata)
         for sku in checked:
             if sku not in ledgers:
                 raise UnknownProduct(sku)
@@ -106,8 +122,14 @@ class Placing(EngineCore):
                 index = 0
                 for sku, qty in checked.items():  # a full mailbox refuses a lone line here
                     dispatcher.post(
-                        sku, Take(order_id=order_id, qty=qty, hold=hold, where=where), waiter, index
-                    )
+                        sku,
+                        Take(order_id=order_id, qty=qty, hold=hold, where=where)
+                        if customer is None
+                        else Take(order_id=order_id, qty=qty, hold=hold, where=where,
+                                  customer=customer),
+                        waiter,
+                        index,
+                    )  # fmt: skip
                     index += 1
                 await wait_task_rescheduled(_cannot_abort)  # bounded; see actors.py
                 replies = waiter.replies
@@ -127,7 +149,7 @@ class Placing(EngineCore):
                 expires_at = None if hold_s is None else now + hold_s
                 order, event = self._book.place(
                     order_id, checked, allocations, now, dispatcher.now_datetime(), expires_at,
-                    key, channel, location, holding,
+                    key, channel, location, customer, reference, meta, holding,
                 )  # fmt: skip
                 holding = None
                 seq = journal.append((event,))
@@ -183,14 +205,19 @@ class Placing(EngineCore):
     async def _give_back(
         self, order_id: str, lines: Mapping[str, int], replies: list[Any], hold: bool
     ) -> None:
-        """Return the lines that were taken, wait until they are back, raise OutOfStock."""
+        """Return the lines that were taken, wait until they are back, raise why the others
+        were not: NotOnSale or LimitExceeded (a product's rules refused a line; in that order
+        of precedence), else OutOfStock."""
         shortages: dict[str, tuple[int, int]] = {}
+        refused: list[Refused] = []
         taken: list[tuple[str, dict[str, int]]] = []
         for (sku, qty), reply in zip(lines.items(), replies, strict=True):
             if type(reply) is dict:
                 taken.append((sku, reply))
             elif isinstance(reply, BaseException):
                 raise reply
+            elif type(reply) is Refused:
+                refused.append(reply)
             else:
                 shortages[sku] = (qty, reply)
         if taken:
@@ -199,8 +226,20 @@ class Placing(EngineCore):
                 command = GiveBack(order_id=order_id, allocation=allocation, hold=hold)
                 self._dispatcher.post(sku, command, waiter, index, force=True)
             await waiter.wait()
+        if refused:
+            raise self._refusal(refused)
         self.counters["out_of_stock"] += 1
         raise OutOfStock(shortages)
+
+    def _refusal(self, refused: list[Refused]) -> StockadeError:
+        """The error for lines a product's rules refused."""
+        for r in refused:
+            if r.rule == "window":
+                state = self._ledgers[r.sku].rules
+                rules = ProductRules(sku=r.sku) if state is None else state.rules
+                return NotOnSale(r.sku, rules.opens_at, rules.closes_at)
+        return LimitExceeded({r.sku: (r.rule, r.limit, r.counted, r.requested)
+                              for r in refused})  # fmt: skip
 
     def _overloaded(self, skus: Mapping[str, int]) -> Overloaded:
         return Overloaded(f"a product mailbox is full ({', '.join(skus)}); retry later")
@@ -289,7 +328,12 @@ class Placing(EngineCore):
         )  # fmt: skip
         waiter = Waiter(len(lines))
         for index, (sku, qty) in enumerate(lines.items()):
-            take = Take(order_id=order.id, qty=qty, hold=hold, where=where)
+            # A product's rules see the order's customer and, for a cart edit, the line's
+            # new total (per_order); a late payment retakes the order's own units (only
+            # per_customer is checked again: see Take).
+            take = Take(order_id=order.id, qty=qty, hold=hold, where=where,
+                        customer=order.customer, line=order.lines.get(sku, 0) + qty if hold else 0,
+                        retake=not hold)  # fmt: skip
             dispatcher.post(sku, take, waiter, index)
         replies = await waiter.wait()
         if not all(type(r) is dict for r in replies):

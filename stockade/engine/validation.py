@@ -6,12 +6,18 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
+import msgspec
+
 from stockade.errors import InvalidRequest
 
 __all__ = [
     "DEFAULT_MAX_HOLD",
     "KEY_PATTERN",
+    "MAX_CUSTOMER_LENGTH",
     "MAX_KEY_LENGTH",
+    "MAX_METADATA_BYTES",
+    "MAX_METADATA_VALUES",
+    "MAX_REFERENCE_LENGTH",
     "MAX_LINES",
     "MAX_REASON_LENGTH",
     "MAX_SKU_LENGTH",
@@ -22,6 +28,7 @@ __all__ = [
     "check_hold",
     "check_idempotency_key",
     "check_lines",
+    "check_order_fields",
     "check_location_id",
     "check_sku",
     "check_stock_value",
@@ -37,6 +44,11 @@ MAX_STOCK = 10**12
 MAX_SKU_LENGTH = 128
 MAX_KEY_LENGTH = 255
 MAX_REASON_LENGTH = 1000
+MAX_CUSTOMER_LENGTH = 128
+MAX_REFERENCE_LENGTH = 128
+MAX_METADATA_VALUES = 50
+#: The most bytes an order's metadata takes as compact JSON.
+MAX_METADATA_BYTES = 4096
 #: The longest hold an engine grants unless it is opened with another ``max_hold``.
 DEFAULT_MAX_HOLD = timedelta(days=1)
 
@@ -146,3 +158,33 @@ def check_idempotency_key(key: object) -> str | None:
     if type(key) is not str or _KEY.fullmatch(key) is None:
         raise InvalidRequest(f"idempotency key must be 1-{MAX_KEY_LENGTH} visible ASCII characters")
     return key
+
+
+def check_order_fields(
+    customer: object, reference: object, metadata: object
+) -> dict[str, str] | None:
+    """Check an order's own fields: ``customer`` 1-128 characters, ``reference`` at most 128,
+    ``metadata`` a flat ``{str: str}`` of at most 50 values and 4 KiB as JSON (each may be
+    None). Return a copy of ``metadata``; raise InvalidRequest."""
+    if customer is not None and (
+        type(customer) is not str or not 1 <= len(customer) <= MAX_CUSTOMER_LENGTH
+    ):
+        raise InvalidRequest(f"customer must be a string of 1 to {MAX_CUSTOMER_LENGTH} characters")
+    if reference is not None and (
+        type(reference) is not str or len(reference) > MAX_REFERENCE_LENGTH
+    ):
+        raise InvalidRequest(
+            f"reference must be a string of at most {MAX_REFERENCE_LENGTH} characters"
+        )
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping) or len(metadata) > MAX_METADATA_VALUES:
+        raise InvalidRequest(f"metadata must be an object of at most {MAX_METADATA_VALUES} values")
+    copy: dict[str, str] = {}
+    for name, value in metadata.items():
+        if type(name) is not str or type(value) is not str:
+            raise InvalidRequest("metadata must map strings to strings (a flat object)")
+        copy[name] = value
+    if len(msgspec.json.encode(copy)) > MAX_METADATA_BYTES:
+        raise InvalidRequest(f"metadata must take at most {MAX_METADATA_BYTES} bytes as JSON")
+    return copy

@@ -26,22 +26,34 @@ from stockade.engine.engine import Engine
 from stockade.engine.models import EngineStatistics
 from stockade.errors import EngineClosed
 from stockade.outbound.service import Outbound, OutboundCollector
-from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
+from stockade.outbound.views import (
+    SinkPage,
+    SinkSaved,
+    SinkView,
+    WebhookPage,
+    WebhookSaved,
+    WebhookView,
+)
 from stockade.outbound.webhooks import DeliveryOptions
 from stockade.persistence.audit import check_store
 from stockade.persistence.books import BooksReport, Tally
 from stockade.persistence.journal import Store
 from stockade.persistence.keys import KeyedStore, KeyRecord, KeyTable, MemoryKeys
+from stockade.persistence.sinks import SinkStore
 from stockade.persistence.webhooks import MemoryWebhooks, WebhookStore
 from stockade.protocol.admin import (
     AddKeyCall,
     CheckBooksCall,
+    DeleteSinkCall,
     DeleteWebhookCall,
     EngineMetricsCall,
+    GetSinkCall,
     GetWebhookCall,
     KeysCall,
     KeyTableState,
+    ListSinksCall,
     ListWebhooksCall,
+    PutSinkCall,
     PutWebhookCall,
     RevokeKeyCall,
 )
@@ -123,7 +135,8 @@ class FrontServices:
         closed. Raises what reading the subscriptions raises first."""
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         hooks = store.webhook_table() if isinstance(store, WebhookStore) else MemoryWebhooks()
-        outbound = Outbound(engine, hooks, options=self.delivery)
+        sinks = store.sink_table() if isinstance(store, SinkStore) else None
+        outbound = Outbound(engine, hooks, sinks, options=self.delivery)
         self.store, self.keys, self._statistics = store, ServedKeys(table), engine.statistics
         try:
             async with trio.open_nursery() as nursery:
@@ -147,6 +160,10 @@ class FrontServices:
             GetWebhookCall: self._get_webhook,
             ListWebhooksCall: self._list_webhooks,
             DeleteWebhookCall: self._delete_webhook,
+            PutSinkCall: self._put_sink,
+            GetSinkCall: self._get_sink,
+            ListSinksCall: self._list_sinks,
+            DeleteSinkCall: self._delete_sink,
         }
 
     def _delivering(self) -> Outbound:
@@ -156,7 +173,7 @@ class FrontServices:
 
     async def _put_webhook(self, call: PutWebhookCall) -> WebhookSaved:
         return await self._delivering().put_webhook(
-            call.webhook_id, call.url, call.types, call.secret
+            call.webhook_id, call.url, call.types, call.secret, call.batch
         )
 
     async def _get_webhook(self, call: GetWebhookCall) -> WebhookView | None:
@@ -167,6 +184,18 @@ class FrontServices:
 
     async def _delete_webhook(self, call: DeleteWebhookCall) -> WebhookView | None:
         return await self._delivering().delete_webhook(call.webhook_id)
+
+    async def _put_sink(self, call: PutSinkCall) -> SinkSaved:
+        return await self._delivering().put_sink(call.sink_id, call.url, call.types)
+
+    async def _get_sink(self, call: GetSinkCall) -> SinkView | None:
+        return await self._delivering().get_sink(call.sink_id)
+
+    async def _list_sinks(self, call: ListSinksCall) -> SinkPage:
+        return await self._delivering().list_sinks()
+
+    async def _delete_sink(self, call: DeleteSinkCall) -> SinkView | None:
+        return await self._delivering().delete_sink(call.sink_id)
 
     def _served(self) -> ServedKeys:
         if self.keys is None:

@@ -17,17 +17,20 @@ tasks started with the engine and its store once it is open, cancelled when it s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import trio
 
 from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.logs import install_json_logging, log_event, set_process_role
+from stockade.api.server import tracing_requested, tune_gc
 from stockade.engine.engine import Engine
 from stockade.engine_process.admin import FrontServices
 from stockade.engine_process.listen import open_listener
@@ -78,15 +81,20 @@ async def run_engine(
     *,
     handlers: Mapping[type[CallBase[Any]], Handler] | None = None,
     beside: Sequence[Beside] = (),
+    stop: trio.Event | None = None,
+    own_process: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the engine process until SIGTERM/SIGINT (see the module docstring);
-    ``task_status`` receives the bound addresses (a TCP port 0 replaced by the real one).
+    """Run the engine process until SIGTERM/SIGINT or ``stop`` is set (see the module
+    docstring). ``task_status`` receives the bound addresses (a TCP port 0 replaced by the
+    real one). ``own_process``: the process is the engine's own: install the JSON log
+    handler and tune the garbage collector (off for a test or a host embedding it).
     Raises InvalidRequest for bad settings (before opening anything), what opening the store
     raises (StoreInUse, StoreUnavailable...), OSError when an address cannot be bound."""
     addresses = check_settings(settings)
     tracing = _open_tracing()
-    install_json_logging(None if tracing is None else tracing.current_ids)
+    if own_process:
+        install_json_logging(None if tracing is None else tracing.current_ids)
     log_event("starting", database=settings.database, durability=settings.durability,
               listen=settings.listen, secret=settings.secret is not None,
               tracing=tracing is not None)  # fmt: skip
@@ -101,7 +109,9 @@ async def run_engine(
             record_commits=tracing is not None,
         )  # fmt: skip
         async with opened as (engine, store):
-            await _serve(engine, store, addresses, settings, handlers, beside, tracer, task_status)
+            stop = trio.Event() if stop is None else stop
+            serving = _Serving(settings, handlers, beside, tracer, stop, own_process)
+            await serving.serve(engine, store, addresses, task_status)
     finally:
         if tracing is not None:
             with trio.CancelScope(shield=True):
@@ -109,43 +119,72 @@ async def run_engine(
     log_event("stopped")
 
 
-async def _serve(
-    engine: Engine,
-    store: Store,
-    addresses: list[Address],
-    settings: EngineSettings,
-    handlers: Mapping[type[CallBase[Any]], Handler] | None,
-    beside: Sequence[Beside],
-    tracer: CallTracer | None,
-    task_status: trio.TaskStatus[list[str]],
-) -> None:
-    listeners: list[trio.SocketListener] = []
-    try:
-        for address in addresses:
-            listeners.append(await open_listener(address))
-    except BaseException:
-        for listener in listeners:
-            await listener.aclose()
-        raise
-    bound = [
-        _bound(address, listener) for address, listener in zip(addresses, listeners, strict=True)
-    ]
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        for task in beside:
-            await nursery.start(task, engine, store)
-        async with trio.open_nursery() as connections:
+class _Serving(NamedTuple):
+    """What the engine process serves its engine with, once the store is open."""
+
+    settings: EngineSettings
+    handlers: Mapping[type[CallBase[Any]], Handler] | None
+    beside: Sequence[Beside]
+    tracer: CallTracer | None
+    stop: trio.Event
+    own_process: bool
+
+    async def serve(
+        self,
+        engine: Engine,
+        store: Store,
+        addresses: list[Address],
+        task_status: trio.TaskStatus[list[str]],
+    ) -> None:
+        """Bind every address (now that the store is ours), serve until stopped, and remove
+        the Unix socket files on the way out."""
+        listeners: list[trio.SocketListener] = []
+        try:
+            for address in addresses:
+                listeners.append(await open_listener(address))
+        except BaseException:
             for listener in listeners:
-                await connections.start(
-                    lambda task_status, listener=listener: serve_listener(
-                        listener, engine, secret=settings.secret, handlers=handlers, stop=stop,
-                        tracer=tracer, task_status=task_status,
-                    )
-                )  # fmt: skip
-            connections.start_soon(_until_signalled, stop)
-            log_event("listening", addresses=bound, products=engine.statistics().products)
-            task_status.started(bound)
-        nursery.cancel_scope.cancel()  # the tasks beside the engine stop with it
+                await listener.aclose()
+            raise
+        try:
+            await self._listen(engine, store, addresses, listeners, task_status)
+        finally:
+            for address in addresses:
+                if address.kind == "unix":
+                    with contextlib.suppress(OSError):
+                        os.unlink(address.path)
+
+    async def _listen(
+        self,
+        engine: Engine,
+        store: Store,
+        addresses: list[Address],
+        listeners: list[trio.SocketListener],
+        task_status: trio.TaskStatus[list[str]],
+    ) -> None:
+        bound = [_bound(a, listener) for a, listener in zip(addresses, listeners, strict=True)]
+        async with trio.open_nursery() as nursery:
+            for task in self.beside:
+                await nursery.start(task, engine, store)
+            async with trio.open_nursery() as connections:
+                for listener in listeners:
+                    await connections.start(
+                        lambda task_status, listener=listener: serve_listener(
+                            listener, engine, secret=self.settings.secret,
+                            handlers=self.handlers, stop=self.stop, tracer=self.tracer,
+                            task_status=task_status,
+                        )
+                    )  # fmt: skip
+                signals = trio.CancelScope()
+                connections.start_soon(_until_signalled, self.stop, signals)
+                # as a server does: what start-up made is taken out of every GC walk
+                tuned = tune_gc() if self.own_process else {}
+                log_event("listening", addresses=bound, products=engine.statistics().products,
+                          **tuned)  # fmt: skip
+                task_status.started(bound)
+                await self.stop.wait()
+                signals.cancel()
+            nursery.cancel_scope.cancel()  # the tasks beside the engine stop with it
 
 
 def _bound(address: Address, listener: trio.SocketListener) -> str:
@@ -155,10 +194,8 @@ def _bound(address: Address, listener: trio.SocketListener) -> str:
     return str(address)
 
 
-async def _until_signalled(stop: trio.Event) -> None:
-    import signal
-
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def _until_signalled(stop: trio.Event, scope: trio.CancelScope) -> None:
+    with scope, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log_event("stopping", signal=signal.Signals(signum).name)
             stop.set()
@@ -166,8 +203,6 @@ async def _until_signalled(stop: trio.Event) -> None:
 
 
 def _open_tracing() -> Any:
-    from stockade.api.server import tracing_requested
-
     if not tracing_requested(os.environ):
         return None
     from stockade.api.tracing import open_tracing

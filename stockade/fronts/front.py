@@ -33,7 +33,7 @@ import trio
 from stockade.api.app import create_app
 from stockade.api.logs import log_event
 from stockade.api.server import ServerSettings, api_settings, serve_app
-from stockade.errors import EngineUnavailable
+from stockade.errors import EngineRefused, EngineUnavailable, StockadeError
 from stockade.fronts.remote import (
     RemoteBooks,
     RemoteKeys,
@@ -41,7 +41,7 @@ from stockade.fronts.remote import (
     RemotePort,
     engine_series,
 )
-from stockade.protocol.client import open_remote_engine
+from stockade.protocol.client import RemoteEngine, open_remote_engine
 
 if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
@@ -65,18 +65,30 @@ async def serve_front(
         tracing=tracing is not None,
     )  # fmt: skip
     async with opened as remote:
-        with trio.move_on_after(settings.engine_start_s):
+        failure = await _linked(remote, settings)
+        if failure is None:
+            log_event("engine_linked", engine=str(remote.address))
+            app = create_app(
+                RemotePort(remote), api_settings(settings), RemoteKeys(remote), tracing,
+                outbound=RemoteOutbound(remote), books=RemoteBooks(remote),
+                engine_series=lambda: engine_series(remote),
+            )  # fmt: skip
+            app.config["STOCKADE_REMOTE"] = remote  # /readyz asks it whether the link is up
+            await serve_app(app, settings, task_status, engine=settings.engine)
+    if failure is not None:  # raised here, not in the link's nursery: one error, not a group
+        raise failure
+
+
+async def _linked(remote: RemoteEngine, settings: ServerSettings) -> StockadeError | None:
+    """Wait for the link (up to ``engine_start_s``): None once it is up, else why not."""
+    with trio.move_on_after(settings.engine_start_s):
+        try:
             await remote.wait_connected()
-        if not remote.connected:
-            last = f" (last: {remote.last_error})" if remote.last_error else ""
-            raise EngineUnavailable(
-                f"no engine at {settings.engine} answered in {settings.engine_start_s} s{last}"
-            )
-        log_event("engine_linked", engine=str(remote.address))
-        app = create_app(
-            RemotePort(remote), api_settings(settings), RemoteKeys(remote), tracing,
-            outbound=RemoteOutbound(remote), books=RemoteBooks(remote),
-            engine_series=lambda: engine_series(remote),
-        )  # fmt: skip
-        app.config["STOCKADE_REMOTE"] = remote  # /readyz asks it whether the link is up
-        await serve_app(app, settings, task_status, engine=settings.engine)
+        except EngineRefused as refused:
+            return refused
+    if remote.connected:
+        return None
+    last = f" (last: {remote.last_error})" if remote.last_error else ""
+    return EngineUnavailable(
+        f"no engine at {settings.engine} answered in {settings.engine_start_s} s{last}"
+    )

@@ -21,17 +21,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from stockade.engine.models import Event
-from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
+from stockade.outbound.views import (
+    SinkPage,
+    SinkSaved,
+    SinkView,
+    WebhookPage,
+    WebhookSaved,
+    WebhookView,
+)
 from stockade.persistence.books import BooksReport
 from stockade.persistence.keys import KeyRecord
 from stockade.protocol.admin import (
     AddKeyCall,
     CheckBooksCall,
+    DeleteSinkCall,
     DeleteWebhookCall,
     EngineMetricsCall,
+    GetSinkCall,
     GetWebhookCall,
     KeysCall,
+    ListSinksCall,
     ListWebhooksCall,
+    PutSinkCall,
     PutWebhookCall,
     RevokeKeyCall,
 )
@@ -103,6 +114,9 @@ class RemotePort:
         self.event_page = remote.event_page
         self.feed_head = remote.feed_head
         self.statistics = remote.statistics
+        self.set_rules = remote.set_rules
+        self.rules = remote.rules
+        self.on_sale = remote.on_sale
 
     def events(self, after: int = 0, types: Iterable[str] | None = None) -> RemoteCursor:
         return RemoteCursor(self.remote.events(after, types), after)
@@ -147,17 +161,19 @@ class RemoteBooks:
 
 
 class RemoteOutbound:
-    """Webhook subscriptions (:class:`~stockade.api.port.OutboundPort`), kept and delivered by
-    the engine process: the methods of its :class:`~stockade.outbound.service.Outbound`."""
+    """Webhook subscriptions and broker sinks (:class:`~stockade.api.port.OutboundPort`), kept
+    and delivered by the engine process: the methods of its
+    :class:`~stockade.outbound.service.Outbound`."""
 
     def __init__(self, remote: RemoteEngine) -> None:
         self.remote = remote
 
     async def put_webhook(
-        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str
-    ) -> WebhookSaved:
+        self, webhook_id: str, url: str, types: Sequence[str] | None, secret: str,
+        batch: int = 1,
+    ) -> WebhookSaved:  # fmt: skip
         kinds = None if types is None else list(types)
-        return await self.remote.call(PutWebhookCall(webhook_id, url, kinds, secret))
+        return await self.remote.call(PutWebhookCall(webhook_id, url, kinds, secret, batch))
 
     async def get_webhook(self, webhook_id: str) -> WebhookView | None:
         return await self.remote.call(GetWebhookCall(webhook_id))
@@ -167,6 +183,19 @@ class RemoteOutbound:
 
     async def delete_webhook(self, webhook_id: str) -> WebhookView | None:
         return await self.remote.call(DeleteWebhookCall(webhook_id))
+
+    async def put_sink(self, sink_id: str, url: str, types: Sequence[str] | None) -> SinkSaved:
+        kinds = None if types is None else list(types)
+        return await self.remote.call(PutSinkCall(sink_id, url, kinds))
+
+    async def get_sink(self, sink_id: str) -> SinkView | None:
+        return await self.remote.call(GetSinkCall(sink_id))
+
+    async def list_sinks(self) -> SinkPage:
+        return await self.remote.call(ListSinksCall())
+
+    async def delete_sink(self, sink_id: str) -> SinkView | None:
+        return await self.remote.call(DeleteSinkCall(sink_id))
 
 
 async def engine_series(remote: RemoteEngine) -> bytes:

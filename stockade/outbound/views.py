@@ -8,12 +8,18 @@ from datetime import datetime
 
 import msgspec
 
-__all__ = ["WebhookPage", "WebhookSaved", "WebhookView"]
+__all__ = [
+    "SinkPage",
+    "SinkSaved",
+    "SinkView",
+    "WebhookPage",
+    "WebhookSaved",
+    "WebhookView",
+]
 
 
-class WebhookView(msgspec.Struct):
-    """A subscription as the API shows it (never its secret). ``cursor``: every wanted event
-    up to this seq was delivered; ``head``: the newest event; ``backlog``: the events between."""
+class _Following(msgspec.Struct):
+    """What every kind of subscription shows: where its deliveries stand."""
 
     id: str
     url: str
@@ -28,6 +34,14 @@ class WebhookView(msgspec.Struct):
     updated_at: datetime
 
 
+class WebhookView(_Following):
+    """A subscription as the API shows it (never its secret). ``cursor``: every wanted event
+    up to this seq was delivered; ``head``: the newest event; ``backlog``: the events between;
+    ``batch``: the most events one POST carries."""
+
+    batch: int = 1
+
+
 class WebhookPage(msgspec.Struct):
     """Every subscription, in id order."""
 
@@ -38,4 +52,27 @@ class WebhookSaved(msgspec.Struct):
     """A subscription just written, and whether it is new (else it replaced one)."""
 
     webhook: WebhookView
+    created: bool
+
+
+class SinkView(_Following):
+    """A sink as the API shows it: ``url`` with its password masked (``***``); ``cursor``:
+    every wanted event up to this seq was acknowledged by the broker; ``head``: the newest
+    event; ``backlog``: the events between; ``delivered`` and ``failures``: events published
+    and batches failed since the server started."""
+
+    delivered: int
+    failures: int
+
+
+class SinkPage(msgspec.Struct):
+    """Every sink, in id order."""
+
+    items: list[SinkView]
+
+
+class SinkSaved(msgspec.Struct):
+    """A sink just written, and whether it is new (else it replaced one)."""
+
+    sink: SinkView
     created: bool

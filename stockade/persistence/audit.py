@@ -21,18 +21,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
 from stockade.errors import IncompatibleStore, InvalidRequest, StoreUnavailable
-from stockade.persistence.books import BooksCheck, BooksReport, LevelRow, OrderMove, Tally
+from stockade.persistence.books import (
+    BooksCheck,
+    BooksReport,
+    CountRow,
+    LevelRow,
+    OrderMove,
+    Tally,
+)
 from stockade.persistence.journal import Store
 from stockade.persistence.keys import BUSY_TIMEOUT_S
 from stockade.persistence.memory import MemoryStore, StoreState
-from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, order_from_row, order_row
-from stockade.persistence.schema import RETURNS_SINCE, SCHEMA_VERSION
+from stockade.persistence.rows import (
+    ORDER_COLUMNS,
+    ORDER_WIDTH,
+    order_from_row,
+    order_row,
+    rules_from_row,
+)
+from stockade.persistence.schema import RETURNS_SINCE, RULES_SINCE, SCHEMA_VERSION
+from stockade.persistence.sql import LOAD_RULES
 from stockade.persistence.sqlite import SQLiteStore
 
 __all__ = [
+    "COUNTS",
     "EXPORT_STOCK",
     "LEVELS",
     "ORDER_MOVES",
@@ -44,6 +60,7 @@ __all__ = [
     "check_state",
     "check_store",
     "check_schema_version",
+    "count_row",
     "export_stock",
     "level_row",
     "open_sqlite_reader",
@@ -67,11 +84,16 @@ ORDER_MOVES = (
 
 def order_moves(version: int) -> str:
     """:data:`ORDER_MOVES` for a database at schema ``version``: one from before returns
-    (:data:`~stockade.persistence.schema.RETURNS_SINCE`) has no return columns, read as NULL
-    (nothing returned), so a reader need not upgrade it."""
-    if version >= RETURNS_SINCE:
-        return ORDER_MOVES
-    return ORDER_MOVES.replace("o.returned", "NULL").replace("o.written_off", "NULL")
+    (:data:`~stockade.persistence.schema.RETURNS_SINCE`) has no return columns, and one from
+    before the sale's rules (``RULES_SINCE``) no customer columns, read as NULL (nothing
+    returned, no customer), so a reader need not upgrade it."""
+    sql = ORDER_MOVES
+    if version < RULES_SINCE:
+        for column in ("o.customer", "o.reference", "o.metadata"):
+            sql = sql.replace(column, "NULL")
+    if version < RETURNS_SINCE:
+        sql = sql.replace("o.returned", "NULL").replace("o.written_off", "NULL")
+    return sql
 
 
 #: Order ids that movements name and the orders table lacks, with how many rows name each.
@@ -90,6 +112,15 @@ LEVELS = (
     "SELECT sku, location, 0, 0, 0, sum(d_on_hand), sum(d_reserved) FROM movements "
     "GROUP BY sku, location) AS levels GROUP BY sku, location ORDER BY sku, location"
 )
+#: Every per_customer count with its order's status, customer and lines (NULLs for an order
+#: not in the orders table), in (sku, order) order.
+COUNTS = (
+    "SELECT c.sku, c.order_id, c.customer, c.units, o.status, o.customer, o.lines, o.returned "
+    "FROM customer_counts AS c LEFT JOIN orders AS o ON o.id = c.order_id "
+    "ORDER BY c.sku, c.order_id"
+)
+_lines = msgspec.json.Decoder(dict[str, int])
+
 #: What ``stockade export`` writes.
 EXPORT_STOCK = "SELECT sku, location, on_hand FROM stock ORDER BY sku, location"
 
@@ -149,6 +180,22 @@ def split_order_row(row: Any) -> tuple[tuple[Any, ...], OrderMove | None]:
     return values[:ORDER_WIDTH], move
 
 
+def count_row(row: Any) -> CountRow:
+    """A row of :data:`COUNTS` as a books.CountRow (the order's units of the sku not
+    returned, from its lines and ``returned``; 0 when they cannot be read, which the orders
+    pass reports)."""
+    sku, order_id, customer, units, status, order_customer, lines, returned = row
+    line: int | None = None
+    if lines is not None:
+        try:
+            line = _lines.decode(lines).get(sku, 0)
+            if returned is not None:
+                line -= _lines.decode(returned).get(sku, 0)
+        except msgspec.DecodeError:
+            line = 0
+    return sku, order_id, customer, units, status, order_customer, line
+
+
 def level_row(row: Any) -> LevelRow:
     """A row of :data:`LEVELS` as a books.LevelRow."""
     sku, location, has_row, on_hand, reserved, ledger_on_hand, ledger_reserved = row
@@ -156,12 +203,15 @@ def level_row(row: Any) -> LevelRow:
 
 
 def _check_sqlite(conn: sqlite3.Connection, path: str, tally: Tally) -> BooksReport:
-    check = BooksCheck(order_from_row)
     conn.execute("BEGIN")  # one read transaction: every query sees the same commit
     try:
         version = read_schema_version(conn)
         check_schema_version(version, path)
         assert version is not None
+        rules = (
+            [rules_from_row(r) for r in conn.execute(LOAD_RULES)] if version >= RULES_SINCE else []
+        )
+        check = BooksCheck(order_from_row, rules)
         for row in conn.execute(order_moves(version)):
             tally.add(check.order_row(*split_order_row(row)))
         tally.add(check.end_orders())
@@ -170,6 +220,10 @@ def _check_sqlite(conn: sqlite3.Connection, path: str, tally: Tally) -> BooksRep
         for row in conn.execute(LEVELS):
             tally.add(check.level_row(level_row(row)))
         tally.add(check.end_levels())
+        if version >= RULES_SINCE:
+            for row in conn.execute(COUNTS):
+                tally.add(check.count_row(count_row(row)))
+        tally.add(check.end_counts())
     finally:
         conn.execute("COMMIT")
     return check.report(tally)
@@ -234,7 +288,7 @@ def check_state(state: StoreState, tally: Tally) -> BooksReport:
     by_order: dict[str, list[OrderMove]] = {}
     for (order_id, kind, sku, location), (d_on_hand, d_reserved) in sorted(sums.items()):
         by_order.setdefault(order_id, []).append((kind, sku, location, d_on_hand, d_reserved))
-    check = BooksCheck(order_from_row)
+    check = BooksCheck(order_from_row, state.rules.values())
     for order_id in sorted(state.orders):
         columns = order_row(state.orders[order_id])
         moves: list[OrderMove | None] = [*by_order.get(order_id, [])] or [None]
@@ -249,6 +303,14 @@ def check_state(state: StoreState, tally: Tally) -> BooksReport:
         summed = levels.get(site, [0, 0])
         tally.add(check.level_row((*site, site in state.stock, on_hand, reserved, *summed)))  # type: ignore[arg-type]
     tally.add(check.end_levels())
+    for (sku, order_id), (customer, units) in sorted(state.counts.items()):
+        order = state.orders.get(order_id)
+        tally.add(check.count_row((
+            sku, order_id, customer, units, None if order is None else order.status,
+            None if order is None else order.customer,
+            None if order is None else order.lines.get(sku, 0) - order.returned.get(sku, 0),
+        )))  # fmt: skip
+    tally.add(check.end_counts())
     return check.report(tally)
 
 

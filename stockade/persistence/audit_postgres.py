@@ -10,20 +10,25 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from stockade._asyncio import AsyncioThread
 from stockade.errors import StoreUnavailable
 from stockade.persistence.audit import (
+    COUNTS,
     EXPORT_STOCK,
     LEVELS,
     ORPHANS,
     StockRowSink,
     check_schema_version,
+    count_row,
     level_row,
     order_moves,
     split_order_row,
 )
 from stockade.persistence.books import BooksCheck, BooksReport, Tally
-from stockade.persistence.postgres import _UNREACHABLE, _AsyncioThread
-from stockade.persistence.rows import order_from_row
+from stockade.persistence.postgres import _UNREACHABLE
+from stockade.persistence.rows import order_from_row, rules_from_row
+from stockade.persistence.schema import RULES_SINCE
+from stockade.persistence.sql import LOAD_RULES
 
 __all__ = ["CONNECT_TIMEOUT_S", "PREFETCH", "check_postgres", "export_postgres"]
 
@@ -56,7 +61,7 @@ async def _session(dsn: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T
 async def _run(dsn: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     """Run ``work`` in a session of its own on an asyncio loop thread, from trio. Cancellable
     (the statement in flight is cancelled and the connection dropped)."""
-    aio = _AsyncioThread()
+    aio = AsyncioThread("stockade-audit")
     try:
         result: T = await aio.run(_session, dsn, work)
         return result
@@ -70,8 +75,13 @@ async def check_postgres(dsn: str, tally: Tally) -> BooksReport:
     """The books check of the PostgreSQL database at ``dsn`` (see audit.check_database)."""
 
     async def work(conn: Any) -> BooksReport:
-        check = BooksCheck(order_from_row)
         version = await conn.fetchval("SELECT schema_version FROM stockade_state")
+        rules = (
+            [rules_from_row(tuple(r)) for r in await conn.fetch(LOAD_RULES)]
+            if version >= RULES_SINCE
+            else []
+        )
+        check = BooksCheck(order_from_row, rules)
         async for row in conn.cursor(order_moves(version), prefetch=PREFETCH):
             tally.add(check.order_row(*split_order_row(row)))
         tally.add(check.end_orders())
@@ -80,6 +90,10 @@ async def check_postgres(dsn: str, tally: Tally) -> BooksReport:
         async for row in conn.cursor(LEVELS, prefetch=PREFETCH):
             tally.add(check.level_row(level_row(row)))
         tally.add(check.end_levels())
+        if version >= RULES_SINCE:
+            async for row in conn.cursor(COUNTS, prefetch=PREFETCH):
+                tally.add(check.count_row(count_row(row)))
+        tally.add(check.end_counts())
         return check.report(tally)
 
     return await _run(dsn, work)

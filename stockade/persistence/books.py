@@ -35,6 +35,14 @@ restocked has a ``returned`` or ``cancelled`` movement, one with units written o
 returned has them all back. Movements that name an order the orders table does not hold are
 findings too.
 
+The live ``per_customer`` counts (``customer_counts``, one row per counted order and product)
+must agree with the orders: a row's product has a ``per_customer`` rule, its order is reserved
+or confirmed, of the row's customer, with at least the row's units of the product; an order of
+a customer placed after the rule was set (``counting_since``) and still reserved or confirmed
+has its row, of its line's units; and no customer's rows add up past the limit. (A row whose
+order is not in the orders table at all is left alone: a crash between a take and its order's
+commit leaves one, and start-up ignores it.)
+
 :class:`BooksCheck` takes the rows in two passes, orders first (they give the open holds) and
 then the levels, and keeps only the open holds' sums and one order at a time, so a store of
 any size is checked in memory proportional to its open holds.
@@ -48,13 +56,14 @@ from typing import Any, Literal
 import msgspec
 
 from stockade.engine.allocation import returned_parts
-from stockade.engine.models import Order
+from stockade.engine.models import Order, ProductRules
 from stockade.errors import CorruptStore
 
 __all__ = [
     "FINDING_KINDS",
     "BooksCheck",
     "BooksReport",
+    "CountRow",
     "Finding",
     "FindingKind",
     "LevelRow",
@@ -69,8 +78,13 @@ FindingKind = Literal[
     "bounds",  # a stock row breaks 0 <= reserved <= on_hand
     "order",  # an order's movements disagree with its status, or it contradicts itself
     "orphan",  # movements name an order the orders table does not hold
+    "count",  # a per_customer count disagrees with the orders or the rules
 ]
-FINDING_KINDS: tuple[FindingKind, ...] = ("ledger", "holds", "bounds", "order", "orphan")
+FINDING_KINDS: tuple[FindingKind, ...] = ("ledger", "holds", "bounds", "order", "orphan", "count")
+#: One row of the counts pass: sku, order id, customer, units, and the order's status and
+#: customer and its units of the sku not returned (None when the order is not in the orders
+#: table).
+CountRow = tuple[str, str, str, int, str | None, str | None, int | None]
 
 #: One (sku, location) as the level pass reads it: sku, location, whether the stock table has a
 #: row, the row's on_hand and reserved (0 without a row), and the sums of its movements'
@@ -257,6 +271,16 @@ def _returns(order: Order, found: list[Finding]) -> tuple[bool, dict[str, dict[s
     return ok, restocked
 
 
+def _count(
+    sku: str, order_id: str, detail: str, recorded: int | None = None, expected: int | None = None
+) -> Finding:
+    return Finding(kind="count", sku=sku, order_id=order_id, detail=detail, field="units",
+                   recorded=recorded, expected=expected)  # fmt: skip
+
+
+_LIVE = ("reserved", "confirmed")
+
+
 def _about(order_id: str, detail: str) -> Finding:
     return Finding(kind="order", order_id=order_id, detail=detail)
 
@@ -268,15 +292,23 @@ class BooksCheck:
        per kind and (sku, location)), all rows of one order together; then :meth:`end_orders`;
     2. :meth:`orphan` for each order id that movements name and the orders table lacks;
     3. :meth:`level_row` for each (sku, location) that has a stock row or movements; then
-       :meth:`end_levels`.
+       :meth:`end_levels`;
+    4. with ``rules`` (every product's, given at the start): :meth:`count_row` for each row of
+       ``customer_counts``, then :meth:`end_counts`.
 
     Each returns the findings it makes. ``decode`` turns the order columns of a row into an
     Order, raising CorruptStore or ValueError for a row that cannot be one. Level rows come in
     sku order (so products are counted without keeping their skus).
     """
 
-    def __init__(self, decode: Callable[[tuple[Any, ...]], Order]) -> None:
+    def __init__(
+        self, decode: Callable[[tuple[Any, ...]], Order], rules: Iterable[ProductRules] = ()
+    ) -> None:
         self._decode = decode
+        self._limits = {r.sku: r for r in rules if r.per_customer is not None}
+        #: (sku, order id) -> (customer, units) the orders say are counted
+        self._counted: dict[tuple[str, str], tuple[str, int]] = {}
+        self._sums: dict[tuple[str, str], int] = {}
         self._order_id: object = None
         self._order: Order | None = None
         self._moves: list[OrderMove] = []
@@ -318,6 +350,13 @@ class BooksCheck:
         self._order, self._moves = None, []
         if order is None:
             return []
+        if self._limits and order.customer is not None and order.status in _LIVE:
+            for sku, qty in order.lines.items():
+                rule = self._limits.get(sku)
+                since = None if rule is None else rule.counting_since
+                kept = qty - order.returned.get(sku, 0)  # units returned no longer count
+                if since is not None and order.created_at > since and kept > 0:
+                    self._counted[sku, order.id] = (order.customer, kept)
         if order.status == "reserved":
             self.open_holds += 1
             held = self.held
@@ -384,6 +423,46 @@ class BooksCheck:
                     recorded=0, expected=held,
                     detail=f"{sku} at {location}: open holds hold {held} there, but it has no "
                     "stock row and no movement",
+                ))  # fmt: skip
+        return found
+
+    # -- pass 3: per_customer counts ----------------------------------------------------------
+
+    def count_row(self, row: CountRow) -> list[Finding]:
+        sku, oid, customer, units, status, order_customer, line = row
+        expected = self._counted.pop((sku, oid), None)
+        if status in _LIVE:  # what start-up counts
+            key = (sku, customer)
+            self._sums[key] = self._sums.get(key, 0) + units
+        where = f"the count of {sku} for order {oid} ({customer}, {units} units)"
+        if sku not in self._limits:
+            return [_count(sku, oid, f"{where}: {sku} has no per_customer rule")]
+        if status is None:
+            return []  # its order never committed (a crash mid-take): start-up ignores it
+        if status not in _LIVE or order_customer != customer or units > (line or 0):
+            return [_count(sku, oid, f"{where}: the order is {status}, of customer "
+                           f"{order_customer!r}, with {line or 0} units of {sku}", units,
+                           line or 0)]  # fmt: skip
+        if expected is not None and expected[1] != units:
+            return [_count(sku, oid, f"{where}: the order counts {expected[1]}", units,
+                           expected[1])]  # fmt: skip
+        return []
+
+    def end_counts(self) -> list[Finding]:
+        """Counted orders with no row, and customers counted past their limit."""
+        found = [
+            _count(sku, oid, f"order {oid} of {customer} holds or bought {units} of {sku} "
+                   "under its per_customer rule, but no count says so", 0, units)
+            for (sku, oid), (customer, units) in sorted(self._counted.items())
+        ]  # fmt: skip
+        for (sku, customer), total in sorted(self._sums.items()):
+            rule = self._limits.get(sku)
+            limit = None if rule is None else rule.per_customer
+            if limit is not None and total > limit:
+                found.append(Finding(
+                    kind="count", sku=sku, recorded=total, expected=limit,
+                    detail=f"{customer} is counted {total} units of {sku}, past its "
+                    f"per_customer limit of {limit}",
                 ))  # fmt: skip
         return found
 

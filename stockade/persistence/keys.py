@@ -276,14 +276,15 @@ class PostgresKeys:
     def __init__(self, dsn: str, *, connect_timeout: float = 10) -> None:
         self.dsn = dsn
         self.connect_timeout = connect_timeout
-        self._aio: Any = None  # postgres._AsyncioThread, made on first use
+        self._aio: Any = None  # an AsyncioThread, made on first use
         self._conn: Any = None  # asyncpg.Connection, on the loop's thread only
 
     async def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        from stockade.persistence.postgres import _UNREACHABLE, _AsyncioThread
+        from stockade._asyncio import AsyncioThread
+        from stockade.persistence.postgres import _UNREACHABLE
 
         if self._aio is None:
-            self._aio = _AsyncioThread()
+            self._aio = AsyncioThread("stockade-keys")
         try:
             result: T = await self._aio.run(self._call, fn, *args)
         except _UNREACHABLE as exc:
@@ -348,4 +349,6 @@ class PostgresKeys:
         if self._aio is not None:
             aio, self._aio = self._aio, None
             conn, self._conn = self._conn, None
-            await aio.aclose(conn)
+            from stockade.persistence.postgres import _close_on
+
+            await _close_on(aio, conn)

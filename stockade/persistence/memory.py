@@ -14,13 +14,21 @@ import trio
 
 from stockade.engine.feed import EventRow, event_from_row
 from stockade.engine.journal import OrderQuery, Snapshot, orders_page
-from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+from stockade.engine.models import Channel, KeyUse, Location, Movement, Order, ProductRules
 from stockade.engine.models import Event as FeedEvent
 from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys
-from stockade.persistence.outbox import feed_events, flipped
-from stockade.persistence.rows import BatchRows, batch_rows, key_from_row, order_from_row
+from stockade.persistence.outbox import feed_events, flipped, low_stock_rules
+from stockade.persistence.rows import (
+    BatchRows,
+    batch_rows,
+    key_from_row,
+    order_from_row,
+    rules_from_row,
+)
+from stockade.persistence.sinks import SinkRecord
+from stockade.persistence.subscriptions import MemoryTable
 from stockade.persistence.webhooks import MemoryWebhooks
 
 __all__ = ["MemoryStore", "StoreState"]
@@ -40,6 +48,9 @@ class StoreState:
         self.channels: dict[str, Channel] = {}
         self.movements: list[Movement] | None = [] if keep_movements else None
         self.last_seq = 0
+        self.rules: dict[str, ProductRules] = {}
+        #: (sku, order_id) -> (customer, units)
+        self.counts: dict[tuple[str, str], tuple[str, int]] = {}
 
     @property
     def products(self) -> dict[str, tuple[int, int]]:
@@ -67,7 +78,7 @@ class StoreState:
                 after.setdefault(sku, {})[location] = values
         events = feed_events(
             batch.events, rows.stock_deltas, after, before ^ toggled, self.last_event_seq + 1,
-            inactive_before=before,
+            low_stock_rules(self.rules.values()), inactive_before=before,
         )  # fmt: skip
         self.events.extend(events)
         if events:
@@ -95,6 +106,24 @@ class StoreState:
             self.locations[place.id] = place
         for channel in rows.channels:
             self.channels[channel.id] = channel
+        for rules_row in rows.rules:
+            rules = rules_from_row(rules_row)
+            if rules.empty:
+                self.rules.pop(rules.sku, None)
+            else:
+                self.rules[rules.sku] = rules
+        for sku in rows.cleared:
+            for pair in [pair for pair in self.counts if pair[0] == sku]:
+                del self.counts[pair]
+        for sku, order_id, customer, units in rows.counts:
+            if units > 0:
+                self.counts[sku, order_id] = (customer, units)
+            else:
+                self.counts.pop((sku, order_id), None)
+        for sku, order_id, cap in rows.caps:
+            counted = self.counts.get((sku, order_id))
+            if counted is not None and counted[1] > cap:
+                self.counts[sku, order_id] = (counted[0], cap)
         self.last_seq = rows.last_seq
 
     def _check(self, rows: BatchRows) -> None:
@@ -120,6 +149,13 @@ class StoreState:
             channels=list(self.channels.values()),
             keys=keys,
             last_event_seq=self.last_event_seq,
+            rules=list(self.rules.values()),
+            counts=[
+                (sku, order_id, customer, units)
+                for (sku, order_id), (customer, units) in self.counts.items()
+                if order_id in self.orders
+                and self.orders[order_id].status in ("reserved", "confirmed")
+            ],
         )
 
     def page(self, query: OrderQuery) -> list[Order]:
@@ -151,6 +187,7 @@ class MemoryStore:
         self.keeps_history = keep_state
         self.keys = MemoryKeys()
         self.webhooks = MemoryWebhooks()
+        self.sinks: MemoryTable[SinkRecord] = MemoryTable()
 
     def key_table(self) -> MemoryKeys:
         """The store's API keys (kept whatever ``keep_state`` says: a handful of rows)."""
@@ -159,6 +196,10 @@ class MemoryStore:
     def webhook_table(self) -> MemoryWebhooks:
         """The store's webhook subscriptions (kept whatever ``keep_state`` says)."""
         return self.webhooks
+
+    def sink_table(self) -> MemoryTable[SinkRecord]:
+        """The store's broker sinks (kept whatever ``keep_state`` says)."""
+        return self.sinks
 
     async def migrate(self) -> None:
         await trio.lowlevel.checkpoint()  # nothing to migrate in memory

@@ -10,11 +10,13 @@ Per batch: one ``order.*`` event per order move, in journal order (a return that
 order's last units is ``order.returned`` then ``order.cancelled``); then one ``stock.changed``
 per (sku, location) the batch moved, with the values after the commit (a batch is a commit:
 changes committed together are reported together, which also coalesces a hot product's
-thousands of moves per second into one event per commit); then ``product.sold_out`` /
-``product.back_in_stock`` for each product whose ``available`` reached zero or left it.
-Deactivating or reactivating a location moves no unit but changes ``available``: every
-product stocked there gets a ``stock.changed`` for that location (and sold-out / back-in-stock
-as it crosses zero), so feeds, webhooks and product streams show the new figure.
+thousands of moves per second into one event per commit); then, for each product whose
+``available`` moved, ``product.low_stock`` when it fell to its ``low_stock_at`` rule or below
+from above it, and ``product.sold_out`` / ``product.back_in_stock`` when it reached zero or
+left it. Deactivating or reactivating a location moves no unit but changes ``available``:
+every product stocked there gets a ``stock.changed`` for that location (and low-stock /
+sold-out / back-in-stock as it crosses a line), so feeds, webhooks and product streams show
+the new figure.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from stockade.engine.events import (
     OrderReturned,
 )
 from stockade.engine.feed import EventRow
-from stockade.engine.models import Location, LocationLevel, StockLevel
+from stockade.engine.models import Location, LocationLevel, ProductRules, StockLevel
+from stockade.persistence.rows import RulesRow
 
-__all__ = ["feed_events", "flipped"]
+__all__ = ["feed_events", "flipped", "low_stock_rules", "update_low_stock"]
 
 _ORDER_TYPES: dict[type, str] = {
     OrderPlaced: "order.placed",
@@ -57,6 +60,7 @@ def feed_events(
     stock_after: Mapping[str, Mapping[str, tuple[int, int]]],
     inactive: set[str],
     first_seq: int,
+    low_stock: Mapping[str, int] | None = None,
     *,
     inactive_before: set[str] | None = None,
 ) -> list[EventRow]:
@@ -65,11 +69,12 @@ def feed_events(
     ``deltas`` are the batch's summed ``(sku, location, d_on_hand, d_reserved)``;
     ``stock_after`` maps each touched sku to its ``{location: (on_hand, reserved)}`` after the
     batch; ``inactive`` is the set of inactive locations after it, ``inactive_before`` before
-    it (None: the same). A location the batch deactivated or reactivated changes what every
+    it (None: the same); ``low_stock`` each product's ``low_stock_at`` rule after it (products
+    with one only). A location the batch deactivated or reactivated changes what every
     product stocked there has available without moving a unit: ``stock_after`` must then hold
     every sku with a stock row at such a location (:func:`flipped`), and each gets a
-    ``stock.changed`` for it (and ``product.sold_out`` / ``back_in_stock`` if its available
-    crossed zero).
+    ``stock.changed`` for it (and ``product.low_stock`` / ``sold_out`` / ``back_in_stock`` if
+    its available crossed a line).
     """
     before_inactive = inactive if inactive_before is None else inactive_before
     out: list[EventRow] = []
@@ -113,6 +118,13 @@ def feed_events(
             if location not in before_inactive:
                 d_on_hand, d_reserved = moved.get((sku, location), (0, 0))
                 before += (on_hand - d_on_hand) - (reserved - d_reserved)
+        threshold = None if low_stock is None else low_stock.get(sku)
+        if threshold is not None and before > threshold >= total.available:
+            document: dict[str, object] = {
+                "sku": sku, "stock_level": total, "low_stock_at": threshold,
+            }  # fmt: skip
+            out.append((seq, "product.low_stock", at, sku, encode(document).decode()))
+            seq += 1
         if before > 0 and total.available == 0:
             kind = "product.sold_out"
         elif before <= 0 < total.available:
@@ -145,3 +157,18 @@ def _total(sku: str, sites: Mapping[str, tuple[int, int]], inactive: set[str]) -
         if location not in inactive:
             available += h - r
     return StockLevel(sku, on_hand, reserved, available)
+
+
+def low_stock_rules(rules: Iterable[ProductRules]) -> dict[str, int]:
+    """Each product's ``low_stock_at`` rule, for :func:`feed_events` (a store keeps this)."""
+    return {r.sku: r.low_stock_at for r in rules if r.low_stock_at is not None}
+
+
+def update_low_stock(low_stock: dict[str, int], rows: Iterable[RulesRow]) -> None:
+    """Bring ``low_stock`` up to date with a batch's ``product_rules`` rows."""
+    for row in rows:
+        sku, threshold = row[0], row[5]
+        if threshold is None:
+            low_stock.pop(sku, None)
+        else:
+            low_stock[sku] = threshold

@@ -1,8 +1,8 @@
 """The PostgreSQL store, through asyncpg on an asyncio loop of its own thread.
 
 asyncpg is asyncio-only and stockade runs on trio, so the store keeps one asyncio loop on a
-daemon thread and hands it coroutines; trio waits for each through its token, without tying up
-a worker thread. This is the one module of the store layer that touches asyncio.
+daemon thread (:class:`~stockade._asyncio.AsyncioThread`) and hands it coroutines. This is the
+one module of the store layer that touches asyncio.
 
 One owner per store: the writer's own session takes ``pg_advisory_lock`` (keyed by schema) and
 bumps ``owner_epoch``. A second instance blocks in :meth:`load` as a hot standby until the first
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import asyncpg
-import trio
 
+from stockade._asyncio import AsyncioThread
 from stockade.engine.feed import EventRow, event_from_row
 from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
@@ -35,7 +34,12 @@ from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import PostgresKeys
-from stockade.persistence.outbox import feed_events, flipped
+from stockade.persistence.outbox import (
+    feed_events,
+    flipped,
+    low_stock_rules,
+    update_low_stock,
+)
 from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
@@ -47,6 +51,7 @@ from stockade.persistence.rows import (
     location_from_row,
     movement_from_row,
     order_from_row,
+    rules_from_row,
 )
 from stockade.persistence.schema import (
     INIT_STATE,
@@ -54,6 +59,8 @@ from stockade.persistence.schema import (
     STATE_TABLE,
     migrations_after,
 )
+from stockade.persistence.sinks import SINK_COLUMNS, SinkRecord
+from stockade.persistence.subscriptions import PostgresTable
 from stockade.persistence.webhooks import PostgresWebhooks
 
 __all__ = ["PostgresStore"]
@@ -71,6 +78,11 @@ _GET_ORDER = sql.numbered(sql.GET_ORDER)
 _ORDER_EXISTS = sql.numbered(sql.ORDER_EXISTS)
 _MOVEMENTS = sql.numbered(sql.MOVEMENTS)
 _ORDER_COLUMNS = [c.strip() for c in ORDER_COLUMNS.split(",")]
+_RULES_SQL = {
+    statement: sql.numbered(statement)
+    for statement in (sql.UPSERT_RULES, sql.DELETE_RULES, sql.CLEAR_COUNTS, sql.UPSERT_COUNT,
+                      sql.DELETE_COUNT, sql.CAP_COUNT)
+}  # fmt: skip
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema()))"
 #: What a dropped connection, a connection left in a broken state, or an unreachable server
 #: raises in asyncpg. Anything else (a constraint violated, bad data) is a bug: it is not retried.
@@ -89,46 +101,12 @@ _UNREACHABLE = (
 _REFUSED = (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
 
 
-def _swallow(future: Any) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved, so asyncio does not log it as lost
-
-
-class _AsyncioThread:
-    """An asyncio loop on a daemon thread; :meth:`run` awaits a coroutine on it from trio."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="stockade-asyncpg", daemon=True
-        )
-        self._thread.start()
-
-    async def run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        future = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
-        future.add_done_callback(lambda _: token.run_sync_soon(done.set))
-        try:
-            await done.wait()
-        except trio.Cancelled:
-            future.cancel()  # its outcome is dropped: the caller retries or is shutting down
-            future.add_done_callback(_swallow)
-            raise
-        return future.result()
-
-    async def aclose(self, conn: asyncpg.Connection | None) -> None:
-        """Close ``conn`` on the loop (a dead connection needs nothing), then stop the loop."""
-        if conn is not None:
-            with contextlib.suppress(*_UNREACHABLE):
-                await self.run(conn.close)
-        self.close()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self.loop.close()
+async def _close_on(aio: AsyncioThread, conn: asyncpg.Connection | None) -> None:
+    """Close ``conn`` on ``aio``'s loop (a dead connection needs nothing), then stop the loop."""
+    if conn is not None:
+        with contextlib.suppress(*_UNREACHABLE):
+            await aio.run(conn.close)
+    aio.close()
 
 
 class PostgresStore:
@@ -150,8 +128,9 @@ class PostgresStore:
         self.durable = durable
         self.feed = feed
         self._inactive: set[str] = set()
+        self._low_stock: dict[str, int] = {}  # each product's low_stock_at rule, for the feed
         self.connect_timeout = connect_timeout
-        self._aio: _AsyncioThread | None = None
+        self._aio: AsyncioThread | None = None
         self._conn: asyncpg.Connection | None = None
         self._readers: asyncpg.Pool | None = None
         self._readers_lock: asyncio.Lock | None = None  # made on the store's loop
@@ -159,7 +138,7 @@ class PostgresStore:
 
     async def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         if self._aio is None:
-            self._aio = _AsyncioThread()
+            self._aio = AsyncioThread("stockade-asyncpg")
         return await self._aio.run(fn, *args)
 
     # -- opening ------------------------------------------------------------------------------
@@ -194,6 +173,10 @@ class PostgresStore:
         """The database's webhook subscriptions, through the readers' pool (open the store with
         load() first: only the owner writes them)."""
         return PostgresWebhooks(self._read)
+
+    def sink_table(self) -> PostgresTable[SinkRecord]:
+        """The database's broker sinks, as :meth:`webhook_table` keeps webhooks."""
+        return PostgresTable(self._read, SINK_COLUMNS)
 
     async def _migrate(self) -> None:
         conn = self._conn = await self._connect()
@@ -240,6 +223,8 @@ class PostgresStore:
             )
         locations = [location_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_LOCATIONS)]
         self._inactive = {x.id for x in locations if not x.active}
+        rules = [rules_from_row(tuple(r)) for r in await conn.fetch(sql.LOAD_RULES)]
+        self._low_stock = low_stock_rules(rules)
         return Snapshot(
             stock=[tuple(r) for r in await conn.fetch(sql.LOAD_STOCK)],
             orders=[
@@ -253,6 +238,8 @@ class PostgresStore:
             keys=[
                 key_from_row(tuple(r)) for r in await conn.fetch(sql.numbered(sql.LOAD_KEYS), since)
             ],
+            rules=rules,
+            counts=[tuple(r) for r in await conn.fetch(sql.LOAD_COUNTS)],
         )
 
     # -- committing ---------------------------------------------------------------------------
@@ -316,13 +303,23 @@ class PostgresStore:
                 _UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations]
             )
             await conn.executemany(_UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
+            for statement, params in sql.rules_writes(rows):
+                if params:
+                    await conn.executemany(_RULES_SQL[statement], params)
             if not self.feed:
                 await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
                 return []
             before = set(self._inactive)
             self._inactive = before ^ toggled
+            update_low_stock(self._low_stock, rows.rules)
             events = feed_events(
-                batch.events, deltas, after, self._inactive, last_event + 1, inactive_before=before
+                batch.events,
+                deltas,
+                after,
+                self._inactive,
+                last_event + 1,
+                self._low_stock,
+                inactive_before=before,
             )
             if events:  # the pages ride with the state row's update: no round trip of their own
                 pages = [list(column) for column in zip(*pages_of(events), strict=True)]
@@ -457,4 +454,4 @@ class PostgresStore:
                 await aio.run(pool.close)
         self._readers_lock = None  # bound to this loop, which stops now
         conn, self._conn = self._conn, None
-        await aio.aclose(conn)
+        await _close_on(aio, conn)

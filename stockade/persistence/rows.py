@@ -9,6 +9,7 @@ locations and channels as last set. The SQL stores and the memory store all appl
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -16,17 +17,22 @@ import msgspec
 from stockade.engine.events import (
     Adjusted,
     ChannelSet,
+    Counted,
     KeyUsed,
     LocationSet,
+    OrderCancelled,
+    OrderChanged,
     OrderEvent,
+    OrderExpired,
     OrderPlaced,
     OrderReturned,
+    RulesSet,
     Transferred,
     movement_kind,
     movements,
 )
 from stockade.engine.locations import DEFAULT_LOCATION
-from stockade.engine.models import Channel, KeyUse, Location, Movement, Order
+from stockade.engine.models import Channel, KeyUse, Location, Movement, Order, ProductRules
 from stockade.engine.orders import from_timestamp
 from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch
@@ -38,6 +44,7 @@ __all__ = [
     "KeyRow",
     "MovementRow",
     "OrderRow",
+    "RulesRow",
     "batch_rows",
     "key_from_row",
     "key_row",
@@ -47,6 +54,8 @@ __all__ = [
     "channel_row",
     "location_from_row",
     "movement_from_row",
+    "rules_from_row",
+    "rules_row",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -54,18 +63,22 @@ _lines_decoder = msgspec.json.Decoder(dict[str, int])
 _allocations_decoder = msgspec.json.Decoder(dict[str, dict[str, int]])
 _list_decoder = msgspec.json.Decoder(list[str])
 _fingerprint_decoder = msgspec.json.Decoder(dict[str, int] | float)
+_metadata_decoder = msgspec.json.Decoder(dict[str, str])
 
 #: The ``orders`` columns, in table order.
 ORDER_COLUMNS = (
     "id, status, lines, created_at, expires_at, idempotency_key, allocations, channel, location, "
-    "returned, written_off"
+    "returned, written_off, customer, reference, metadata"
 )
 #: How many columns :data:`ORDER_COLUMNS` names.
-ORDER_WIDTH = 11
+ORDER_WIDTH = 14
 OrderRow = tuple[
     str, str, str, float, float | None, str | None, str, str | None, str | None,
-    str | None, str | None,
+    str | None, str | None, str | None, str | None, str | None,
 ]  # fmt: skip
+#: The ``product_rules`` columns: sku, per_order, per_customer, opens_at, closes_at,
+#: low_stock_at, counting_since (times as UNIX seconds).
+RulesRow = tuple[str, int | None, int | None, float | None, float | None, int | None, float | None]
 #: The ``idempotency_keys`` columns: key, kind, order_id, fingerprint (JSON), at.
 KeyRow = tuple[str, str, str, str, float]
 MovementRow = tuple[int, str, str, str, str | None, int, int, str | None, float]
@@ -82,6 +95,14 @@ class BatchRows(msgspec.Struct, gc=False):
     keys: list[KeyRow]
     locations: list[Location]
     channels: list[Channel]
+    #: products whose rules were replaced: the rows as last set (all None: delete the row)
+    rules: list[RulesRow] = []
+    #: products whose per_customer counts restarted (rows deleted before ``counts``)
+    cleared: list[str] = []
+    #: (sku, order_id, customer, units) as last counted; units 0: delete the row
+    counts: list[tuple[str, str, str, int]] = []
+    #: (sku, order_id, most units): a count row to lower to that (after ``counts``)
+    caps: list[tuple[str, str, int]] = []
 
 
 def batch_rows(batch: Batch) -> BatchRows:
@@ -92,6 +113,10 @@ def batch_rows(batch: Batch) -> BatchRows:
     keys: dict[str, KeyRow] = {}
     locations: dict[str, Location] = {}
     channels: dict[str, Channel] = {}
+    rules: dict[str, RulesRow] = {}
+    cleared: set[str] = set()
+    counts: dict[tuple[str, str], tuple[str, str, str, int]] = {}
+    caps: dict[tuple[str, str], int] = {}
     seq = batch.first_seq
     for event in batch.events:
         kind = movement_kind(event)
@@ -110,6 +135,8 @@ def batch_rows(batch: Batch) -> BatchRows:
                 total[1] += d_reserved
         if isinstance(event, OrderEvent):
             order = event.order
+            if order.customer is not None:  # its counts follow its status in this commit
+                _follow_counts(event, counts, caps)
             if type(event) is OrderPlaced:
                 placed[order.id] = order
                 if order.idempotency_key is not None:
@@ -125,6 +152,21 @@ def batch_rows(batch: Batch) -> BatchRows:
             locations[event.location.id] = event.location
         elif type(event) is ChannelSet:
             channels[event.channel.id] = event.channel
+        elif type(event) is Counted:
+            counts[event.sku, event.order_id] = (
+                event.sku,
+                event.order_id,
+                event.customer,
+                event.units,
+            )
+            caps.pop((event.sku, event.order_id), None)
+        elif type(event) is RulesSet:
+            sku = event.rules.sku
+            rules[sku] = rules_row(event.rules)
+            if event.reset:
+                cleared.add(sku)
+                for pair in [pair for pair in counts if pair[0] == sku]:
+                    del counts[pair]
         seq += 1
     return BatchRows(
         batch.first_seq,
@@ -136,7 +178,46 @@ def batch_rows(batch: Batch) -> BatchRows:
         list(keys.values()),
         list(locations.values()),
         list(channels.values()),
+        list(rules.values()),
+        sorted(cleared),
+        list(counts.values()),
+        [(sku, order_id, cap) for (sku, order_id), cap in caps.items()],
     )
+
+
+def _follow_counts(
+    event: OrderEvent,
+    counts: dict[tuple[str, str], tuple[str, str, str, int]],
+    caps: dict[tuple[str, str], int],
+) -> None:
+    """The per_customer count rows an order event of a customer's order changes, written in
+    the same commit as the order (the actor's own Counted follows, later, and agrees): a
+    finished order counts nothing any more, and a line that shrank (or had units returned)
+    counts at most the units it has left.
+    So no crash between the two leaves a count the orders contradict."""
+    order = event.order
+    customer = order.customer
+    assert customer is not None
+    if type(event) is OrderCancelled or type(event) is OrderExpired:
+        for sku in order.lines:
+            counts[sku, order.id] = (sku, order.id, customer, 0)
+            caps.pop((sku, order.id), None)
+    elif type(event) is OrderReturned:  # what is left of each line counts at most
+        for sku in event.moves:
+            left = order.lines.get(sku, 0) - order.returned.get(sku, 0)
+            if left > 0:
+                caps[sku, order.id] = left
+            else:
+                counts[sku, order.id] = (sku, order.id, customer, 0)
+                caps.pop((sku, order.id), None)
+    elif type(event) is OrderChanged:
+        for sku, moved in event.moves.items():
+            if sum(moved.values()) < 0:
+                units = order.lines.get(sku, 0)
+                if units:
+                    caps[sku, order.id] = units
+                else:
+                    counts[sku, order.id] = (sku, order.id, customer, 0)
 
 
 def order_row(order: Order) -> OrderRow:
@@ -152,6 +233,9 @@ def order_row(order: Order) -> OrderRow:
         order.location,
         _encoder.encode(order.returned).decode() if order.returned else None,
         _encoder.encode(order.written_off).decode() if order.written_off else None,
+        order.customer,
+        order.reference,
+        None if order.metadata is None else _encoder.encode(order.metadata).decode(),
     )
 
 
@@ -162,7 +246,7 @@ def order_from_row(row: Any) -> Order:
     row that cannot be an order (lines that are not ``{sku: qty}`` JSON, a time that is not a
     number)."""
     (order_id, status, lines, created_at, expires_at, key, allocations, channel, location,
-     returned, written_off) = row  # fmt: skip
+     returned, written_off, customer, reference, metadata) = row  # fmt: skip
     try:
         decoded = _lines_decoder.decode(lines)
         return Order(
@@ -181,6 +265,9 @@ def order_from_row(row: Any) -> Order:
             location,
             {} if returned is None else _lines_decoder.decode(returned),
             {} if written_off is None else _lines_decoder.decode(written_off),
+            customer,
+            reference,
+            None if metadata is None else _metadata_decoder.decode(metadata),
         )
     except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
         raise CorruptStore(f"order {order_id!r} cannot be read back: {exc}") from exc
@@ -211,3 +298,25 @@ def channel_row(channel: Channel) -> tuple[str, str]:
 
 def movement_from_row(row: Any) -> Movement:
     return Movement(*row)
+
+
+def rules_row(rules: ProductRules) -> RulesRow:
+    def unix(t: datetime | None) -> float | None:
+        return None if t is None else t.timestamp()
+
+    return (
+        rules.sku, rules.per_order, rules.per_customer, unix(rules.opens_at),
+        unix(rules.closes_at), rules.low_stock_at, unix(rules.counting_since),
+    )  # fmt: skip
+
+
+def rules_from_row(row: Any) -> ProductRules:
+    sku, per_order, per_customer, opens_at, closes_at, low_stock_at, since = row
+
+    def when(t: float | None) -> datetime | None:
+        return None if t is None else from_timestamp(t)
+
+    return ProductRules(
+        sku=sku, per_order=per_order, per_customer=per_customer, opens_at=when(opens_at),
+        closes_at=when(closes_at), low_stock_at=low_stock_at, counting_since=when(since),
+    )  # fmt: skip

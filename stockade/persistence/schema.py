@@ -15,6 +15,7 @@ __all__ = [
     "INIT_STATE",
     "KEYS_SINCE",
     "RETURNS_SINCE",
+    "RULES_SINCE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "STATE_TABLE",
@@ -184,6 +185,50 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    [  # 8: broker sinks (design.md §14) and how far each has published the change feed;
+        # how many events one webhook POST carries
+        """CREATE TABLE sinks (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            types TEXT,
+            delivered_seq BIGINT NOT NULL CHECK (delivered_seq >= 0),
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            failing BOOLEAN NOT NULL,
+            last_error TEXT,
+            last_error_at DOUBLE PRECISION
+        )""",
+        "ALTER TABLE webhooks ADD COLUMN batch BIGINT NOT NULL DEFAULT 1 CHECK (batch >= 1)",
+    ]
+)
+
+MIGRATIONS.append(
+    [  # 9: orders name their customer, reference and metadata; products' sale rules and the
+        # live per_customer counts (design.md §13)
+        "ALTER TABLE orders ADD COLUMN customer TEXT",
+        "ALTER TABLE orders ADD COLUMN reference TEXT",
+        "ALTER TABLE orders ADD COLUMN metadata TEXT",
+        "CREATE INDEX orders_by_customer ON orders (customer, created_at, id)",
+        """CREATE TABLE product_rules (
+            sku TEXT PRIMARY KEY,
+            per_order BIGINT,
+            per_customer BIGINT,
+            opens_at DOUBLE PRECISION,
+            closes_at DOUBLE PRECISION,
+            low_stock_at BIGINT,
+            counting_since DOUBLE PRECISION
+        )""",
+        """CREATE TABLE customer_counts (
+            sku TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            customer TEXT NOT NULL,
+            units BIGINT NOT NULL CHECK (units > 0),
+            PRIMARY KEY (sku, order_id)
+        )""",
+    ]
+)
+
 #: Makes the one state row of a new database (the columns named: later migrations add more).
 INIT_STATE = (
     "INSERT INTO stockade_state (id, schema_version, last_seq, owner_epoch) "
@@ -196,6 +241,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 KEYS_SINCE = 2
 #: The first schema version with the orders' ``returned`` and ``written_off`` columns.
 RETURNS_SINCE = 6
+#: The first schema version with the orders' customer fields and the sale rules' tables.
+RULES_SINCE = 9
 
 
 def migrations_after(version: int) -> list[str]:

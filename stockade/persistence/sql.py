@@ -6,13 +6,21 @@ from __future__ import annotations
 import re
 
 from stockade.engine.journal import OrderQuery
-from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, OrderRow
+from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, BatchRows, OrderRow
 
 __all__ = [
     "GET_ORDER",
     "INSERT_MOVEMENT",
     "INSERT_ORDER",
+    "CAP_COUNT",
+    "CLEAR_COUNTS",
+    "DELETE_COUNT",
+    "DELETE_RULES",
     "LOAD_CHANNELS",
+    "LOAD_COUNTS",
+    "LOAD_RULES",
+    "UPSERT_COUNT",
+    "UPSERT_RULES",
     "LOAD_KEYS",
     "LOAD_LOCATIONS",
     "LOAD_ORDERS",
@@ -41,6 +49,7 @@ __all__ = [
     "pages_after",
     "numbered",
     "orders_page",
+    "rules_writes",
     "update_order_params",
 ]
 
@@ -99,6 +108,31 @@ UPSERT_CHANNEL = (
     "locations = excluded.locations"
 )
 
+
+LOAD_RULES = (
+    "SELECT sku, per_order, per_customer, opens_at, closes_at, low_stock_at, counting_since "
+    "FROM product_rules"
+)
+#: The live per_customer counts: rows of orders still holding or bought (a row whose order
+#: never committed, written just before a crash, is left out).
+LOAD_COUNTS = (
+    "SELECT c.sku, c.order_id, c.customer, c.units FROM customer_counts c "
+    "JOIN orders o ON o.id = c.order_id WHERE o.status IN ('reserved', 'confirmed')"
+)
+UPSERT_RULES = (
+    "INSERT INTO product_rules VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sku) DO UPDATE SET "
+    "per_order = excluded.per_order, per_customer = excluded.per_customer, "
+    "opens_at = excluded.opens_at, closes_at = excluded.closes_at, "
+    "low_stock_at = excluded.low_stock_at, counting_since = excluded.counting_since"
+)
+DELETE_RULES = "DELETE FROM product_rules WHERE sku = ?"
+CLEAR_COUNTS = "DELETE FROM customer_counts WHERE sku = ?"
+UPSERT_COUNT = (
+    "INSERT INTO customer_counts VALUES (?, ?, ?, ?) ON CONFLICT (sku, order_id) DO UPDATE SET "
+    "customer = excluded.customer, units = excluded.units"
+)
+DELETE_COUNT = "DELETE FROM customer_counts WHERE sku = ? AND order_id = ?"
+CAP_COUNT = "UPDATE customer_counts SET units = ? WHERE sku = ? AND order_id = ? AND units > ?"
 
 #: One row of the feed's ``event_pages`` (see :mod:`stockade.persistence.pages`).
 INSERT_PAGE = "INSERT INTO event_pages VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -178,9 +212,12 @@ def pages_after(types: tuple[str, ...] | None) -> tuple[str, list[object]]:
 
 def orders_page(query: OrderQuery) -> tuple[str, list[object]]:
     """The SELECT for a page of orders, newest first (served by the ``orders_by_created`` /
-    ``orders_by_status`` indexes), and its parameters."""
+    ``orders_by_status`` / ``orders_by_customer`` indexes), and its parameters."""
     conditions: list[str] = []
     params: list[object] = []
+    if query.customer is not None:
+        conditions.append("customer = ?")
+        params.append(query.customer)
     if query.status is not None:
         conditions.append("status = ?")
         params.append(query.status)
@@ -211,3 +248,16 @@ def numbered(sql: str) -> str:
     """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
     count = iter(range(1, sql.count("?") + 1))
     return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+
+
+def rules_writes(rows: BatchRows) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """The statements (``?`` placeholders) and parameters that write a batch's rules and
+    counts, in the order they must run."""
+    return [
+        (UPSERT_RULES, [r for r in rows.rules if any(v is not None for v in r[1:6])]),
+        (DELETE_RULES, [(r[0],) for r in rows.rules if all(v is None for v in r[1:6])]),
+        (CLEAR_COUNTS, [(sku,) for sku in rows.cleared]),
+        (UPSERT_COUNT, [c for c in rows.counts if c[3] > 0]),
+        (DELETE_COUNT, [(c[0], c[1]) for c in rows.counts if c[3] <= 0]),
+        (CAP_COUNT, [(cap, sku, order_id, cap) for sku, order_id, cap in rows.caps]),
+    ]

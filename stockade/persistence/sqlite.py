@@ -31,7 +31,12 @@ from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnava
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import SQLiteKeys
-from stockade.persistence.outbox import feed_events, flipped
+from stockade.persistence.outbox import (
+    feed_events,
+    flipped,
+    low_stock_rules,
+    update_low_stock,
+)
 from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
 from stockade.persistence.rows import (
     BatchRows,
@@ -42,6 +47,7 @@ from stockade.persistence.rows import (
     location_from_row,
     movement_from_row,
     order_from_row,
+    rules_from_row,
 )
 from stockade.persistence.schema import (
     INIT_STATE,
@@ -49,6 +55,8 @@ from stockade.persistence.schema import (
     STATE_TABLE,
     migrations_after,
 )
+from stockade.persistence.sinks import SINK_COLUMNS, SinkRecord
+from stockade.persistence.subscriptions import SQLiteTable
 from stockade.persistence.webhooks import SQLiteWebhooks
 
 __all__ = ["SQLiteStore"]
@@ -84,6 +92,7 @@ class SQLiteStore:
         self.durable = durable
         self.feed = feed
         self._inactive: set[str] = set()
+        self._low_stock: dict[str, int] = {}  # each product's low_stock_at rule, for the feed
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -130,6 +139,10 @@ class SQLiteStore:
         """The file's webhook subscriptions, on the owner's writer connection between commits
         (open the store with load() first)."""
         return SQLiteWebhooks(self._side)
+
+    def sink_table(self) -> SQLiteTable[SinkRecord]:
+        """The file's broker sinks, as :meth:`webhook_table` keeps webhooks."""
+        return SQLiteTable(self._side, SINK_COLUMNS)
 
     async def _side(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -181,6 +194,8 @@ class SQLiteStore:
         ).fetchone()
         locations = [location_from_row(r) for r in conn.execute(sql.LOAD_LOCATIONS)]
         self._inactive = {x.id for x in locations if not x.active}
+        rules = [rules_from_row(r) for r in conn.execute(sql.LOAD_RULES)]
+        self._low_stock = low_stock_rules(rules)
         return Snapshot(
             stock=conn.execute(sql.LOAD_STOCK).fetchall(),
             orders=[order_from_row(r) for r in conn.execute(sql.LOAD_ORDERS, (since, since))],
@@ -189,6 +204,8 @@ class SQLiteStore:
             locations=locations,
             channels=[channel_from_row(r) for r in conn.execute(sql.LOAD_CHANNELS)],
             keys=[key_from_row(r) for r in conn.execute(sql.LOAD_KEYS, (since,))],
+            rules=rules,
+            counts=conn.execute(sql.LOAD_COUNTS).fetchall(),
         )
 
     # -- committing ---------------------------------------------------------------------------
@@ -215,13 +232,14 @@ class SQLiteStore:
                     before = set(self._inactive)
                     toggled = flipped(rows.locations, before)
                     self._inactive ^= toggled
+                    update_low_stock(self._low_stock, rows.rules)
                     skus = {sku for sku, _, _, _ in rows.stock_deltas}
                     if toggled:
                         statement = sql.SKUS_AT.format(", ".join("?" * len(toggled)))
                         skus.update(sku for (sku,) in conn.execute(statement, sorted(toggled)))
                     events = feed_events(
                         batch.events, rows.stock_deltas, _stock_of(conn, skus), self._inactive,
-                        last_event + 1, inactive_before=before,
+                        last_event + 1, self._low_stock, inactive_before=before,
                     )  # fmt: skip
                     if events:
                         conn.executemany(sql.INSERT_PAGE, pages_of(events))
@@ -347,3 +365,6 @@ def _write_rows(executemany: Callable[[str, Any], Any], rows: BatchRows) -> None
     executemany(sql.UPSERT_KEY, rows.keys)
     executemany(sql.UPSERT_LOCATION, [(x.id, x.name, x.priority, x.active) for x in rows.locations])
     executemany(sql.UPSERT_CHANNEL, [channel_row(c) for c in rows.channels])
+    for statement, params in sql.rules_writes(rows):
+        if params:
+            executemany(statement, params)

@@ -10,7 +10,9 @@ by the engine process (:mod:`stockade.engine_process.admin`) for fronts that hav
   for a front's ``/metrics``.
 * webhooks (design.md §9): :class:`PutWebhookCall`, :class:`GetWebhookCall`,
   :class:`ListWebhooksCall`, :class:`DeleteWebhookCall`: the methods of the engine process's
-  :class:`~stockade.outbound.service.Outbound`, which keeps and delivers them.
+  :class:`~stockade.outbound.service.Outbound`, which keeps and delivers them; broker sinks
+  (design.md §14) alike: :class:`PutSinkCall`, :class:`GetSinkCall`, :class:`ListSinksCall`,
+  :class:`DeleteSinkCall`.
 
 Each is a Struct of :class:`~stockade.protocol.calls.CallBase` with its result type, and a row of
 :data:`ADMIN_CALLS` (mode ``handler``).
@@ -22,7 +24,14 @@ from typing import Any
 
 import msgspec
 
-from stockade.outbound.views import WebhookPage, WebhookSaved, WebhookView
+from stockade.outbound.views import (
+    SinkPage,
+    SinkSaved,
+    SinkView,
+    WebhookPage,
+    WebhookSaved,
+    WebhookView,
+)
 from stockade.persistence.books import BooksReport
 from stockade.persistence.keys import KeyRecord
 from stockade.protocol.calls import CallBase, CallSpec, spec_of
@@ -31,12 +40,16 @@ __all__ = [
     "ADMIN_CALLS",
     "AddKeyCall",
     "CheckBooksCall",
+    "DeleteSinkCall",
     "DeleteWebhookCall",
     "EngineMetricsCall",
+    "GetSinkCall",
     "GetWebhookCall",
     "KeyTableState",
     "KeysCall",
+    "ListSinksCall",
     "ListWebhooksCall",
+    "PutSinkCall",
     "PutWebhookCall",
     "RevokeKeyCall",
 ]
@@ -81,6 +94,7 @@ class PutWebhookCall(CallBase[WebhookSaved], tag="admin.put_webhook"):
     url: str
     types: list[str] | None
     secret: str
+    batch: int = 1
 
 
 class GetWebhookCall(CallBase[WebhookView | None], tag="admin.get_webhook"):
@@ -93,6 +107,24 @@ class ListWebhooksCall(CallBase[WebhookPage], tag="admin.list_webhooks"):
 
 class DeleteWebhookCall(CallBase[WebhookView | None], tag="admin.delete_webhook"):
     webhook_id: str
+
+
+class PutSinkCall(CallBase[SinkSaved], tag="admin.put_sink"):
+    sink_id: str
+    url: str
+    types: list[str] | None
+
+
+class GetSinkCall(CallBase[SinkView | None], tag="admin.get_sink"):
+    sink_id: str
+
+
+class ListSinksCall(CallBase[SinkPage], tag="admin.list_sinks"):
+    pass
+
+
+class DeleteSinkCall(CallBase[SinkView | None], tag="admin.delete_sink"):
+    sink_id: str
 
 
 #: Every front-to-engine call that is not an Engine method.
@@ -108,5 +140,9 @@ ADMIN_CALLS: dict[type[CallBase[Any]], CallSpec] = {
         spec_of(GetWebhookCall, "handler"),
         spec_of(ListWebhooksCall, "handler"),
         spec_of(DeleteWebhookCall, "handler"),
+        spec_of(PutSinkCall, "handler"),
+        spec_of(GetSinkCall, "handler"),
+        spec_of(ListSinksCall, "handler"),
+        spec_of(DeleteSinkCall, "handler"),
     )
 }

@@ -30,6 +30,7 @@ from stockade.engine.models import (
     LocationLevel,
     Movement,
     Order,
+    ProductRules,
     StockLevel,
 )
 
@@ -55,12 +56,15 @@ __all__ = [
     "LocationsCall",
     "Mode",
     "MovementsCall",
+    "OnSaleCall",
     "PlaceOrderCall",
     "ProductsCall",
     "ReturnUnitsCall",
+    "RulesCall",
     "SetChannelCall",
     "UpdateLocationCall",
     "SetLocationCall",
+    "SetRulesCall",
     "SetStockCall",
     "StatisticsCall",
     "StockByLocationCall",
@@ -135,6 +139,9 @@ class PlaceOrderCall(CallBase[Order], tag="place_order"):
     idempotency_key: str | None = None
     location: str | None = None
     channel: str | None = None
+    customer: str | None = None
+    reference: str | None = None
+    metadata: dict[str, str] | None = None
     holder: str | None = None
     max_open_holds: int | None = None
 
@@ -219,6 +226,27 @@ class ListOrdersCall(CallBase[list[Order]], tag="list_orders"):
     created_before: datetime | None = None
     after: str | None = None
     limit: int = 100
+    customer: str | None = None
+
+
+# -- the sale's rules -------------------------------------------------------------------------
+
+
+class SetRulesCall(CallBase[ProductRules], tag="set_rules"):
+    sku: str
+    per_order: int | None = None
+    per_customer: int | None = None
+    opens_at: datetime | None = None
+    closes_at: datetime | None = None
+    low_stock_at: int | None = None
+
+
+class RulesCall(CallBase[ProductRules], tag="rules"):
+    sku: str
+
+
+class OnSaleCall(CallBase[bool], tag="on_sale"):
+    sku: str
 
 
 class MovementsCall(CallBase[list[Movement]], tag="movements"):
@@ -310,6 +338,9 @@ ENGINE_CALLS: dict[type[CallBase[Any]], CallSpec] = {
         spec_of(SetChannelCall, "await"),
         spec_of(ChannelsCall, "sync"),
         spec_of(ChannelExistsCall, "sync"),
+        spec_of(SetRulesCall, "await"),
+        spec_of(RulesCall, "await"),
+        spec_of(OnSaleCall, "sync"),
         spec_of(ListOrdersCall, "await"),
         spec_of(MovementsCall, "await"),
         spec_of(EventPageCall, "await"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -37,20 +36,15 @@ from stockade.errors import (
 from stockade.protocol.addresses import Address, connect, parse_addresses
 from stockade.protocol.auth import client_handshake
 from stockade.protocol.calls import ENGINE_CALLS, CallBase, CallSpec, EventsCall, spec_of
-from stockade.protocol.codes import error_from_wire
 from stockade.protocol.frames import (
+    STREAM_WINDOW,
     Cancel,
     Credit,
-    Failure,
     FrameStream,
-    ItemIn,
-    Ping,
-    Pong,
     ProtocolError,
     Request,
-    ResultIn,
 )
-from stockade.protocol.server import STREAM_WINDOW
+from stockade.protocol.link import Link, Pending
 from stockade.protocol.surface import AsyncEngineCalls
 
 __all__ = [
@@ -74,7 +68,6 @@ PING_TIMEOUT_S = 3.0
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 1.0
 
-_inbound = msgspec.msgpack.Decoder(ResultIn | Failure | ItemIn | Pong)
 _decoders: dict[type[CallBase[Any]], tuple[CallSpec, msgspec.msgpack.Decoder[Any]]] = {}
 
 #: ``() -> (traceparent, tracestate)`` of the current span, when tracing is on.
@@ -87,116 +80,6 @@ def _decoder(kind: type[CallBase[Any]]) -> tuple[CallSpec, msgspec.msgpack.Decod
         spec = ENGINE_CALLS.get(kind) or spec_of(kind, "handler")
         found = _decoders[kind] = (spec, msgspec.msgpack.Decoder(spec.result))
     return found
-
-
-class _Pending:
-    """A call in flight on a link: its reply (raw) or error, or a stream's items."""
-
-    __slots__ = ("done", "ended", "error", "items", "value", "wake")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.value: msgspec.Raw | None = None
-        self.error: BaseException | None = None
-        self.items: deque[msgspec.Raw] = deque()
-        self.ended = False
-
-    def resolve(self, value: msgspec.Raw) -> None:
-        self.value = value
-        self.ended = True
-        self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.ended:
-            self.error = error
-            self.ended = True
-        self.done.set()
-
-    def item(self, value: msgspec.Raw) -> None:
-        self.items.append(value)
-        self.done.set()
-
-
-class _Link:
-    """One admitted connection and the calls in flight on it."""
-
-    def __init__(self, frames: FrameStream, address: Address) -> None:
-        self.frames = frames
-        self.address = address
-        self.pending: dict[int, _Pending] = {}
-        self.alive = True
-        self.last_heard = trio.current_time()
-        self.reason: str | None = None
-
-    async def run(self, ping_interval_s: float, ping_timeout_s: float) -> str:
-        """Serve the link until it is lost; returns why. Cancellable (closes it)."""
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._write, nursery)
-                nursery.start_soon(self._ping, ping_interval_s, ping_timeout_s, nursery)
-                try:
-                    reason = await self._read()
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    reason = f"connection broken ({exc})"
-                self.reason = self.reason or reason
-                nursery.cancel_scope.cancel()
-        finally:
-            self.alive = False
-            lost = EngineUnavailable(
-                f"the connection to the engine at {self.address} was lost ({self.reason}) with "
-                "this call in flight: its outcome is unknown (retry with the same idempotency "
-                "key)"
-            )
-            for pending in self.pending.values():
-                pending.fail(lost)
-            self.pending.clear()
-            with trio.CancelScope(shield=True):
-                await self.frames.aclose()
-        return self.reason or "closed"
-
-    async def _write(self, nursery: trio.Nursery) -> None:
-        try:
-            await self.frames.run_writer()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.reason = self.reason or f"connection broken ({exc})"
-            nursery.cancel_scope.cancel()
-
-    async def _ping(self, interval_s: float, timeout_s: float, nursery: trio.Nursery) -> None:
-        for n in itertools.count():
-            await trio.sleep(interval_s)
-            if trio.current_time() - self.last_heard > timeout_s:
-                self.reason = self.reason or f"the engine was silent for over {timeout_s} s"
-                nursery.cancel_scope.cancel()
-                return
-            self.frames.send_nowait(Ping(n))
-
-    async def _read(self) -> str:
-        frames = self.frames
-        pending = self.pending
-        while True:
-            try:
-                body = await frames.receive()
-            except ProtocolError as exc:
-                return f"a bad frame from the engine: {exc}"
-            if body is None:
-                return "the engine closed the connection"
-            self.last_heard = trio.current_time()
-            try:
-                frame = _inbound.decode(body)
-            except msgspec.DecodeError as exc:
-                return f"a bad frame from the engine: {exc}"
-            kind = type(frame)
-            if kind is ResultIn:
-                if (waiting := pending.pop(frame.id, None)) is not None:
-                    waiting.resolve(frame.value)
-            elif kind is Failure:
-                if (waiting := pending.pop(frame.id, None)) is not None:
-                    waiting.fail(error_from_wire(frame.code, frame.message, frame.fields))
-            elif kind is ItemIn and (waiting := pending.get(frame.id)) is not None:
-                if len(waiting.items) > STREAM_WINDOW:
-                    return "the engine sent stream items beyond the credit granted"
-                waiting.item(frame.value)
-            # a Pong only refreshes last_heard
 
 
 class RemoteEngine(AsyncEngineCalls):
@@ -227,7 +110,7 @@ class RemoteEngine(AsyncEngineCalls):
         self._secret = secret
         self._ping = (ping_interval_s, ping_timeout_s)
         self._trace_context = trace_context
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._changed = trio.Event()
         self._ids = itertools.count(1)
         self._closed = False
@@ -256,11 +139,11 @@ class RemoteEngine(AsyncEngineCalls):
                 raise EngineClosed("this remote engine handle is closed")
             if self.connected:
                 return
-            if self.refused is not None:
-                raise self.refused
+            if self.refused is not None:  # a fresh error for each caller, its own traceback
+                raise EngineRefused(str(self.refused)) from self.refused
             await self._changed.wait()
 
-    def _set_link(self, link: _Link | None) -> None:
+    def _set_link(self, link: Link | None) -> None:
         self._link = link
         self._changed.set()
         self._changed = trio.Event()
@@ -277,19 +160,23 @@ class RemoteEngine(AsyncEngineCalls):
     async def _call(self, call: CallBase[_R], timeout_s: float | None = None) -> _R:
         spec, decoder = _decoder(type(call))
         limit = self.timeout_s if timeout_s is None else timeout_s
-        pending = _Pending()
-        with trio.move_on_after(limit):
-            link = await self._wait_link()
-            id = next(self._ids)
-            link.pending[id] = pending
-            try:
-                self._send(link, id, call, spec)
-                await pending.done.wait()
-            finally:
-                link.pending.pop(id, None)
-        if not pending.ended:
-            where = "no engine answered" if self._link is None else "the engine did not answer"
-            raise EngineUnavailable(f"{spec.name}: {where} within {limit} s")
+        link = self._link
+        if link is None or not link.alive:  # the slow path: wait for a link, within the limit
+            started = trio.current_time()
+            link = None
+            with trio.move_on_after(limit):
+                link = await self._wait_link()
+            if link is None:
+                raise EngineUnavailable(f"{spec.name}: no engine answered within {limit} s")
+            limit = max(limit - (trio.current_time() - started), 0.0)
+        pending = Pending(spec.name)
+        id = next(self._ids)
+        link.add(id, pending, limit)
+        try:
+            self._send(link, id, call, spec)
+            await pending.done.wait()
+        finally:
+            link.pending.pop(id, None)
         if pending.error is not None:
             raise pending.error
         assert pending.value is not None
@@ -298,22 +185,22 @@ class RemoteEngine(AsyncEngineCalls):
         except msgspec.DecodeError as exc:
             raise StockadeError(f"{spec.name}: an answer this client cannot read: {exc}") from exc
 
-    def _send(self, link: _Link, id: int, call: CallBase[Any], spec: CallSpec) -> None:
+    def _send(self, link: Link, id: int, call: CallBase[Any], spec: CallSpec) -> None:
         parent = self._trace_context() if self._trace_context is not None else (None, None)
         try:
             link.frames.send_nowait(Request(id, call, *parent))
-        except (TypeError, ProtocolError) as exc:
+        except (TypeError, OverflowError, ProtocolError) as exc:
             raise InvalidRequest(f"{spec.name}: cannot send these arguments: {exc}") from exc
 
-    async def _wait_link(self) -> _Link:
+    async def _wait_link(self) -> Link:
         while True:
             if self._closed:
                 raise EngineClosed("this remote engine handle is closed")
             link = self._link
             if link is not None and link.alive:
                 return link
-            if self.refused is not None:
-                raise self.refused
+            if self.refused is not None:  # a fresh error for each caller, its own traceback
+                raise EngineRefused(str(self.refused)) from self.refused
             await self._changed.wait()
 
     def events(self, after: int = 0, types: Iterable[str] | None = None) -> RemoteEvents:
@@ -321,7 +208,8 @@ class RemoteEngine(AsyncEngineCalls):
         iterator, with ``aclose()`` (or ``async with``) to stop it. The engine sends events
         only as this reader takes them (a window of STREAM_WINDOW). Reading raises the feed's
         errors (FeedGone, EngineClosed), and EngineUnavailable when the link is lost: start
-        again after the last ``seq`` read."""
+        again after ``cursor`` (the last seq read). A subscription left without ``aclose()``
+        holds at most STREAM_WINDOW events, here and in the engine, until the link closes."""
         return RemoteEvents(self, EventsCall(after, types))  # type: ignore[arg-type]
 
     # -- the link -----------------------------------------------------------------------------
@@ -348,7 +236,7 @@ class RemoteEngine(AsyncEngineCalls):
                 await trio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
 
-    async def _open(self, address: Address) -> _Link | None:
+    async def _open(self, address: Address) -> Link | None:
         try:
             with trio.fail_after(self._ping[1]):
                 stream = await self._connector(address)
@@ -370,7 +258,7 @@ class RemoteEngine(AsyncEngineCalls):
             self.last_error = f"{address}: {exc or type(exc).__name__}"
             return None
         self.refused = None
-        return _Link(frames, address)
+        return Link(frames, address)
 
     def _close(self) -> None:
         self._closed = True
@@ -385,9 +273,9 @@ class RemoteEvents:
     def __init__(self, remote: RemoteEngine, call: EventsCall) -> None:
         self._remote = remote
         self._call = call
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._id = 0
-        self._pending: _Pending | None = None
+        self._pending: Pending | None = None
         self._taken = 0
         self.cursor = call.after  # the seq of the last event read
 
@@ -424,13 +312,13 @@ class RemoteEvents:
         self.cursor = event.seq
         return event
 
-    async def _open(self) -> _Pending:
+    async def _open(self) -> Pending:
         remote = self._remote
         with trio.move_on_after(remote.timeout_s):
             link = await remote._wait_link()
             self._link, self._id = link, next(remote._ids)
-            self._pending = pending = _Pending()
-            link.pending[self._id] = pending
+            self._pending = pending = Pending("events")
+            link.add(self._id, pending)
             remote._send(link, self._id, self._call, _decoder(EventsCall)[0])
             return pending
         raise EngineUnavailable(f"events: no engine answered within {remote.timeout_s} s")

@@ -39,8 +39,16 @@ def _out_of_stock(message: str, fields: dict[str, Any]) -> e.StockadeError:
     return e.OutOfStock({sku: (int(pair[0]), int(pair[1])) for sku, pair in shortages.items()})
 
 
+def _limit_exceeded(message: str, fields: dict[str, Any]) -> e.StockadeError:
+    limits = fields.get("limits") or {}
+    return e.LimitExceeded({sku: (str(v[0]), int(v[1]), int(v[2]), int(v[3]))
+                            for sku, v in limits.items()})  # fmt: skip
+
+
 ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode("out_of_stock", e.OutOfStock, ("shortages",), _out_of_stock),
+    ErrorCode("limit_exceeded", e.LimitExceeded, ("limits",), _limit_exceeded),
+    ErrorCode("not_on_sale", e.NotOnSale, ("sku", "opens_at", "closes_at")),
     ErrorCode("unknown_product", e.UnknownProduct, ("sku",)),
     ErrorCode("unknown_location", e.UnknownLocation, ("location",)),
     ErrorCode("unknown_channel", e.UnknownChannel, ("channel",)),

@@ -28,6 +28,7 @@ import trio
 __all__ = [
     "MAX_FRAME_SIZE",
     "PROTOCOL_VERSION",
+    "STREAM_WINDOW",
     "Cancel",
     "ClientHello",
     "Credit",
@@ -53,6 +54,8 @@ PROTOCOL_VERSION = 1
 #: The largest frame either side sends or accepts (bytes, after the length prefix); a peer
 #: announcing a larger one is dropped.
 MAX_FRAME_SIZE = 16 * 1024 * 1024
+#: Stream items the engine may send before the client grants more (the client's buffer).
+STREAM_WINDOW = 256
 _LENGTH = 4
 #: The size of one read from the stream.
 _READ_SIZE = 256 * 1024
@@ -170,7 +173,8 @@ _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 
 def encode(frame: _Frame) -> bytes:
     """One frame's bytes, length prefix included. Raises TypeError for a value that cannot be
-    encoded, ProtocolError for a frame above MAX_FRAME_SIZE."""
+    encoded, OverflowError for an integer beyond 64 bits, ProtocolError for a frame above
+    MAX_FRAME_SIZE."""
     body = _encoder.encode(frame)
     if len(body) > MAX_FRAME_SIZE:
         raise ProtocolError(f"a frame of {len(body)} bytes is above the limit ({MAX_FRAME_SIZE})")

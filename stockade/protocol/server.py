@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
@@ -28,9 +28,10 @@ from stockade.errors import EngineClosed, EngineRefused, InvalidRequest, Overloa
 from stockade.protocol.auth import server_handshake
 from stockade.protocol.calls import ENGINE_CALLS, CallBase
 from stockade.protocol.codes import error_to_wire
-from stockade.protocol.dispatch import dispatch, subscribe
+from stockade.protocol.dispatch import dispatch, dispatch_now, subscribe
 from stockade.protocol.frames import (
     MAX_FRAME_SIZE,
+    STREAM_WINDOW,
     Cancel,
     Credit,
     Failure,
@@ -46,7 +47,6 @@ from stockade.protocol.frames import (
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "HANDSHAKE_TIMEOUT_S",
-    "STREAM_WINDOW",
     "CallTracer",
     "Handler",
     "serve_connection",
@@ -56,8 +56,6 @@ _log = logging.getLogger("stockade.protocol")
 
 #: Calls one connection may have running at once; more are answered with Overloaded.
 DEFAULT_MAX_IN_FLIGHT = 4096
-#: Stream items the engine may send before the client grants more (the client's buffer).
-STREAM_WINDOW = 256
 #: A peer must finish the handshake within this many seconds.
 HANDSHAKE_TIMEOUT_S = 10.0
 
@@ -66,6 +64,8 @@ Handler = Callable[[Any], Awaitable[Any]]
 #: Opens the span a call runs in: ``(call name, traceparent, tracestate)``.
 CallTracer = Callable[[str, str | None, str | None], AbstractContextManager[object]]
 
+#: Modes of the calls answered in the read loop itself: they never block.
+_AT_ONCE = frozenset({"sync", "property"})
 _inbound = msgspec.msgpack.Decoder(RequestIn | Cancel | Credit | Ping)
 _calls_decoders: dict[frozenset[type[CallBase[Any]]], msgspec.msgpack.Decoder[Any]] = {}
 
@@ -159,10 +159,9 @@ class _Connection:
         self.max_in_flight = max_in_flight
         self.tracer = tracer
         self.peer = peer
-        self.calls: dict[int, trio.CancelScope] = {}
+        self.calls: dict[int, trio.CancelScope | None] = {}  # a stream's scope, to end it
         self.credits: dict[int, _Credit] = {}
-        self.idle = trio.Event()
-        self.idle.set()
+        self.idle: trio.Event | None = None  # set when the last call ends, while stopping
 
     async def serve(self, stop: trio.Event | None) -> None:
         async with trio.open_nursery() as nursery:
@@ -174,7 +173,9 @@ class _Connection:
                 await self._read(nursery)
             if reading.cancelled_caught:  # stopping: answer what is in flight first
                 self._end_streams()
-                await self.idle.wait()
+                while self.calls:
+                    idle = self.idle = trio.Event()
+                    await idle.wait()
                 await self.frames.wait_sent()
             nursery.cancel_scope.cancel()
 
@@ -182,7 +183,9 @@ class _Connection:
         """Streams never finish by themselves: end each with EngineClosed."""
         for id in list(self.credits):
             self._fail(id, EngineClosed("the engine is shutting down"))
-            self.calls[id].cancel()
+            scope = self.calls[id]
+            assert scope is not None
+            scope.cancel()
 
     async def _stop_reading(self, stop: trio.Event, reading: trio.CancelScope) -> None:
         await stop.wait()
@@ -213,12 +216,7 @@ class _Connection:
                 if frame.id in self.calls:
                     _log.warning("engine dropped %s: call id %s reused", self.peer, frame.id)
                     break
-                if len(self.calls) >= self.max_in_flight:
-                    self._fail(frame.id, Overloaded("too many calls in flight on this connection"))
-                    continue
-                scope = self.calls[frame.id] = trio.CancelScope()
-                self.idle = trio.Event()
-                nursery.start_soon(self._run, frame, scope)
+                self._request(frame, nursery)
             elif type(frame) is Cancel:
                 if (running := self.calls.get(frame.id)) is not None:
                     running.cancel()
@@ -231,52 +229,75 @@ class _Connection:
         # the client left or broke the protocol: its calls' answers have nowhere to go
         nursery.cancel_scope.cancel()
 
-    async def _run(self, request: RequestIn, scope: trio.CancelScope) -> None:
+    def _request(self, request: RequestIn, nursery: trio.Nursery) -> None:
+        """Start answering ``request``: at once for a call that never blocks (``has_product``,
+        ``statistics``...), else in a task of its own (bounded by ``max_in_flight``)."""
         id = request.id
         try:
-            with scope:
-                try:
-                    call = self.decoder.decode(request.call)
-                except msgspec.DecodeError as exc:
-                    self._fail(id, InvalidRequest(f"the engine cannot read this call: {exc}"))
-                    return
-                spec = ENGINE_CALLS.get(type(call))
-                name = spec.name if spec is not None else type(call).__struct_config__.tag
-                span: AbstractContextManager[object] = (
-                    nullcontext()
-                    if self.tracer is None
-                    else self.tracer(str(name), request.traceparent, request.tracestate)
-                )
-                with span:
-                    await self._answer(id, call, spec is not None and spec.mode == "stream")
+            call = self.decoder.decode(request.call)
+        except msgspec.DecodeError as exc:
+            self._fail(id, InvalidRequest(f"the engine cannot read this call: {exc}"))
+            return
+        spec = ENGINE_CALLS.get(type(call))
+        if spec is not None and spec.mode in _AT_ONCE and self.tracer is None:
+            try:
+                value = dispatch_now(self.engine, call)
+            except Exception as error:
+                self._failed(id, call, error)
+            else:
+                self._reply(id, call, value)
+            return
+        if len(self.calls) >= self.max_in_flight:
+            self._fail(id, Overloaded("too many calls in flight on this connection"))
+            return
+        stream = spec is not None and spec.mode == "stream"
+        self.calls[id] = trio.CancelScope() if stream else None
+        nursery.start_soon(self._run, request, call, stream)
+
+    async def _run(self, request: RequestIn, call: CallBase[Any], stream: bool) -> None:
+        id = request.id
+        try:
+            if self.tracer is None:
+                await self._answer(id, call, stream)
+            else:
+                tag = type(call).__struct_config__.tag
+                with self.tracer(str(tag), request.traceparent, request.tracestate):
+                    await self._answer(id, call, stream)
         finally:
             del self.calls[id]
             self.credits.pop(id, None)
-            if not self.calls:
+            if not self.calls and self.idle is not None:
                 self.idle.set()
 
     async def _answer(self, id: int, call: CallBase[Any], stream: bool) -> None:
         try:
             if stream:
-                await self._stream(id, call)
+                scope = self.calls[id]
+                assert scope is not None
+                with scope:  # a Cancel frame, or a stop, ends the stream
+                    await self._stream(id, call)
                 return
             handler = self.handlers.get(type(call))
             if handler is not None:
                 value = await handler(call)
             else:
                 value = await dispatch(self.engine, call)
-        except StockadeError as error:
-            self._fail(id, error)
-            return
         except Exception as error:
-            _log.exception("engine call %s from %s failed unexpectedly", call, self.peer)
-            self._fail(id, error)
+            self._failed(id, call, error)
             return
+        self._reply(id, call, value)
+
+    def _reply(self, id: int, call: CallBase[Any], value: Any) -> None:
         try:
             self.frames.send_nowait(Result(id, value))
-        except (TypeError, ProtocolError) as error:
+        except (TypeError, OverflowError, ProtocolError) as error:
             _log.exception("engine could not send the answer to %s", call)
             self._fail(id, error)
+
+    def _failed(self, id: int, call: CallBase[Any], error: Exception) -> None:
+        if not isinstance(error, StockadeError):
+            _log.exception("engine call %s from %s failed unexpectedly", call, self.peer)
+        self._fail(id, error)
 
     async def _stream(self, id: int, call: CallBase[Any]) -> None:
         credit = self.credits[id] = _Credit(STREAM_WINDOW)

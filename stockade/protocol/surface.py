@@ -16,7 +16,7 @@ Every method is ``async``, including those that never block on an Engine (``has_
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from stockade.engine.models import (
     Movement,
     Order,
     OrderStatus,
+    ProductRules,
     StockLevel,
 )
 from stockade.engine.validation import Lines
@@ -86,12 +87,24 @@ class AsyncEngineCalls:
         idempotency_key: str | None = None,
         location: str | None = None,
         channel: str | None = None,
+        customer: str | None = None,
+        reference: str | None = None,
+        metadata: Mapping[str, str] | None = None,
         holder: str | None = None,
         max_open_holds: int | None = None,
     ) -> Order:
         return await self._call(
             c.PlaceOrderCall(
-                _any(lines), hold_for, idempotency_key, location, channel, holder, max_open_holds
+                _any(lines),
+                hold_for,
+                idempotency_key,
+                location,
+                channel,
+                customer,
+                reference,
+                _any(metadata),
+                holder,
+                max_open_holds,
             )
         )
 
@@ -161,10 +174,31 @@ class AsyncEngineCalls:
         created_before: datetime | None = None,
         after: str | None = None,
         limit: int = 100,
+        customer: str | None = None,
     ) -> list[Order]:
         return await self._call(
-            c.ListOrdersCall(status, created_after, created_before, after, limit)
+            c.ListOrdersCall(status, created_after, created_before, after, limit, customer)
         )
+
+    async def set_rules(
+        self,
+        sku: str,
+        *,
+        per_order: int | None = None,
+        per_customer: int | None = None,
+        opens_at: datetime | None = None,
+        closes_at: datetime | None = None,
+        low_stock_at: int | None = None,
+    ) -> ProductRules:
+        return await self._call(
+            c.SetRulesCall(sku, per_order, per_customer, opens_at, closes_at, low_stock_at)
+        )
+
+    async def rules(self, sku: str) -> ProductRules:
+        return await self._call(c.RulesCall(sku))
+
+    async def on_sale(self, sku: str) -> bool:
+        return await self._call(c.OnSaleCall(sku))
 
     async def movements(
         self, sku: str, after: int | None = None, limit: int = 100
@@ -228,12 +262,24 @@ class BlockingEngineCalls:
         idempotency_key: str | None = None,
         location: str | None = None,
         channel: str | None = None,
+        customer: str | None = None,
+        reference: str | None = None,
+        metadata: Mapping[str, str] | None = None,
         holder: str | None = None,
         max_open_holds: int | None = None,
     ) -> Order:
         return self._call(
             c.PlaceOrderCall(
-                _any(lines), hold_for, idempotency_key, location, channel, holder, max_open_holds
+                _any(lines),
+                hold_for,
+                idempotency_key,
+                location,
+                channel,
+                customer,
+                reference,
+                _any(metadata),
+                holder,
+                max_open_holds,
             )
         )
 
@@ -303,8 +349,31 @@ class BlockingEngineCalls:
         created_before: datetime | None = None,
         after: str | None = None,
         limit: int = 100,
+        customer: str | None = None,
     ) -> list[Order]:
-        return self._call(c.ListOrdersCall(status, created_after, created_before, after, limit))
+        return self._call(
+            c.ListOrdersCall(status, created_after, created_before, after, limit, customer)
+        )
+
+    def set_rules(
+        self,
+        sku: str,
+        *,
+        per_order: int | None = None,
+        per_customer: int | None = None,
+        opens_at: datetime | None = None,
+        closes_at: datetime | None = None,
+        low_stock_at: int | None = None,
+    ) -> ProductRules:
+        return self._call(
+            c.SetRulesCall(sku, per_order, per_customer, opens_at, closes_at, low_stock_at)
+        )
+
+    def rules(self, sku: str) -> ProductRules:
+        return self._call(c.RulesCall(sku))
+
+    def on_sale(self, sku: str) -> bool:
+        return self._call(c.OnSaleCall(sku))
 
     def movements(self, sku: str, after: int | None = None, limit: int = 100) -> list[Movement]:
         return self._call(c.MovementsCall(sku, after, limit))

@@ -28,6 +28,11 @@ class EngineProcess:
         self.addresses: list[str] = []
 
     def start(self, timeout_s: float = 20.0) -> EngineProcess:
+        """Start it and wait until it listens."""
+        return self.launch().wait_listening(timeout_s)
+
+    def launch(self) -> EngineProcess:
+        """Start it without waiting (a PostgreSQL standby only listens once it owns)."""
         env = {k: v for k, v in os.environ.items() if k != "STOCKADE_ENGINE_SECRET"}
         if self.secret is not None:
             env["STOCKADE_ENGINE_SECRET"] = self.secret
@@ -37,6 +42,10 @@ class EngineProcess:
                  "--listen", self.listen],
                 stdout=log, stderr=log, env=env,
             )  # fmt: skip
+        return self
+
+    def wait_listening(self, timeout_s: float = 20.0) -> EngineProcess:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for line in self.lines():

@@ -30,7 +30,7 @@ def plant_faults() -> None:
             raise RuntimeError("planted fault: placing an order")
         return await place_order(self, lines, *args, **kwargs)
 
-    async def confirm(self: Engine, order_id: str) -> Any:
+    async def confirm(self: Engine, order_id: str, **kwargs: Any) -> Any:
         raise RuntimeError(f"planted fault: confirming {order_id}")
 
     def answered_or_explode(self: Accounting, method: str, route: str, status: int,

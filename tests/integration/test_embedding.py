@@ -309,3 +309,43 @@ def test_the_handles_take_open_engines_arguments(opener, own):
         return {p.name: (p.default, p.annotation) for p in parameters if p.name not in own}
 
     assert keywords(opener) == keywords(stockade.open_engine)
+
+
+def test_the_asyncio_handle_reads_the_change_feed_and_a_cancelled_wait_loses_nothing():
+    async def main() -> None:
+        store = MemoryStore(keep_movements=True)
+        async with stockade.open_asyncio_engine(store=store) as engine:
+            await engine.set_stock("sku-1", 10)
+            events = engine.events(0, ["order.placed"])
+            waiting = asyncio.create_task(events.__anext__())
+            await asyncio.sleep(0.05)  # waiting on the engine thread: nothing placed yet
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            first = await engine.place_order({"sku-1": 1})
+            second = await engine.place_order({"sku-1": 2})
+            got = [await events.__anext__(), await events.__anext__()]
+            assert [e.data["id"] for e in got] == [first.id, second.id]
+            assert events.cursor == got[-1].seq
+
+    asyncio.run(main())
+
+
+def test_the_blocking_handle_reads_the_change_feed_and_a_timeout_loses_nothing():
+    store = MemoryStore(keep_movements=True)
+    with stockade.run_in_thread(store=store, timeout=0.2) as engine:
+        engine.set_stock("sku-1", 10)
+        events = engine.events(0, ["order.placed"])
+        with pytest.raises(TimeoutError):
+            next(events)  # nothing placed yet: the step times out, the fetch goes on
+        first = engine.place_order({"sku-1": 1})
+        second = engine.place_order({"sku-1": 2})
+        got = [next(events), next(events)]
+        assert [e.data["id"] for e in got] == [first.id, second.id]
+        assert events.cursor == got[-1].seq
+        with pytest.raises(stockade.InvalidRequest):
+            next(engine.events(0, ["no.such.type"]))
+        bad = engine.events(-1)
+        for _ in range(2):  # an error is raised again, not a hang
+            with pytest.raises(stockade.InvalidRequest):
+                next(bad)

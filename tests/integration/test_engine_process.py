@@ -3,9 +3,10 @@ socket and over TCP with a secret, a last-unit rush from two clients, kill -9 an
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,35 @@ def engines() -> Iterator[list[EngineProcess]]:
     yield started
     for engine in started:
         engine.kill()
+
+
+async def _buy_until_it_fails(
+    remote: stockade.RemoteEngine, fault: Callable[[], None], after: int
+) -> tuple[set[str], dict[type[Exception], int]]:
+    """20 buyers place orders (each with idempotency keys of its own) until a call fails with
+    EngineUnavailable or EngineClosed; ``fault()`` runs once ``after`` are acknowledged. The
+    acknowledged order ids, and how many buyers each error stopped."""
+    acknowledged: set[str] = set()
+    failed: dict[type[Exception], int] = {}
+    enough = trio.Event()
+
+    async def buyer(n: int) -> None:
+        for i in itertools.count():
+            try:
+                order = await remote.place_order({"sku-1": 1}, idempotency_key=f"{n}-{i}")
+            except (stockade.EngineUnavailable, stockade.EngineClosed) as error:
+                failed[type(error)] = failed.get(type(error), 0) + 1
+                return
+            acknowledged.add(order.id)
+            if len(acknowledged) >= after:
+                enough.set()
+
+    async with trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(buyer, n)
+        await enough.wait()
+        fault()
+    return acknowledged, failed
 
 
 def _engine(engines: list[EngineProcess], *args: object, **kwargs: object) -> EngineProcess:
@@ -79,32 +109,18 @@ async def test_kill_9_fails_calls_in_flight_and_the_client_follows_a_new_engine(
 ):
     database, listen = f"sqlite:///{tmp_path}/stock.db", f"unix:{tmp_path}/e.sock"
     engine = _engine(engines, tmp_path, database, listen)
-    acknowledged: set[str] = set()
-    enough = trio.Event()
-    unavailable = 0
     async with stockade.open_remote_engine(engine.url, timeout_s=2.0) as remote:
         await remote.set_stock("sku-1", 1_000_000)
+        killed_at = 0.0
 
-        async def buyer(n: int) -> None:
-            nonlocal unavailable
-            for i in range(10_000):
-                try:
-                    order = await remote.place_order({"sku-1": 1}, idempotency_key=f"{n}-{i}")
-                except stockade.EngineUnavailable:
-                    unavailable += 1
-                    return
-                acknowledged.add(order.id)
-                if len(acknowledged) >= 200:
-                    enough.set()
-
-        async with trio.open_nursery() as nursery:
-            for n in range(20):
-                nursery.start_soon(buyer, n)
-            await enough.wait()
+        def kill() -> None:
+            nonlocal killed_at
             killed_at = time.monotonic()
             engine.process.kill()  # type: ignore[union-attr]
-        assert time.monotonic() - killed_at < 2.5  # every call in flight failed promptly
-        assert unavailable == 20
+
+        acknowledged, failed = await _buy_until_it_fails(remote, kill, 200)
+        assert time.monotonic() - killed_at < 4.0  # promptly: within the timeout (2 s), no hang
+        assert failed == {stockade.EngineUnavailable: 20}
         assert not remote.connected
         engine.process.wait(10)  # type: ignore[union-attr]
         _engine(engines, tmp_path, database, listen)
@@ -125,7 +141,9 @@ async def test_a_paused_engine_times_calls_out_and_recovers(tmp_path: Path, engi
             started = time.monotonic()
             with pytest.raises(stockade.EngineUnavailable):
                 await remote.stock("sku-1")
-            assert time.monotonic() - started < 1.5
+            assert (
+                time.monotonic() - started < 3.0
+            )  # the timeout (1 s), with room for a busy machine
         finally:
             engine.signal(signal.SIGCONT)
         with trio.fail_after(10):
@@ -139,3 +157,55 @@ async def test_a_paused_engine_times_calls_out_and_recovers(tmp_path: Path, engi
                 assert time.monotonic() < deadline
                 await trio.sleep(0.1)
     assert engine.stop() == 0
+
+
+async def test_clients_follow_the_postgresql_standby_when_the_owner_dies(
+    tmp_path: Path, engines, postgres_dsn: str
+):
+    owner = _engine(engines, tmp_path, postgres_dsn, f"unix:{tmp_path}/owner.sock")
+    standby = EngineProcess(tmp_path, postgres_dsn, f"unix:{tmp_path}/standby.sock")
+    engines.append(standby)
+    standby.launch()
+    url = f"unix:{tmp_path}/owner.sock,unix:{tmp_path}/standby.sock"
+    acknowledged = []
+    async with stockade.open_remote_engine(url, timeout_s=2.0) as remote:
+        assert str(remote.address) == f"unix:{tmp_path}/owner.sock"
+        await remote.set_stock("sku-1", 100)
+        for _ in range(10):
+            acknowledged.append((await remote.place_order({"sku-1": 1})).id)
+        with trio.fail_after(20):
+            while not any(line["event"] == "starting" for line in standby.lines()):  # noqa: ASYNC110 (a log file)
+                await trio.sleep(0.05)
+        await trio.sleep(0.3)
+        assert not (tmp_path / "standby.sock").exists()  # it waits for the store, unbound
+        assert not any(line["event"] == "listening" for line in standby.lines())
+        owner.process.kill()  # type: ignore[union-attr]
+        owner.process.wait(10)  # type: ignore[union-attr]
+        await trio.to_thread.run_sync(standby.wait_listening, 60)
+        with trio.fail_after(30):
+            while not (remote.connected and remote.address is not None):
+                await remote.wait_connected()
+        assert str(remote.address) == f"unix:{tmp_path}/standby.sock"
+        for order_id in acknowledged:
+            assert (await remote.get_order(order_id)).status == "confirmed"
+        assert (await remote.stock("sku-1")).on_hand == 90
+    assert standby.stop() == 0
+
+
+async def test_sigterm_under_load_answers_or_refuses_and_loses_nothing(tmp_path: Path, engines):
+    database, listen = f"sqlite:///{tmp_path}/stock.db", f"unix:{tmp_path}/e.sock"
+    engine = _engine(engines, tmp_path, database, listen)
+    async with stockade.open_remote_engine(engine.url, timeout_s=5.0) as remote:
+        await remote.set_stock("sku-1", 1_000_000)
+        acknowledged, failed = await _buy_until_it_fails(
+            remote, lambda: engine.signal(signal.SIGTERM), 300
+        )
+        assert set(failed) <= {stockade.EngineClosed, stockade.EngineUnavailable}
+        assert sum(failed.values()) == 20
+    assert engine.process.wait(20) == 0  # type: ignore[union-attr]
+    assert any(line["event"] == "stopped" for line in engine.lines())
+    async with stockade.open_engine(database) as local:
+        for order_id in acknowledged:
+            assert (await local.get_order(order_id)).status == "confirmed"
+        placed = 1_000_000 - (await local.stock("sku-1")).on_hand
+        assert placed >= len(acknowledged)  # an order cut off in flight may exist, unacknowledged

@@ -77,8 +77,9 @@ async def test_a_product_stream_sends_the_current_level_then_changes(engine):
             levels.append(message.data)
             if len(levels) == 1:
                 await engine.adjust_stock("a", -5)
-    assert levels[0] == {"sku": "a", "on_hand": 1_000_000, "reserved": 0, "available": 1_000_000}
-    assert levels[-1]["available"] == 999_995
+    assert levels[0] == {"sku": "a", "on_hand": 1_000_000, "reserved": 0, "available": 1_000_000,
+                         "on_sale": True}  # fmt: skip
+    assert levels[-1]["available"] == 999_995 and levels[-1]["on_sale"] is True
 
 
 async def test_streams_past_the_bound_are_refused_until_one_ends(engine):

@@ -74,6 +74,17 @@ async def test_a_batch_of_hundreds_of_orders_reads_back_from_any_position(kind, 
         assert everything[-1].type == "product.sold_out"
         pages = run("SELECT count(*), max(last_seq - first_seq + 1) FROM event_pages")
         assert pages[0][1] == PAGE_SIZE and pages[0][0] < head / 10  # packed, not a row each
+        if kind == "postgresql":  # pages are compressed, with lz4 when the server has it
+            (lz4,) = run(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                "WHERE name = 'default_toast_compression'"
+            )[0]
+            methods = run(
+                "SELECT DISTINCT pg_column_compression(data) FROM event_pages "
+                "WHERE last_seq - first_seq + 1 = ?",
+                PAGE_SIZE,
+            )
+            assert methods == [("lz4" if lz4 else "pglz",)]
         for after in (0, 1, 2, PAGE_SIZE - 1, PAGE_SIZE, PAGE_SIZE + 3, head - 2, head):
             for limit in (1, 7, PAGE_SIZE + 1, 1000):
                 page = await store.events(after, limit)

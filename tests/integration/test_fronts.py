@@ -7,11 +7,8 @@ import base64
 import contextlib
 import json
 import shutil
-import signal
 import tempfile
 import time
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,67 +17,13 @@ import pytest
 import trio
 
 from bench.webhook_receiver import Receiver
+from tests.integration.brokers import Target, asyncio_thread, require
 from tests.integration.engine_process import EngineProcess
 from tests.integration.feedhttp import get
-from tests.integration.fronts import Front
+from tests.integration.fronts import ADMIN, BUY, TOKEN, Cluster, Front, buy, lines
+from tests.integration.fronts import cluster as cluster  # the fixture
 from tests.integration.test_keys import cli
 from tests.standard_webhooks import signature_is_valid
-
-TOKEN = "fronts-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-BUY = {"lines": [{"sku": "hot", "qty": 1}]}
-#: For the fault tests, which leave connections idle while the engine is away: no keep-alive,
-#: so a request never races a front closing an idle connection (a client-side reset).
-FRESH = httpx.Limits(max_keepalive_connections=0)
-
-
-class Cluster:
-    def __init__(self, workdir: Path, socket_dir: Path, *front_args: str) -> None:
-        self.workdir = workdir
-        self.address = f"unix:{socket_dir / 'engine.sock'}"
-        self.database = f"sqlite:///{workdir / 'stockade.db'}"
-        self.engine = EngineProcess(workdir, self.database, self.address)
-        self.fronts = [
-            Front(workdir, TOKEN, self.address, host=host, name=f"front{i}", args=front_args)
-            for i, host in enumerate(("127.0.0.1", "127.0.0.2"))
-        ]
-
-    def start(self) -> None:
-        self.engine.start()
-        for front in self.fronts:
-            front.start()
-
-    def restart_engine(self) -> None:
-        self.engine = EngineProcess(self.workdir, self.database, self.address)
-        self.engine.start()
-
-    def stop(self) -> None:
-        for front in self.fronts:
-            front.kill()
-        self.engine.kill()
-
-
-@pytest.fixture
-def cluster(tmp_path, request) -> Iterator[Cluster]:
-    """An engine and two fronts; ``@pytest.mark.parametrize("cluster", [args], indirect=True)``
-    gives the fronts command-line arguments."""
-    socket_dir = Path(tempfile.mkdtemp(prefix="stk", dir="/tmp"))  # short: AF_UNIX paths
-    cluster = Cluster(tmp_path, socket_dir, *getattr(request, "param", ()))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(socket_dir, ignore_errors=True)
-
-
-async def buy(client: httpx.AsyncClient, front: Front, headers: dict[str, str]) -> int:
-    """POST one unit of ``hot`` through ``front``: the status."""
-    return (await client.post(f"{front.url}/v1/orders", json=BUY, headers=headers)).status_code
-
-
-def lines(log: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
 
 async def test_a_last_unit_rush_through_two_fronts_sells_exactly_the_stock(cluster):
@@ -103,7 +46,13 @@ async def test_a_last_unit_rush_through_two_fronts_sells_exactly_the_stock(clust
         assert sorted(codes) == [201] * 50 + [409] * 150
         for client in (a, b):
             level = (await client.get("/v1/products/hot")).json()
-            assert level == {"sku": "hot", "on_hand": 0, "reserved": 0, "available": 0}
+            assert level == {
+                "sku": "hot",
+                "on_hand": 0,
+                "reserved": 0,
+                "available": 0,
+                "on_sale": True,
+            }
     for front in cluster.fronts:
         assert front.stop() == 0
     assert cluster.engine.stop() == 0
@@ -257,144 +206,6 @@ async def test_metrics_readiness_and_logs_of_a_front(cluster):
     assert logged and all(line.get("role") == "front" for line in logged)
 
 
-async def test_engine_killed_under_load_503_then_recovery_with_nothing_acknowledged_lost(
-    cluster,
-):
-    one, two = cluster.fronts
-    acknowledged: dict[str, str] = {}  # idempotency key -> order id
-    unanswered: list[str] = []
-    async with httpx.AsyncClient(timeout=10) as client:
-        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 100_000}, headers=ADMIN)
-        killed = trio.Event()
-        answers: list[tuple[int, float, dict[str, str]]] = []
-
-        async def shopper(front: Front, n: int) -> None:
-            for i in range(10_000):
-                key = f"s{n}-{i}"
-                started = time.monotonic()
-                r = await client.post(f"{front.url}/v1/orders", json=BUY,
-                                      headers={**ADMIN, "Idempotency-Key": key})  # fmt: skip
-                if r.status_code == 201:
-                    acknowledged[key] = r.json()["id"]
-                else:
-                    unanswered.append(key)
-                    if killed.is_set():
-                        answers.append((r.status_code, time.monotonic() - started,
-                                        dict(r.headers)))  # fmt: skip
-                        body = r.json()
-                        assert body["type"] == "/problems/engine-unavailable", body
-                        return
-
-        async with trio.open_nursery() as nursery:
-            for n in range(8):
-                nursery.start_soon(shopper, one if n % 2 else two, n)
-            await trio.sleep(1.0)
-            cluster.engine.kill()  # SIGKILL, and reaped
-            killed.set()
-        assert answers, "no request saw the engine gone"
-        for status, seconds, headers in answers:
-            assert status == 503 and "retry-after" in headers and seconds < 5.0
-        ready = await client.get(f"{one.url}/readyz")
-        assert ready.status_code == 503
-        assert (await client.get(f"{one.url}/healthz")).status_code == 200
-    cluster.restart_engine()
-    async with httpx.AsyncClient(timeout=10, limits=FRESH) as client:
-        for front in cluster.fronts:  # both fronts link again
-
-            async def ready_again(url: str = front.url) -> bool:
-                return (await client.get(f"{url}/readyz")).status_code == 200
-
-            deadline = time.monotonic() + 10
-            while not await ready_again():
-                assert time.monotonic() < deadline, "a front never linked to the new engine"
-                await trio.sleep(0.05)
-        for key, order_id in acknowledged.items():  # every acknowledged order is there
-            got = await client.get(f"{two.url}/v1/orders/{order_id}", headers=ADMIN)
-            assert got.status_code == 200, (key, got.text)
-        for key in unanswered:  # a retry with its key gets its answer (placed once at most)
-            retried = await client.post(f"{one.url}/v1/orders", json=BUY,
-                                        headers={**ADMIN, "Idempotency-Key": key})  # fmt: skip
-            assert retried.status_code == 201
-        level = (await client.get(f"{one.url}/v1/products/hot")).json()
-        assert level["reserved"] == 0
-        assert level["on_hand"] == 100_000 - len(acknowledged) - len(set(unanswered))
-
-
-@pytest.mark.parametrize("cluster", [("--engine-timeout", "1")], indirect=True)
-async def test_a_paused_engine_gets_503_then_recovery_after_sigcont(cluster):
-    one, _ = cluster.fronts
-    async with httpx.AsyncClient(timeout=10, limits=FRESH) as client:
-        await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 10}, headers=ADMIN)
-        cluster.engine.signal(signal.SIGSTOP)
-        try:
-            started = time.monotonic()
-            r = await client.post(f"{one.url}/v1/orders", json=BUY,
-                                  headers={**ADMIN, "Idempotency-Key": "paused"})  # fmt: skip
-            assert r.status_code == 503 and r.headers["retry-after"]
-            assert r.json()["type"] == "/problems/engine-unavailable"
-            assert time.monotonic() - started < 2.0  # --engine-timeout 1
-            await trio.sleep(3.5)  # the link's pings notice too
-            assert (await client.get(f"{one.url}/readyz")).status_code == 503
-        finally:
-            cluster.engine.signal(signal.SIGCONT)
-        deadline = time.monotonic() + 10
-        while (await client.get(f"{one.url}/readyz")).status_code != 200:
-            assert time.monotonic() < deadline
-            await trio.sleep(0.05)
-        again = await client.post(f"{one.url}/v1/orders", json=BUY,
-                                  headers={**ADMIN, "Idempotency-Key": "paused"})  # fmt: skip
-        assert again.status_code == 201
-        level = (await client.get(f"{one.url}/v1/products/hot")).json()
-        assert level["available"] == 9  # the order placed once, whichever call placed it
-
-
-async def test_fronts_follow_the_postgresql_standby_when_the_owner_is_killed(
-    postgres_dsn, tmp_path
-):
-    socket_dir = Path(tempfile.mkdtemp(prefix="stk", dir="/tmp"))
-    owner = EngineProcess(tmp_path, postgres_dsn, f"unix:{socket_dir / 'owner.sock'}")
-    standby = EngineProcess(tmp_path, postgres_dsn, f"unix:{socket_dir / 'standby.sock'}")
-    both = f"{owner.listen},{standby.listen}"
-    fronts = [
-        Front(tmp_path, TOKEN, both, host=host, name=f"front{i}")
-        for i, host in enumerate(("127.0.0.1", "127.0.0.2"))
-    ]
-    try:
-        owner.start()
-        async with trio.open_nursery() as nursery:
-            # the standby waits for the store before it listens: its start returns after the
-            # owner is gone
-            nursery.start_soon(partial(trio.to_thread.run_sync, standby.start, 60.0))
-            for front in fronts:
-                front.start()
-            one, two = fronts
-            async with httpx.AsyncClient(timeout=10, limits=FRESH) as client:
-                await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 10},
-                                 headers=ADMIN)  # fmt: skip
-                first = await client.post(f"{two.url}/v1/orders", json=BUY, headers=ADMIN)
-                assert first.status_code == 201
-                owner.kill()
-                deadline = time.monotonic() + 30
-                for front in fronts:
-                    while (await client.get(f"{front.url}/readyz")).status_code != 200:
-                        assert time.monotonic() < deadline, "a front never followed the standby"
-                        await trio.sleep(0.1)
-                again = await client.get(f"{one.url}/v1/orders/{first.json()['id']}",
-                                         headers=ADMIN)  # fmt: skip
-                assert again.status_code == 200
-                assert await buy(client, one, ADMIN) == 201
-                assert await buy(client, two, ADMIN) == 201
-                level = (await client.get(f"{two.url}/v1/products/hot")).json()
-                assert level["on_hand"] == 7
-        assert standby.process is not None and standby.process.poll() is None
-    finally:
-        for front in fronts:
-            front.kill()
-        owner.kill()
-        standby.kill()
-        shutil.rmtree(socket_dir, ignore_errors=True)
-
-
 async def test_the_trace_context_crosses_the_hop(tmp_path):
     """With tracing on (the console exporter: one JSON line per span on stderr), the engine's
     span of a call is the child of the front's span of that engine call, in the caller's
@@ -477,3 +288,63 @@ async def test_webhooks_made_through_a_front_are_delivered_by_the_engine_process
             text = (await client.get(f"{one.url}/metrics")).text
             assert 'stockade_webhook_deliveries_total{outcome="delivered"} 1.0' in text
         nursery.cancel_scope.cancel()
+
+
+async def test_sinks_made_through_a_front_are_published_by_the_engine_process(cluster):
+    require("redis")
+    one, two = cluster.fronts
+    async with asyncio_thread() as aio:
+        target = Target("redis", aio)
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                await client.put(f"{one.url}/v1/products/hot", json={"on_hand": 5}, headers=ADMIN)
+                sink = {"url": target.url, "types": ["order.placed"]}
+                made = await client.put(f"{one.url}/v1/sinks/shop", json=sink, headers=ADMIN)
+                assert made.status_code == 201, made.text
+                order = (await client.post(f"{two.url}/v1/orders", json=BUY, headers=ADMIN)).json()
+                with trio.fail_after(10):  # the cursor, as the other front shows it
+                    while True:
+                        shown = (await client.get(f"{two.url}/v1/sinks/shop", headers=ADMIN)).json()
+                        if not shown["backlog"] and shown["delivered"]:
+                            break
+                        await trio.sleep(0.05)
+                ((_, event),) = await target.messages()
+                assert event["type"] == "order.placed" and event["data"]["id"] == order["id"]
+                bad = await client.put(f"{two.url}/v1/sinks/shop", json={"url": "kafka://x/y"},
+                                       headers=ADMIN)  # fmt: skip
+                assert bad.status_code == 422 and "unknown scheme" in bad.json()["detail"]
+                text = (await client.get(f"{one.url}/metrics")).text
+                assert 'stockade_sink_delivered_total{sink="shop"} 1.0' in text
+                gone = await client.delete(f"{two.url}/v1/sinks/shop", headers=ADMIN)
+                assert gone.status_code == 200
+                assert (await client.get(f"{one.url}/v1/sinks", headers=ADMIN)).json() == {
+                    "items": []
+                }
+        finally:
+            await target.clean()
+
+
+async def test_a_front_on_another_address_proves_the_secret_over_tcp(tmp_path):
+    database = f"sqlite:///{tmp_path / 'stockade.db'}"
+    engine = EngineProcess(tmp_path, database, "tcp://127.0.0.1:0", secret="s3cret")
+    right = Front(tmp_path, TOKEN, "", host="127.0.0.2", name="right",
+                  env={"STOCKADE_ENGINE_SECRET": "s3cret"})  # fmt: skip
+    wrong = Front(tmp_path, TOKEN, "", host="127.0.0.2", name="wrong",
+                  env={"STOCKADE_ENGINE_SECRET": "guess"})  # fmt: skip
+    try:
+        engine.start()
+        for front in (right, wrong):
+            front.args = ("--engine", engine.url)
+        right.start()
+        async with httpx.AsyncClient(timeout=10) as client:
+            await client.put(f"{right.url}/v1/products/hot", json={"on_hand": 1}, headers=ADMIN)
+            assert await buy(client, right, ADMIN) == 201
+        with pytest.raises(RuntimeError, match="did not start"):
+            wrong.start()  # refused: it exits, saying why
+        refused = [line for line in lines(wrong.log) if line.get("event") == "failed"]
+        assert refused and refused[0]["error"] == "EngineRefused"
+        assert right.stop() == 0
+    finally:
+        right.kill()
+        wrong.kill()
+        engine.kill()

@@ -202,5 +202,5 @@ def test_help_lists_every_command_on_a_line_of_its_own():
     done = subprocess.run([sys.executable, "-m", "stockade", "--help"], capture_output=True,
                           text=True, timeout=60, check=True, env=env)  # fmt: skip
     listed = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith("    ")}
-    assert set(listed) == {"serve", "keys", "demo", "check", "import", "export"}
+    assert set(listed) == {"serve", "engine", "keys", "demo", "check", "import", "export"}
     assert all(len(line.split()) > 2 for line in listed.values())  # each with its line of help

@@ -14,7 +14,7 @@ import stockade
 from stockade import StockLevel
 from stockade.persistence.audit import check_state
 from stockade.persistence.books import Tally
-from stockade.persistence.schema import SCHEMA_VERSION
+from stockade.persistence.schema import MIGRATIONS, RETURNS_SINCE
 from tests.books import assert_location_books_balance, assert_orders_match_movements
 from tests.integration.stores import (
     StoreKind,
@@ -104,17 +104,33 @@ async def test_returns_and_late_payments_survive_restarts_and_retirement(kind):
     balanced(kind)
 
 
+#: The previous release's schema and its change feed's table (a row per event), which later
+#: migrations replace with pages.
+PREVIOUS_RELEASE = RETURNS_SINCE - 1
+EVENTS_TABLE = [s for step in MIGRATIONS[:PREVIOUS_RELEASE] for s in step if " events " in s]
+
+
 async def test_a_store_of_the_previous_schema_opens_and_upgrades(database):
-    async with stockade.open_engine(database) as engine:
+    async with stockade.open_engine(database, feed=False) as engine:  # no events to turn back
         await engine.set_stock("a", 5)
         sold = await engine.place_order({"a": 3})
         returned = await engine.cancel((await engine.place_order({"a": 1})).id)
-    # as the previous release left it: no return columns, schema version 5
+    # as the previous release left it: no return columns, events in rows, schema version 5
+    # (nor the sinks, the webhooks' batch, the sale rules' columns and tables, which came after)
+    assert len(EVENTS_TABLE) == 2, EVENTS_TABLE  # the table and its index
     tamper(
         database,
+        "DROP TABLE sinks",
+        "ALTER TABLE webhooks DROP COLUMN batch",
+        "DROP INDEX orders_by_customer",
+        *(f"ALTER TABLE orders DROP COLUMN {c}" for c in ("customer", "reference", "metadata")),
+        "DROP TABLE product_rules",
+        "DROP TABLE customer_counts",
         "ALTER TABLE orders DROP COLUMN returned",
         "ALTER TABLE orders DROP COLUMN written_off",
-        f"UPDATE stockade_state SET schema_version = {SCHEMA_VERSION - 1}",
+        "DROP TABLE event_pages",
+        *EVENTS_TABLE,
+        f"UPDATE stockade_state SET schema_version = {PREVIOUS_RELEASE}",
     )
     report, details = await checked(database)  # a reader reads it as it is (never upgrades)
     assert report.balanced and report.orders == 2, details

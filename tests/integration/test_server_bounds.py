@@ -106,8 +106,8 @@ async def test_the_rate_and_the_forwarded_address_on_a_real_server(tmp_path):
 async def test_a_rush_spread_over_two_fronts_meets_one_open_holds_count(tmp_path):
     """With fronts (design.md §12) the count is the engine's: one address rushing through two
     fronts, both on 127.0.0.1 (one client address), still gets exactly the bound."""
-    from tests.integration.test_fronts import ADMIN as FRONTS_ADMIN
-    from tests.integration.test_fronts import Cluster
+    from tests.integration.fronts import ADMIN as FRONTS_ADMIN
+    from tests.integration.fronts import Cluster
 
     socket_dir = Path(tempfile.mkdtemp(prefix="stk", dir="/tmp"))  # short: AF_UNIX paths
     cluster = Cluster(tmp_path, socket_dir, "--public-holds", "--public-max-open", "4",

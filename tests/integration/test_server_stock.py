@@ -72,7 +72,7 @@ def test_a_two_warehouse_shop_over_http(server: Server) -> None:
         expected = {"berlin": (1, 0, 0), "paris": (6, 2, 4)}
         assert levels(client, "tee") == expected
         assert call(client, "GET", "/v1/products/tee") == {
-            "sku": "tee", "on_hand": 7, "reserved": 2, "available": 4,
+            "sku": "tee", "on_hand": 7, "reserved": 2, "available": 4, "on_sale": True,
         }  # fmt: skip
         metrics = client.get("/metrics").text
         assert "stockade_transfers_total 1.0" in metrics and "stockade_locations 3.0" in metrics
@@ -87,7 +87,13 @@ def test_a_two_warehouse_shop_over_http(server: Server) -> None:
         assert channels == [{"id": "fr", "locations": ["paris"]}]
         assert levels(client, "tee") == expected
         fr_view = call(client, "GET", "/v1/products/tee", params={"channel": "fr"})
-        assert fr_view == {"sku": "tee", "on_hand": 6, "reserved": 2, "available": 4}
+        assert fr_view == {
+            "sku": "tee",
+            "on_hand": 6,
+            "reserved": 2,
+            "available": 4,
+            "on_sale": True,
+        }
         confirmed = call(client, "POST", f"/v1/orders/{pinned['id']}/confirm")
         assert confirmed["allocations"] == {"tee": {"paris": 2}}
         assert levels(client, "tee") == {"berlin": (1, 0, 0), "paris": (4, 0, 4)}
@@ -157,7 +163,7 @@ def test_public_holds_edit_and_extend_their_own_hold(tmp_path: Path) -> None:
             late = anonymous.patch(url, json={"lines": [{"sku": "a", "qty": 1}]})
             assert late.status_code == 409  # a sale is no hold: nothing to edit
             assert call(anonymous, "GET", "/v1/products/a") == {
-                "sku": "a", "on_hand": 2, "reserved": 0, "available": 2,
+                "sku": "a", "on_hand": 2, "reserved": 0, "available": 2, "on_sale": True,
             }  # fmt: skip
     finally:
         server.kill()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import msgspec
+import pytest
 import trio
 import trio.testing
 
@@ -22,7 +23,7 @@ import stockade
 from bench.server import Server
 from bench.webhook_receiver import Receiver, Request
 from stockade._open import open_engine_and_store
-from stockade.outbound.signing import secret_key
+from stockade.outbound.deliveries import Followed
 from stockade.outbound.webhooks import DeliveryOptions, Subscription, Webhooks
 from stockade.persistence.webhooks import WebhookStore
 from tests.integration.proxy import Proxy
@@ -78,12 +79,14 @@ def head_of(engine: stockade.Engine) -> int:
 
 async def subscribe(hooks: Webhooks, name: str, port: int, **kw: Any) -> Subscription:
     url = f"http://127.0.0.1:{port}/{name}"
-    subscription, created = await hooks.put(name, url, kw.get("types"), secret_key(SECRET), SECRET)
+    subscription, created = await hooks.put(name, url, kw.get("types"), SECRET)
     assert created
     return subscription
 
 
-async def caught_up(engine: stockade.Engine, *subscriptions: Subscription) -> None:
+async def caught_up(engine: stockade.Engine, *subscriptions: Followed[Any]) -> None:
+    """Wait (30 s at most) until each of ``subscriptions`` (webhooks or sinks) delivered every
+    event committed so far."""
     with trio.fail_after(30):
         while any(s.cursor < (engine.feed_head or 0) for s in subscriptions):  # noqa: ASYNC110
             await trio.sleep(0.01)
@@ -326,3 +329,74 @@ async def test_deliveries_end_quietly_when_the_engine_closes():
             await trio.testing.wait_all_tasks_blocked()
         await trio.testing.wait_all_tasks_blocked()  # its reader ended with EngineClosed
         nursery.cancel_scope.cancel()
+
+
+def batches_of(requests: list[Request]) -> list[list[dict[str, Any]]]:
+    """Each batched POST's events, checked: signed over the whole body, its ``webhook-id``
+    the seq of its last event, its events in seq order."""
+    out = []
+    for request in requests:
+        assert signature_is_valid(request.headers, request.body, SECRET), request.headers
+        events = json.loads(request.body)["events"]
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        assert request.webhook_id == str(events[-1]["seq"])
+        out.append(events)
+    return out
+
+
+async def test_a_batched_webhook_posts_up_to_n_events_at_once_signed_as_one(tmp_path):
+    receiver = Receiver()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(receiver.run)
+        async with delivering(f"sqlite:///{tmp_path / 'stock.db'}") as (engine, hooks):
+            start = head_of(engine)
+            url = f"http://127.0.0.1:{port}/batched"
+            subscription, _ = await hooks.put("batched", url, None, SECRET, batch=7)
+            receiver.down()  # a backlog builds up: then each POST carries a full batch
+            await engine.set_stock("a", 10_000)
+            await shop(engine, 30)
+            receiver.up()
+            await caught_up(engine, subscription)
+            events, _ = await engine.event_page(start, 1000)
+        nursery.cancel_scope.cancel()
+    posted = batches_of([r for r in receiver.requests if r.body])
+    assert max(len(b) for b in posted) == 7 and all(1 <= len(b) <= 7 for b in posted)
+    first: dict[int, dict[str, Any]] = {}
+    for batch in posted:
+        for event in batch:
+            first.setdefault(event["seq"], event)
+    assert list(first) == [e.seq for e in events]  # every event, first arrivals in order
+    assert list(first.values()) == [msgspec.to_builtins(e) for e in events]
+
+
+async def test_a_failed_batch_is_posted_again_whole(tmp_path):
+    receiver = Receiver(mode=500)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(receiver.run)
+        async with delivering(f"sqlite:///{tmp_path / 'stock.db'}") as (engine, hooks):
+            url = f"http://127.0.0.1:{port}/batched"
+            subscription, _ = await hooks.put("batched", url, ("order.placed",), SECRET, batch=50)
+            await engine.set_stock("a", 100)
+            await shop(engine, 5)
+            with trio.fail_after(30):
+                while not subscription.failing:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            refused = len(receiver.requests)
+            receiver.mode = "ok"
+            await caught_up(engine, subscription)
+        nursery.cancel_scope.cancel()
+    posted = batches_of(receiver.requests)
+    assert refused >= 2 and len(posted) > refused
+    # the refused batch is posted again whole (the same body, signed afresh) until answered
+    assert all(batch == posted[0] for batch in posted[: refused + 1])
+    seqs = [e["seq"] for batch in posted[refused:] for e in batch]
+    assert seqs == sorted(seqs) and len(seqs) == 5  # then the rest, in order, once
+    assert {e["type"] for batch in posted for e in batch} == {"order.placed"}
+
+
+async def test_batch_1_keeps_the_plain_body_and_a_bad_batch_is_refused(tmp_path):
+    async with delivering(f"sqlite:///{tmp_path / 'stock.db'}") as (_, hooks):
+        for bad in (0, 1001, True, 2.0):
+            with pytest.raises(stockade.InvalidRequest, match="batch"):
+                await hooks.put("h", "http://127.0.0.1:9/h", None, SECRET, batch=bad)  # type: ignore[arg-type]
+        assert await hooks.all() == []

@@ -94,9 +94,11 @@ BODIES: dict[tuple[str, str], Any] = {
         "url": "http://127.0.0.1:9/hook",
         "secret": "whsec_" + "A" * 32,
     },
+    ("/v1/sinks/{sink_id}", "put"): {"url": "redis://127.0.0.1:9/0?stream=stockade-auth-test"},
 }
 #: What each path parameter names in the table test.
-PARAMETERS = {"sku": "a", "location_id": "b", "channel_id": "web", "webhook_id": "w"}
+PARAMETERS = {"sku": "a", "location_id": "b", "channel_id": "web", "webhook_id": "w",
+              "sink_id": "s"}  # fmt: skip
 
 
 async def test_every_route_answers_each_role_as_it_declares(client, engine):
@@ -132,6 +134,8 @@ ROLES = {
     ("/v1/products/{sku}", "get"): "anyone",
     ("/v1/products/{sku}", "put"): "merchant",
     ("/v1/products/{sku}/adjustments", "post"): "merchant",
+    ("/v1/products/{sku}/rules", "get"): "anyone",
+    ("/v1/products/{sku}/rules", "put"): "merchant",
     ("/v1/orders", "post"): "service",
     ("/v1/orders/{order_id}", "get"): "anyone",
     ("/v1/orders/{order_id}/confirm", "post"): "service",
@@ -168,6 +172,10 @@ ROLES = {
     ("/v1/webhooks/{webhook_id}", "put"): "merchant",
     ("/v1/webhooks/{webhook_id}", "get"): "merchant",
     ("/v1/webhooks/{webhook_id}", "delete"): "merchant",
+    ("/v1/sinks", "get"): "merchant",
+    ("/v1/sinks/{sink_id}", "put"): "merchant",
+    ("/v1/sinks/{sink_id}", "get"): "merchant",
+    ("/v1/sinks/{sink_id}", "delete"): "merchant",
 }
 
 

@@ -151,3 +151,15 @@ async def test_a_server_without_a_store_has_nothing_to_check():
         async with app.test_app() as test_app:
             body = await get(test_app.test_client(), "/v1/admin/check", 409)
     assert body["type"] == "/problems/nothing-to-check"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/v1/admin/check?limit=9&limit=[]", "/v1/orders?limit=5&limit=6",
+     "/v1/products/a/movements?after=1&after=2"],
+)  # fmt: skip
+async def test_a_query_parameter_given_twice_is_422(shop, url):
+    engine, _, client = shop
+    await engine.set_stock("a", 10)
+    body = await get(client, url, 422)
+    assert "more than once" in body["detail"]

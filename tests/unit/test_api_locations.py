@@ -69,7 +69,7 @@ async def test_a_two_warehouse_shop(client):
         "items": [{"id": "fr", "locations": ["paris"]}]
     }
     assert await ok(await client.get("/v1/products/tee")) == {
-        "sku": "tee", "on_hand": 8, "reserved": 0, "available": 8,
+        "sku": "tee", "on_hand": 8, "reserved": 0, "available": 8, "on_sale": True,
     }  # fmt: skip
     fr = await ok(await client.get("/v1/products/tee", query_string={"channel": "fr"}))
     assert (fr["on_hand"], fr["available"]) == (3, 3)

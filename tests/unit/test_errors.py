@@ -72,18 +72,19 @@ def test_a_newer_schema_is_an_incompatible_store():
 @pytest.mark.parametrize(
     "row",
     [
-        ("o1", "confirmed", "not json", 1.0, None, None, None, None, None),
-        ("o1", "confirmed", '{"a": "one"}', 1.0, None, None, None, None, None),
-        ("o1", "confirmed", '{"a": 1}', "yesterday", None, None, None, None, None),
-        ("o1", "confirmed", '{"a": 1}', 1e300, None, None, None, None, None),
-        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, '{"a": 1}', None, None),
-        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, None, None, None, '{"a": "x"}'),
-        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, None, None, None, None, "[1]"),
+        ("o1", "confirmed", "not json", 1.0, *[None] * 10),
+        ("o1", "confirmed", '{"a": "one"}', 1.0, *[None] * 10),
+        ("o1", "confirmed", '{"a": 1}', "yesterday", *[None] * 10),
+        ("o1", "confirmed", '{"a": 1}', 1e300, *[None] * 10),
+        ("o1", "confirmed", '{"a": 1}', 1.0, None, None, '{"a": 1}', *[None] * 7),
+        ("o1", "confirmed", '{"a": 1}', 1.0, *[None] * 5, '{"a": "x"}', *[None] * 4),
+        ("o1", "confirmed", '{"a": 1}', 1.0, *[None] * 6, "[1]", *[None] * 3),
+        ("o1", "confirmed", '{"a": 1}', 1.0, *[None] * 7, "c", None, "[1]"),
     ],
 )
 def test_an_order_row_that_cannot_be_read_is_corrupt(row):
     with pytest.raises(CorruptStore, match="o1"):
-        order_from_row(row + (None,) * (11 - len(row)))
+        order_from_row(row + (None,) * (14 - len(row)))
 
 
 def _tampered(products: dict[str, tuple[int, int]], *orders: Order) -> MemoryStore:

@@ -31,6 +31,7 @@ PURE = {
     "stockade.engine.locations",
     "stockade.engine.models",
     "stockade.engine.orders",
+    "stockade.engine.rules",
     "stockade.engine.validation",
     "stockade.errors",
     "stockade.persistence.books",
@@ -41,6 +42,13 @@ PURE_IMPORTS = {
     "__future__", "collections", "datetime", "re", "typing", "msgspec",
     "math", "bisect", "heapq", "itertools", "functools", "operator", "enum", "dataclasses",
 }  # fmt: skip
+#: The modules that may touch asyncio (the rest of stockade runs on trio).
+ASYNCIO_MODULES = {
+    "stockade._asyncio",
+    "stockade.embedding.aio",
+    "stockade.outbound.brokers",
+    "stockade.persistence.postgres",
+}
 _TYPEVARS = {"TypeVar", "ParamSpec", "TypeVarTuple"}
 
 
@@ -145,7 +153,8 @@ def test_the_pure_core_does_no_io(module):
 
 def test_layers_point_one_way():
     """engine/ imports neither api/, persistence/ nor embedding/; asyncio appears only in
-    the PostgreSQL store and the asyncio handle (house style)."""
+    the PostgreSQL store, the asyncio handle, the asyncio loop thread they and the sinks
+    share, and the brokers' publishers that run on it (house style)."""
     upper = ("stockade.api", "stockade.persistence", "stockade.embedding", "stockade._")
     for module in MODULES:
         imports = _imports(_tree(module))
@@ -153,4 +162,4 @@ def test_layers_point_one_way():
             upward = {name for name in imports if name.startswith(upper)}
             assert not upward, (module, upward)
         if any(name.split(".")[0] == "asyncio" for name in imports):
-            assert module in {"stockade.persistence.postgres", "stockade.embedding.aio"}, module
+            assert module in ASYNCIO_MODULES, module

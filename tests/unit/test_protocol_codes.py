@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -23,6 +24,9 @@ SAMPLES: dict[str, object] = {
     "first": 4,
     "last": 9,
     "why": "at its cap",
+    "limits": {"sku-1": ("per_customer", 2, 2, 1), "sku-2": ("per_order", 3, 0, 4)},
+    "opens_at": datetime(2030, 1, 1, 10, tzinfo=UTC),
+    "closes_at": None,
     "limit": 10,
     "retry_after_s": 42.5,
 }

@@ -231,3 +231,40 @@ async def test_a_stop_answers_the_calls_in_flight_then_closes(engine: Engine):
             got[reply.id] = reply
         assert type(got[1]) is ResultIn and msgspec.msgpack.decode(got[1].value) is True
         assert type(got[2]) is Failure and got[2].code == "engine_closed"
+
+
+async def test_a_stream_sends_only_what_the_client_granted_and_stops_when_cancelled(
+    engine: Engine, autojump_clock
+):
+    from stockade.protocol.frames import STREAM_WINDOW, Cancel, Credit, ItemIn
+
+    decoder = msgspec.msgpack.Decoder(ItemIn | ResultIn | Failure | Pong)
+    await engine.set_stock("sku-1", 10_000)
+    for _ in range(STREAM_WINDOW + 50):
+        await engine.place_order({"sku-1": 1})
+    async with trio.open_nursery() as nursery:
+        frames = await _served(engine, nursery)
+        await frames.send(Request(1, c.EventsCall(0, ["order.placed"])))
+
+        async def drain() -> list[Any]:
+            """Every frame the engine sends until it is quiet (all tasks blocked: the
+            clock jumps)."""
+            got: list[Any] = []
+            while True:
+                with trio.move_on_after(0.2) as quiet:
+                    body = await frames.receive()
+                if quiet.cancelled_caught:
+                    return got
+                assert body is not None
+                got.append(decoder.decode(body))
+
+        first = await drain()
+        assert len(first) == STREAM_WINDOW  # the window, not the 300 events there are
+        assert all(type(frame) is ItemIn for frame in first)
+        await frames.send(Credit(1, 10))
+        assert len(await drain()) == 10
+        await frames.send(Cancel(1))
+        await frames.send(Credit(1, 1000))  # credit for a cancelled stream changes nothing
+        await frames.send(Ping(5))
+        assert [type(frame) for frame in await drain()] == [Pong]
+        nursery.cancel_scope.cancel()

@@ -92,6 +92,10 @@ async def test_errors_come_back_as_the_same_classes(engine: Engine) -> None:
             await remote.adjust_stock("sku-1", 0)
         with pytest.raises(stockade.InvalidRequest):  # a type the engine's decoder refuses
             await remote.set_stock("sku-1", "ten")  # type: ignore[arg-type]
+        with pytest.raises(stockade.InvalidRequest, match="cannot send"):  # nor msgpack
+            await remote.set_stock("sku-1", 2**70)
+        with pytest.raises(stockade.InvalidRequest, match="cannot send"):
+            await remote.set_stock(object(), 1)  # type: ignore[arg-type]
         with pytest.raises(stockade.FeedGone) as gone:
             await remote.event_page(10_000)
         assert gone.value.last == engine.feed_head
@@ -165,3 +169,34 @@ async def test_events_stream_with_backpressure(engine: Engine) -> None:
 async def _take(iterator: AsyncIterator[stockade.Event], n: int) -> AsyncIterator[stockade.Event]:
     for _ in range(n):
         yield await iterator.__anext__()
+
+
+async def test_replies_come_back_out_of_order_to_their_own_callers(engine: Engine) -> None:
+    from stockade.protocol.calls import CallBase
+
+    class Echo(CallBase[str], tag="test.echo"):
+        text: str
+        wait: bool
+
+    release = trio.Event()
+    order: list[str] = []
+
+    async def echo(call: Echo) -> str:
+        if call.wait:
+            await release.wait()
+        return call.text
+
+    async with linked(engine, handlers={Echo: echo}) as remote:
+
+        async def ask(text: str, wait: bool) -> None:
+            assert await remote.call(Echo(text, wait)) == text
+            order.append(text)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "first, slow", True)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(ask, "second, fast", False)
+            await trio.testing.wait_all_tasks_blocked()
+            assert order == ["second, fast"]
+            release.set()
+    assert order == ["second, fast", "first, slow"]

@@ -62,6 +62,51 @@ async def test_no_engine_answering_is_engine_unavailable(tmp_path) -> None:
             pass
 
 
+async def test_run_engine_serves_handlers_and_runs_tasks_beside_until_stopped(tmp_path) -> None:
+    from stockade.engine_process.main import EngineSettings, run_engine
+    from stockade.protocol.calls import CallBase
+
+    class Products(CallBase[int], tag="test.products"):
+        pass
+
+    beside_ran = trio.Event()
+
+    async def beside(engine, store, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        beside_ran.set()
+        await trio.sleep_forever()
+
+    async def products(call: Products) -> int:
+        return 42
+
+    path = tmp_path / "e.sock"
+    stop = trio.Event()
+    settings = EngineSettings(f"sqlite:///{tmp_path}/s.db", "durable", f"unix:{path}")
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(
+            lambda task_status: run_engine(
+                settings, handlers={Products: products}, beside=[beside], stop=stop,
+                own_process=False, task_status=task_status,
+            )
+        )  # fmt: skip
+        assert bound == [f"unix:{path}"] and beside_ran.is_set()
+        async with stockade.open_remote_engine(bound[0]) as remote:
+            assert await remote.call(Products()) == 42
+            await remote.set_stock("sku-1", 2)
+        stop.set()
+    assert not path.exists()  # the socket file is removed on the way out
+
+
+def test_tcp_without_a_secret_is_refused_before_anything_opens(tmp_path) -> None:
+    from stockade.engine_process.main import EngineSettings, check_settings
+
+    settings = EngineSettings(f"sqlite:///{tmp_path}/s.db", "durable", "tcp://127.0.0.1:7400")
+    with pytest.raises(stockade.InvalidRequest, match="STOCKADE_ENGINE_SECRET"):
+        check_settings(settings)
+    assert not (tmp_path / "s.db").exists()
+    assert check_settings(EngineSettings(listen="tcp://127.0.0.1:7400", secret=b"s"))
+
+
 async def test_late_payments_and_returns_over_the_protocol(engine: Engine, tmp_path) -> None:
     path = str(tmp_path / "engine.sock")
     [address] = parse_addresses(f"unix:{path}")

@@ -24,6 +24,7 @@ from stockade.api.sse import (
     SseStream,
     Streams,
 )
+from stockade.engine.orders import from_timestamp
 
 
 @pytest.fixture
@@ -75,6 +76,27 @@ async def test_a_product_stream_sends_the_newest_level_at_most_once_per_interval
     assert sent[-1][1] == msgspec.to_builtins(final)  # the newest value, never a stale one
     availables = [level["available"] for _, level in sent]
     assert availables == sorted(availables, reverse=True)
+
+
+async def test_a_product_stream_says_whether_the_product_is_on_sale(engine, autojump_clock):
+    port = LocalEngine(engine)
+    now = engine._clock()
+    await engine.set_rules("a", opens_at=from_timestamp(now + 10))
+    watch = ProductWatch(port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch.run)
+        stream = ProductStream(
+            streams(keepalive_s=100.0), watch.watch("a"), await engine.stock("a"), 1.0,
+            await port.on_sale("a"), lambda: port.on_sale("a"),
+        )  # fmt: skip
+        first = level_of(await stream.__anext__())
+        assert first == {"sku": "a", "on_hand": 1000, "reserved": 0, "available": 1000,
+                         "on_sale": False}  # fmt: skip
+        await trio.sleep(11)  # the window opens
+        await engine.adjust_stock("a", -1)
+        later = level_of(await stream.__anext__())
+        assert (later["available"], later["on_sale"]) == (999, True)
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_quiet_stream_keeps_alive_and_ends_at_its_lifetime(engine, autojump_clock):
