@@ -20,10 +20,12 @@ from stockade.fronts.supervised import watch_supervisor
 from stockade.options import (
     add_engine_flags,
     add_public_hold_flags,
+    engine_flag_args,
     engine_options,
     hold_bounds,
     positive_integer,
     positive_number,
+    public_hold_flag_args,
 )
 from stockade.persistence.journal import StoreUnavailable
 from stockade.persistence.keys import (
@@ -80,7 +82,7 @@ def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
         token = secrets.token_urlsafe(24)
         print(f"STOCKADE_ADMIN_TOKEN not set; merchant token for this run: {token}", flush=True)
     if args.workers > 1:
-        return _supervise(args, token)
+        return _supervise(args, token, options)
     settings = ServerSettings(
         database=args.database,
         host=args.host,
@@ -107,7 +109,7 @@ def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
     return 0
 
 
-def _supervise(args: argparse.Namespace, token: str) -> int:
+def _supervise(args: argparse.Namespace, token: str, options: EngineOptions) -> int:
     """``serve --workers N``: the supervisor of one engine process and N fronts."""
     from stockade.fronts.supervisor import SupervisorSettings, supervise
 
@@ -116,6 +118,7 @@ def _supervise(args: argparse.Namespace, token: str) -> int:
                   "--engine-timeout", str(args.engine_timeout)]  # fmt: skip
     if args.public_holds:
         front_args.append("--public-holds")
+    front_args += public_hold_flag_args(hold_bounds(args))
     settings = SupervisorSettings(
         workers=args.workers,
         database=args.database,
@@ -125,6 +128,7 @@ def _supervise(args: argparse.Namespace, token: str) -> int:
         admin_token=token,
         engine_secret=os.environ.get("STOCKADE_ENGINE_SECRET", "") or secrets.token_urlsafe(32),
         front_args=tuple(front_args),
+        engine_args=tuple(engine_flag_args(options)),
     )
     try:
         return trio.run(supervise, settings)

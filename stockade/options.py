@@ -31,9 +31,11 @@ __all__ = [
     "ENGINE_FLAGS",
     "add_engine_flags",
     "add_public_hold_flags",
+    "engine_flag_args",
     "engine_options",
     "hold_bounds",
     "parse_duration",
+    "public_hold_flag_args",
     "positive_integer",
     "positive_number",
 ]
@@ -295,3 +297,28 @@ def hold_bounds(args: argparse.Namespace) -> HoldBounds:
         trust_forwarded=args.trust_forwarded,
         trusted_proxies=args.trusted_proxies,
     )
+
+
+def engine_flag_args(options: EngineOptions) -> list[str]:
+    """The flags of :func:`add_engine_flags` that ask for ``options``: what ``serve --workers``
+    hands its engine process, so flags given to it reach the engine as its variables do."""
+    args = [
+        f"{flag}={getattr(options, field).total_seconds()!r}"
+        for flag, (field, _, _) in ENGINE_FLAGS.items()
+    ]
+    return [*args, f"--allocation={options.allocation}"]
+
+
+def public_hold_flag_args(bounds: HoldBounds) -> list[str]:
+    """The flags of :func:`add_public_hold_flags` that ask for ``bounds``: what ``serve
+    --workers`` hands every front."""
+    args = [
+        f"--public-max-units={bounds.max_units}",
+        f"--public-max-hold={bounds.max_hold_s}",
+        f"--public-max-open={bounds.max_open}",
+        f"--public-rate={bounds.rate!r}",
+        f"--trust-forwarded={bounds.trust_forwarded or 'off'}",
+    ]
+    if bounds.trusted_proxies:
+        args.append(f"--trusted-proxies={','.join(bounds.trusted_proxies)}")
+    return args

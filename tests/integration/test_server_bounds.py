@@ -4,7 +4,9 @@ the engine's options given as flags are what the engine enforces."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -140,3 +142,35 @@ async def test_a_rush_spread_over_two_fronts_meets_one_open_holds_count(tmp_path
     finally:
         cluster.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+async def test_serve_workers_passes_its_flags_and_counts_holds_in_its_engine(tmp_path):
+    """serve --workers 2: the bound given as a flag reaches both fronts, --max-hold the engine
+    process, and one address's rush meets one count however the port spreads it."""
+    from tests.integration.test_supervisor import alive
+    from tests.integration.test_workers import ADMIN as WORKERS_ADMIN
+    from tests.integration.test_workers import Workers
+
+    server = Workers(tmp_path)
+    server.args = (*server.args, "--public-holds", "--public-max-open", "3", "--public-rate",
+                   "1000", "--max-hold", "10m")  # fmt: skip
+    server.start()
+    try:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+            stocking = {"on_hand": 500}
+            put = await client.put("/v1/products/drop", json=stocking, headers=WORKERS_ADMIN)
+            assert put.status_code == 201
+            answers = await rush(client, 120)
+            assert Counter(a.status_code for a in answers) == {201: 3, 429: 117}
+            longer = await client.post("/v1/orders", json={**HOLD, "hold_seconds": 601},
+                                       headers=WORKERS_ADMIN)  # fmt: skip
+            assert longer.status_code == 422 and "hold" in longer.json()["detail"]
+    finally:
+        server.kill()
+        for pid in server.children("front") + server.children("engine"):
+            if alive(pid):  # a failure half-way: leave nothing behind
+                os.kill(pid, signal.SIGKILL)
+        for pid in server.children("front") + server.children("engine"):
+            if alive(pid):  # a failure half-way: leave nothing behind
+                os.kill(pid, signal.SIGKILL)

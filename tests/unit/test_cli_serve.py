@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.bounds import HoldBounds
 from stockade.api.server import ServerSettings
 from stockade.cli import main
-from stockade.options import parse_duration
+from stockade.options import hold_bounds, parse_duration
 
 
 @pytest.fixture
@@ -197,3 +198,36 @@ def test_stockade_engine_takes_the_same_engine_flags(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["engine", "--idempotency-window", "forever"])
     assert exit_.value.code == 2 and "--idempotency-window" in capsys.readouterr().err
+
+
+def test_serve_workers_hands_its_engine_and_fronts_the_flags_it_was_given(monkeypatch):
+    """--workers N runs `stockade engine` and N fronts as children: flags given to serve must
+    reach them (variables do, by inheritance), and mean there what they meant here."""
+    import stockade.fronts.supervisor as supervisor
+    from stockade.options import add_engine_flags, add_public_hold_flags, engine_options
+
+    seen: list[supervisor.SupervisorSettings] = []
+
+    async def fake_supervise(settings: supervisor.SupervisorSettings) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr(supervisor, "supervise", fake_supervise)
+    monkeypatch.setenv("STOCKADE_ADMIN_TOKEN", "t")
+    flags = ["--max-hold", "10m", "--allocation", "most_available", "--event-retention", "2d",
+             "--public-max-open", "3", "--public-rate", "0.5", "--trust-forwarded", "forwarded",
+             "--trusted-proxies", "10.0.0.0/8"]  # fmt: skip
+    assert main(["serve", "--workers", "2", "--public-holds", *flags]) == 0
+    (settings,) = seen
+    engine_side = argparse.ArgumentParser()
+    add_engine_flags(engine_side, {})
+    passed = engine_options(engine_side, engine_side.parse_args(list(settings.engine_args)))
+    assert (passed.max_hold, passed.allocation, passed.event_retention) == (
+        timedelta(minutes=10), "most_available", timedelta(days=2))  # fmt: skip
+    front_side = argparse.ArgumentParser()
+    add_public_hold_flags(front_side, {})
+    known, _ = front_side.parse_known_args(list(settings.front_args))
+    assert hold_bounds(known) == HoldBounds(max_open=3, rate=0.5, burst=2,
+                                            trust_forwarded="forwarded",
+                                            trusted_proxies=("10.0.0.0/8",))  # fmt: skip
+    assert "--public-holds" in settings.front_args
