@@ -15,8 +15,18 @@ from datetime import UTC, datetime
 import trio
 
 import stockade
-from stockade._open import store_for
+from stockade._open import EngineOptions, store_for
 from stockade.fronts.supervised import watch_supervisor
+from stockade.options import (
+    add_engine_flags,
+    add_public_hold_flags,
+    engine_flag_args,
+    engine_options,
+    hold_bounds,
+    positive_integer,
+    positive_number,
+    public_hold_flag_args,
+)
 from stockade.persistence.journal import StoreUnavailable
 from stockade.persistence.keys import (
     ROLES,
@@ -58,7 +68,7 @@ async def _demo(units: int, buyers: int) -> int:
     return 0 if ok else 1
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, options: EngineOptions) -> int:
     from stockade.api.feed import FeedSettings
     from stockade.api.logs import log_event
     from stockade.api.server import ServerSettings, serve
@@ -72,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         token = secrets.token_urlsafe(24)
         print(f"STOCKADE_ADMIN_TOKEN not set; merchant token for this run: {token}", flush=True)
     if args.workers > 1:
-        return _supervise(args, token)
+        return _supervise(args, token, options)
     settings = ServerSettings(
         database=args.database,
         host=args.host,
@@ -84,6 +94,8 @@ def _serve(args: argparse.Namespace) -> int:
         feed=FeedSettings(max_streams=args.max_streams, lifetime_s=args.stream_lifetime),
         engine=args.engine,
         engine_timeout_s=args.engine_timeout,
+        engine_options=options,
+        bounds=hold_bounds(args),
     )
     try:
         trio.run(serve, settings)
@@ -97,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _supervise(args: argparse.Namespace, token: str) -> int:
+def _supervise(args: argparse.Namespace, token: str, options: EngineOptions) -> int:
     """``serve --workers N``: the supervisor of one engine process and N fronts."""
     from stockade.fronts.supervisor import SupervisorSettings, supervise
 
@@ -106,6 +118,7 @@ def _supervise(args: argparse.Namespace, token: str) -> int:
                   "--engine-timeout", str(args.engine_timeout)]  # fmt: skip
     if args.public_holds:
         front_args.append("--public-holds")
+    front_args += public_hold_flag_args(hold_bounds(args))
     settings = SupervisorSettings(
         workers=args.workers,
         database=args.database,
@@ -115,6 +128,7 @@ def _supervise(args: argparse.Namespace, token: str) -> int:
         admin_token=token,
         engine_secret=os.environ.get("STOCKADE_ENGINE_SECRET", "") or secrets.token_urlsafe(32),
         front_args=tuple(front_args),
+        engine_args=tuple(engine_flag_args(options)),
     )
     try:
         return trio.run(supervise, settings)
@@ -327,14 +341,8 @@ def _port(value: str) -> int:
     return port
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value!r}")
-    return seconds
+_seconds = positive_number("seconds")
+_count = positive_integer()
 
 
 def _workers(value: str) -> int:
@@ -346,16 +354,6 @@ def _workers(value: str) -> int:
         raise argparse.ArgumentTypeError(
             f"must be a positive integer or auto, not {value!r}"
         ) from None
-
-
-def _count(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}")
-    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -441,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="HTTP front processes on the port, beside one engine process (auto: one per CPU;"
         " 1: engine and HTTP in this one process, the fastest on one core; env STOCKADE_WORKERS)",
     )
+    add_engine_flags(serve, os.environ)
+    add_public_hold_flags(serve, os.environ)
     engine = commands.add_parser(
         "engine", parents=[database], help="run an engine alone, serving the engine protocol"
     )
@@ -456,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=env("STOCKADE_DURABILITY", "durable"),
         help="answer after the commit (durable) or at once (fast)",
     )
+    add_engine_flags(engine, os.environ)  # the very flags serve takes (stockade/options.py)
     keys = commands.add_parser("keys", help="make, list and revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", parents=[database], help="make a key; print it once")
@@ -505,9 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "engine":
         from stockade.engine_process.main import main as engine_main
 
-        return engine_main(args.database, args.durability, args.listen)
+        options = engine_options(engine, args)
+        return engine_main(args.database, args.durability, args.listen, options)
     if args.command == "serve":
-        return _serve(args)
+        return _serve(args, engine_options(serve, args))
     if args.command == "keys":
         return trio.run(_keys, args)
     runners = {"check": _check, "import": _import, "export": _export}

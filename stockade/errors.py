@@ -17,6 +17,7 @@ when it is raised::
     ├── LimitExceeded         (an order over a product's per_order or per_customer limit)
     ├── NotOnSale             (an order for a product outside its sale window)
     ├── Overloaded            (a mailbox or the journal is full: retry later)
+    ├── TooManyHolds          (a holder, e.g. a client address, has its most open holds)
     ├── EngineClosed          (the engine is shutting down or has shut down)
     ├── FeedGone              (a change-feed position before retention or beyond the head)
     ├── EngineUnavailable     (a remote engine cannot be reached, dropped a call or timed out)
@@ -62,6 +63,7 @@ __all__ = [
     "StoreInUse",
     "StoreLost",
     "StoreUnavailable",
+    "TooManyHolds",
     "UnknownChannel",
     "UnknownLocation",
     "UnknownProduct",
@@ -217,6 +219,21 @@ class NotOnSale(StockadeError):
 class Overloaded(StockadeError):
     """Raised instead of queueing without bound: a product's mailbox or the journal buffer is
     full (for example while the database is down). Nothing was changed; retry later."""
+
+
+class TooManyHolds(StockadeError):
+    """Raised by ``place_order`` given a ``holder`` (anonymous holds under ``serve
+    --public-holds`` are counted per client address) that already has ``limit`` open holds,
+    counting those being placed. Nothing was taken. ``retry_after_s`` is how long until the
+    holder's earliest hold lapses (a cancel or a confirm frees one sooner)."""
+
+    def __init__(self, limit: int, retry_after_s: float) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"this client already has {limit} open hold(s), the most it may have: confirm, "
+            f"cancel or let one lapse (the first lapses in {retry_after_s:.0f} s)"
+        )
 
 
 class EngineClosed(StockadeError):

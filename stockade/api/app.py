@@ -21,6 +21,7 @@ from quart_trio import QuartTrio
 from stockade.api.accounting import Accounting, request_id, traced
 from stockade.api.asgi import ASGIApp
 from stockade.api.auth import Guard, Unauthorized, requires, route_access
+from stockade.api.bounds import AnonymousBounds, HoldBounds
 from stockade.api.carts import carts
 from stockade.api.fastpath import OrderFastPath
 from stockade.api.feed import FeedCollector, FeedService, FeedSettings, feed
@@ -34,6 +35,7 @@ from stockade.api.ordering import answer_order
 from stockade.api.port import BooksPort, EnginePort, LocalBooks, LocalEngine, OutboundPort
 from stockade.api.problems import Problem, register_error_handlers
 from stockade.api.returns import returns
+from stockade.api.routing import anonymous_bounds
 from stockade.api.routing import current_engine as _engine
 from stockade.api.routing import current_tracing as _tracing
 from stockade.api.routing import json_response as _json
@@ -62,7 +64,8 @@ class ApiSettings(msgspec.Struct, frozen=True):
     revoked by another process takes to be seen. ``max_drain_bytes`` and ``drain_s`` bound how
     much of a body the app did not read is read and dropped before answering, to keep its
     connection usable (see :mod:`stockade.api.guard`); a body past them gets its answer with
-    ``Connection: close``."""
+    ``Connection: close``. ``bounds`` bound anonymous callers (public holds; see
+    :mod:`stockade.api.bounds`)."""
 
     admin_token: str
     max_body_bytes: int = 64 * 1024
@@ -72,6 +75,7 @@ class ApiSettings(msgspec.Struct, frozen=True):
     public_holds: bool = False
     key_refresh_s: float = 1.0
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
+    bounds: HoldBounds = msgspec.field(default_factory=HoldBounds)
 
 
 products = Blueprint("products", __name__, url_prefix="/v1/products")
@@ -128,7 +132,10 @@ async def get_product(sku: str) -> Response:
 async def place_order() -> Response:
     body = await _body(PlaceOrder)
     key = request.headers.get("Idempotency-Key")
-    answer = await answer_order(_engine(), body, key, g.request_id, g.role, _tracing())
+    bounds: AnonymousBounds = current_app.config["STOCKADE_BOUNDS"]
+    client = bounds.client(request.scope) if g.role == "anyone" else None
+    answer = await answer_order(_engine(), body, key, g.request_id, g.role, _tracing(),
+                                bounds=bounds, client=client)  # fmt: skip
     return Response(answer.body, status=answer.status, content_type=answer.content_type,
                     headers=answer.headers)  # fmt: skip
 
@@ -144,6 +151,7 @@ async def get_order(order_id: str) -> Response:
 async def cancel_order(order_id: str) -> Response:
     if g.role != "anyone":
         return _json(await traced(_tracing(), "stockade.cancel", _engine().cancel(order_id)))
+    anonymous_bounds()  # counts against the address's rate
     try:  # an anonymous caller may release a hold, never return a sale
         releasing = _engine().cancel(order_id, allow_return=False)
         return _json(await traced(_tracing(), "stockade.cancel", releasing))
@@ -268,6 +276,7 @@ def create_app(
     app.config["STOCKADE_KEYS"] = ApiKeys(
         MemoryKeys() if key_table is None else key_table, auth, refresh_s=settings.key_refresh_s
     )
+    app.config["STOCKADE_BOUNDS"] = bounds = AnonymousBounds(settings.bounds)
     if outbound is None:
         if local is None:
             raise RuntimeError("an app over a remote engine needs the engine's outbound port")
@@ -315,7 +324,7 @@ def create_app(
     # POST /v1/orders skips the framework (see stockade/api/fastpath.py)
     app.asgi_app = OrderFastPath(  # type: ignore[method-assign,assignment]
         guard, port, accounting, settings.max_body_bytes, auth, access[("/v1/orders", "post")],
-        tracing,
+        tracing, bounds,
     )  # fmt: skip
     if tracing is not None:  # the request's span around everything
         app.asgi_app = tracing.middleware(app.asgi_app)  # type: ignore[method-assign,assignment,arg-type]

@@ -13,7 +13,13 @@ from quart import Blueprint, Response, request
 
 from stockade.api.accounting import traced
 from stockade.api.auth import requires
-from stockade.api.routing import current_engine, current_tracing, json_response, read_body
+from stockade.api.routing import (
+    anonymous_bounds,
+    current_engine,
+    current_tracing,
+    json_response,
+    read_body,
+)
 from stockade.api.schemas import ChangeOrder, ExtendHold
 
 __all__ = ["TYPES", "carts"]
@@ -28,8 +34,12 @@ carts = Blueprint("carts", __name__, url_prefix="/v1/orders")
 @requires("service", public_holds=True)
 async def change_order(order_id: str) -> Response:
     """Replace a held order's lines, all or nothing (409 out-of-stock with ``shortages``
-    leaves it as it was). Waits until the edit is durable."""
+    leaves it as it was). Waits until the edit is durable. An anonymous caller is bounded
+    (rate, units per line: :mod:`stockade.api.bounds`)."""
+    bounds = anonymous_bounds()
     body = await read_body(ChangeOrder)
+    if bounds is not None:
+        bounds.check_lines((line.sku, line.qty) for line in body.lines)
     changing = current_engine().change_order(
         order_id,
         [(line.sku, line.qty) for line in body.lines],
@@ -42,8 +52,12 @@ async def change_order(order_id: str) -> Response:
 @requires("service", public_holds=True)
 async def extend_hold(order_id: str) -> Response:
     """Hold the order until ``hold_seconds`` from now, capped at its maximum lifetime: the
-    answer shows the deadline granted (409 once the cap is reached)."""
+    answer shows the deadline granted (409 once the cap is reached). An anonymous caller is
+    bounded (rate, hold length: :mod:`stockade.api.bounds`)."""
+    bounds = anonymous_bounds()
     body = await read_body(ExtendHold)
+    if bounds is not None:
+        bounds.check_hold(body.hold_seconds)
     extending = current_engine().extend(
         order_id, body.hold_seconds, idempotency_key=request.headers.get("Idempotency-Key")
     )

@@ -28,6 +28,7 @@ import msgspec
 from stockade.api.accounting import Accounting, request_id
 from stockade.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from stockade.api.auth import Access, Guard, authorize
+from stockade.api.bounds import AnonymousBounds
 from stockade.api.ordering import ROUTE, answer_order, refusal
 from stockade.api.port import EnginePort
 from stockade.api.problems import Problem
@@ -45,11 +46,13 @@ class OrderFastPath:
     """Wraps the Quart ``app``; ``accounting`` is the one the Quart routes use; ``auth`` and
     ``access`` check the caller's key as the Quart route's declaration does
     (:func:`~stockade.api.auth.authorize`); ``tracing``, when on, makes the engine call a span
-    (the request's span is :class:`~stockade.api.tracing.TracingMiddleware`'s, around this)."""
+    (the request's span is :class:`~stockade.api.tracing.TracingMiddleware`'s, around this);
+    ``bounds`` bound anonymous callers (:mod:`stockade.api.bounds`)."""
 
     def __init__(
         self, app: ASGIApp, engine: EnginePort, accounting: Accounting, max_body_bytes: int,
         auth: Guard, access: Access, tracing: Tracing | None = None,
+        bounds: AnonymousBounds | None = None,
     ) -> None:  # fmt: skip
         self.app = app
         self.engine = engine
@@ -58,6 +61,7 @@ class OrderFastPath:
         self.auth = auth
         self.access = access
         self.tracing = tracing
+        self.bounds = bounds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != ROUTE or scope["method"] != "POST":
@@ -108,7 +112,10 @@ class OrderFastPath:
         except Problem as refused:
             answer = refusal(refused)
         else:
-            answer = await answer_order(self.engine, order, key, rid, role, self.tracing)
+            bounds = self.bounds
+            client = bounds.client(scope) if role == "anyone" and bounds is not None else None
+            answer = await answer_order(self.engine, order, key, rid, role, self.tracing,
+                                        bounds=bounds, client=client)  # fmt: skip
         headers = [(b"x-request-id", rid.encode("latin-1"))]
         if answer.headers:
             headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 from quart import Blueprint, Response, current_app, request
 
 from stockade.api.auth import requires
@@ -43,19 +43,21 @@ class OrderQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``GET /v1/orders``: newest first; ``created_after`` / ``created_before`` are exclusive;
     ``after`` is the ``next_after`` of the previous page; ``customer`` one customer's only."""
 
-    status: OrderStatus | None = None
-    created_after: Annotated[datetime, Meta(tz=True)] | None = None
-    created_before: Annotated[datetime, Meta(tz=True)] | None = None
-    after: Annotated[str, Meta(pattern=ORDER_ID_PATTERN)] | None = None
+    # Left out is UNSET, never None: a query string has no null, so "?status=null" is the
+    # text "null", refused (422) like any other value that is not a status.
+    status: OrderStatus | UnsetType = UNSET
+    created_after: Annotated[datetime, Meta(tz=True)] | UnsetType = UNSET
+    created_before: Annotated[datetime, Meta(tz=True)] | UnsetType = UNSET
+    after: Annotated[str, Meta(pattern=ORDER_ID_PATTERN)] | UnsetType = UNSET
     limit: Limit = 100
-    customer: Annotated[str, Meta(min_length=1, max_length=MAX_CUSTOMER_LENGTH)] | None = None
+    customer: Annotated[str, Meta(min_length=1, max_length=MAX_CUSTOMER_LENGTH)] | UnsetType = UNSET
 
 
 class MovementQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``GET /v1/products/{sku}/movements``: in ``seq`` order, after the ``next_after`` of the
     previous page."""
 
-    after: Annotated[int, Meta(ge=0, le=_MAX_SEQ)] | None = None
+    after: Annotated[int, Meta(ge=0, le=_MAX_SEQ)] | UnsetType = UNSET  # "null" is refused
     limit: Limit = 100
 
 
@@ -99,6 +101,11 @@ def _query(kind: type[T]) -> T:
     return msgspec.convert(args.to_dict(), kind, strict=False)
 
 
+def _given(value: T | UnsetType) -> T | None:
+    """A query parameter's value, or None when it was left out."""
+    return None if isinstance(value, UnsetType) else value
+
+
 def _json(value: Any) -> Response:
     return Response(_encoder.encode(value), content_type="application/json")
 
@@ -108,15 +115,16 @@ def _json(value: Any) -> Response:
 async def list_orders() -> Response:
     query = _query(OrderQuery)
     engine = _engine()
-    if query.after is not None:
+    after = _given(query.after)
+    if after is not None:
         try:  # a cursor naming no order is a 404, as the order itself would be
-            await engine.get_order(query.after)
+            await engine.get_order(after)
         except OrderNotFound:
             raise Problem(404, "order-not-found", "Order not found",
-                          f"after: no order {query.after!r}") from None  # fmt: skip
+                          f"after: no order {after!r}") from None  # fmt: skip
     items = await engine.list_orders(
-        query.status, query.created_after, query.created_before, query.after, query.limit,
-        query.customer,
+        _given(query.status), _given(query.created_after), _given(query.created_before), after,
+        query.limit, _given(query.customer),
     )  # fmt: skip
     return _json(OrderPage(items, items[-1].id if len(items) == query.limit else None))
 
@@ -125,7 +133,7 @@ async def list_orders() -> Response:
 @requires("merchant")
 async def list_movements(sku: str) -> Response:
     query = _query(MovementQuery)
-    items = await _engine().movements(sku, query.after, query.limit)
+    items = await _engine().movements(sku, _given(query.after), query.limit)
     return _json(MovementPage(items, items[-1].seq if len(items) >= query.limit else None))
 
 

@@ -15,7 +15,7 @@ from quart import Blueprint, Response
 from stockade.api.accounting import traced
 from stockade.api.auth import requires
 from stockade.api.routing import current_engine, current_tracing, json_response, read_body
-from stockade.api.schemas import PutChannel, PutLocation, PutStock, TransferStock
+from stockade.api.schemas import PatchLocation, PutChannel, PutLocation, PutStock, TransferStock
 from stockade.engine.models import Channel, Location, LocationLevel
 
 __all__ = ["TYPES", "ChannelPage", "LocationLevelPage", "LocationPage", "locations"]
@@ -41,7 +41,8 @@ class LocationLevelPage(msgspec.Struct):
 
 
 #: The types these routes answer with and read, for the OpenAPI document's components.
-TYPES = (PutLocation, PutChannel, TransferStock, LocationPage, ChannelPage, LocationLevelPage)
+TYPES = (PutLocation, PatchLocation, PutChannel, TransferStock, LocationPage, ChannelPage,
+         LocationLevelPage)  # fmt: skip
 
 locations = Blueprint("locations", __name__)
 
@@ -49,13 +50,26 @@ locations = Blueprint("locations", __name__)
 @locations.put("/v1/locations/<location_id>")
 @requires("merchant")
 async def put_location(location_id: str) -> Response:
-    """Create (201) or replace (200) a location; a field left out takes its default."""
+    """Create (201) or replace (200) a location, whole: every field is required (422 names
+    one left out), so a replacement never resets a field by surprise."""
     body = await read_body(PutLocation)
     engine = current_engine()
     created = not await engine.location_exists(location_id)
     setting = engine.set_location(location_id, body.name, body.priority, body.active)
     location = await traced(current_tracing(), "stockade.set_location", setting)
     return json_response(location, 201 if created else 200)
+
+
+@locations.patch("/v1/locations/<location_id>")
+@requires("merchant")
+async def patch_location(location_id: str) -> Response:
+    """Change some fields of an existing location (404 for an unknown one: PATCH creates
+    nothing); the others stay as they are."""
+    body = await read_body(PatchLocation)
+    given = {field: getattr(body, field) for field in ("name", "priority", "active")}
+    changes = {field: value for field, value in given.items() if value is not msgspec.UNSET}
+    updating = current_engine().update_location(location_id, **changes)
+    return json_response(await traced(current_tracing(), "stockade.update_location", updating))
 
 
 @locations.get("/v1/locations")

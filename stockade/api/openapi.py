@@ -133,11 +133,21 @@ def _secure(operation: dict[str, Any], access: Access, public_holds: bool) -> No
         return
     operation["security"] = [{"bearer": []}]
     who = _WHO[access.role]
+    operation["responses"] = responses = dict(operation["responses"])  # may be shared
     if access.public_holds and public_holds:
         operation["security"].append({})  # anonymous callers too (public holds)
         who += "; anonymous callers for a hold of their own (public holds)"
+        responses["429"] = {
+            "description": "an anonymous caller over a bound: its address's request rate "
+            "(too-many-requests) or open holds (too-many-holds); retry after Retry-After",
+            "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+            "content": {"application/problem+json": {"schema": _ref(Problem)}},
+        }
+        if "422" in responses:
+            responses["422"] = {**responses["422"], "description": "invalid input; for an "
+                                "anonymous caller also a line over the units per line, or a "
+                                "hold over the hold length, that public holds allow"}  # fmt: skip
     operation["summary"] += f" ({who})"
-    operation["responses"] = responses = dict(operation["responses"])  # may be shared
     responses.update({c: v for c, v in _problems(401, 403).items() if c not in responses})
     responses["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
 

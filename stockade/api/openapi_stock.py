@@ -23,6 +23,7 @@ from stockade.api.openapi import (
 from stockade.api.schemas import (
     ChangeOrder,
     ExtendHold,
+    PatchLocation,
     PutChannel,
     PutLocation,
     PutStock,
@@ -87,9 +88,17 @@ def _paths() -> dict[str, dict[str, Any]]:
             "operationId": "putLocation",
             "summary": "Create or replace a stock location (deactivating one takes its units "
                        "out of every product's available)",
+            "description": "A whole replacement: name, priority and active are all "
+                           "required (422 names one left out); PATCH changes some of them.",
             "parameters": [_LOCATION], "requestBody": _body(PutLocation),
             "responses": {"200": _answer(Location, "replaced"),
-                          "201": _answer(Location, "created"), **_problems(*_WRITE)}}},
+                          "201": _answer(Location, "created"), **_problems(*_WRITE)}},
+            "patch": {
+            "operationId": "patchLocation",
+            "summary": "Change some fields of a stock location; the others stay as they are",
+            "parameters": [_LOCATION], "requestBody": _body(PatchLocation),
+            "responses": {"200": _answer(Location, "changed"),
+                          **_problems(404, *_WRITE)}}},
         "/v1/channels": {"get": {
             "operationId": "listChannels", "summary": "Every sales channel, by id",
             "responses": {"200": _answer(ChannelPage, "every channel")}}},

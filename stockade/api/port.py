@@ -81,7 +81,8 @@ class EnginePort(Protocol):
         self, lines: Lines, *, hold_for: timedelta | float | None = None,
         idempotency_key: str | None = None, location: str | None = None,
         channel: str | None = None, customer: str | None = None, reference: str | None = None,
-        metadata: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None, holder: str | None = None,
+        max_open_holds: int | None = None,
     ) -> Order: ...  # fmt: skip
 
     async def confirm(self, order_id: str, *, late: bool = False) -> Order: ...
@@ -127,6 +128,11 @@ class EnginePort(Protocol):
     async def set_location(
         self, id: str, name: str = "", priority: int = 0, active: bool = True
     ) -> Location: ...
+
+    async def update_location(
+        self, id: str, *, name: str | None = None, priority: int | None = None,
+        active: bool | None = None,
+    ) -> Location: ...  # fmt: skip
 
     async def locations(self) -> list[Location]: ...
 
@@ -191,6 +197,7 @@ class LocalEngine:
         self.stock = engine.stock
         self.stock_by_location = engine.stock_by_location
         self.set_location = engine.set_location
+        self.update_location = engine.update_location
         self.set_channel = engine.set_channel
         self.list_orders = engine.list_orders
         self.movements = engine.movements

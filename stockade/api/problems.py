@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from typing import Any
 
@@ -27,6 +28,7 @@ from stockade.errors import (
     StockadeError,
     StockConflict,
     StoreUnavailable,
+    TooManyHolds,
     UnknownChannel,
     UnknownLocation,
     UnknownProduct,
@@ -65,6 +67,7 @@ _ERRORS: dict[type[StockadeError], tuple[int, str, str]] = {
     EngineUnavailable: (503, "engine-unavailable", "Engine unavailable"),  # a front's engine
     EngineRefused: (503, "engine-unavailable", "Engine unavailable"),  # ... refusing its secret
     FeedGone: (410, "feed-gone", "Feed position gone"),
+    TooManyHolds: (429, "too-many-holds", "Too many holds"),
 }
 
 
@@ -152,6 +155,8 @@ def stockade_problem(error: StockadeError | Problem) -> tuple[int, bytes, dict[s
         error, Overloaded | EngineClosed | StoreUnavailable | EngineUnavailable | EngineRefused
     ):
         headers = {"Retry-After": "1"}
+    elif isinstance(error, TooManyHolds):
+        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
     return status, problem_document(status, slug, title, str(error), **extra), headers
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-from quart import Response, current_app, request
+from quart import Response, current_app, g, request
 
+from stockade.api.bounds import AnonymousBounds
 from stockade.api.port import EnginePort, OutboundPort
 from stockade.api.problems import Problem
 from stockade.api.schemas import decoder
@@ -17,6 +18,7 @@ if TYPE_CHECKING:  # only imported when tracing is on
     from stockade.api.tracing import Tracing
 
 __all__ = [
+    "anonymous_bounds",
     "current_engine",
     "current_outbound",
     "current_tracing",
@@ -51,6 +53,17 @@ def current_tracing() -> Tracing | None:
     """The app's tracing, for :func:`~stockade.api.accounting.traced`: None when off."""
     tracing: Tracing | None = current_app.config["STOCKADE_TRACING"]
     return tracing
+
+
+def anonymous_bounds() -> AnonymousBounds | None:
+    """For an anonymous caller (role ``anyone`` on a public-holds route): count the request
+    against its address's rate (TooManyRequests, 429, over it) and return the bounds its body
+    must keep to; None for a caller with a key, who is not bounded."""
+    if g.get("role") != "anyone":
+        return None
+    bounds: AnonymousBounds = current_app.config["STOCKADE_BOUNDS"]
+    bounds.admit(bounds.client(request.scope))
+    return bounds
 
 
 async def read_body(kind: type[T]) -> T:

@@ -40,6 +40,7 @@ __all__ = [
     "EventType",
     "ExtendHold",
     "Line",
+    "PatchLocation",
     "PlaceOrder",
     "PutChannel",
     "PutLocation",
@@ -168,10 +169,25 @@ class ReturnUnits(msgspec.Struct, forbid_unknown_fields=True):
     restock: bool = True
 
 
+LocationName = Annotated[str, Meta(max_length=MAX_NAME_LENGTH)]
+Priority = Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
+
+
 class PutLocation(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(max_length=MAX_NAME_LENGTH)] = ""
-    priority: Annotated[int, Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
-    active: bool = True
+    """A whole location: every field is required, so a replacement never resets one that
+    was left out (a partial change is ``PATCH``, :class:`PatchLocation`)."""
+
+    name: LocationName
+    priority: Priority
+    active: bool
+
+
+class PatchLocation(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields to change; those left out stay as they are."""
+
+    name: LocationName | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 #: The most locations a channel names over HTTP. The engine takes up to MAX_LOCATIONS, but a
@@ -307,8 +323,8 @@ class BodyDecoder(Generic[T]):
 
 
 _BODIES = (PutStock, Adjustment, PlaceOrder, CreateKey, ChangeOrder, ExtendHold, PutLocation,
-           PutChannel, TransferStock, PutWebhook, ConfirmOrder, ReturnUnits, PutRules,
-           PutSink)  # fmt: skip
+           PatchLocation, PutChannel, TransferStock, PutWebhook, ConfirmOrder, ReturnUnits,
+           PutRules, PutSink)  # fmt: skip
 _DECODERS: dict[type, BodyDecoder[Any]] = {kind: BodyDecoder(kind) for kind in _BODIES}
 
 

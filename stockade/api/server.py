@@ -38,8 +38,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
-from stockade._open import open_engine_and_store
+from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.bounds import HoldBounds
 from stockade.api.feed import FeedService, FeedSettings
 from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
@@ -74,7 +75,9 @@ class ServerSettings(msgspec.Struct, frozen=True):
     comma-separated; see :mod:`stockade.fronts.front`): empty for an engine in this process,
     on ``database``. A front's engine calls time out after ``engine_timeout_s`` (503
     ``engine-unavailable``; keep it below ``read_timeout_s``), and it waits up to
-    ``engine_start_s`` for an engine when it starts."""
+    ``engine_start_s`` for an engine when it starts. ``engine_options``
+    are the engine's options, for an engine in this process (see :mod:`stockade.options` for
+    their flags); ``bounds`` bound anonymous callers (:mod:`stockade.api.bounds`)."""
 
     database: str = "sqlite:///stockade.db"
     host: str = "127.0.0.1"
@@ -90,6 +93,8 @@ class ServerSettings(msgspec.Struct, frozen=True):
     engine: str = ""
     engine_timeout_s: float = 3.0
     engine_start_s: float = 30.0
+    engine_options: EngineOptions = msgspec.field(default_factory=EngineOptions)
+    bounds: HoldBounds = msgspec.field(default_factory=HoldBounds)
 
 
 def tune_gc() -> dict[str, object]:
@@ -187,8 +192,9 @@ async def _serve(
     settings: ServerSettings, tracing: Tracing | None, task_status: trio.TaskStatus[list[str]]
 ) -> None:
     opened = open_engine_and_store(
-        settings.database, durability=settings.durability, record_commits=tracing is not None
-    )
+        settings.database, durability=settings.durability, options=settings.engine_options,
+        record_commits=tracing is not None,
+    )  # fmt: skip
     async with opened as (engine, store):
         table: KeyTable = store.key_table() if isinstance(store, KeyedStore) else MemoryKeys()
         try:
@@ -205,7 +211,8 @@ async def _serve(
 def api_settings(settings: ServerSettings) -> ApiSettings:
     """The app's settings for a server's."""
     return ApiSettings(admin_token=settings.admin_token, public_holds=settings.public_holds,
-                       key_refresh_s=settings.key_refresh_s, feed=settings.feed)  # fmt: skip
+                       key_refresh_s=settings.key_refresh_s, feed=settings.feed,
+                       bounds=settings.bounds)  # fmt: skip
 
 
 async def serve_app(

@@ -130,6 +130,24 @@ class LocationTable:
         self.restore_location(location)
         return location, LocationSet(location, now), created
 
+    def update_location(
+        self, location_id: str, name: str | None, priority: int | None, active: bool | None,
+        now: float,
+    ) -> tuple[Location, LocationSet | None, bool]:  # fmt: skip
+        """Change only the fields given (not None) of an existing location: (the location,
+        the event, False). Nothing given, or nothing different: no event. Raises
+        UnknownLocation, InvalidRequest."""
+        current = self.location(location_id)
+        changed = Location(
+            location_id,
+            current.name if name is None else name,
+            current.priority if priority is None else priority,
+            current.active if active is None else active,
+        )
+        if changed == current:
+            return current, None, False
+        return self.set_location(location_id, changed.name, changed.priority, changed.active, now)
+
     def restore_location(self, location: Location) -> None:
         """Put ``location`` in the table as it is (start-up, or after validation)."""
         self.locations[location.id] = location

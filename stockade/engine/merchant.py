@@ -160,6 +160,23 @@ class Merchant(EngineCore):
         )
         return location
 
+    async def update_location(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        priority: int | None = None,
+        active: bool | None = None,
+    ) -> Location:
+        """Change only the given fields of an existing location (the others stay as they
+        are), decided in one step, so two partial changes never undo each other. Raises
+        UnknownLocation (it creates nothing), InvalidRequest. Deactivating or reactivating
+        does what :meth:`set_location` says."""
+        location: Location = await self._journal_change(
+            lambda now: self._table.update_location(id, name, priority, active, now)
+        )
+        return location
+
     def locations(self) -> list[Location]:
         """Every location, in allocation order (never blocks)."""
         table = self._table
@@ -192,6 +209,9 @@ class Merchant(EngineCore):
         try:
             self._journal.admit()
             value, event, _ = change(self._clock())
+            if event is None:  # nothing changed: answer once what it shows is durable
+                await self._settled()
+                return value
             seq = self._journal.append((event,))
             if self._journal.is_durable(seq):
                 await trio.lowlevel.checkpoint()

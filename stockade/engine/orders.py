@@ -40,6 +40,7 @@ from stockade.engine.events import (
     OrderPlaced,
     OrderReturned,
 )
+from stockade.engine.holders import Holders
 from stockade.engine.models import Allocations, KeyUse, Order, OrderStatus
 from stockade.errors import IdempotencyConflict, InvalidTransition, OrderNotFound, ReturnConflict
 
@@ -72,6 +73,8 @@ class OrderBook:
         self._retiring: list[tuple[float, int, str, Order, int]] = []
         self._ties = itertools.count()
         self.retired = 0
+        #: open holds per holder (anonymous holds per client address; see holders.py)
+        self.holders = Holders()
 
     # -- idempotency --------------------------------------------------------------------------
 
@@ -130,8 +133,11 @@ class OrderBook:
         customer: str | None = None,
         reference: str | None = None,
         metadata: dict[str, str] | None = None,
+        holder: str | None = None,
     ) -> tuple[Order, OrderPlaced]:
-        """Record an order whose lines the actors have all taken."""
+        """Record an order whose lines the actors have all taken. A hold placed for a
+        ``holder`` (whose place the caller claimed in :attr:`holders`) counts against it
+        until it leaves ``reserved``."""
         status: OrderStatus = "confirmed" if expires_at is None else "reserved"
         deadline = None if expires_at is None else from_timestamp(expires_at)
         if customer is None and reference is None and metadata is None:  # the common case
@@ -143,6 +149,8 @@ class OrderBook:
                           metadata=metadata)  # fmt: skip
         if expires_at is not None:
             self._deadlines[order_id] = expires_at
+            if holder is not None:
+                self.holders.placed(holder, order_id)
         self.orders[order_id] = order
         if key is not None:
             self.remember(KeyUse(key, "place", order_id, lines, now))
@@ -326,6 +334,7 @@ class OrderBook:
         order = _replace(self.orders[order_id], status=status)
         self.orders[order_id] = order
         self._deadlines.pop(order_id, None)
+        self.holders.finished(order_id)  # every move out of reserved comes here
         return order
 
     # -- retirement ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from stockade.engine.actors import Waiter, _cannot_abort
 from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW
 from stockade.engine.commands import Confirm, GiveBack, Release, Return, Take
 from stockade.engine.core import EngineCore
+from stockade.engine.holders import check_holder
 from stockade.engine.models import KeyUse, Order, ProductRules
 from stockade.engine.rules import Refused
 from stockade.engine.validation import (
@@ -50,9 +51,17 @@ class Placing(EngineCore):
         customer: str | None = None,
         reference: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        holder: str | None = None,
+        max_open_holds: int | None = None,
     ) -> Order:
         """Take every line or none. With ``hold_for`` the units are held (``reserved``) until
         confirmed, cancelled or expired; without, the order is ``confirmed`` at once.
+
+        ``holder`` names who holds it, for a bound on open holds (the HTTP server passes an
+        anonymous caller's client address): a hold is refused with TooManyHolds when its
+        holder already has ``max_open_holds`` holds open (None: no bound), counting those
+        being placed, so a rush of one holder's parallel calls never passes the bound; a
+        hold counts until confirmed, cancelled or expired. Ignored for a direct purchase.
 
         Units come from the active locations (of ``channel``, if given), allocated by the
         engine's strategy; ``location`` pins every line to that one location. The order records
@@ -64,7 +73,8 @@ class Placing(EngineCore):
         NotOnSale (a line outside its product's sale window), LimitExceeded (over
         ``per_order`` or ``per_customer``, or a ``per_customer`` product ordered with no
         ``customer``; with every such line), InvalidRequest, UnknownProduct,
-        UnknownLocation, UnknownChannel, IdempotencyConflict; every refusal takes nothing.
+        UnknownLocation, UnknownChannel, IdempotencyConflict, TooManyHolds (a ``holder`` at
+        its ``max_open_holds``); every refusal takes nothing.
         The same ``idempotency_key`` with the same lines returns the original order (as it is
         now, once that is durable) and takes nothing.
         """
@@ -82,6 +92,10 @@ class Placing(EngineCore):
         for sku in checked:
             if sku not in ledgers:
                 raise UnknownProduct(sku)
+        if holder is not None and hold_s is not None:
+            holder, limit = check_holder(holder, max_open_holds)
+        else:
+            holder = None
         self._enter()
         try:
             if key is not None:
@@ -90,7 +104,11 @@ class Placing(EngineCore):
                     return await self._replayed(use.order_id)
             journal = self._journal
             claimed = False
+            holding = None  # the holder whose place this call claimed, until the order has it
             try:
+                if holder is not None:
+                    self._book.holders.claim(holder, limit, self._first_lapse)
+                    holding = holder
                 # A journal slot is held from here to the append, across the take: otherwise
                 # a burst of callers would all pass the check before any appends.
                 journal.claim_slot()
@@ -131,8 +149,9 @@ class Placing(EngineCore):
                 expires_at = None if hold_s is None else now + hold_s
                 order, event = self._book.place(
                     order_id, checked, allocations, now, dispatcher.now_datetime(), expires_at,
-                    key, channel, location, customer, reference, meta,
+                    key, channel, location, customer, reference, meta, holding,
                 )  # fmt: skip
+                holding = None
                 seq = journal.append((event,))
                 journal.free_slot()
                 claimed = False
@@ -144,6 +163,8 @@ class Placing(EngineCore):
             finally:
                 if claimed:
                     journal.free_slot()
+                if holding is not None:  # refused: the place goes back
+                    self._book.holders.unclaim(holding)
                 if key is not None:
                     self._claiming.pop(key).set()
             if not journal.is_durable(seq):
@@ -151,6 +172,12 @@ class Placing(EngineCore):
             return order
         finally:
             self._leave()
+
+    def _first_lapse(self, order_ids: set[str]) -> float:
+        """Seconds until the first of ``order_ids`` (open holds) lapses; 1 if none has a
+        deadline yet (all still being placed)."""
+        deadlines = [d for d in map(self._book.deadline, order_ids) if d is not None]
+        return max(min(deadlines) - self._clock(), 1.0) if deadlines else 1.0
 
     async def _claim_key(
         self, key: str, kind: str, fingerprint: dict[str, int] | float, order_id: str | None = None

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import msgspec
 import trio
 
-from stockade._open import open_engine_and_store
+from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.logs import install_json_logging, log_event, set_process_role
 from stockade.api.server import tracing_requested, tune_gc
 from stockade.engine.engine import Engine
@@ -53,12 +53,14 @@ Beside = Callable[..., Awaitable[None]]
 class EngineSettings(msgspec.Struct, frozen=True):
     """What ``stockade engine`` runs: the store (``database``, ``durability``), the addresses
     to ``listen`` on (``unix:PATH`` or ``tcp://HOST:PORT``, comma-separated) and the
-    ``secret`` clients must prove (None: none asked; refused with a TCP address)."""
+    ``secret`` clients must prove (None: none asked; refused with a TCP address); the
+    engine's ``options`` (see :mod:`stockade.options` for their flags)."""
 
     database: str = "sqlite:///stockade.db"
     durability: Durability = "durable"
     listen: str = "unix:stockade-engine.sock"
     secret: bytes | None = None
+    options: EngineOptions = msgspec.field(default_factory=EngineOptions)
 
 
 def check_settings(settings: EngineSettings) -> list[Address]:
@@ -103,8 +105,9 @@ async def run_engine(
         tracer = CallSpans(tracing.tracer)
     try:
         opened = open_engine_and_store(
-            settings.database, durability=settings.durability, record_commits=tracing is not None
-        )
+            settings.database, durability=settings.durability, options=settings.options,
+            record_commits=tracing is not None,
+        )  # fmt: skip
         async with opened as (engine, store):
             stop = trio.Event() if stop is None else stop
             serving = _Serving(settings, handlers, beside, tracer, stop, own_process)
@@ -207,12 +210,15 @@ def _open_tracing() -> Any:
     return open_tracing()
 
 
-def main(database: str, durability: Durability, listen: str) -> int:
+def main(
+    database: str, durability: Durability, listen: str,
+    options: EngineOptions = EngineOptions(),  # noqa: B008 (frozen: safe to share)
+) -> int:  # fmt: skip
     """The ``stockade engine`` command (its arguments parsed by :mod:`stockade.cli`): the
     exit status. A refused start is one JSON line saying why."""
     set_process_role("engine")
     secret = os.environ.get(SECRET_VARIABLE, "")
-    settings = EngineSettings(database, durability, listen, secret.encode() or None)
+    settings = EngineSettings(database, durability, listen, secret.encode() or None, options)
     fronts = FrontServices()  # keys, the books check, metrics: what fronts ask beside the engine
     try:
         trio.run(partial(run_engine, settings, handlers=fronts.handlers(), beside=[fronts.run]))

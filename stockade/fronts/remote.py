@@ -103,6 +103,7 @@ class RemotePort:
         self.has_product = remote.has_product
         self.products = remote.products
         self.set_location = remote.set_location
+        self.update_location = remote.update_location
         self.locations = remote.locations
         self.location_exists = remote.location_exists
         self.set_channel = remote.set_channel

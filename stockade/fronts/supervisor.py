@@ -91,7 +91,8 @@ _WAITING_S = 5.0
 
 class SupervisorSettings(msgspec.Struct, frozen=True):
     """What ``serve --workers`` was asked for. ``front_args`` are flags passed to every front
-    as they are (read timeout, streams, public holds, engine timeout). ``grace_s``: how long
+    as they are (read timeout, streams, public holds and their bounds, engine timeout);
+    ``engine_args`` likewise to the engine process (the engine's options). ``grace_s``: how long
     the fronts may drain at the stop (plus 5 s) before they are killed; ``engine_stop_s``:
     how long the engine may take to commit and stop; ``engine_start_attempts``: restarts in a
     row that never reach listening before the supervisor gives up; ``fronts_start_s``: how
@@ -105,6 +106,7 @@ class SupervisorSettings(msgspec.Struct, frozen=True):
     admin_token: str = ""
     engine_secret: str = ""
     front_args: tuple[str, ...] = ()
+    engine_args: tuple[str, ...] = ()
     grace_s: float = 10.0
     engine_stop_s: float = 60.0
     engine_start_attempts: int = 5
@@ -285,7 +287,8 @@ class _Supervisor:
             RUN_DIR: run_dir,
         }
         engine_argv = [*commands.engine, "--database", settings.database,
-                       "--durability", settings.durability, "--listen", engine_url]  # fmt: skip
+                       "--durability", settings.durability, "--listen", engine_url,
+                       *settings.engine_args]  # fmt: skip
         self.engine = _Keeper("engine", None, engine_argv, env, [lifeline])
         host, port = reserved.getsockname()[:2]
         self.address = (host, port)

@@ -19,7 +19,7 @@ from stockade.engine.models import Event as FeedEvent
 from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys
-from stockade.persistence.outbox import feed_events, low_stock_rules
+from stockade.persistence.outbox import feed_events, flipped, low_stock_rules
 from stockade.persistence.rows import (
     BatchRows,
     batch_rows,
@@ -65,18 +65,20 @@ class StoreState:
         if not is_new_batch(batch.first_seq, batch.last_seq, self.last_seq):
             return []  # already applied: a retried commit must not double a movement
         rows = batch_rows(batch)
+        before = {loc.id for loc in self.locations.values() if not loc.active}
         self.apply_rows(rows)
         if not self.feed:
             return []
+        toggled = flipped(rows.locations, before)
         touched = {sku for sku, _, _, _ in rows.stock_deltas}
+        touched.update(sku for sku, location in self.stock if location in toggled)
         after: dict[str, dict[str, tuple[int, int]]] = {}
         for (sku, location), values in self.stock.items():
             if sku in touched:
                 after.setdefault(sku, {})[location] = values
-        inactive = {loc.id for loc in self.locations.values() if not loc.active}
         events = feed_events(
-            batch.events, rows.stock_deltas, after, inactive, self.last_event_seq + 1,
-            low_stock_rules(self.rules.values()),
+            batch.events, rows.stock_deltas, after, before ^ toggled, self.last_event_seq + 1,
+            low_stock_rules(self.rules.values()), inactive_before=before,
         )  # fmt: skip
         self.events.extend(events)
         if events:

@@ -13,7 +13,10 @@ changes committed together are reported together, which also coalesces a hot pro
 thousands of moves per second into one event per commit); then, for each product whose
 ``available`` moved, ``product.low_stock`` when it fell to its ``low_stock_at`` rule or below
 from above it, and ``product.sold_out`` / ``product.back_in_stock`` when it reached zero or
-left it.
+left it. Deactivating or reactivating a location moves no unit but changes ``available``:
+every product stocked there gets a ``stock.changed`` for that location (and low-stock /
+sold-out / back-in-stock as it crosses a line), so feeds, webhooks and product streams show
+the new figure.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ from stockade.engine.events import (
     OrderReturned,
 )
 from stockade.engine.feed import EventRow
-from stockade.engine.models import LocationLevel, ProductRules, StockLevel
+from stockade.engine.models import Location, LocationLevel, ProductRules, StockLevel
 from stockade.persistence.rows import RulesRow
 
-__all__ = ["feed_events", "low_stock_rules", "update_low_stock"]
+__all__ = ["feed_events", "flipped", "low_stock_rules", "update_low_stock"]
 
 _ORDER_TYPES: dict[type, str] = {
     OrderPlaced: "order.placed",
@@ -58,14 +61,22 @@ def feed_events(
     inactive: set[str],
     first_seq: int,
     low_stock: Mapping[str, int] | None = None,
+    *,
+    inactive_before: set[str] | None = None,
 ) -> list[EventRow]:
     """The public events of one batch, numbered from ``first_seq``, as ``events`` rows.
 
     ``deltas`` are the batch's summed ``(sku, location, d_on_hand, d_reserved)``;
     ``stock_after`` maps each touched sku to its ``{location: (on_hand, reserved)}`` after the
-    batch; ``inactive`` is the set of inactive locations after it; ``low_stock`` each
-    product's ``low_stock_at`` rule after it (products with one only).
+    batch; ``inactive`` is the set of inactive locations after it, ``inactive_before`` before
+    it (None: the same); ``low_stock`` each product's ``low_stock_at`` rule after it (products
+    with one only). A location the batch deactivated or reactivated changes what every
+    product stocked there has available without moving a unit: ``stock_after`` must then hold
+    every sku with a stock row at such a location (:func:`flipped`), and each gets a
+    ``stock.changed`` for it (and ``product.low_stock`` / ``sold_out`` / ``back_in_stock`` if
+    its available crossed a line).
     """
+    before_inactive = inactive if inactive_before is None else inactive_before
     out: list[EventRow] = []
     seq = first_seq
     at = 0.0
@@ -81,12 +92,16 @@ def feed_events(
             if kind == "order.returned" and order.status == "cancelled":  # the last units
                 out.append((seq, "order.cancelled", at, None, encoded))
                 seq += 1
-    moved: dict[str, int] = {}  # sku -> change of its available over active locations
+    moved: dict[tuple[str, str], tuple[int, int]] = {}  # (sku, location) -> its deltas
     for sku, location, d_on_hand, d_reserved in deltas:
-        if location not in inactive:
-            moved[sku] = moved.get(sku, 0) + d_on_hand - d_reserved
-        else:
-            moved.setdefault(sku, 0)
+        moved[sku, location] = (d_on_hand, d_reserved)
+    toggled = inactive ^ before_inactive
+    if toggled:  # every product at a location that changed side, whether or not it moved
+        for sku in sorted(stock_after):  # in sku order, whatever order the store read
+            for location in sorted(stock_after[sku]):
+                if location in toggled:
+                    moved.setdefault((sku, location), (0, 0))
+    for (sku, location), _ in moved.items():
         sites = stock_after.get(sku, {})
         on_hand, reserved = sites.get(location, (0, 0))
         active = location not in inactive
@@ -95,9 +110,14 @@ def feed_events(
         data = {"location_level": level, "stock_level": _total(sku, sites, inactive)}
         out.append((seq, "stock.changed", at, sku, encode(data).decode()))
         seq += 1
-    for sku, moved_available in moved.items():
-        total = _total(sku, stock_after.get(sku, {}), inactive)
-        before = total.available - moved_available
+    for sku in dict.fromkeys(sku for sku, _ in moved):
+        sites = stock_after.get(sku, {})
+        total = _total(sku, sites, inactive)
+        before = 0  # available over the locations active before the batch, before its deltas
+        for location, (on_hand, reserved) in sites.items():
+            if location not in before_inactive:
+                d_on_hand, d_reserved = moved.get((sku, location), (0, 0))
+                before += (on_hand - d_on_hand) - (reserved - d_reserved)
         threshold = None if low_stock is None else low_stock.get(sku)
         if threshold is not None and before > threshold >= total.available:
             document: dict[str, object] = {
@@ -115,6 +135,18 @@ def feed_events(
         out.append((seq, kind, at, sku, encode(document).decode()))
         seq += 1
     return out
+
+
+def flipped(locations: Iterable[Location], inactive: set[str]) -> set[str]:
+    """The ids among ``locations`` (a batch's location rows, in order) whose active side
+    differs from ``inactive`` (the inactive set before the batch) once the batch is applied."""
+    after = set(inactive)
+    for location in locations:
+        if location.active:
+            after.discard(location.id)
+        else:
+            after.add(location.id)
+    return after ^ inactive
 
 
 def _total(sku: str, sites: Mapping[str, tuple[int, int]], inactive: set[str]) -> StockLevel:

@@ -34,7 +34,12 @@ from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import PostgresKeys
-from stockade.persistence.outbox import feed_events, low_stock_rules, update_low_stock
+from stockade.persistence.outbox import (
+    feed_events,
+    flipped,
+    low_stock_rules,
+    update_low_stock,
+)
 from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
@@ -280,6 +285,10 @@ class PostgresStore:
             await conn.copy_records_to_table("movements", records=rows.movements)
             deltas = rows.stock_deltas
             reported = list(dict.fromkeys(sku for sku, _, _, _ in deltas)) if self.feed else None
+            toggled = flipped(rows.locations, self._inactive) if self.feed else set()
+            if toggled and reported is not None:  # a location changed side: its every product
+                found = await conn.fetch(sql.SKUS_AT_PG, sorted(toggled))
+                reported = list(dict.fromkeys([*reported, *(r[0] for r in found)]))
             after = await self._move_stock(conn, deltas, reported)
             if rows.new_orders:
                 await conn.copy_records_to_table(
@@ -300,11 +309,17 @@ class PostgresStore:
             if not self.feed:
                 await conn.execute("UPDATE stockade_state SET last_seq = $1", rows.last_seq)
                 return []
-            self._inactive.update(x.id for x in rows.locations if not x.active)
-            self._inactive.difference_update(x.id for x in rows.locations if x.active)
+            before = set(self._inactive)
+            self._inactive = before ^ toggled
             update_low_stock(self._low_stock, rows.rules)
             events = feed_events(
-                batch.events, deltas, after, self._inactive, last_event + 1, self._low_stock
+                batch.events,
+                deltas,
+                after,
+                self._inactive,
+                last_event + 1,
+                self._low_stock,
+                inactive_before=before,
             )
             if events:  # the pages ride with the state row's update: no round trip of their own
                 pages = [list(column) for column in zip(*pages_of(events), strict=True)]

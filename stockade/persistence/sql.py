@@ -40,6 +40,8 @@ __all__ = [
     "PRUNE_EVENTS",
     "STOCK_OF",
     "STOCK_OF_PG",
+    "SKUS_AT",
+    "SKUS_AT_PG",
     "MOVE_STOCK_PG",
     "MOVE_AND_READ_STOCK_PG",
     "INSERT_STOCK",
@@ -161,6 +163,10 @@ PRUNE_EVENTS = (
 #: The stock rows of some products (SQLite: expanded to as many ``?`` as skus).
 STOCK_OF = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku IN ({})"
 STOCK_OF_PG = "SELECT sku, location, on_hand, reserved FROM stock WHERE sku = ANY($1::text[])"
+#: The skus stocked at some locations (a location deactivated or reactivated: rare, so a scan
+#: of the stock table, which is keyed by sku first, is acceptable).
+SKUS_AT = "SELECT DISTINCT sku FROM stock WHERE location IN ({})"
+SKUS_AT_PG = "SELECT DISTINCT sku FROM stock WHERE location = ANY($1::text[])"
 #: PostgreSQL: a batch's summed stock deltas ($1..$4: skus, locations, d_on_hand, d_reserved,
 #: as arrays) added to the rows that exist, in one statement; it returns those rows as they
 #: are now. A (sku, location) it does not return has no row yet (:data:`INSERT_STOCK`).

@@ -31,7 +31,12 @@ from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnava
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import SQLiteKeys
-from stockade.persistence.outbox import feed_events, low_stock_rules, update_low_stock
+from stockade.persistence.outbox import (
+    feed_events,
+    flipped,
+    low_stock_rules,
+    update_low_stock,
+)
 from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
 from stockade.persistence.rows import (
     BatchRows,
@@ -224,18 +229,18 @@ class SQLiteStore:
                 _write_rows(conn.executemany, rows)
                 conn.execute("UPDATE stockade_state SET last_seq = ?", (rows.last_seq,))
                 if self.feed:
-                    self._inactive.update(x.id for x in rows.locations if not x.active)
-                    self._inactive.difference_update(x.id for x in rows.locations if x.active)
+                    before = set(self._inactive)
+                    toggled = flipped(rows.locations, before)
+                    self._inactive ^= toggled
                     update_low_stock(self._low_stock, rows.rules)
-                    after = _stock_of(conn, {sku for sku, _, _, _ in rows.stock_deltas})
+                    skus = {sku for sku, _, _, _ in rows.stock_deltas}
+                    if toggled:
+                        statement = sql.SKUS_AT.format(", ".join("?" * len(toggled)))
+                        skus.update(sku for (sku,) in conn.execute(statement, sorted(toggled)))
                     events = feed_events(
-                        batch.events,
-                        rows.stock_deltas,
-                        after,
-                        self._inactive,
-                        last_event + 1,
-                        self._low_stock,
-                    )
+                        batch.events, rows.stock_deltas, _stock_of(conn, skus), self._inactive,
+                        last_event + 1, self._low_stock, inactive_before=before,
+                    )  # fmt: skip
                     if events:
                         conn.executemany(sql.INSERT_PAGE, pages_of(events))
                         conn.execute(sql.SET_LAST_EVENT, (events[-1][0],))

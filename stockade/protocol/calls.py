@@ -62,6 +62,7 @@ __all__ = [
     "ReturnUnitsCall",
     "RulesCall",
     "SetChannelCall",
+    "UpdateLocationCall",
     "SetLocationCall",
     "SetRulesCall",
     "SetStockCall",
@@ -141,6 +142,8 @@ class PlaceOrderCall(CallBase[Order], tag="place_order"):
     customer: str | None = None
     reference: str | None = None
     metadata: dict[str, str] | None = None
+    holder: str | None = None
+    max_open_holds: int | None = None
 
 
 class ConfirmCall(CallBase[Order], tag="confirm"):
@@ -184,6 +187,13 @@ class SetLocationCall(CallBase[Location], tag="set_location"):
     name: str = ""
     priority: int = 0
     active: bool = True
+
+
+class UpdateLocationCall(CallBase[Location], tag="update_location"):
+    id: str
+    name: str | None = None
+    priority: int | None = None
+    active: bool | None = None
 
 
 class LocationsCall(CallBase[list[Location]], tag="locations"):
@@ -322,6 +332,7 @@ ENGINE_CALLS: dict[type[CallBase[Any]], CallSpec] = {
         spec_of(ExtendCall, "await"),
         spec_of(ReturnUnitsCall, "await"),
         spec_of(SetLocationCall, "await"),
+        spec_of(UpdateLocationCall, "await"),
         spec_of(LocationsCall, "sync"),
         spec_of(LocationExistsCall, "sync"),
         spec_of(SetChannelCall, "await"),

@@ -59,6 +59,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode("return_conflict", e.ReturnConflict),
     ErrorCode("idempotency_conflict", e.IdempotencyConflict, ("key", "order_id")),
     ErrorCode("overloaded", e.Overloaded),
+    ErrorCode("too_many_holds", e.TooManyHolds, ("limit", "retry_after_s")),
     ErrorCode("engine_closed", e.EngineClosed),
     ErrorCode("feed_gone", e.FeedGone, ("first", "last")),
     ErrorCode("engine_unavailable", e.EngineUnavailable),

@@ -90,6 +90,8 @@ class AsyncEngineCalls:
         customer: str | None = None,
         reference: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        holder: str | None = None,
+        max_open_holds: int | None = None,
     ) -> Order:
         return await self._call(
             c.PlaceOrderCall(
@@ -101,6 +103,8 @@ class AsyncEngineCalls:
                 customer,
                 reference,
                 _any(metadata),
+                holder,
+                max_open_holds,
             )
         )
 
@@ -139,6 +143,12 @@ class AsyncEngineCalls:
         self, id: str, name: str = "", priority: int = 0, active: bool = True
     ) -> Location:
         return await self._call(c.SetLocationCall(id, name, priority, active))
+
+    async def update_location(
+        self, id: str, *, name: str | None = None, priority: int | None = None,
+        active: bool | None = None,
+    ) -> Location:  # fmt: skip
+        return await self._call(c.UpdateLocationCall(id, name, priority, active))
 
     async def locations(self) -> list[Location]:
         return await self._call(c.LocationsCall())
@@ -255,6 +265,8 @@ class BlockingEngineCalls:
         customer: str | None = None,
         reference: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        holder: str | None = None,
+        max_open_holds: int | None = None,
     ) -> Order:
         return self._call(
             c.PlaceOrderCall(
@@ -266,6 +278,8 @@ class BlockingEngineCalls:
                 customer,
                 reference,
                 _any(metadata),
+                holder,
+                max_open_holds,
             )
         )
 
@@ -304,6 +318,12 @@ class BlockingEngineCalls:
         self, id: str, name: str = "", priority: int = 0, active: bool = True
     ) -> Location:
         return self._call(c.SetLocationCall(id, name, priority, active))
+
+    def update_location(
+        self, id: str, *, name: str | None = None, priority: int | None = None,
+        active: bool | None = None,
+    ) -> Location:  # fmt: skip
+        return self._call(c.UpdateLocationCall(id, name, priority, active))
 
     def locations(self) -> list[Location]:
         return self._call(c.LocationsCall())

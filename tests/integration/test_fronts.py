@@ -127,12 +127,14 @@ async def test_an_idempotent_retry_through_the_other_front_gets_the_same_order(c
 async def test_carts_locations_history_and_the_books_check_through_a_front(cluster):
     one, two = cluster.fronts
     async with httpx.AsyncClient(timeout=30) as client:
-        put = await client.put(f"{one.url}/v1/locations/north", json={"name": "North"},
-                               headers=ADMIN)  # fmt: skip
+        north = {"name": "North", "priority": 0, "active": True}
+        put = await client.put(f"{one.url}/v1/locations/north", json=north, headers=ADMIN)
         assert put.status_code == 201
-        again = await client.put(f"{two.url}/v1/locations/north", json={"name": "North"},
-                                 headers=ADMIN)  # fmt: skip
+        again = await client.put(f"{two.url}/v1/locations/north", json=north, headers=ADMIN)
         assert again.status_code == 200  # the other front sees it exists
+        patched = await client.patch(f"{two.url}/v1/locations/north", json={"priority": 3},
+                                     headers=ADMIN)  # fmt: skip
+        assert patched.json() == {"id": "north", "name": "North", "priority": 3, "active": True}
         stocked = await client.put(f"{two.url}/v1/products/hot/locations/north",
                                    json={"on_hand": 7}, headers=ADMIN)  # fmt: skip
         assert stocked.status_code == 201, stocked.text

@@ -37,8 +37,10 @@ def levels(client: httpx.Client, sku: str) -> dict[str, tuple[int, int, int]]:
 
 def test_a_two_warehouse_shop_over_http(server: Server) -> None:
     with httpx.Client(base_url=server.url, headers=ADMIN) as client:
-        call(client, "PUT", "/v1/locations/berlin", 201, json={"name": "Berlin", "priority": 1})
-        call(client, "PUT", "/v1/locations/paris", 201, json={"name": "Paris", "priority": 2})
+        call(client, "PUT", "/v1/locations/berlin", 201, json={"name": "Berlin", "priority": 1,
+                                                              "active": True})  # fmt: skip
+        call(client, "PUT", "/v1/locations/paris", 201, json={"name": "Paris", "priority": 2,
+                                                            "active": True})  # fmt: skip
         call(client, "PUT", "/v1/channels/fr", 201, json={"locations": ["paris"]})
         call(client, "PUT", "/v1/products/tee/locations/berlin", 201, json={"on_hand": 5})
         call(client, "PUT", "/v1/products/tee/locations/paris", json={"on_hand": 3})

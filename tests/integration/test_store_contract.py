@@ -218,3 +218,35 @@ async def test_a_newer_schema_is_refused_and_left_alone(name, request, tmp_path)
     set_schema_version(kind, SCHEMA_VERSION, database)
     async with stockade.open_engine(store=kind.make()) as engine:  # and nothing was changed
         assert (await engine.stock("a")).on_hand == 3
+
+
+async def test_deactivating_a_location_reports_what_it_changed_for_every_product(kind):
+    """No unit moves, yet available does: each product stocked there gets a stock.changed
+    for that location, and sold-out / back-in-stock as it crosses zero; a product elsewhere
+    gets nothing. The store remembers the side across a restart."""
+    async with stockade.open_engine(store=kind.make()) as engine:
+        await engine.set_location("w2", "Annex", priority=1)
+        await engine.set_stock("only-w2", 3, "w2")
+        await engine.set_stock("both", 2, "w2")
+        await engine.set_stock("both", 4)
+        await engine.set_stock("elsewhere", 5)
+        await engine.place_order({"both": 1}, location="w2", hold_for=60)
+        _, before = await engine.event_page(0, 1000)
+        await engine.set_location("w2", "Annex", priority=1, active=False)
+        off, head = await engine.event_page(before, 1000)
+    seen = [(e.type, e.data["stock_level"]["sku"]) for e in off]
+    assert seen == [("stock.changed", "both"), ("stock.changed", "only-w2"),
+                    ("product.sold_out", "only-w2")]  # fmt: skip
+    by_sku = {e.data["location_level"]["sku"]: e.data for e in off if e.type == "stock.changed"}
+    assert by_sku["only-w2"]["location_level"] == {"sku": "only-w2", "location": "w2",
+        "on_hand": 3, "reserved": 0, "available": 0, "active": False}  # fmt: skip
+    assert by_sku["both"]["stock_level"] == {"sku": "both", "on_hand": 6, "reserved": 1,
+                                             "available": 4}  # fmt: skip
+    async with stockade.open_engine(store=kind.make()) as engine:
+        assert (await engine.stock("only-w2")).available == 0
+        await engine.set_location("w2", "Annex", priority=1, active=True)
+        await engine.set_location("w2", "Annex wing", priority=1, active=True)  # no flip
+        back, _ = await engine.event_page(head, 1000)
+    assert [(e.type, e.data["stock_level"]["sku"], e.data["stock_level"]["available"])
+            for e in back] == [("stock.changed", "both", 5), ("stock.changed", "only-w2", 3),
+                               ("product.back_in_stock", "only-w2", 3)]  # fmt: skip

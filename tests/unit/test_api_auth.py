@@ -82,7 +82,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("/v1/products/{sku}/adjustments", "post"): {"delta": 1},
     ("/v1/orders", "post"): HOLD,
     ("/v1/keys", "post"): {"role": "service", "name": "from the table test"},
-    ("/v1/locations/{location_id}", "put"): {"name": "Berlin", "priority": 1},
+    ("/v1/locations/{location_id}", "put"): {"name": "Berlin", "priority": 1, "active": True},
+    ("/v1/locations/{location_id}", "patch"): {"priority": 2},
     ("/v1/channels/{channel_id}", "put"): {"locations": ["default"]},
     ("/v1/products/{sku}/locations/{location_id}", "put"): {"on_hand": 100},
     ("/v1/transfers", "post"): {"sku": "a", "qty": 1, "source": "default", "destination": "b"},
@@ -146,6 +147,7 @@ ROLES = {
     # design.md §7: locations, channels, stock per location, transfers
     ("/v1/locations", "get"): "anyone",
     ("/v1/locations/{location_id}", "put"): "merchant",
+    ("/v1/locations/{location_id}", "patch"): "merchant",
     ("/v1/channels", "get"): "anyone",
     ("/v1/channels/{channel_id}", "put"): "merchant",
     ("/v1/products/{sku}/locations", "get"): "anyone",

@@ -34,7 +34,7 @@ async def two_warehouses(client) -> None:
     """berlin (priority 1) and paris (priority 2); tee: 5 in berlin, 3 in paris; a channel
     ``fr`` that sells from paris only."""
     for name, priority in (("berlin", 1), ("paris", 2)):
-        body = {"name": name.title(), "priority": priority}
+        body = {"name": name.title(), "priority": priority, "active": True}
         await ok(await client.put(f"/v1/locations/{name}", json=body, headers=ADMIN), 201)
     for where, units in (("berlin", 5), ("paris", 3)):
         await ok(await client.put(f"/v1/products/tee/locations/{where}", json={"on_hand": units},
@@ -111,7 +111,8 @@ async def test_a_two_warehouse_shop(client):
 async def test_an_order_when_every_location_is_closed_is_out_of_stock(client):
     await two_warehouses(client)
     for name in ("default", "berlin", "paris"):
-        await ok(await client.put(f"/v1/locations/{name}", json={"active": False}, headers=ADMIN))
+        await ok(await client.patch(f"/v1/locations/{name}", json={"active": False},
+                                    headers=ADMIN))  # fmt: skip
     assert (await ok(await client.get("/v1/products/tee")))["available"] == 0
     for where in ({}, {"channel": "fr"}, {"location": "berlin"}):
         body = {"lines": [{"sku": "tee", "qty": 1}], "hold_seconds": 60, **where}
@@ -121,11 +122,17 @@ async def test_an_order_when_every_location_is_closed_is_out_of_stock(client):
     assert await levels(client) == {"berlin": (5, 0, 0), "paris": (3, 0, 0)}
 
 
-async def test_put_location_creates_then_replaces_with_defaults_for_what_is_left_out(client):
+async def test_put_location_creates_then_replaces_whole_and_names_a_missing_field(client):
     body = {"name": "X", "priority": -4, "active": False}
     made = await ok(await client.put("/v1/locations/x", json=body, headers=ADMIN), 201)
     assert made == {"id": "x", "name": "X", "priority": -4, "active": False}
-    again = await ok(await client.put("/v1/locations/x", json={}, headers=ADMIN))
+    for missing in ("name", "priority", "active"):
+        partial = {k: v for k, v in body.items() if k != missing}
+        answer = await client.put("/v1/locations/x", json=partial, headers=ADMIN)
+        refused = await problem(answer, 422, "invalid-request")
+        assert f"`{missing}`" in refused["detail"]
+    whole = {"name": "", "priority": 0, "active": True}
+    again = await ok(await client.put("/v1/locations/x", headers=ADMIN, json=whole))
     assert again == {"id": "x", "name": "", "priority": 0, "active": True}
     changed = await ok(await client.put("/v1/channels/c", json={"locations": ["x"]},
                                         headers=ADMIN), 201)  # fmt: skip
@@ -135,12 +142,41 @@ async def test_put_location_creates_then_replaces_with_defaults_for_what_is_left
     assert replaced == {"id": "c", "locations": ["default", "x"]}
 
 
+async def test_patch_location_changes_only_the_fields_given(client, engine):
+    await two_warehouses(client)
+    closed = await ok(await client.patch("/v1/locations/berlin", json={"active": False},
+                                         headers=ADMIN))  # fmt: skip
+    assert closed == {"id": "berlin", "name": "Berlin", "priority": 1, "active": False}
+    assert (await ok(await client.get("/v1/products/tee")))["available"] == 3
+    changes = {"name": "Berlin Mitte", "priority": 5}
+    renamed = await ok(await client.patch("/v1/locations/berlin", headers=ADMIN, json=changes))
+    assert renamed == {"id": "berlin", "name": "Berlin Mitte", "priority": 5, "active": False}
+    same = await ok(await client.patch("/v1/locations/berlin", json={}, headers=ADMIN))
+    assert same == renamed
+    reopened = await ok(await client.patch("/v1/locations/berlin", json={"active": True},
+                                           headers=ADMIN))  # fmt: skip
+    assert reopened == {**renamed, "active": True}
+    assert [loc["id"] for loc in await_items(await ok(await client.get("/v1/locations")))] == [
+        "default", "paris", "berlin"]  # priority 5 now comes after paris (2)  # fmt: skip
+    assert (await ok(await client.get("/v1/products/tee")))["available"] == 8
+    unknown = await client.patch("/v1/locations/nowhere", json={"active": False}, headers=ADMIN)
+    missing = await problem(unknown, 404, "unknown-location")
+    assert "nowhere" in missing["detail"]
+    assert not engine.location_exists("nowhere")
+
+
+def await_items(page: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = page["items"]
+    return items
+
+
 async def test_stock_per_location_and_adjustments_there(client, engine):
     created = await ok(await client.put("/v1/products/mug/locations/default",
                                         json={"on_hand": 4}, headers=ADMIN), 201)  # fmt: skip
     assert created == {"sku": "mug", "location": "default", "on_hand": 4, "reserved": 0,
                        "available": 4, "active": True}  # fmt: skip
-    await ok(await client.put("/v1/locations/shop", json={}, headers=ADMIN), 201)
+    shop = {"name": "", "priority": 0, "active": True}
+    await ok(await client.put("/v1/locations/shop", json=shop, headers=ADMIN), 201)
     at_shop = await ok(await client.put("/v1/products/mug/locations/shop", json={"on_hand": 2},
                                         headers=ADMIN))  # fmt: skip
     assert (at_shop["location"], at_shop["on_hand"]) == ("shop", 2)
@@ -167,11 +203,18 @@ async def snapshot(client, engine) -> tuple[Any, ...]:
     )
 
 
+WHOLE = {"name": "X", "priority": 0, "active": True}
 BAD = [
     # locations
-    ("put", "/v1/locations/a%20b", {}, 422, "invalid-request"),
-    ("put", "/v1/locations/" + "x" * 129, {}, 422, "invalid-request"),
-    ("put", "/v1/locations/x", {"name": "n" * 201}, 422, "invalid-request"),
+    ("put", "/v1/locations/a%20b", WHOLE, 422, "invalid-request"),
+    ("put", "/v1/locations/" + "x" * 129, WHOLE, 422, "invalid-request"),
+    ("patch", "/v1/locations/a%20b", {}, 422, "invalid-request"),
+    ("patch", "/v1/locations/nowhere", {"active": False}, 404, "unknown-location"),
+    ("patch", "/v1/locations/berlin", {"name": None}, 422, "invalid-request"),
+    ("patch", "/v1/locations/berlin", {"priority": 10**7}, 422, "invalid-request"),
+    ("patch", "/v1/locations/berlin", {"id": "x"}, 422, "invalid-request"),
+    ("put", "/v1/locations/x", {**WHOLE, "name": "n" * 201}, 422, "invalid-request"),
+    ("put", "/v1/locations/x", {"priority": 1, "active": True}, 422, "invalid-request"),
     ("put", "/v1/locations/x", {"priority": 10**7}, 422, "invalid-request"),
     ("put", "/v1/locations/x", {"priority": 1.5}, 422, "invalid-request"),
     ("put", "/v1/locations/x", {"active": "yes"}, 422, "invalid-request"),

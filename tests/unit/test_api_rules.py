@@ -14,6 +14,7 @@ import trio
 
 import stockade
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.bounds import HoldBounds
 from tests.answers import ok, problem
 
 TOKEN = "merchant-token"
@@ -35,7 +36,11 @@ async def engine() -> AsyncIterator[stockade.Engine]:
 
 @pytest.fixture
 async def client(engine) -> AsyncIterator[Any]:
-    settings = ApiSettings(admin_token=TOKEN, log_requests=False, public_holds=True)
+    # The anonymous bounds (tests/unit/test_api_bounds.py) far out of the way: every request
+    # here comes from one address, and what is under test is the customer's limit.
+    loose = HoldBounds(max_open=1000, rate=1000.0, burst=1000)
+    settings = ApiSettings(admin_token=TOKEN, log_requests=False, public_holds=True,
+                           bounds=loose)  # fmt: skip
     async with create_app(engine, settings).test_app() as test_app:
         yield test_app.test_client()
 

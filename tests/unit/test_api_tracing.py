@@ -178,7 +178,9 @@ async def test_location_and_cart_routes_trace_their_engine_calls(app, exporter):
     ok, one = {"stockade.outcome": "ok"}, {"stockade.sku_count": 1}
     held = {"stockade.outcome": "reserved", "stockade.order_id": order_id, **one}
     calls = [
-        ("PUT", "/v1/locations/shop", {"priority": 1}, "stockade.set_location", ok),
+        ("PUT", "/v1/locations/shop", {"name": "", "priority": 1, "active": True},
+         "stockade.set_location", ok),
+        ("PATCH", "/v1/locations/shop", {"priority": 2}, "stockade.update_location", ok),
         ("PUT", "/v1/channels/web", {"locations": ["shop"]}, "stockade.set_channel", ok),
         ("PUT", "/v1/products/tee/locations/shop", {"on_hand": 2}, "stockade.set_stock",
          {**ok, **one}),

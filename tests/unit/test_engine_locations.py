@@ -406,3 +406,22 @@ async def test_the_per_location_listing_is_the_same_after_a_restart(store):
         store.state.stock = rows
         async with stockade.open_engine(store=store) as engine:
             assert {sku: await engine.stock_by_location(sku) for sku in "abc"} == before
+
+
+async def test_update_location_changes_only_what_is_given_and_creates_nothing(engine, store):
+    await engine.set_location("w", "Warehouse", priority=3)
+    closed = await engine.update_location("w", active=False)
+    assert closed == stockade.Location("w", "Warehouse", 3, False)
+    _, head = await engine.event_page(0, 1000)
+    assert await engine.update_location("w") == closed  # nothing given: nothing written
+    assert await engine.update_location("w", priority=3) == closed  # nothing different
+    assert (await engine.event_page(head, 1000))[0] == []
+    moved = await engine.update_location("w", name="Annex", priority=-1)
+    assert moved == stockade.Location("w", "Annex", -1, False)
+    assert [loc.id for loc in engine.locations()] == ["w", "default"]
+    assert store.state.locations["w"] == moved
+    with pytest.raises(stockade.UnknownLocation):
+        await engine.update_location("nowhere", active=False)
+    with pytest.raises(stockade.InvalidRequest):
+        await engine.update_location("w", priority=10**9)
+    assert not engine.location_exists("nowhere") and store.state.locations["w"] == moved

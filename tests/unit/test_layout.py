@@ -25,6 +25,7 @@ PURE = {
     "stockade.engine.cartplan",
     "stockade.engine.commands",
     "stockade.engine.events",
+    "stockade.engine.holders",
     "stockade.engine.journal",
     "stockade.engine.ledger",
     "stockade.engine.locations",

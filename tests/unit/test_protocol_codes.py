@@ -27,6 +27,8 @@ SAMPLES: dict[str, object] = {
     "limits": {"sku-1": ("per_customer", 2, 2, 1), "sku-2": ("per_order", 3, 0, 4)},
     "opens_at": datetime(2030, 1, 1, 10, tzinfo=UTC),
     "closes_at": None,
+    "limit": 10,
+    "retry_after_s": 42.5,
 }
 
 

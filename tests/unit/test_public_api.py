@@ -45,6 +45,7 @@ def test_public_names_are_pinned():
         "StoreInUse",
         "StoreLost",
         "StoreUnavailable",
+        "TooManyHolds",
         "UnknownChannel",
         "UnknownLocation",
         "UnknownProduct",

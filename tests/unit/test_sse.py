@@ -188,3 +188,21 @@ async def test_streams_and_the_product_watch_end_when_the_engine_closes(autojump
             while len(ended) < 2:  # noqa: ASYNC110
                 await trio.sleep(0.01)
     assert sorted(ended) == ["stream", "watch"] and len(registry) == 0
+
+
+async def test_a_product_stream_shows_a_location_deactivated_and_reactivated(
+    engine, autojump_clock
+):
+    await engine.set_location("annex")
+    await engine.set_stock("b", 4, "annex")
+    watch = ProductWatch(LocalEngine(engine))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch.run)
+        stream = ProductStream(streams(keepalive_s=100.0), watch.watch("b"),
+                               await engine.stock("b"), 1.0)  # fmt: skip
+        assert level_of(await stream.__anext__())["available"] == 4
+        await engine.set_location("annex", active=False)
+        assert level_of(await stream.__anext__())["available"] == 0
+        await engine.set_location("annex", active=True)
+        assert level_of(await stream.__anext__())["available"] == 4
+        nursery.cancel_scope.cancel()
