@@ -24,6 +24,7 @@ from typing import Any, overload
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
+from stockade.engine.changes import Change
 from stockade.engine.commands import (
     Adjust,
     Command,
@@ -34,7 +35,6 @@ from stockade.engine.commands import (
     Take,
     Transfer,
 )
-from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
 from stockade.engine.models import LocationLevel, ProductRules, StockLevel

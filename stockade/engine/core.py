@@ -5,7 +5,7 @@ Everything runs on one trio thread. The engine decides an order move synchronous
 :class:`~stockade.engine.orders.OrderBook` (so two moves of one order never interleave), journals
 it, and hands the stock movements to the product actors. What reaches the journal and when is
 chosen so that every committed prefix is a state without oversell (see
-:mod:`stockade.engine.events`):
+:mod:`stockade.engine.changes`):
 
 * a new order's takes (and a cart edit's extra takes) are journaled with its order event, after
   every line was taken;
@@ -30,16 +30,16 @@ import trio
 
 from stockade.engine.actors import Dispatcher
 from stockade.engine.allocation import SharedAllocations, Strategy
+from stockade.engine.changes import Change
 from stockade.engine.commands import Release
-from stockade.engine.events import Change
 from stockade.engine.expiry import ExpiryScheduler
 from stockade.engine.feed import FeedHub
-from stockade.engine.journal import History, JournalSink, Snapshot
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable
 from stockade.engine.models import Order
 from stockade.engine.orders import OrderBook
 from stockade.engine.rules import RuleState
+from stockade.engine.storage import History, JournalSink, Snapshot
 from stockade.engine.validation import DEFAULT_MAX_HOLD, check_sku
 from stockade.errors import (
     CorruptStore,

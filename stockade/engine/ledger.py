@@ -14,6 +14,7 @@ shop's hot path, and what keeps a catalogue of millions small.
 from __future__ import annotations
 
 from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW, add, allocate, subtract
+from stockade.engine.changes import Adjusted, RulesSet, StockSet, Transferred
 from stockade.engine.commands import (
     Adjust,
     Command,
@@ -28,7 +29,6 @@ from stockade.engine.commands import (
     Take,
     Transfer,
 )
-from stockade.engine.events import Adjusted, RulesSet, StockSet, Transferred
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable, Where
 from stockade.engine.models import LocationLevel, ProductRules, StockLevel
 from stockade.engine.rules import Refused, RuleState, replace_rules

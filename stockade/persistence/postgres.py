@@ -26,9 +26,9 @@ import asyncpg
 
 from stockade._asyncio import AsyncioThread
 from stockade.engine.feed import EventRow, event_from_row
-from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
+from stockade.engine.storage import OrderQuery, Snapshot
 from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
 from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 import trio
 
 from stockade.engine.feed import EventRow, event_from_row
-from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
+from stockade.engine.storage import OrderQuery, Snapshot
 from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
