@@ -30,6 +30,7 @@ import trio
 from stockade.errors import InvalidRequest
 from stockade.persistence.journal import Store, StoreUnavailable
 from stockade.persistence.schema import SCHEMA_VERSION
+from stockade.persistence.sqlite_errors import sqlite_errors
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -198,10 +199,8 @@ class SQLiteKeys:
         self._limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
+        with sqlite_errors(self.path):  # locked past the timeout, I/O error, no file
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        except sqlite3.OperationalError as exc:  # locked past the timeout, I/O error, no file
-            raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
