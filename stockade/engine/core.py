@@ -21,9 +21,8 @@ the move is done (it then happens after it).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
 
 import msgspec
 import trio
@@ -31,7 +30,7 @@ import trio
 from stockade.engine.actors import Dispatcher
 from stockade.engine.allocation import SharedAllocations, Strategy
 from stockade.engine.changes import Change
-from stockade.engine.commands import Release
+from stockade.engine.commands import Command, Release
 from stockade.engine.expiry import ExpiryScheduler
 from stockade.engine.feed import FeedHub
 from stockade.engine.ledger import ProductLedger
@@ -182,7 +181,7 @@ class EngineCore:
             raise UnknownProduct(sku)
 
     async def _journal_move(
-        self, event: Change, commands: list[tuple[str, Any]], order: Order, now: float
+        self, event: Change, commands: Sequence[tuple[str, Command]], order: Order, now: float
     ) -> None:
         """Journal a decided move that finishes ``order`` (a confirm or a cancel), hand its
         commands to the actors (they cannot be refused), schedule the order's retirement, and
