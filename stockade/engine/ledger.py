@@ -35,12 +35,15 @@ from stockade.engine.rules import Refused, RuleState, replace_rules
 from stockade.engine.validation import MAX_STOCK
 from stockade.errors import OutOfStock, StockConflict
 
-__all__ = ["ProductLedger", "Reply"]
+__all__ = ["ProductLedger", "Reply", "TakeReply"]
 
 #: What a command answers: ``None`` (done), a dict (a Take's allocation), an ``int`` (a Take
 #: refused: units available), a StockLevel (Read), a list of LocationLevel (ReadLocations), or
 #: a StockLevel / list of LocationLevel / ProductRules with the event to journal (merchant
 #: changes), or a Take refused by the product's rules (Refused).
+#: What a Take answers: the allocation taken, the units available, or a rule's refusal.
+TakeReply = dict[str, int] | int | Refused
+
 Reply = (
     None
     | int
