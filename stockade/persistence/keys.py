@@ -280,13 +280,13 @@ class PostgresKeys:
 
     async def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         from stockade._asyncio import AsyncioThread
-        from stockade.persistence.postgres import _UNREACHABLE
+        from stockade.persistence.postgres_errors import UNREACHABLE
 
         if self._aio is None:
             self._aio = AsyncioThread("stockade-keys")
         try:
             result: T = await self._aio.run(self._call, fn, *args)
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
         return result
 
@@ -348,6 +348,6 @@ class PostgresKeys:
         if self._aio is not None:
             aio, self._aio = self._aio, None
             conn, self._conn = self._conn, None
-            from stockade.persistence.postgres import _close_on
+            from stockade.persistence.postgres_errors import close_on
 
-            await _close_on(aio, conn)
+            await close_on(aio, conn)
