@@ -42,8 +42,8 @@ import trio
 
 import stockade
 from stockade.engine.allocation import SharedAllocations, at_default
+from stockade.engine.changes import Change
 from stockade.engine.core import DEFAULT_KEY_TTL
-from stockade.engine.events import Change
 from stockade.engine.models import Order
 from stockade.engine.orders import OrderBook, from_timestamp
 from stockade.engine.validation import (

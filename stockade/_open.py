@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import msgspec
 import trio
@@ -52,6 +53,12 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     event_retention: timedelta = DEFAULT_EVENT_RETENTION
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     wall_clock: Callable[[], float] = time.time
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> EngineOptions:
+        """The options named in ``arguments`` (an entry point's ``locals()``, whose keyword
+        parameters are these fields: a test holds every entry point to that), unchecked."""
+        return cls(**{name: arguments[name] for name in cls.__struct_fields__})
 
     def check(self) -> None:
         """Refuse an option of the wrong type or range with InvalidRequest, before anything
@@ -151,18 +158,7 @@ async def open_engine(
     IncompatibleStore). Opening blocks while the store loads (a PostgreSQL standby waits here
     for the owner to go); it can be cancelled.
     """
-    options = EngineOptions(
-        mailbox_size=mailbox_size,
-        journal_size=journal_size,
-        idempotency_ttl=idempotency_ttl,
-        max_hold=max_hold,
-        max_hold_lifetime=max_hold_lifetime,
-        allocation=allocation,
-        feed=feed,
-        event_retention=event_retention,
-        shutdown_grace=shutdown_grace,
-        wall_clock=wall_clock,
-    )
+    options = EngineOptions.from_arguments(locals())
     async with open_engine_and_store(database, store, durability, options) as (engine, _):
         yield engine
 

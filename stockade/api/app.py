@@ -2,7 +2,7 @@
 
 Every route declares the role it needs with :func:`~stockade.api.auth.requires` (design.md §10;
 see auth.py). Bodies are JSON (else 415), at most ``max_body_bytes`` (else 413), decoded and
-validated by msgspec once. In front of it, :class:`~stockade.api.guard.RequestGuard` keeps a
+validated by msgspec once. In front of it, :class:`~stockade.api.body_guard.BodyGuard` keeps a
 body that was not read to its end from wedging its connection, and in front of that,
 ``POST /v1/orders`` is answered without Quart (:mod:`stockade.api.fastpath`).
 """
@@ -20,12 +20,12 @@ from quart_trio import QuartTrio
 
 from stockade.api.accounting import Accounting, request_id, traced
 from stockade.api.asgi import ASGIApp
-from stockade.api.auth import Guard, Unauthorized, requires, route_access
+from stockade.api.auth import KeyRing, Unauthorized, requires, route_access
+from stockade.api.body_guard import BodyGuard
 from stockade.api.bounds import AnonymousBounds, HoldBounds
 from stockade.api.carts import carts
 from stockade.api.fastpath import OrderFastPath
 from stockade.api.feed import FeedCollector, FeedService, FeedSettings, feed
-from stockade.api.guard import RequestGuard
 from stockade.api.history import history
 from stockade.api.keys import ApiKey, ApiKeys, KeyPage, NewKey
 from stockade.api.locations import locations
@@ -63,7 +63,7 @@ class ApiSettings(msgspec.Struct, frozen=True):
     place and cancel holds (design.md §10); ``key_refresh_s`` bounds how long a key made or
     revoked by another process takes to be seen. ``max_drain_bytes`` and ``drain_s`` bound how
     much of a body the app did not read is read and dropped before answering, to keep its
-    connection usable (see :mod:`stockade.api.guard`); a body past them gets its answer with
+    connection usable (see :mod:`stockade.api.body_guard`); a body past them gets its answer with
     ``Connection: close``. ``bounds`` bound anonymous callers (public holds; see
     :mod:`stockade.api.bounds`)."""
 
@@ -270,7 +270,7 @@ def create_app(
     app.config["STOCKADE_METRICS"] = observed = Metrics(port, remote_series=engine_series)
     app.config["STOCKADE_TRACING"] = tracing
     accounting = Accounting(observed, settings.log_requests, tracing)
-    app.config["STOCKADE_AUTH"] = auth = Guard(
+    app.config["STOCKADE_AUTH"] = auth = KeyRing(
         settings.admin_token, public_holds=settings.public_holds
     )
     app.config["STOCKADE_KEYS"] = ApiKeys(
@@ -317,7 +317,7 @@ def create_app(
         response.headers["X-Request-Id"] = rid
         return response
 
-    app.config["STOCKADE_GUARD"] = guard = RequestGuard(
+    app.config["STOCKADE_GUARD"] = guard = BodyGuard(
         cast(ASGIApp, app.asgi_app), accounting,
         max_drain_bytes=settings.max_drain_bytes, drain_s=settings.drain_s,
     )  # fmt: skip

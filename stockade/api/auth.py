@@ -13,7 +13,7 @@ Routes open to anyone never look at the header.
 A check reads no database and costs the same whatever is presented: the SHA-256 of the whole
 token compared (``hmac.compare_digest``) with the admin token's, then the SHA-256 of the
 secret part compared with the stored hash of the key its id names, or with a dummy hash when
-no live key has that id. The :class:`Guard` holding the hashes is in memory, kept in step with
+no live key has that id. The :class:`KeyRing` holding the hashes is in memory, kept in step with
 the store by :class:`stockade.api.keys.ApiKeys`.
 """
 
@@ -37,7 +37,7 @@ __all__ = [
     "RANK",
     "Access",
     "Forbidden",
-    "Guard",
+    "KeyRing",
     "Role",
     "Unauthorized",
     "access_of",
@@ -88,7 +88,7 @@ PURCHASE_NEEDS_A_KEY = (
 )
 
 
-class Guard:
+class KeyRing:
     """The keys a server accepts, in memory: the admin token's hash (the token itself is not
     kept) and each live key's secret hash by id; and whether anonymous holds are public."""
 
@@ -125,7 +125,7 @@ class Guard:
 
 
 def authorize(
-    guard: Guard, authorization: bytes | None, access: Access, *, anonymous_ok: bool = True
+    guard: KeyRing, authorization: bytes | None, access: Access, *, anonymous_ok: bool = True
 ) -> Role:
     """The caller's role, if the ``Authorization`` header ``authorization`` may call a route
     declared ``access``; else raise Unauthorized (no key, or not a valid one) or Forbidden (a

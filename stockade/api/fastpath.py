@@ -10,7 +10,7 @@ it already read replayed: a body that is not JSON, too large, sent without a len
 in pieces, or does not decode (Quart then gives the same 400/413/415/422 as before). Every other
 route is Quart's; the Quart order route stays, for the requests handed over.
 
-It sits in front of the request guard (:mod:`stockade.api.guard`) and needs none of it, which
+It sits in front of the request guard (:mod:`stockade.api.body_guard`) and needs none of it, which
 keeps the guard's cost (a cancel scope is ~10 us) off the hot path: it answers only a body that
 arrived whole in its first message, read to its end; it never cancels itself; and a body that
 comes in pieces (a slow or stalled client) goes to the guarded path, where a shutdown refuses
@@ -27,7 +27,7 @@ import msgspec
 
 from stockade.api.accounting import Accounting, request_id
 from stockade.api.asgi import ASGIApp, Message, Receive, Scope, Send
-from stockade.api.auth import Access, Guard, authorize
+from stockade.api.auth import Access, KeyRing, authorize
 from stockade.api.bounds import AnonymousBounds
 from stockade.api.ordering import ROUTE, answer_order, refusal
 from stockade.api.port import EnginePort
@@ -51,7 +51,7 @@ class OrderFastPath:
 
     def __init__(
         self, app: ASGIApp, engine: EnginePort, accounting: Accounting, max_body_bytes: int,
-        auth: Guard, access: Access, tracing: Tracing | None = None,
+        auth: KeyRing, access: Access, tracing: Tracing | None = None,
         bounds: AnonymousBounds | None = None,
     ) -> None:  # fmt: skip
         self.app = app

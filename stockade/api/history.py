@@ -39,7 +39,7 @@ _MAX_SEQ = 2**63 - 1
 Limit = Annotated[int, Meta(ge=1, le=1000, description="items per page")]
 
 
-class OrderQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class OrdersQueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``GET /v1/orders``: newest first; ``created_after`` / ``created_before`` are exclusive;
     ``after`` is the ``next_after`` of the previous page; ``customer`` one customer's only."""
 
@@ -113,7 +113,7 @@ def _json(value: Any) -> Response:
 @history.get("/v1/orders")
 @requires("service")
 async def list_orders() -> Response:
-    query = _query(OrderQuery)
+    query = _query(OrdersQueryParams)
     engine = _engine()
     after = _given(query.after)
     if after is not None:
@@ -176,7 +176,7 @@ def paths(answer: Any, problems: Any, sku: dict[str, Any]) -> dict[str, dict[str
             "operationId": "listOrders",
             "summary": "List orders, newest first (paged; filter by status, creation time and "
                        "customer)",
-            "parameters": _parameters(OrderQuery),
+            "parameters": _parameters(OrdersQueryParams),
             "responses": {"200": answer(OrderPage, "a page"),
                           **problems(404, 422, 503)}}},
         "/v1/products/{sku}/movements": {"get": {

@@ -1,4 +1,4 @@
-"""The server's API keys: its :class:`~stockade.api.auth.Guard` kept in step with the store.
+"""The server's API keys: its :class:`~stockade.api.auth.KeyRing` kept in step with the store.
 
 A key made or revoked through this server (``/v1/keys``) is accepted or refused from the next
 request on: the guard changes as soon as the store has the change. A key made or revoked by
@@ -18,7 +18,7 @@ from datetime import datetime
 import msgspec
 import trio
 
-from stockade.api.auth import Guard
+from stockade.api.auth import KeyRing
 from stockade.api.logs import log_event
 from stockade.engine.orders import from_timestamp
 from stockade.errors import EngineUnavailable
@@ -63,7 +63,7 @@ class ApiKeys:
     """
 
     def __init__(
-        self, table: KeyTable, guard: Guard, *, refresh_s: float = 1.0,
+        self, table: KeyTable, guard: KeyRing, *, refresh_s: float = 1.0,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         self.table = table

@@ -1,7 +1,7 @@
 """``stockade serve``: the engine and the HTTP API in one trio process, on hypercorn.
 
 SIGTERM or SIGINT stops accepting connections, closes idle ones, refuses requests whose body is
-still on its way (503, see :mod:`stockade.api.guard`), ends every event stream (see
+still on its way (503, see :mod:`stockade.api.body_guard`), ends every event stream (see
 :mod:`stockade.api.sse`), lets requests in flight finish (up to ``grace_s``), stops webhook
 delivery (saving each subscription's cursor), then leaves the engine, which answers its calls
 and commits the journal.
@@ -40,9 +40,9 @@ from quart_trio import QuartTrio
 
 from stockade._open import EngineOptions, open_engine_and_store
 from stockade.api.app import ApiSettings, create_app
+from stockade.api.body_guard import BodyGuard
 from stockade.api.bounds import HoldBounds
 from stockade.api.feed import FeedService, FeedSettings
-from stockade.api.guard import RequestGuard
 from stockade.api.keys import ApiKeys
 from stockade.api.logs import install_json_logging, log_event, set_process_role
 from stockade.api.port import LocalBooks
@@ -239,7 +239,7 @@ async def serve_app(
     # hypercorn annotates int, and hands it to trio.fail_after, which takes any float
     config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]
     config.keep_alive_timeout = settings.keep_alive_s
-    guard: RequestGuard = app.config["STOCKADE_GUARD"]
+    guard: BodyGuard = app.config["STOCKADE_GUARD"]
     until_signalled = partial(_until_signalled, guard.stop, feed.stop_streams)
 
     async with trio.open_nursery() as nursery:

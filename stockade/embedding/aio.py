@@ -22,7 +22,12 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import trio
 
-from stockade._open import DEFAULT_EVENT_RETENTION, DEFAULT_JOURNAL_SIZE, DEFAULT_SHUTDOWN_GRACE
+from stockade._open import (
+    DEFAULT_EVENT_RETENTION,
+    DEFAULT_JOURNAL_SIZE,
+    DEFAULT_SHUTDOWN_GRACE,
+    EngineOptions,
+)
 from stockade.embedding.thread import EngineThread
 from stockade.engine.allocation import Strategy
 from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
@@ -178,21 +183,9 @@ async def open_asyncio_engine(
     serving meanwhile. ``clock`` is the thread's (see :class:`EngineThread`); the rest are
     :func:`stockade.open_engine`'s.
     """
-    thread = EngineThread(
-        database,
-        clock=clock,
-        store=store,
-        durability=durability,
-        mailbox_size=mailbox_size,
-        journal_size=journal_size,
-        idempotency_ttl=idempotency_ttl,
-        max_hold=max_hold,
-        max_hold_lifetime=max_hold_lifetime,
-        allocation=allocation,
-        feed=feed,
-        event_retention=event_retention,
-        shutdown_grace=shutdown_grace,
-        wall_clock=wall_clock,
+    options = EngineOptions.from_arguments(locals())
+    thread = EngineThread.with_options(
+        database, options, clock=clock, store=store, durability=durability
     )
     await asyncio.to_thread(thread.start)
     try:

@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import timedelta
-from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, TypeVarTuple
 
 import trio
@@ -30,7 +29,8 @@ from stockade._open import (
     DEFAULT_EVENT_RETENTION,
     DEFAULT_JOURNAL_SIZE,
     DEFAULT_SHUTDOWN_GRACE,
-    open_engine,
+    EngineOptions,
+    open_engine_and_store,
 )
 from stockade.engine.allocation import Strategy
 from stockade.engine.core import DEFAULT_KEY_TTL, DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_HOLD_LIFETIME
@@ -103,22 +103,32 @@ class EngineThread:
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._open = partial(
-            open_engine,
-            database,
-            store=store,
-            durability=durability,
-            mailbox_size=mailbox_size,
-            journal_size=journal_size,
-            idempotency_ttl=idempotency_ttl,
-            max_hold=max_hold,
-            max_hold_lifetime=max_hold_lifetime,
-            allocation=allocation,
-            feed=feed,
-            event_retention=event_retention,
-            shutdown_grace=shutdown_grace,
-            wall_clock=wall_clock,
-        )
+        self._setup(database, clock, store, durability, EngineOptions.from_arguments(locals()))
+
+    @classmethod
+    def with_options(
+        cls,
+        database: str | None,
+        options: EngineOptions,
+        *,
+        clock: trio.abc.Clock | None = None,
+        store: Store | None = None,
+        durability: Durability | None = None,
+    ) -> EngineThread:
+        """An engine thread for ``options`` (the other entry points build theirs this way)."""
+        thread = cls.__new__(cls)
+        thread._setup(database, clock, store, durability, options)
+        return thread
+
+    def _setup(
+        self,
+        database: str | None,
+        clock: trio.abc.Clock | None,
+        store: Store | None,
+        durability: Durability | None,
+        options: EngineOptions,
+    ) -> None:
+        self._open_args = (database, store, durability, options)
         self._clock = clock
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -184,7 +194,8 @@ class EngineThread:
     async def _main(self) -> None:
         # The nursery closes first (every call task has finished), then open_engine commits
         # the journal.
-        async with self._open() as engine, trio.open_nursery() as nursery:
+        opened = open_engine_and_store(*self._open_args)
+        async with opened as (engine, _), trio.open_nursery() as nursery:
             self._engine = engine
             self._nursery = nursery
             self._stopping = trio.Event()
@@ -446,21 +457,9 @@ def run_in_thread(
     engine thread. ``timeout`` is the handle's (see :class:`BlockingEngine`), ``clock`` the
     thread's (see :class:`EngineThread`); the rest are :func:`stockade.open_engine`'s.
     """
-    thread = EngineThread(
-        database,
-        clock=clock,
-        store=store,
-        durability=durability,
-        mailbox_size=mailbox_size,
-        journal_size=journal_size,
-        idempotency_ttl=idempotency_ttl,
-        max_hold=max_hold,
-        max_hold_lifetime=max_hold_lifetime,
-        allocation=allocation,
-        feed=feed,
-        event_retention=event_retention,
-        shutdown_grace=shutdown_grace,
-        wall_clock=wall_clock,
+    options = EngineOptions.from_arguments(locals())
+    thread = EngineThread.with_options(
+        database, options, clock=clock, store=store, durability=durability
     )
     thread.start()
     try:

@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, overload
+from typing import Any, Generic, TypeVar, overload
 
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
+from stockade.engine.changes import Change
 from stockade.engine.commands import (
     Adjust,
     Command,
@@ -34,7 +35,6 @@ from stockade.engine.commands import (
     Take,
     Transfer,
 )
-from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
 from stockade.engine.models import LocationLevel, ProductRules, StockLevel
@@ -46,28 +46,31 @@ __all__ = ["BATCH_PER_ACTOR", "Dispatcher", "Waiter"]
 #: Messages one actor handles in one pass before the next actor's turn.
 BATCH_PER_ACTOR = 1024
 
+R = TypeVar("R")
+
 
 def _cannot_abort(_: object) -> Abort:
     return Abort.FAILED
 
 
-class Waiter:
-    """A caller parked until ``pending`` replies have arrived; ``replies[i]`` holds each."""
+class Waiter(Generic[R]):
+    """A caller parked until ``pending`` replies have arrived; ``replies[i]`` holds each: an
+    ``R`` (what the commands it waits for answer), or the error that refused one."""
 
     __slots__ = ("pending", "replies", "task")
 
     def __init__(self, count: int) -> None:
         self.task: Task = current_task()
         self.pending = count
-        self.replies: list[Any] = [None] * count
+        self.replies: list[R | BaseException] = [None] * count  # type: ignore[list-item]
 
-    def deliver(self, index: int, reply: object) -> None:
+    def deliver(self, index: int, reply: R | BaseException) -> None:
         self.replies[index] = reply
         self.pending -= 1
         if self.pending == 0:
             reschedule(self.task)
 
-    async def wait(self) -> list[Any]:
+    async def wait(self) -> list[R | BaseException]:
         """Park until every reply is in. Not cancellable (see the module docstring)."""
         if self.pending:
             await wait_task_rescheduled(_cannot_abort)
@@ -79,7 +82,7 @@ class _Actor:
 
     def __init__(self, ledger: ProductLedger) -> None:
         self.ledger = ledger
-        self.mailbox: deque[tuple[Command, Waiter | None, int]] = deque()
+        self.mailbox: deque[tuple[Command, Waiter[Any] | None, int]] = deque()
 
 
 class Dispatcher:
@@ -126,7 +129,12 @@ class Dispatcher:
         return True
 
     def post(
-        self, sku: str, command: Command, waiter: Waiter | None, index: int, force: bool = False
+        self,
+        sku: str,
+        command: Command,
+        waiter: Waiter[Any] | None,
+        index: int,
+        force: bool = False,
     ) -> None:
         """Queue ``command`` for ``sku``'s actor, activating it if it was idle. The reply goes to
         ``waiter.replies[index]`` (nowhere if ``waiter`` is None). Pass ``force=True`` by
@@ -165,7 +173,7 @@ class Dispatcher:
         merchant change answers its level(s) and the journal sequence number of its event."""
         if self._closing:
             raise EngineClosed("the engine is shutting down")
-        waiter = Waiter(1)
+        waiter: Waiter[Any] = Waiter(1)  # ask's overloads say what each command answers
         self.post(sku, command, waiter, 0)
         (reply,) = await waiter.wait()
         if isinstance(reply, BaseException):

@@ -8,8 +8,8 @@ from datetime import timedelta
 import trio
 
 from stockade.engine.cartplan import growth, settle
+from stockade.engine.changes import KeyUsed
 from stockade.engine.commands import Release
-from stockade.engine.events import KeyUsed
 from stockade.engine.models import KeyUse, Order
 from stockade.engine.placing import Placing
 from stockade.engine.validation import Lines, check_hold, check_idempotency_key, check_lines

@@ -5,7 +5,7 @@ Everything runs on one trio thread. The engine decides an order move synchronous
 :class:`~stockade.engine.orders.OrderBook` (so two moves of one order never interleave), journals
 it, and hands the stock movements to the product actors. What reaches the journal and when is
 chosen so that every committed prefix is a state without oversell (see
-:mod:`stockade.engine.events`):
+:mod:`stockade.engine.changes`):
 
 * a new order's takes (and a cart edit's extra takes) are journaled with its order event, after
   every line was taken;
@@ -21,25 +21,24 @@ the move is done (it then happens after it).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
 
 import msgspec
 import trio
 
 from stockade.engine.actors import Dispatcher
 from stockade.engine.allocation import SharedAllocations, Strategy
-from stockade.engine.commands import Release
-from stockade.engine.events import Change
+from stockade.engine.changes import Change
+from stockade.engine.commands import Command, Release
 from stockade.engine.expiry import ExpiryScheduler
 from stockade.engine.feed import FeedHub
-from stockade.engine.journal import History, JournalSink, Snapshot
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable
 from stockade.engine.models import Order
 from stockade.engine.orders import OrderBook
 from stockade.engine.rules import RuleState
+from stockade.engine.storage import History, JournalSink, Snapshot
 from stockade.engine.validation import DEFAULT_MAX_HOLD, check_sku
 from stockade.errors import (
     CorruptStore,
@@ -182,7 +181,7 @@ class EngineCore:
             raise UnknownProduct(sku)
 
     async def _journal_move(
-        self, event: Change, commands: list[tuple[str, Any]], order: Order, now: float
+        self, event: Change, commands: Sequence[tuple[str, Command]], order: Order, now: float
     ) -> None:
         """Journal a decided move that finishes ``order`` (a confirm or a cancel), hand its
         commands to the actors (they cannot be refused), schedule the order's retirement, and

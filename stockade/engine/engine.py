@@ -16,7 +16,6 @@ from datetime import datetime
 import trio
 
 from stockade.engine.feed import FeedHub
-from stockade.engine.journal import History, OrderQuery, orders_page
 from stockade.engine.merchant import Merchant
 from stockade.engine.models import (
     EVENT_TYPES,
@@ -27,6 +26,7 @@ from stockade.engine.models import (
     OrderStatus,
 )
 from stockade.engine.returns import Returns
+from stockade.engine.storage import History, OrderQuery, orders_page
 from stockade.engine.validation import check_order_fields
 from stockade.errors import FeedGone, InvalidRequest
 

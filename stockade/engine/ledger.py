@@ -14,6 +14,7 @@ shop's hot path, and what keeps a catalogue of millions small.
 from __future__ import annotations
 
 from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW, add, allocate, subtract
+from stockade.engine.changes import Adjusted, RulesSet, StockSet, Transferred
 from stockade.engine.commands import (
     Adjust,
     Command,
@@ -28,19 +29,21 @@ from stockade.engine.commands import (
     Take,
     Transfer,
 )
-from stockade.engine.events import Adjusted, RulesSet, StockSet, Transferred
 from stockade.engine.locations import DEFAULT_LOCATION, LocationTable, Where
 from stockade.engine.models import LocationLevel, ProductRules, StockLevel
 from stockade.engine.rules import Refused, RuleState, replace_rules
 from stockade.engine.validation import MAX_STOCK
 from stockade.errors import OutOfStock, StockConflict
 
-__all__ = ["ProductLedger", "Reply"]
+__all__ = ["ProductLedger", "Reply", "TakeReply"]
 
 #: What a command answers: ``None`` (done), a dict (a Take's allocation), an ``int`` (a Take
 #: refused: units available), a StockLevel (Read), a list of LocationLevel (ReadLocations), or
 #: a StockLevel / list of LocationLevel / ProductRules with the event to journal (merchant
 #: changes), or a Take refused by the product's rules (Refused).
+#: What a Take answers: the allocation taken, the units available, or a rule's refusal.
+TakeReply = dict[str, int] | int | Refused
+
 Reply = (
     None
     | int

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from stockade.engine.allocation import DEFAULT_LOCATION as ALLOCATION_DEFAULT
 from stockade.engine.allocation import STRATEGIES, Strategy
-from stockade.engine.events import ChannelSet, LocationSet
+from stockade.engine.changes import ChannelSet, LocationSet
 from stockade.engine.models import Channel, Location
 from stockade.engine.validation import check_location_id
 from stockade.errors import InvalidRequest, UnknownChannel, UnknownLocation

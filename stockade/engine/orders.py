@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from stockade.engine.allocation import first_units, returned_parts, subtract
-from stockade.engine.events import (
+from stockade.engine.changes import (
     OrderCancelled,
     OrderChanged,
     OrderConfirmed,

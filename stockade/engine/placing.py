@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import NoReturn, TypeGuard
 
 import trio
 from trio.lowlevel import wait_task_rescheduled
 
 from stockade.engine.actors import Waiter, _cannot_abort
 from stockade.engine.allocation import AT_DEFAULT, SHARED_BELOW
-from stockade.engine.commands import Confirm, GiveBack, Release, Return, Take
+from stockade.engine.commands import Command, Confirm, GiveBack, Release, Return, Take
 from stockade.engine.core import EngineCore
 from stockade.engine.holders import check_holder
+from stockade.engine.ledger import TakeReply
 from stockade.engine.models import KeyUse, Order, ProductRules
 from stockade.engine.rules import Refused
 from stockade.engine.validation import (
@@ -118,7 +119,7 @@ class Placing(EngineCore):
                     raise self._overloaded(checked)
                 order_id = self._ids.pop() if self._ids else self._more_ids()
                 hold = hold_s is not None
-                waiter = Waiter(len(checked))
+                waiter: Waiter[TakeReply] = Waiter(len(checked))
                 index = 0
                 for sku, qty in checked.items():  # a full mailbox refuses a lone line here
                     dispatcher.post(
@@ -142,7 +143,7 @@ class Placing(EngineCore):
                     else:
                         allocations = {sku: allocation}
                 else:
-                    if not all(type(r) is dict for r in replies):
+                    if not _all_taken(replies):
                         await self._give_back(order_id, checked, replies, hold)
                     allocations = dict(zip(checked, replies, strict=True))
                 now = dispatcher.now
@@ -203,8 +204,12 @@ class Placing(EngineCore):
         return pool[:32]
 
     async def _give_back(
-        self, order_id: str, lines: Mapping[str, int], replies: list[Any], hold: bool
-    ) -> None:
+        self,
+        order_id: str,
+        lines: Mapping[str, int],
+        replies: list[TakeReply | BaseException],
+        hold: bool,
+    ) -> NoReturn:
         """Return the lines that were taken, wait until they are back, raise why the others
         were not: NotOnSale or LimitExceeded (a product's rules refused a line; in that order
         of precedence), else OutOfStock."""
@@ -212,20 +217,20 @@ class Placing(EngineCore):
         refused: list[Refused] = []
         taken: list[tuple[str, dict[str, int]]] = []
         for (sku, qty), reply in zip(lines.items(), replies, strict=True):
-            if type(reply) is dict:
+            if isinstance(reply, dict):
                 taken.append((sku, reply))
             elif isinstance(reply, BaseException):
                 raise reply
-            elif type(reply) is Refused:
+            elif isinstance(reply, Refused):
                 refused.append(reply)
             else:
                 shortages[sku] = (qty, reply)
         if taken:
-            waiter = Waiter(len(taken))
+            back: Waiter[None] = Waiter(len(taken))
             for index, (sku, allocation) in enumerate(taken):
                 command = GiveBack(order_id=order_id, allocation=allocation, hold=hold)
-                self._dispatcher.post(sku, command, waiter, index, force=True)
-            await waiter.wait()
+                self._dispatcher.post(sku, command, back, index, force=True)
+            await back.wait()
         if refused:
             raise self._refusal(refused)
         self.counters["out_of_stock"] += 1
@@ -326,7 +331,7 @@ class Placing(EngineCore):
             None if order.channel is None and order.location is None
             else self._table.where(order.channel, order.location)
         )  # fmt: skip
-        waiter = Waiter(len(lines))
+        waiter: Waiter[TakeReply] = Waiter(len(lines))
         for index, (sku, qty) in enumerate(lines.items()):
             # A product's rules see the order's customer and, for a cart edit, the line's
             # new total (per_order); a late payment retakes the order's own units (only
@@ -336,7 +341,7 @@ class Placing(EngineCore):
                         retake=not hold)  # fmt: skip
             dispatcher.post(sku, take, waiter, index)
         replies = await waiter.wait()
-        if not all(type(r) is dict for r in replies):
+        if not _all_taken(replies):
             await self._give_back(order.id, lines, replies, hold)
         return dict(zip(lines, replies, strict=True))
 
@@ -365,7 +370,7 @@ class Placing(EngineCore):
                 return order
             self.counters["cancelled"] += 1
             if event.was == "reserved":
-                moves: list[tuple[str, Any]] = [(sku, Release(order_id)) for sku in order.lines]
+                moves: list[tuple[str, Command]] = [(sku, Release(order_id)) for sku in order.lines]
             else:  # a return: every unit not returned before
                 back = order.allocations if event.moves is None else event.moves
                 moves = [(sku, Return(order_id, allocation))
@@ -384,3 +389,8 @@ class Placing(EngineCore):
             return await self._lookup(order_id)
         finally:
             self._leave()
+
+
+def _all_taken(replies: list[TakeReply | BaseException]) -> TypeGuard[list[dict[str, int]]]:
+    """Whether every Take was granted: each reply an allocation."""
+    return all(type(r) is dict for r in replies)

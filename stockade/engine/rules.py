@@ -10,7 +10,7 @@ them: no rush of one customer's parallel requests can pass the limit.
 customer (``units_of``, ``customer_of``) and their sum per customer (``counts``). They hold
 only orders counted since ``per_customer`` last changed and still holding or bought (released
 units leave at once), so memory follows the rule's live orders, not history. Each change of
-an order's counted units is a :class:`~stockade.engine.events.Counted` change left in
+an order's counted units is a :class:`~stockade.engine.changes.Counted` change left in
 ``pending`` for the dispatcher to journal in this order (once per actor batch), so a
 store's counts equal the actor's at every committed prefix and a restart rebuilds them by
 reading those rows only.
@@ -26,8 +26,8 @@ from datetime import datetime
 
 import msgspec
 
+from stockade.engine.changes import Counted
 from stockade.engine.commands import Take
-from stockade.engine.events import Counted
 from stockade.engine.models import ProductRules
 from stockade.engine.orders import from_timestamp
 from stockade.engine.validation import MAX_QTY, MAX_STOCK, check_sku

@@ -46,6 +46,7 @@ from stockade.persistence.rows import (
 from stockade.persistence.schema import RETURNS_SINCE, RULES_SINCE, SCHEMA_VERSION
 from stockade.persistence.sql import LOAD_RULES
 from stockade.persistence.sqlite import SQLiteStore
+from stockade.persistence.sqlite_errors import sqlite_errors
 
 __all__ = [
     "COUNTS",
@@ -154,12 +155,10 @@ def open_sqlite_reader(path: str) -> sqlite3.Connection:
     if not os.path.exists(path):
         raise StoreUnavailable(f"no database at {path}")
     uri = Path(path).absolute().as_uri() + "?mode=ro"
-    try:
+    with sqlite_errors(path):
         return sqlite3.connect(
             uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
         )
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"SQLite: {exc}") from exc
 
 
 def read_schema_version(conn: sqlite3.Connection) -> int | None:
@@ -251,11 +250,8 @@ async def _in_sqlite(path: str, work: Callable[[sqlite3.Connection], Any]) -> An
         nonlocal conn
         conn = open_sqlite_reader(path)
         try:
-            return work(conn)
-        except sqlite3.OperationalError as exc:  # busy past the timeout, I/O, interrupted
-            raise StoreUnavailable(f"SQLite: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"SQLite: {path}: {exc}") from exc
+            with sqlite_errors(path):  # busy past the timeout, I/O, interrupted, malformed
+                return work(conn)
         finally:
             conn.close()
 
@@ -333,7 +329,8 @@ async def check_database(database: str, tally: Tally) -> BooksReport:
     """The books check of the store at ``database`` (a URL), read-only, whether or not a server
     owns it; findings go to ``tally`` as they are made. Blocks until the whole store has been
     read (in a worker thread, or PostgreSQL's loop); cancellable. Raises InvalidRequest for a
-    URL that names no stored database, StoreUnavailable when it cannot be read,
+    URL that names no stored database, StoreUnavailable when it cannot be read, CorruptStore
+    for a file that is not a sound database,
     IncompatibleStore for a schema this stockade does not read."""
     dialect, where = _locate(database)
     if dialect == "sqlite":

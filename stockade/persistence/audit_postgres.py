@@ -25,7 +25,7 @@ from stockade.persistence.audit import (
     split_order_row,
 )
 from stockade.persistence.books import BooksCheck, BooksReport, Tally
-from stockade.persistence.postgres import _UNREACHABLE
+from stockade.persistence.postgres_errors import UNREACHABLE
 from stockade.persistence.rows import order_from_row, rules_from_row
 from stockade.persistence.schema import RULES_SINCE
 from stockade.persistence.sql import LOAD_RULES
@@ -65,7 +65,7 @@ async def _run(dsn: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     try:
         result: T = await aio.run(_session, dsn, work)
         return result
-    except _UNREACHABLE as exc:
+    except UNREACHABLE as exc:
         raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
     finally:
         aio.close()

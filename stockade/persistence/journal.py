@@ -27,11 +27,11 @@ import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from stockade.engine.events import Change
+from stockade.engine.changes import Change
 from stockade.engine.feed import EventRow, FeedHub
-from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import JournalStatistics, Movement, Order
+from stockade.engine.storage import OrderQuery, Snapshot
 from stockade.errors import CorruptStore, InvalidRequest, Overloaded
 from stockade.errors import StoreUnavailable as StoreUnavailable  # its home before errors.py
 

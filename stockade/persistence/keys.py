@@ -30,6 +30,7 @@ import trio
 from stockade.errors import InvalidRequest
 from stockade.persistence.journal import Store, StoreUnavailable
 from stockade.persistence.schema import SCHEMA_VERSION
+from stockade.persistence.sqlite_errors import sqlite_errors
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -198,10 +199,8 @@ class SQLiteKeys:
         self._limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
+        with sqlite_errors(self.path):  # locked past the timeout, I/O error, no file
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        except sqlite3.OperationalError as exc:  # locked past the timeout, I/O error, no file
-            raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -281,13 +280,13 @@ class PostgresKeys:
 
     async def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         from stockade._asyncio import AsyncioThread
-        from stockade.persistence.postgres import _UNREACHABLE
+        from stockade.persistence.postgres_errors import UNREACHABLE
 
         if self._aio is None:
             self._aio = AsyncioThread("stockade-keys")
         try:
             result: T = await self._aio.run(self._call, fn, *args)
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
         return result
 
@@ -349,6 +348,6 @@ class PostgresKeys:
         if self._aio is not None:
             aio, self._aio = self._aio, None
             conn, self._conn = self._conn, None
-            from stockade.persistence.postgres import _close_on
+            from stockade.persistence.postgres_errors import close_on
 
-            await _close_on(aio, conn)
+            await close_on(aio, conn)

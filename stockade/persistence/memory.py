@@ -13,9 +13,9 @@ import bisect
 import trio
 
 from stockade.engine.feed import EventRow, event_from_row
-from stockade.engine.journal import OrderQuery, Snapshot, orders_page
 from stockade.engine.models import Channel, KeyUse, Location, Movement, Order, ProductRules
 from stockade.engine.models import Event as FeedEvent
+from stockade.engine.storage import OrderQuery, Snapshot, orders_page
 from stockade.errors import CorruptStore
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import MemoryKeys

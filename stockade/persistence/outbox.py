@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from stockade.engine.events import (
+from stockade.engine.changes import (
     Change,
     OrderCancelled,
     OrderChanged,

@@ -26,9 +26,9 @@ import asyncpg
 
 from stockade._asyncio import AsyncioThread
 from stockade.engine.feed import EventRow, event_from_row
-from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
+from stockade.engine.storage import OrderQuery, Snapshot
 from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
 from stockade.errors import StoreLost as StoreLost  # its home before errors.py
 from stockade.persistence import sql
@@ -41,6 +41,7 @@ from stockade.persistence.outbox import (
     update_low_stock,
 )
 from stockade.persistence.pages import PAGES_PER_READ, page_events, pages_of
+from stockade.persistence.postgres_errors import REFUSED, UNREACHABLE, close_on
 from stockade.persistence.rows import (
     ORDER_COLUMNS,
     BatchRows,
@@ -84,29 +85,6 @@ _RULES_SQL = {
                       sql.DELETE_COUNT, sql.CAP_COUNT)
 }  # fmt: skip
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema()))"
-#: What a dropped connection, a connection left in a broken state, or an unreachable server
-#: raises in asyncpg. Anything else (a constraint violated, bad data) is a bug: it is not retried.
-_UNREACHABLE = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-)
-#: What a batch or a stored row that breaks the schema's rules raises: the store is corrupt.
-_REFUSED = (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
-
-
-async def _close_on(aio: AsyncioThread, conn: asyncpg.Connection | None) -> None:
-    """Close ``conn`` on ``aio``'s loop (a dead connection needs nothing), then stop the loop."""
-    if conn is not None:
-        with contextlib.suppress(*_UNREACHABLE):
-            await aio.run(conn.close)
-    aio.close()
 
 
 class PostgresStore:
@@ -148,9 +126,9 @@ class PostgresStore:
         starts from (see Store.load)."""
         try:
             snapshot: Snapshot = await self._run(self._load, since)
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
-        except _REFUSED as exc:
+        except REFUSED as exc:
             raise CorruptStore(f"PostgreSQL: {exc}") from exc
         return snapshot
 
@@ -160,7 +138,7 @@ class PostgresStore:
         but the schema."""
         try:
             await self._run(self._migrate)
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
         finally:
             await self.aclose()
@@ -248,10 +226,10 @@ class PostgresStore:
         rows = batch_rows(batch)
         try:
             return await self._run(self._commit, batch, rows)
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             await self._discard_connection()  # the next attempt reconnects
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
-        except _REFUSED as exc:
+        except REFUSED as exc:
             raise CorruptStore(f"PostgreSQL refused the batch: {exc}") from exc
 
     async def _discard_connection(self) -> None:
@@ -367,7 +345,7 @@ class PostgresStore:
 
         try:
             return await self._run(read)
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
 
     async def _open_readers(self) -> asyncpg.Pool:
@@ -450,8 +428,8 @@ class PostgresStore:
         aio, self._aio = self._aio, None
         if self._readers is not None:
             pool, self._readers = self._readers, None
-            with contextlib.suppress(*_UNREACHABLE):
+            with contextlib.suppress(*UNREACHABLE):
                 await aio.run(pool.close)
         self._readers_lock = None  # bound to this loop, which stops now
         conn, self._conn = self._conn, None
-        await _close_on(aio, conn)
+        await close_on(aio, conn)

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from stockade.engine.events import (
+from stockade.engine.changes import (
     Adjusted,
     ChannelSet,
     Counted,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from stockade.engine.journal import OrderQuery
+from stockade.engine.storage import OrderQuery
 from stockade.persistence.rows import ORDER_COLUMNS, ORDER_WIDTH, BatchRows, OrderRow
 
 __all__ = [

@@ -18,16 +18,16 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
 
 from stockade.engine.feed import EventRow, event_from_row
-from stockade.engine.journal import OrderQuery, Snapshot
 from stockade.engine.models import Event as FeedEvent
 from stockade.engine.models import Movement, Order
-from stockade.errors import CorruptStore, InvalidRequest, StoreInUse, StoreUnavailable
+from stockade.engine.storage import OrderQuery, Snapshot
+from stockade.errors import InvalidRequest, StoreInUse
 from stockade.persistence import sql
 from stockade.persistence.journal import Batch, is_new_batch
 from stockade.persistence.keys import SQLiteKeys
@@ -56,30 +56,13 @@ from stockade.persistence.schema import (
     migrations_after,
 )
 from stockade.persistence.sinks import SINK_COLUMNS, SinkRecord
+from stockade.persistence.sqlite_errors import sqlite_errors
 from stockade.persistence.subscriptions import SQLiteTable
 from stockade.persistence.webhooks import SQLiteWebhooks
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Raise sqlite3's (and the file system's) errors as stockade's. What is worth retrying
-    (busy, locked, disk full, an I/O error, a file that cannot be opened) becomes
-    StoreUnavailable; a constraint the data breaks, or a file that is not a sound database,
-    CorruptStore. A misuse of sqlite3 (ProgrammingError and the like) is a bug: it stays."""
-    try:
-        yield
-    except (sqlite3.OperationalError, OSError) as exc:
-        raise StoreUnavailable(f"SQLite: {exc}") from exc
-    except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
-        raise CorruptStore(f"SQLite refused the data: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        if type(exc) is not sqlite3.DatabaseError:
-            raise
-        raise CorruptStore(f"SQLite: {exc}") from exc  # malformed, or not a database at all
 
 
 class SQLiteStore:
@@ -106,7 +89,7 @@ class SQLiteStore:
         def read() -> T:
             if self._reader is None:
                 raise InvalidRequest("the SQLite store is not open: load() it first")
-            with _translated():
+            with sqlite_errors():
                 return fn(self._reader)
 
         return await trio.to_thread.run_sync(read, limiter=self._read_limiter)
@@ -120,7 +103,7 @@ class SQLiteStore:
         return await self._run(self._load, since)
 
     def _open(self) -> None:
-        with _translated():
+        with sqlite_errors():
             self._open_file()
 
     async def migrate(self) -> None:
@@ -147,7 +130,7 @@ class SQLiteStore:
     async def _side(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             conn = self._connection()
-            with _translated():
+            with sqlite_errors():
                 return fn(conn)
 
         return await self._run(run)
@@ -184,7 +167,7 @@ class SQLiteStore:
         self._conn = conn
 
     def _load(self, since: float) -> Snapshot:
-        with _translated():
+        with sqlite_errors():
             return self._read_snapshot(since)
 
     def _read_snapshot(self, since: float) -> Snapshot:
@@ -217,7 +200,7 @@ class SQLiteStore:
     def _commit(self, batch: Batch, rows: BatchRows) -> list[EventRow]:
         conn = self._connection()
         events: list[EventRow] = []
-        with _translated():
+        with sqlite_errors():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 last_seq, last_event = conn.execute(
@@ -282,7 +265,7 @@ class SQLiteStore:
 
         def prune() -> int:
             conn = self._connection()
-            with _translated(), conn:  # one short transaction per chunk, between commits
+            with sqlite_errors(), conn:  # one short transaction per chunk, between commits
                 conn.execute("BEGIN IMMEDIATE")
                 return conn.execute(sql.PRUNE_EVENTS, (limit, limit, before)).rowcount
 

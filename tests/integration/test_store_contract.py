@@ -11,7 +11,7 @@ import trio.testing
 
 import stockade
 from stockade import StockLevel
-from stockade.engine.events import Adjusted, OrderConfirmed, OrderPlaced, StockSet
+from stockade.engine.changes import Adjusted, OrderConfirmed, OrderPlaced, StockSet
 from stockade.engine.models import Order
 from stockade.engine.orders import from_timestamp
 from stockade.persistence.journal import Batch

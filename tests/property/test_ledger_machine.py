@@ -11,6 +11,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 
 from stockade import InvalidRequest, InvalidTransition, OutOfStock
 from stockade.engine.cartplan import growth, settle
+from stockade.engine.changes import Change
 from stockade.engine.commands import (
     Adjust,
     Confirm,
@@ -21,7 +22,6 @@ from stockade.engine.commands import (
     Take,
     Transfer,
 )
-from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
 from stockade.engine.orders import OrderBook

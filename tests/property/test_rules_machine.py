@@ -24,8 +24,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import stockade
 from stockade import Engine, InvalidTransition, LimitExceeded, Order, OutOfStock
+from stockade.engine.changes import Change
 from stockade.engine.commands import Confirm, GiveBack, Release, Return, SetRules, Take
-from stockade.engine.events import Change
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
 from stockade.engine.models import ProductRules

@@ -17,7 +17,7 @@ from quart_trio import QuartTrio
 
 import stockade
 from stockade.api.app import ApiSettings, create_app
-from stockade.api.auth import RANK, Guard, requires, route_access
+from stockade.api.auth import RANK, KeyRing, requires, route_access
 from stockade.api.keys import ApiKeys
 from stockade.persistence.keys import KeyRecord, MemoryKeys, make_key
 
@@ -335,17 +335,17 @@ async def test_the_document_shows_public_holds(public, client):
 def test_the_guard_knows_live_keys_and_the_admin_token_only():
     record, key = make_key("service", "", 1.0)
     revoked, old = make_key("merchant", "", 1.0)
-    guard = Guard("admin")
+    guard = KeyRing("admin")
     guard.replace([record, msgspec.structs.replace(revoked, revoked_at=2.0)])
     assert guard.role_of(key.encode()) == "service"
     assert guard.role_of(old.encode()) is None
     assert guard.role_of(b"admin") == "merchant"
-    assert Guard("").role_of(b"") is None  # no admin token: nothing is one
+    assert KeyRing("").role_of(b"") is None  # no admin token: nothing is one
 
 
 async def test_keys_made_or_revoked_elsewhere_are_seen_within_the_refresh(autojump_clock):
     table = MemoryKeys()  # written behind the server's back, as the CLI does
-    keys = ApiKeys(table, Guard(TOKEN), refresh_s=1.0)
+    keys = ApiKeys(table, KeyRing(TOKEN), refresh_s=1.0)
     record, key = make_key("service", "cli", 0.0)
     async with trio.open_nursery() as nursery:
         await nursery.start(keys.run)
@@ -375,7 +375,7 @@ class SlowKeys(MemoryKeys):
 
 async def test_a_refresh_in_flight_never_brings_back_a_revoked_key():
     table = SlowKeys()
-    keys = ApiKeys(table, Guard(TOKEN))
+    keys = ApiKeys(table, KeyRing(TOKEN))
     record, key = await keys.create("service", "")
     table.gate = trio.Event()
     async with trio.open_nursery() as nursery:

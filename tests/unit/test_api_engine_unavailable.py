@@ -124,10 +124,10 @@ async def test_key_refresh_keeps_the_keys_while_the_engine_is_away(autojump_cloc
                 raise EngineUnavailable(GONE)
             return []
 
-    from stockade.api.auth import Guard
+    from stockade.api.auth import KeyRing
 
     table = Table()
-    keys = ApiKeys(table, Guard(TOKEN), refresh_s=1.0)  # type: ignore[arg-type]
+    keys = ApiKeys(table, KeyRing(TOKEN), refresh_s=1.0)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         await nursery.start(keys.run)
         table.failing = True

@@ -16,7 +16,7 @@ import trio.testing
 import stockade
 from bench.engine import OrderKeeper, keeping_run
 from bench.engine import main as engine_bench
-from stockade.engine.events import OrderPlaced
+from stockade.engine.changes import OrderPlaced
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from stockade.engine.events import (
+from stockade.engine.changes import (
     Adjusted,
     Change,
     KeyUsed,

@@ -7,7 +7,7 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from stockade.engine.events import StockSet
+from stockade.engine.changes import StockSet
 from stockade.persistence.journal import CommitTimes, Journal, last_commit
 from stockade.persistence.memory import MemoryStore
 from tests.fakes import StalledStore

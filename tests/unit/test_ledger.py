@@ -1,6 +1,7 @@
 import pytest
 
 from stockade import InvalidRequest, LocationLevel, OutOfStock, StockConflict, StockLevel
+from stockade.engine.changes import Adjusted, StockSet, Transferred
 from stockade.engine.commands import (
     Adjust,
     Confirm,
@@ -13,7 +14,6 @@ from stockade.engine.commands import (
     Take,
     Transfer,
 )
-from stockade.engine.events import Adjusted, StockSet, Transferred
 from stockade.engine.ledger import ProductLedger
 from stockade.engine.locations import LocationTable
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from stockade import IdempotencyConflict, InvalidRequest, InvalidTransition, OrderNotFound
-from stockade.engine.events import OrderCancelled, OrderConfirmed, OrderExpired, OrderPlaced
+from stockade.engine.changes import OrderCancelled, OrderConfirmed, OrderExpired, OrderPlaced
 from stockade.engine.models import KeyUse
 from stockade.engine.orders import OrderBook
 

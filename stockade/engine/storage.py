@@ -9,7 +9,7 @@ from typing import Protocol
 
 import msgspec
 
-from stockade.engine.events import Change
+from stockade.engine.changes import Change
 from stockade.engine.models import (
     Channel,
     JournalStatistics,

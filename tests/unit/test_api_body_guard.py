@@ -1,4 +1,4 @@
-"""RequestGuard between a fake hypercorn connection and small ASGI apps (and the real one).
+"""BodyGuard between a fake hypercorn connection and small ASGI apps (and the real one).
 
 The fake does what hypercorn's HTTP/1.1 protocol does in the calls the guard cares about: the
 app's ``receive`` reads a bounded queue the client's body goes into, and the response's last
@@ -20,7 +20,7 @@ import stockade
 from stockade.api.accounting import Accounting
 from stockade.api.app import ApiSettings, create_app
 from stockade.api.asgi import Message
-from stockade.api.guard import RequestGuard
+from stockade.api.body_guard import BodyGuard
 from stockade.api.metrics import Metrics
 from stockade.api.port import LocalEngine
 from stockade.engine.engine import Engine
@@ -88,12 +88,12 @@ async def read_then_answer(scope: Any, receive: Any, send: Any) -> None:
 
 
 @pytest.fixture
-def guard(engine: Engine) -> Callable[[Any], RequestGuard]:
+def guard(engine: Engine) -> Callable[[Any], BodyGuard]:
     """Wraps an app in a guard with small bounds."""
 
-    def wrap(app: Any) -> RequestGuard:
+    def wrap(app: Any) -> BodyGuard:
         accounting = Accounting(Metrics(LocalEngine(engine)), log_requests=False)
-        return RequestGuard(app, accounting, max_drain_bytes=DRAIN_BYTES, drain_s=DRAIN_S)
+        return BodyGuard(app, accounting, max_drain_bytes=DRAIN_BYTES, drain_s=DRAIN_S)
 
     return wrap
 

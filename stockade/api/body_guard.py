@@ -1,6 +1,6 @@
 """Every HTTP/1.x exchange leaves its connection usable or closed, never wedged.
 
-:class:`RequestGuard` wraps the Quart app, behind the order fast path (which answers only bodies
+:class:`BodyGuard` wraps the Quart app, behind the order fast path (which answers only bodies
 that arrived whole and needs none of this: see :mod:`stockade.api.fastpath`). Three things it
 takes care of, in hypercorn's HTTP/1.1 protocol (``hypercorn/protocol/h11.py``) as quart-trio
 drives it:
@@ -27,7 +27,7 @@ drives it:
   closes the connection after it; meanwhile the guard reads the app's queue, so that hypercorn's
   ``http.disconnect`` always finds room.
 
-* **Shutdown** (:meth:`RequestGuard.stop`): a request whose body is still on its way has not
+* **Shutdown** (:meth:`BodyGuard.stop`): a request whose body is still on its way has not
   started; it is refused at once with 503 ``shutting-down`` and ``Connection: close`` instead of
   holding the shutdown for the grace period. Requests whose body has arrived are left to finish,
   and drains stop.
@@ -46,7 +46,7 @@ from stockade.api.accounting import Accounting, request_id
 from stockade.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from stockade.api.problems import problem_document
 
-__all__ = ["RequestGuard"]
+__all__ = ["BodyGuard"]
 
 _HTTP1 = frozenset({"1.0", "1.1"})
 _CLOSE = (b"connection", b"close")
@@ -55,7 +55,7 @@ _REFUSED = problem_document(
 )
 
 
-class RequestGuard:
+class BodyGuard:
     """Wraps ``app`` (see the module docstring). ``accounting`` counts the guard's own answers."""
 
     def __init__(
@@ -101,7 +101,7 @@ class _Exchange:
         "received",
     )  # fmt: skip
 
-    def __init__(self, guard: RequestGuard, receive: Receive, send: Send) -> None:
+    def __init__(self, guard: BodyGuard, receive: Receive, send: Send) -> None:
         self.guard = guard
         self._receive = receive
         self._send = send
@@ -145,7 +145,7 @@ class _Exchange:
 
     async def _drain(self) -> None:
         """Read and drop the rest of the body, up to the guard's bounds. Cancelled by
-        :meth:`RequestGuard.stop`, and by :meth:`receive` when another reader (Quart's) gets the
+        :meth:`BodyGuard.stop`, and by :meth:`receive` when another reader (Quart's) gets the
         last message."""
         if self.ended or self.guard.stopping:
             return
@@ -170,7 +170,7 @@ class _Exchange:
             await self.receive()
 
     async def refuse(self, scope: Scope) -> None:
-        """Answer 503 ``shutting-down`` for a request cancelled by :meth:`RequestGuard.stop`."""
+        """Answer 503 ``shutting-down`` for a request cancelled by :meth:`BodyGuard.stop`."""
         started = time.perf_counter()
         supplied = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
         rid = request_id(supplied.decode("latin-1"))
