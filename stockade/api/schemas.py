@@ -270,8 +270,8 @@ class PutSink(msgspec.Struct, forbid_unknown_fields=True):
         Meta(
             max_length=MAX_SINK_URL_LENGTH,
             description="nats://HOST:4222/SUBJECT, redis://HOST:6379/DB?stream=KEY or "
-            "amqp://USER:PASS@HOST:5672/VHOST?exchange=NAME. The pattern gives the usual "
-            "forms; the server judges every URL and says why it refuses one (422)",
+            "amqp://USER:PASS@HOST:5672/VHOST?exchange=NAME; the server checks the pattern "
+            "itself, after checks that say what is wrong (422)",
             extra_json_schema={"pattern": SINK_URL_PATTERN},
         ),
     ]

@@ -59,20 +59,26 @@ _URL_PORT = (
     r"|6553[0-5]))?"
 )
 #: A printable percent-escape (a control character is refused once decoded).
-_ESCAPE = r"%(?:[2-6][0-9A-Fa-f]|7[0-9A-Ea-e])"
-_URL_USER = rf"(?:(?:[A-Za-z0-9._~-]|{_ESCAPE})+(?::(?:[A-Za-z0-9._~-]|{_ESCAPE})+)?@)?"
+_ESCAPE = r"%(?:[2-689A-Fa-f][0-9A-Fa-f]|7[0-9A-Ea-e])"
+#: A character of a user name or password: RFC 3986's unreserved and sub-delims, or an escape.
+_UCHAR = rf"(?:[A-Za-z0-9._~!$&'()*+,;=-]|{_ESCAPE})"
+#: ``user@``, ``user:password@`` or ``:password@`` (Redis's default user).
+_URL_USER = rf"(?:(?:{_UCHAR}+(?::{_UCHAR}+)?|:{_UCHAR}+)@)?"
+#: A character of a Redis stream key in the query.
+_KCHAR = rf"(?:[A-Za-z0-9._~!$'()*,;:@/-]|{_ESCAPE})"
 _AUTHORITY = f"{_URL_USER}{_URL_HOST}{_URL_PORT}"
 #: The URLs the API document describes (its ``pattern``), for clients and schema-driven tools:
 #: the usual forms, a strict subset of what :func:`parse` takes (a test draws from it and
-#: parses every one), so a URL that matches is never refused. The server does not enforce it:
-#: :func:`parse` judges every string, and says why it refuses one.
+#: parses every one), so a URL that matches is never refused; and :func:`parse` refuses any
+#: URL that does not match, after its own checks have said what is wrong where they can.
 SINK_URL_PATTERN = (
     rf"^(?:nats://{_AUTHORITY}/[A-Za-z0-9_-]{{1,32}}(?:\.[A-Za-z0-9_-]{{1,32}}){{0,6}}"
-    rf"|redis://{_AUTHORITY}(?:/[0-9]{{1,6}})?\?stream=[A-Za-z0-9_.:-]{{1,200}}"
+    rf"|redis://{_AUTHORITY}(?:/[0-9]{{1,6}})?\?stream={_KCHAR}{{1,200}}"
     rf"|amqp://{_AUTHORITY}(?:/(?:[A-Za-z0-9_~-]|{_ESCAPE}){{0,60}})?"
     r"\?exchange=(?!amq\.)[A-Za-z0-9_.:-]{1,127}"
     r")(?!\n)$"
 )
+_DOCUMENTED = re.compile(SINK_URL_PATTERN)
 
 
 class SinkTarget(msgspec.Struct, frozen=True):
@@ -131,7 +137,7 @@ def parse(url: object) -> SinkTarget:
             raise _refuse("nats:// needs a subject: nats://HOST:4222/SUBJECT")
         if not _SUBJECT.search(subject) or len(subject) > 255:
             raise _refuse("the subject is dot-separated tokens of letters, digits, - and _")
-        return SinkTarget("nats", host, port, user, password, subject)
+        return _documented(SinkTarget("nats", host, port, user, password, subject), url)
     query = _query(parts.query, "stream" if scheme == "redis" else "exchange")
     if scheme == "redis":
         key = query.get("stream")
@@ -142,7 +148,8 @@ def parse(url: object) -> SinkTarget:
         db = path.removeprefix("/") or "0"
         if not (db.isascii() and db.isdigit()) or int(db) > 1_000_000:
             raise _refuse("the Redis database is a number: redis://HOST:6379/DB?stream=KEY")
-        return SinkTarget("redis", host, port, user, password, key, database=int(db))
+        target = SinkTarget("redis", host, port, user, password, key, database=int(db))
+        return _documented(target, url)
     exchange = query.get("exchange")
     if not exchange:
         raise _refuse("amqp:// needs an exchange: amqp://USER:PASS@HOST:5672/VHOST?exchange=NAME")
@@ -151,7 +158,19 @@ def parse(url: object) -> SinkTarget:
     vhost = unquote(path.removeprefix("/")) if path not in ("", "/") else "/"
     if _CONTROL.search(vhost) or "/" in path.removeprefix("/"):
         raise _refuse("the virtual host is one path segment (percent-encode a '/' as %2F)")
-    return SinkTarget("amqp", host, port, user, password, exchange, vhost=vhost)
+    return _documented(SinkTarget("amqp", host, port, user, password, exchange, vhost=vhost), url)
+
+
+def _documented(target: SinkTarget, url: str) -> SinkTarget:
+    """``target``, if ``url`` is of a form the API document gives (:data:`SINK_URL_PATTERN`):
+    the server takes exactly what the document says, not a superset of it."""
+    if _DOCUMENTED.fullmatch(url) is None:
+        raise _refuse(
+            "not of the documented form (the API document's pattern): e.g. a NATS subject of at "
+            "most 7 tokens of 1 to 32 characters, a Redis stream key of at most 200 characters, "
+            "an AMQP virtual host of letters, digits, _~- and %-escapes"
+        )
+    return target
 
 
 def _is_ipv4(host: str) -> bool:
