@@ -12,6 +12,7 @@ else raises :class:`HttpError`.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import anyio
@@ -25,6 +26,10 @@ MAX_HEAD_BYTES = 64 * 1024
 
 class HttpError(Exception):
     """The server's answer was not one this client can read, or the connection broke."""
+
+
+#: Seconds a connection may sit idle before it is opened anew: below the server's keep-alive.
+IDLE_S = 4.0
 
 
 class Response:
@@ -45,6 +50,7 @@ class HttpConnection:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
         self._closing = False  # the server said Connection: close
+        self._used = time.monotonic()  # when the last answer was read
         self._prefix = f"Host: {host}:{port}\r\n"
         if token is not None:
             self._prefix += f"Authorization: Bearer {token}\r\n"
@@ -71,12 +77,16 @@ class HttpConnection:
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
         try:
-            if self._closing:
+            # The server closes a keep-alive connection idle for its keep-alive timeout (5 s
+            # for stockade serve): one idle nearly that long is opened anew rather than used
+            # as the server closes it (a flash sale waits out its last holds idle).
+            if self._closing or time.monotonic() - self._used > IDLE_S:
                 await self._reopen()
             await self._stream.send((head + "\r\n").encode() + payload)
             raw = await self._reader.receive_until(b"\r\n\r\n", MAX_HEAD_BYTES)
             status, length, self._closing = self._parse_head(raw)
             data = await self._reader.receive_exactly(length) if length else b""
+            self._used = time.monotonic()
         except (
             anyio.EndOfStream,
             anyio.IncompleteRead,
