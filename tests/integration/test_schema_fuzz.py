@@ -215,15 +215,31 @@ def test_linked_calls_conform(tmp_path: Path) -> None:
         # location deactivated, a product made) changes what later scenarios' calls answer,
         # which hypothesis reports as flaky generation, and every root added spreads the steps
         # thinner over the order routes this test follows.
-        fixed = schema.exclude(
-            path_regex="^/v1/(locations|channels|transfers|sinks|keys|admin"
-            "|products/[^/]+/(locations|rules))"
+        # So do the calls whose answers hang on what earlier scenarios left: a product put or
+        # adjusted (it can become the first listed, with other stock) and the list of orders
+        # (every earlier scenario's orders, in whatever state time has moved them to): with
+        # them, a run's rules and bundles changed with PYTHONHASHSEED and with the clock, and
+        # hypothesis stopped the run as flaky generation.
+        fixed = (
+            schema.exclude(
+                path_regex="^/v1/(locations|channels|transfers|sinks|keys|admin"
+                "|products/[^/]+/(locations|rules))"
+            )
+            .exclude(method="PUT", path_regex="^/v1/products/[^/]+$")
+            .exclude(method="POST", path_regex="^/v1/products/[^/]+/adjustments$")
+            .exclude(method="GET", path_regex="^/v1/orders$")
         )
 
         class Scenarios(fixed.as_state_machine()):  # type: ignore[misc]
             url = server.url
 
             def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
+                # The merchant key replaces whatever key was drawn; a case drawn without the
+                # Authorization its operation requires (negative data) is sent without one.
+                declared = any(p.name.lower() == "authorization" for p in case.operation.headers)
+                sent = {name.lower() for name in case.headers or {}}
+                if declared and "authorization" not in sent:
+                    return {}
                 return {"headers": ADMIN}
 
             def before_call(self, case: schemathesis.Case[Any]) -> None:
