@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -347,7 +348,8 @@ async def open_remote_engine(
     """A :class:`RemoteEngine` for the ``async with`` block, linked to the engine at ``url``
     (``unix:PATH`` or ``tcp://HOST:PORT``, or several comma-separated: whichever answers and
     admits this client; e.g. a PostgreSQL owner and its standby). ``secret`` is the engine's
-    ``STOCKADE_ENGINE_SECRET`` (required over TCP). ``timeout_s`` bounds every call. With
+    ``STOCKADE_ENGINE_SECRET`` (required over TCP); left out (None), that environment variable
+    is read, as the ``stockade`` commands read it. ``timeout_s`` bounds every call. With
     ``wait`` (the default), entering blocks until linked, raising EngineUnavailable when no
     address admits this client within ``timeout_s`` and EngineRefused at once when an engine
     refuses it; without, it returns at once (see :attr:`RemoteEngine.connected`). With
@@ -357,6 +359,8 @@ async def open_remote_engine(
     closes the link (calls in flight raise EngineUnavailable). Raises InvalidRequest for a bad
     ``url``."""
     addresses = parse_addresses(url)
+    if secret is None:
+        secret = os.environ.get("STOCKADE_ENGINE_SECRET") or None
     if isinstance(secret, str):
         secret = secret.encode()
     trace_context: TraceContext | None = None

@@ -87,9 +87,10 @@ async def test_a_last_unit_rush_from_two_clients_over_a_unix_socket(tmp_path: Pa
         assert len(await local.list_orders(limit=1000)) == 25
 
 
-async def test_tcp_with_a_secret_and_a_wrong_secret_refused(tmp_path: Path, engines):
+async def test_tcp_with_a_secret_and_a_wrong_secret_refused(tmp_path: Path, engines, monkeypatch):
     engine = _engine(engines, tmp_path, f"sqlite:///{tmp_path}/stock.db", "tcp://127.0.0.1:0",
                      secret="right-secret")  # fmt: skip
+    monkeypatch.delenv("STOCKADE_ENGINE_SECRET", raising=False)
     with pytest.raises(stockade.EngineRefused, match="did not prove"):
         async with stockade.open_remote_engine(engine.url, secret="wrong-secret"):
             pass
@@ -99,6 +100,9 @@ async def test_tcp_with_a_secret_and_a_wrong_secret_refused(tmp_path: Path, engi
     async with stockade.open_remote_engine(engine.url, secret="right-secret") as remote:
         await remote.set_stock("sku-1", 3)
         assert (await remote.place_order({"sku-1": 3})).status == "confirmed"
+    monkeypatch.setenv("STOCKADE_ENGINE_SECRET", "right-secret")  # read when none is given
+    async with stockade.open_remote_engine(engine.url) as remote:
+        assert (await remote.stock("sku-1")).on_hand == 0
     refused = [line for line in engine.lines() if "refused a connection" in line.get("message", "")]
     assert refused and all(line["role"] == "engine" for line in refused)
     assert engine.stop() == 0
