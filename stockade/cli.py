@@ -368,7 +368,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=env("STOCKADE_DATABASE", "sqlite:///stockade.db"),
         help="sqlite:///file.db or postgresql://... (env STOCKADE_DATABASE)",
     )
-    serve = commands.add_parser("serve", parents=[database], help="run the HTTP order API")
+    # what the engine's owner takes, whether it serves HTTP too (serve) or not (engine)
+    durability = argparse.ArgumentParser(add_help=False)
+    durability.add_argument(
+        "--durability",
+        choices=["durable", "fast"],
+        default=env("STOCKADE_DURABILITY", "durable"),
+        help="answer after the commit (durable) or at once (fast)",
+    )
+    serve = commands.add_parser(
+        "serve", parents=[database, durability], help="run the HTTP order API"
+    )
     serve.add_argument(
         "--engine",
         default=env("STOCKADE_ENGINE", ""),
@@ -395,12 +405,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_port,
         default=_port(env("STOCKADE_PORT", "8000")),
         help="port to listen on (env STOCKADE_PORT)",
-    )
-    serve.add_argument(
-        "--durability",
-        choices=["durable", "fast"],
-        default=env("STOCKADE_DURABILITY", "durable"),
-        help="answer after the commit (durable) or at once (fast)",
     )
     serve.add_argument(
         "--read-timeout",
@@ -442,19 +446,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_engine_flags(serve, os.environ)
     add_public_hold_flags(serve, os.environ)
     engine = commands.add_parser(
-        "engine", parents=[database], help="run an engine alone, serving the engine protocol"
+        "engine",
+        parents=[database, durability],
+        help="run an engine alone, serving the engine protocol",
     )
     engine.add_argument(
         "--listen",
         default=env("STOCKADE_ENGINE_LISTEN", "unix:stockade-engine.sock"),
         help="unix:PATH or tcp://HOST:PORT, comma-separated; TCP needs STOCKADE_ENGINE_SECRET"
         " (env STOCKADE_ENGINE_LISTEN)",
-    )
-    engine.add_argument(
-        "--durability",
-        choices=["durable", "fast"],
-        default=env("STOCKADE_DURABILITY", "durable"),
-        help="answer after the commit (durable) or at once (fast)",
     )
     add_engine_flags(engine, os.environ)  # the very flags serve takes (stockade/options.py)
     keys = commands.add_parser("keys", help="make, list and revoke API keys")
